@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -349,7 +349,7 @@ fn hash_pieces(
     let work_rx = Arc::new(Mutex::new(work_rx));
     let workers: Vec<_> = (0..threads)
         .map(|_| {
-            let work_rx: Arc<Mutex<Receiver<(usize, Vec<u8>)>>> = Arc::clone(&work_rx);
+            let work_rx = Arc::clone(&work_rx);
             let free_tx = free_tx.clone();
             let hashes = Arc::clone(&hashes);
             let hashed = Arc::clone(&hashed);
