@@ -5,11 +5,13 @@
 //! BEP 5), the clock value that sans-IO code is driven with, and the small error type those pieces
 //! return. Nothing in this crate does I/O.
 
+mod aligned;
 mod compact;
 mod error;
 mod id20;
 mod time;
 
+pub use aligned::AlignedBuf;
 pub use compact::{
     decode_compact_nodes_v4, decode_compact_nodes_v6, decode_compact_peers_v4,
     decode_compact_peers_v6, encode_compact_node, encode_compact_peer, CompactNode,
