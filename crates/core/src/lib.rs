@@ -8,6 +8,7 @@
 mod compact;
 mod error;
 mod id20;
+mod rtt;
 mod time;
 
 pub use compact::{
@@ -17,4 +18,5 @@ pub use compact::{
 };
 pub use error::CoreError;
 pub use id20::Id20;
+pub use rtt::{RttConfig, RttEstimator};
 pub use time::Time;
