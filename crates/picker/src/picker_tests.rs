@@ -1,7 +1,5 @@
 //! Unit tests of the picking rules.
 
-use std::time::Duration;
-
 use shoal_core::Time;
 
 use crate::*;
@@ -38,14 +36,13 @@ fn seed(p: &mut Picker<u32>, peer: u32) {
     p.peer_have_all(peer).unwrap();
 }
 
-/// Requests and receives every block of `piece` from `peer`, and verifies it.
+/// Requests every block from `peer`, receives those of `piece`, and verifies it.
 fn complete(p: &mut Picker<u32>, peer: u32, piece: u32) {
-    for i in 0..p.layout().blocks_in_piece(piece) {
-        let b = Block::new(piece, i);
-        if p.block_state(b).unwrap() == BlockState::Open && !p.partial.contains_key(&piece) {
-            // Not started: receiving needs a started piece, so start it by restricting picks.
+    p.set_mode(PickMode::Sequential);
+    for b in p.pick(peer, 1000, t(0), t(9)) {
+        if b.piece == piece {
+            p.block_received(peer, b).unwrap();
         }
-        let _ = p.block_received(peer, b);
     }
     p.piece_verified(piece).unwrap();
 }
@@ -379,5 +376,21 @@ fn unrequested_and_out_of_range_blocks() {
         p.block_state(Block::new(1, 0)).unwrap(),
         BlockState::Verified
     );
-    let _ = Duration::ZERO;
+}
+
+#[test]
+fn no_duplicate_while_blocks_are_open_elsewhere() {
+    let mut p = with(2, 2, config(PickMode::Sequential, 0), 1);
+    seed(&mut p, 1);
+    add(&mut p, 2, &[0]);
+    assert_eq!(
+        p.pick(1, 2, t(0), t(9)),
+        vec![Block::new(0, 0), Block::new(0, 1)]
+    );
+    // Piece 1 is still open (peer 2 lacks it): not endgame, so peer 2 gets nothing.
+    assert!(!p.in_endgame());
+    assert!(p.pick(2, 10, t(0), t(9)).is_empty());
+    assert_eq!(p.pick(1, 2, t(0), t(9)).len(), 2);
+    assert!(p.in_endgame());
+    assert_eq!(p.pick(2, 10, t(0), t(9)).len(), 2);
 }
