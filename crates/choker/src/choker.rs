@@ -267,7 +267,7 @@ impl<P: PeerKey> Choker<P> {
             let tie = self.rng.random::<u32>();
             ranked.push((h.down_sum(), self.unchoked.contains(&s.peer), tie, s.peer));
         }
-        ranked.sort_by(|a, b| (b.0, b.1, b.2).cmp(&(a.0, a.1, a.2)));
+        ranked.sort_by_key(|r| std::cmp::Reverse((r.0, r.1, r.2)));
         ranked
             .into_iter()
             .take(self.config.regular_slots)
