@@ -420,45 +420,64 @@ impl<P: PeerKey> Picker<P> {
 
     /// Up to `max` blocks to request from `peer` now, each marked requested with `deadline`.
     ///
-    /// Order: open blocks of partial pieces the peer has (the most advanced piece first, so pieces
-    /// complete fast), then new pieces chosen by the [`PickMode`], then, in endgame only, blocks
-    /// already requested from another peer. Only pieces the peer has are ever picked.
+    /// Order: open blocks of partial pieces the peer has (the rarest, then the most advanced
+    /// first, so pieces complete fast), then new pieces chosen by the [`PickMode`], then, in
+    /// endgame only, blocks already requested from another peer. Only pieces the peer has are
+    /// ever picked. Under rarest first (after the random first pieces) a partial piece yields to
+    /// a strictly rarer (or higher priority) new piece.
     pub fn pick(&mut self, peer: P, max: usize, now: Time, deadline: Time) -> Vec<Block> {
         let mut out = Vec::new();
         if max == 0 || !self.peers.contains_key(&peer) || self.want.count() == 0 {
             return out;
         }
-        // 1. Finish what is started. O(partial pieces).
-        let mut started: Vec<(u32, u32)> = self
-            .partial
-            .iter()
-            .filter(|(&p, pp)| {
-                pp.open > 0 && self.want.contains(p) && pp.allows(peer) && self.peer_has(peer, p)
-            })
-            .map(|(&p, pp)| (pp.open, p))
-            .collect();
-        started.sort_unstable();
-        for (_, p) in started {
-            self.take_open(p, peer, max, now, deadline, &mut out);
-            if out.len() >= max {
-                return out;
-            }
-        }
-        // 2. Start new pieces.
+        // 1 and 2: finish started pieces, then start new ones. In rarest-first proper, a started
+        // piece goes first only if it is at least as rare (and as important) as the best new piece
+        // this peer offers: otherwise a piece begun from a common source would be finished from
+        // the only holder of a rare one (typically the seed), spending its upload on a piece
+        // others could have given us. O(partial pieces) per piece touched.
+        let rarest = self.config.mode == PickMode::RarestFirst
+            && self.have.count() >= self.config.random_first_pieces;
         while out.len() < max {
-            let Some(p) = self.choose_new_piece(peer) else {
-                break;
+            let started = self
+                .partial
+                .iter()
+                .filter(|(&p, pp)| {
+                    pp.open > 0
+                        && self.want.contains(p)
+                        && pp.allows(peer)
+                        && self.peer_has(peer, p)
+                })
+                .map(|(&p, pp)| {
+                    let prio = Reverse(self.priority[p as usize]);
+                    ((prio, self.availability.rank(p)), pp.open, p)
+                })
+                .min();
+            let piece = match started {
+                Some((rank, _, p)) if rarest => match self.choose_new_piece(peer) {
+                    Some(q) if (self.key(q).0, self.key(q).1) < rank => self.start_piece(q),
+                    _ => p,
+                },
+                Some((_, _, p)) => p,
+                None => match self.choose_new_piece(peer) {
+                    Some(q) => self.start_piece(q),
+                    None => break,
+                },
             };
-            self.uncandidate(p);
-            self.partial
-                .insert(p, PartialPiece::new(self.layout.blocks_in_piece(p)));
-            self.take_open(p, peer, max, now, deadline, &mut out);
+            self.take_open(piece, peer, max, now, deadline, &mut out);
         }
         // 3. Endgame: duplicate requests, only once nothing is left open anywhere.
         if out.len() < max && self.in_endgame() {
             self.pick_endgame(peer, max, now, deadline, &mut out);
         }
         out
+    }
+
+    /// Moves a candidate into the started pieces.
+    fn start_piece(&mut self, p: u32) -> u32 {
+        self.uncandidate(p);
+        self.partial
+            .insert(p, PartialPiece::new(self.layout.blocks_in_piece(p)));
+        p
     }
 
     /// Requests open blocks of started piece `p` from `peer` until `out` holds `max`.
@@ -710,7 +729,14 @@ impl<P: PeerKey> Picker<P> {
                 self.open_blocks += 1;
             }
         }
+        // Nothing received and nothing in flight: the piece is not really started, so it goes
+        // back to the rarest-first order instead of being finished first from whoever has it.
+        let untouched = pp.open as usize == pp.blocks.len() && pp.restricted.is_none();
         self.forget_request(peer, block, r.deadline);
+        if untouched {
+            self.partial.remove(&block.piece);
+            self.recandidate(block.piece);
+        }
         true
     }
 

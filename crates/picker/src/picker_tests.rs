@@ -394,3 +394,33 @@ fn no_duplicate_while_blocks_are_open_elsewhere() {
     assert!(p.in_endgame());
     assert_eq!(p.pick(2, 10, t(0), t(9)).len(), 2);
 }
+
+#[test]
+fn partial_piece_yields_only_to_a_strictly_rarer_new_piece() {
+    let mut p = with(3, 2, config(PickMode::RarestFirst, 0), 1);
+    add(&mut p, 1, &[0]);
+    add(&mut p, 2, &[0, 1]);
+    add(&mut p, 3, &[0, 1, 2]);
+    // Ranks: piece 0 = 3, piece 1 = 2, piece 2 = 1.
+    assert_eq!(p.pick(1, 1, t(0), t(9)), vec![Block::new(0, 0)]);
+    // Peer 2 offers piece 1, rarer than the started piece 0: piece 1 first, then piece 0.
+    assert_eq!(
+        p.pick(2, 3, t(0), t(9)),
+        vec![Block::new(1, 0), Block::new(1, 1), Block::new(0, 1)]
+    );
+}
+
+#[test]
+fn an_untouched_piece_returns_to_the_rarest_order() {
+    let mut p = with(2, 2, config(PickMode::RarestFirst, 0), 1);
+    add(&mut p, 1, &[0, 1]);
+    add(&mut p, 2, &[1]);
+    assert_eq!(
+        p.pick(1, 2, t(0), t(9)),
+        vec![Block::new(0, 0), Block::new(0, 1)]
+    );
+    assert_eq!(p.abort_peer_requests(1).len(), 2);
+    // Nothing of piece 0 arrived: it is no longer "started", so it is an ordinary candidate.
+    assert!(!p.partial.contains_key(&0));
+    assert_eq!(p.pick(1, 1, t(0), t(9)), vec![Block::new(0, 0)]);
+}
