@@ -176,8 +176,12 @@ impl<P: PeerKey> Choker<P> {
 
         let mut next_call = self.next_round.unwrap_or(now + self.config.round);
         for s in peers {
-            if s.wants_from() && !self.is_snubbed(s.peer) {
-                next_call = next_call.min(s.silent_since() + self.config.snub_after);
+            let Some(h) = self.peers.get(&s.peer) else {
+                continue;
+            };
+            if let (Some(w), false) = (h.wanting_since, h.snubbed) {
+                let quiet_from = w.max(s.silent_since());
+                next_call = next_call.min(quiet_from + self.config.snub_after);
             }
         }
         ChokeDecision {
@@ -193,9 +197,19 @@ impl<P: PeerKey> Choker<P> {
     fn update_snubs(&mut self, now: Time, peers: &[PeerStats<P>]) -> Vec<P> {
         let mut newly = Vec::new();
         for s in peers {
-            let silent = now.saturating_since(s.silent_since()) >= self.config.snub_after;
-            let snub = s.wants_from() && silent;
             let h = self.peers.entry(s.peer).or_default();
+            // Silence only counts from the moment we started wanting, even if the engine's
+            // `last_block_at` is older (we may have been choked, or not interested, since).
+            h.wanting_since = match (s.wants_from(), h.wanting_since) {
+                (false, _) => None,
+                (true, None) => Some(now),
+                (true, since) => since,
+            };
+            let quiet_from = h
+                .wanting_since
+                .map_or(s.silent_since(), |w| w.max(s.silent_since()));
+            let silent = now.saturating_since(quiet_from) >= self.config.snub_after;
+            let snub = s.wants_from() && silent;
             if snub && !h.snubbed {
                 newly.push(s.peer);
             }

@@ -56,6 +56,8 @@ pub(crate) struct History {
     down: VecDeque<u64>,
     up: VecDeque<u64>,
     pub(crate) snubbed: bool,
+    /// Since when we have been continuously wanting from the peer, as seen by the choker.
+    pub(crate) wanting_since: Option<Time>,
     /// When the current unchoke began (if unchoked).
     pub(crate) unchoked_at: Option<Time>,
     /// When it was last choked after having been unchoked.

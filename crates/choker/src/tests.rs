@@ -224,6 +224,8 @@ fn not_snubbed_when_we_want_nothing() {
     // Choking but serving our (BEP 6) requests: counts.
     p.requests_out = 1;
     let d = c.tick(t(520), false, &[p]);
+    assert!(d.snubbed.is_empty());
+    let d = c.tick(t(580), false, &[p]);
     assert_eq!(d.snubbed, vec![0]);
 }
 
@@ -252,4 +254,25 @@ fn departed_peers_are_forgotten_without_a_choke() {
     let d = c.tick(t(10), false, &peers[..2]);
     assert!(!d.choke.contains(&2));
     assert!(!c.is_unchoked(2));
+}
+
+#[test]
+fn silence_counts_from_when_we_started_wanting() {
+    let mut c = choker();
+    // The last block came long ago, but the peer only unchoked us now.
+    let mut p = PeerStats {
+        am_interested: true,
+        peer_choking: true,
+        last_block_at: Some(t(10)),
+        ..peer(0, 0)
+    };
+    c.tick(t(500), false, &[p]);
+    p.peer_choking = false;
+    let d = c.tick(t(505), false, &[p]);
+    assert!(d.snubbed.is_empty());
+    assert_eq!(d.next_call, t(510));
+    let d = c.tick(t(564), false, &[p]);
+    assert!(d.snubbed.is_empty());
+    let d = c.tick(t(565), false, &[p]);
+    assert_eq!(d.snubbed, vec![0]);
 }

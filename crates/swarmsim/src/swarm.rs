@@ -234,6 +234,20 @@ impl Swarm {
         self.layout.total_len()
     }
 
+    /// The requests `downloader` has waiting at `uploader`, in order.
+    pub fn queued(&self, uploader: usize, downloader: usize) -> Vec<Block> {
+        self.links[uploader * self.n() + downloader]
+            .queue
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Whether `uploader` currently unchokes `downloader`.
+    pub fn unchokes(&self, uploader: usize, downloader: usize) -> bool {
+        !self.links[uploader * self.n() + downloader].choked
+    }
+
     /// True once every peer that did not start as a seed, is still there and is not stalled has
     /// the whole file.
     pub fn leechers_done(&self) -> bool {
@@ -337,7 +351,10 @@ impl Swarm {
     fn run_chokers(&mut self, now: Time) {
         let n = self.n();
         for u in 0..n {
-            if self.nodes[u].gone || now < self.nodes[u].next_choke {
+            let node = &self.nodes[u];
+            let stalled = node.spec.stall_at.is_some_and(|t| now >= t);
+            // A stalled peer is frozen: it keeps whatever unchokes it had.
+            if node.gone || stalled || now < node.next_choke {
                 continue;
             }
             let stats: Vec<PeerStats<u32>> = (0..n)
@@ -361,7 +378,10 @@ impl Swarm {
             let seeding = self.nodes[u].picker.is_complete();
             let decision = self.nodes[u].choker.tick(now, seeding, &stats);
             for v in decision.unchoke {
-                self.link(u, v as usize).choked = false;
+                let l = self.link(u, v as usize);
+                l.choked = false;
+                // The downloader starts waiting on this connection now, not at its last block.
+                l.last_progress = l.last_progress.max(now);
             }
             for v in decision.choke {
                 let v = v as usize;

@@ -68,3 +68,30 @@ fn rarest_first_needs_the_fewest_seed_copies() {
         "rarest {rarest:.2} vs sequential {sequential:.2}"
     );
 }
+
+#[test]
+fn leechers_finish_after_the_seed_leaves_at_one_and_a_half_copies() {
+    let mut peers = specs(50);
+    peers[0].leave_after_copies = Some(1.5);
+    let cfg = SimConfig {
+        seed: 2,
+        ..SimConfig::default()
+    };
+    let mut swarm = Swarm::new(cfg, &peers);
+    assert!(
+        swarm.run_until_done(Time::from_secs(3600)),
+        "leechers stuck after the seed left"
+    );
+    let st = swarm.stats();
+    let left = st.departed_at[0].expect("the seed left");
+    let last = st.completed_at.iter().map(|t| t.unwrap()).max().unwrap();
+    println!(
+        "seed left at {} s after {:.2} copies; last of 50 leechers done at {} s",
+        left.since_origin().as_secs(),
+        st.uploaded[0] as f64 / swarm.file_len() as f64,
+        last.since_origin().as_secs()
+    );
+    // It really left before the end, so the leechers finished among themselves.
+    assert!(left < last);
+    assert!(st.completed_at[1..].iter().all(Option::is_some));
+}
