@@ -59,6 +59,8 @@ pub struct PeerSpec {
     pub stall_at: Option<Time>,
     /// The peer leaves once it has uploaded this many copies of the file.
     pub leave_after_copies: Option<f64>,
+    /// The peer leaves as soon as it has the whole file (it does not seed).
+    pub leave_when_done: bool,
 }
 
 /// A downloader's choker declared an uploader snubbed.
@@ -296,10 +298,11 @@ impl Swarm {
         for g in 0..self.n() {
             let node = &self.nodes[g];
             let leave = !node.gone
-                && node
+                && (node
                     .spec
                     .leave_after_copies
-                    .is_some_and(|c| self.stats.uploaded[g] as f64 >= c * file);
+                    .is_some_and(|c| self.stats.uploaded[g] as f64 >= c * file)
+                    || (node.spec.leave_when_done && self.stats.completed_at[g].is_some()));
             if !leave {
                 continue;
             }

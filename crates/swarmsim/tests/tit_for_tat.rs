@@ -9,19 +9,26 @@ const FAST: std::ops::Range<usize> = 1..26;
 const SLOW: std::ops::Range<usize> = 26..50;
 const FREE_RIDER: usize = 50;
 
+/// One seed at 512 KiB/s, 25 leechers uploading 160 KiB/s, 24 at 32 KiB/s, one free rider.
+/// Leechers leave when done, so nobody lives on altruistic leecher-seeds: what a leecher gets
+/// beyond the seed's round robin it must earn (or win optimistically). With the default 128 KiB/s
+/// seed and leechers staying to seed, the swarm is limited by the seed's first copy and every
+/// group finishes within a few seconds of the others, which shows little about reciprocation.
 #[test]
 fn uploaders_are_rewarded_and_free_riders_are_not() {
     let mut peers = vec![PeerSpec {
-        upload_rate: 128 * KIB,
+        upload_rate: 512 * KIB,
         seed: true,
         ..PeerSpec::default()
     }];
     peers.extend(FAST.map(|_| PeerSpec {
         upload_rate: 160 * KIB,
+        leave_when_done: true,
         ..PeerSpec::default()
     }));
     peers.extend(SLOW.map(|_| PeerSpec {
         upload_rate: 32 * KIB,
+        leave_when_done: true,
         ..PeerSpec::default()
     }));
     peers.push(PeerSpec::default()); // uploads nothing
@@ -53,7 +60,7 @@ fn uploaders_are_rewarded_and_free_riders_are_not() {
         st.from_seeds[FREE_RIDER] as f64 / total * 100.0,
         st.from_optimistic[FREE_RIDER] as f64 / total * 100.0
     );
-    assert!(fast < slow, "fast {fast:.0} s vs slow {slow:.0} s");
+    assert!(fast < 0.85 * slow, "fast {fast:.0} s vs slow {slow:.0} s");
     assert!(rank >= 45, "free rider finished {rank}th of 50");
     assert!(
         unearned > 0.5,
