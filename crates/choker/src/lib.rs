@@ -15,6 +15,8 @@
 //!   slot, and one more optimistic slot opens;
 //! - uninterested peers never hold a slot.
 
+#![warn(missing_docs)]
+
 mod choker;
 mod stats;
 

@@ -14,6 +14,8 @@
 //! - each request carries a caller-given deadline; expired requests free their block;
 //! - priority 0 pieces are never picked; a sequential mode exists for streaming.
 
+#![warn(missing_docs)]
+
 mod availability;
 mod endgame;
 mod error;

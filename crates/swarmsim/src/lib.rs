@@ -13,6 +13,8 @@
 //! sent (the uploader was a seed, it unchoked us optimistically, or it reciprocated), which is
 //! what the scenarios in `tests/` assert on.
 
+#![warn(missing_docs)]
+
 mod swarm;
 
 pub use swarm::{PeerSpec, SimConfig, SnubEvent, Stats, Swarm};

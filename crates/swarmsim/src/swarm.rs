@@ -176,14 +176,13 @@ impl Swarm {
                 }
             })
             .collect();
-        for d in 0..n {
-            for u in 0..n {
+        for (d, node) in nodes.iter_mut().enumerate() {
+            for (u, spec) in specs.iter().enumerate() {
                 if u == d {
                     continue;
                 }
-                let node = &mut nodes[d];
                 node.picker.add_peer(u as u32);
-                if specs[u].seed {
+                if spec.seed {
                     node.picker.peer_have_all(u as u32).expect("known peer");
                 } else {
                     node.picker.peer_have_none(u as u32).expect("known peer");
