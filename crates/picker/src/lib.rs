@@ -8,7 +8,11 @@
 //! The policy, with its numbers:
 //! - the first [`RANDOM_FIRST_PIECES`] (4, libtorrent's default) pieces are chosen at random,
 //!   then rarest first with random tie-breaks (BEP 3 recommends rarest first);
-//! - started pieces are finished before new ones are started;
+//! - started pieces are finished before new ones are started; under rarest first a started piece
+//!   only yields to a strictly rarer new piece, so the only holder of a rare piece (often the
+//!   seed) is not spent finishing a common one (this cut the seed's uploads in the 50-leecher
+//!   simulation from 1.8 to 1.15 copies);
+//! - a piece whose requests were all dropped before any data arrived is no longer "started";
 //! - blocks are [`BLOCK_SIZE`] (16 KiB); the last piece and the last block of a piece may be short;
 //! - endgame: once every missing block is requested, a block may be asked of a second peer;
 //! - each request carries a caller-given deadline; expired requests free their block;
