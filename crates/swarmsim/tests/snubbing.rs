@@ -73,7 +73,7 @@ fn a_silent_peer_is_snubbed_and_its_blocks_fetched_elsewhere() {
         }
     }
     println!(
-        "{} leechers were waiting on the staller; all snubbed it within {} s of its last block; \
+        "{} leechers were waiting on the staller; all snubbed it within {} s of it going silent; \
          their {} owed blocks came from other peers",
         owed.len(),
         worst.as_secs(),
