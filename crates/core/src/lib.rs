@@ -9,6 +9,7 @@ mod aligned;
 mod compact;
 mod error;
 mod id20;
+mod rtt;
 mod time;
 
 pub use aligned::AlignedBuf;
@@ -19,4 +20,5 @@ pub use compact::{
 };
 pub use error::CoreError;
 pub use id20::Id20;
+pub use rtt::{RttConfig, RttEstimator};
 pub use time::Time;
