@@ -119,7 +119,7 @@ fn optimistic_slot_rotates_every_30_seconds() {
     let mut changes = 0;
     for (i, w) in history.windows(2).enumerate() {
         let round = i as u64 + 1;
-        if round % 3 != 0 {
+        if !round.is_multiple_of(3) {
             assert_eq!(w[0], w[1], "optimistic changed mid-period at round {round}");
         } else if w[0] != w[1] {
             changes += 1;
