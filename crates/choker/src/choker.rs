@@ -192,6 +192,29 @@ impl<P: PeerKey> Choker<P> {
         }
     }
 
+    /// Between rounds, unchokes interested peers at once while regular slots are free (as
+    /// libtorrent does), so a new peer does not wait up to a whole round for its first data.
+    /// The next round ranks them like everyone else. Returns the peers to send `unchoke` to.
+    pub fn fill_free_slots(&mut self, now: Time, peers: &[PeerStats<P>]) -> Vec<P> {
+        let mut out = Vec::new();
+        let regular = self.unchoked.len() - self.optimistic.len();
+        let free = self.config.regular_slots.saturating_sub(regular);
+        for s in peers.iter().filter(|s| s.peer_interested) {
+            if out.len() >= free {
+                break;
+            }
+            let snubbed = self.peers.get(&s.peer).is_some_and(|h| h.snubbed);
+            if self.unchoked.contains(&s.peer) || snubbed {
+                continue;
+            }
+            self.unchoked.insert(s.peer);
+            let h = self.peers.entry(s.peer).or_default();
+            h.unchoked_at = Some(now);
+            out.push(s.peer);
+        }
+        out
+    }
+
     /// Marks peers that have been silent too long while we want from them; clears the mark when
     /// they deliver again or we stop wanting. Returns the newly snubbed.
     fn update_snubs(&mut self, now: Time, peers: &[PeerStats<P>]) -> Vec<P> {

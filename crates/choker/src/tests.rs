@@ -276,3 +276,25 @@ fn silence_counts_from_when_we_started_wanting() {
     let d = c.tick(t(565), false, &[p]);
     assert_eq!(d.snubbed, vec![0]);
 }
+
+#[test]
+fn free_slots_are_filled_between_rounds() {
+    let mut c = choker();
+    // First round with nobody interested.
+    let mut quiet = peer(1, 0);
+    quiet.peer_interested = false;
+    let d = c.tick(t(0), false, &[quiet]);
+    assert!(d.unchoke.is_empty());
+    // Six peers become interested a second later: four regular slots are free.
+    let peers: Vec<_> = (1..=6).map(|i| peer(i, 0)).collect();
+    let filled = c.fill_free_slots(t(1), &peers);
+    assert_eq!(filled.len(), 4);
+    assert!(filled.iter().all(|p| c.is_unchoked(*p)));
+    // Nothing more until a slot frees up.
+    assert!(c.fill_free_slots(t(2), &peers).is_empty());
+    // Uninterested peers are never filled in.
+    let mut c2 = choker();
+    let mut p = peer(9, 0);
+    p.peer_interested = false;
+    assert!(c2.fill_free_slots(t(0), &[p]).is_empty());
+}
