@@ -75,13 +75,19 @@ fn node(b: &[u8], peer: fn(&[u8]) -> SocketAddr) -> CompactNode {
 /// Decodes a string of compact IPv4 peers (`peers` in a tracker reply, `values` in the DHT).
 pub fn decode_compact_peers_v4(bytes: &[u8]) -> Result<Vec<SocketAddr>, CoreError> {
     check_len("compact IPv4 peers", bytes, COMPACT_PEER_V4_LEN)?;
-    Ok(bytes.chunks_exact(COMPACT_PEER_V4_LEN).map(peer_v4).collect())
+    Ok(bytes
+        .chunks_exact(COMPACT_PEER_V4_LEN)
+        .map(peer_v4)
+        .collect())
 }
 
 /// Decodes a string of compact IPv6 peers (`peers6`, BEP 7).
 pub fn decode_compact_peers_v6(bytes: &[u8]) -> Result<Vec<SocketAddr>, CoreError> {
     check_len("compact IPv6 peers", bytes, COMPACT_PEER_V6_LEN)?;
-    Ok(bytes.chunks_exact(COMPACT_PEER_V6_LEN).map(peer_v6).collect())
+    Ok(bytes
+        .chunks_exact(COMPACT_PEER_V6_LEN)
+        .map(peer_v6)
+        .collect())
 }
 
 /// Decodes a string of compact IPv4 nodes (`nodes` in a DHT reply).

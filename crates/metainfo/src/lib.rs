@@ -7,6 +7,16 @@
 //! - [`Magnet`]: magnet URIs (BEP 9, 53);
 //! - [`TorrentBuilder`]: create torrents from a file or folder, hashing on all cores.
 
+pub mod bencode;
+mod create;
+mod error;
+mod magnet;
 pub mod model;
+mod parse;
+pub mod sanitize;
 
+pub use create::{auto_piece_length, CreatedTorrent, TorrentBuilder, MIN_PIECE_LENGTH};
+pub use error::MetainfoError;
+pub use magnet::{percent_encode, Magnet};
 pub use model::{FileAttr, FileEntry, Info, Metainfo};
+pub use parse::{info_hash_of, MAX_PIECES, MAX_TORRENT_FILE_SIZE};

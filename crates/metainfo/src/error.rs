@@ -1,0 +1,91 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::bencode::BencodeError;
+
+/// Why a .torrent file, info dictionary or magnet link could not be used.
+#[derive(Debug, Error)]
+pub enum MetainfoError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is larger than any real torrent.
+    #[error("torrent file is {size} bytes, larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The file size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The bytes are not valid bencode.
+    #[error("invalid bencoding: {0}")]
+    Bencode(#[from] BencodeError),
+    /// The bencode is valid but does not have the expected types.
+    #[error("invalid torrent structure: {0}")]
+    Structure(String),
+    /// The top level is not a dictionary.
+    #[error("not a torrent file: the top level is not a dictionary")]
+    NotADictionary,
+    /// No `info` dictionary.
+    #[error("missing or invalid 'info' section in torrent file")]
+    MissingInfo,
+    /// No usable `name`.
+    #[error("missing name in torrent file")]
+    MissingName,
+    /// A name or path that cannot be made safe.
+    #[error("invalid {what} in torrent file (possible exploit attempt): {detail}")]
+    InvalidPath {
+        /// `name`, `path` or `symlink path`.
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// `piece length` missing, not an integer, or out of range.
+    #[error("invalid or missing 'piece length' entry in torrent file{0}")]
+    PieceLength(String),
+    /// `pieces` missing or not a byte string.
+    #[error("missing or invalid 'pieces' entry in torrent file")]
+    MissingPieces,
+    /// `pieces` is not a whole number of SHA-1 hashes.
+    #[error("'pieces' is {0} bytes, not a multiple of 20 (one SHA-1 per piece)")]
+    PiecesNotMultipleOf20(usize),
+    /// The number of piece hashes does not match the total size.
+    #[error("torrent has {found} piece hashes, but {total} bytes in pieces of {piece_length} need {expected}")]
+    PieceCountMismatch {
+        /// Hashes present.
+        found: usize,
+        /// Hashes the size requires.
+        expected: u64,
+        /// Total size.
+        total: u64,
+        /// Piece length.
+        piece_length: u64,
+    },
+    /// More pieces than shoal accepts.
+    #[error("too many pieces in torrent ({0}, limit {limit})", limit = crate::parse::MAX_PIECES)]
+    TooManyPieces(u64),
+    /// A file length that is missing, negative or overflowing, or a torrent with no data.
+    #[error("invalid length of torrent: {0}")]
+    InvalidLength(String),
+    /// `files` is an empty list.
+    #[error("no files in torrent")]
+    NoFiles,
+    /// A v2-only torrent.
+    #[error("v2-only torrents (BEP 52) are not supported yet; use a v1 or hybrid torrent")]
+    V2Only,
+    /// A hybrid torrent whose v1 and v2 parts disagree.
+    #[error("the v1 and v2 file metadata does not match: {0}")]
+    InconsistentHybrid(String),
+    /// A magnet URI that cannot be used.
+    #[error("invalid magnet link: {0}")]
+    Magnet(String),
+    /// Creating a torrent failed.
+    #[error("cannot create torrent: {0}")]
+    Create(String),
+}

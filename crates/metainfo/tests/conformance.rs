@@ -1,0 +1,139 @@
+//! Every .torrent in the conformance set (libtorrent's and webtorrent's test torrents, with what
+//! libtorrent 2.0.8 reports of each) must load or be refused as libtorrent says.
+
+use std::path::PathBuf;
+
+use shoal_metainfo::{Metainfo, MetainfoError};
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/conformance/metainfo")
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\t", "\t")
+        .replace("\\n", "\n")
+        .replace("\\\\", "\\")
+}
+
+/// `file_path(N)=a/b` claims from the note column.
+fn file_path_claims(note: &str) -> Vec<(usize, String)> {
+    note.split(';')
+        .filter_map(|part| {
+            let part = part.trim();
+            let rest = part.strip_prefix("file_path(")?;
+            let (index, path) = rest.split_once(")=")?;
+            // "a/b, renamed to a/b.1": the final path is the renamed one.
+            let path = match path.split_once(", renamed to ") {
+                Some((_, renamed)) => renamed,
+                None => path.split(',').next()?,
+            }
+            .trim();
+            Some((index.parse().ok()?, path.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn conformance_manifest_agrees_with_libtorrent() {
+    let manifest = std::fs::read_to_string(data_dir().join("manifest.tsv")).unwrap();
+    let mut rows = 0;
+    let mut agree = 0;
+    let mut failures = Vec::new();
+    for line in manifest.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let [file, expect, note, hash, num_files, total, piece_len, num_pieces, name, ..] =
+            cols[..]
+        else {
+            panic!("bad manifest line {line:?}");
+        };
+        rows += 1;
+        let result = Metainfo::from_file(&data_dir().join(file));
+        let verdict: Result<(), String> = match (expect, &result) {
+            ("error", Err(_)) => Ok(()),
+            ("error", Ok(m)) => Err(format!(
+                "loaded, expected an error ({note}); got {:?}",
+                m.info_hash
+            )),
+            // v2-only torrents may be refused as unsupported, with an error that says so.
+            ("ok", Err(MetainfoError::V2Only)) if hash.is_empty() => Ok(()),
+            ("ok", Err(e)) => Err(format!("refused: {e}")),
+            ("ok", Ok(m)) => {
+                let mut problems = Vec::new();
+                let i = &m.info;
+                if m.info_hash.to_hex() != hash {
+                    problems.push(format!("info-hash {} != {hash}", m.info_hash));
+                }
+                if i.total_length.to_string() != total {
+                    problems.push(format!("total {} != {total}", i.total_length));
+                }
+                if i.piece_length.to_string() != piece_len {
+                    problems.push(format!("piece length {} != {piece_len}", i.piece_length));
+                }
+                if i.num_pieces().to_string() != num_pieces {
+                    problems.push(format!("pieces {} != {num_pieces}", i.num_pieces()));
+                }
+                if i.files.len().to_string() != num_files {
+                    problems.push(format!("files {} != {num_files}", i.files.len()));
+                }
+                if i.name != unescape(name) {
+                    problems.push(format!("name {:?} != {name:?}", i.name));
+                }
+                for (index, want) in file_path_claims(note) {
+                    let got = i.files.get(index).map(|f| f.display_path());
+                    if got.as_deref() != Some(want.as_str()) {
+                        problems.push(format!("file_path({index}) {got:?} != {want:?}"));
+                    }
+                }
+                if problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(problems.join("; "))
+                }
+            }
+            _ => Err(format!("unknown expectation {expect:?}")),
+        };
+        match verdict {
+            Ok(()) => agree += 1,
+            Err(why) => failures.push(format!("{file}: {why}")),
+        }
+    }
+    println!("metainfo conformance: {agree}/{rows} files agree with libtorrent");
+    assert!(rows > 50, "manifest has only {rows} rows");
+    assert!(
+        failures.is_empty(),
+        "disagreements:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn refusals_give_precise_errors() {
+    let load = |f: &str| Metainfo::from_file(&data_dir().join("libtorrent").join(f)).unwrap_err();
+    assert!(matches!(
+        load("no_name.torrent"),
+        MetainfoError::MissingName
+    ));
+    assert!(matches!(load("no_files.torrent"), MetainfoError::NoFiles));
+    assert!(matches!(
+        load("negative_size.torrent"),
+        MetainfoError::InvalidLength(_)
+    ));
+    assert!(matches!(
+        load("missing_piece_len.torrent"),
+        MetainfoError::PieceLength(_)
+    ));
+    assert!(matches!(
+        load("many_pieces.torrent"),
+        MetainfoError::TooManyPieces(_)
+    ));
+    assert!(matches!(
+        load("invalid_info.torrent"),
+        MetainfoError::MissingInfo
+    ));
+    assert!(load("v2_deep_recursion.torrent")
+        .to_string()
+        .contains("depth"));
+    assert!(load("v2_piece_size.torrent").to_string().contains("v2"));
+    let missing = Metainfo::from_file(&data_dir().join("does-not-exist.torrent")).unwrap_err();
+    assert!(missing.to_string().contains("does-not-exist.torrent"));
+}
