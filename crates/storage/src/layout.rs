@@ -250,3 +250,126 @@ fn check_components(path: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use shoal_core::Id20;
+    use shoal_metainfo::{FileAttr, FileEntry};
+
+    /// An `Info` with files of `sizes` (true = pad file) and fake piece hashes.
+    fn info(sizes: &[(u64, bool)], piece_length: u32) -> Info {
+        let mut files = Vec::new();
+        let mut offset = 0;
+        for (i, &(length, pad)) in sizes.iter().enumerate() {
+            files.push(FileEntry {
+                path: vec!["t".into(), format!("f{i}")],
+                length,
+                offset,
+                attr: FileAttr {
+                    pad,
+                    ..FileAttr::default()
+                },
+                symlink_target: None,
+            });
+            offset += length;
+        }
+        let n = offset.div_ceil(piece_length as u64);
+        Info {
+            name: "t".into(),
+            piece_length,
+            pieces: vec![Id20([0; 20]); n as usize],
+            files,
+            total_length: offset,
+            private: false,
+            multi_file: true,
+        }
+    }
+
+    #[test]
+    fn piece_across_files_zero_length_and_pad() {
+        let l = Layout::from_info(&info(&[(10, false), (0, false), (6, true), (20, false)], 16))
+            .unwrap();
+        assert_eq!(l.num_pieces(), 3);
+        assert_eq!(l.piece_size(2), 4);
+        assert_eq!(l.piece_size(3), 0);
+        let s = l.piece_spans(0, 0, 16).unwrap();
+        assert_eq!(
+            s,
+            vec![
+                Span { file: 0, file_offset: 0, len: 10, pad: false },
+                Span { file: 2, file_offset: 0, len: 6, pad: true },
+            ]
+        );
+        let s = l.piece_spans(2, 0, 4).unwrap();
+        assert_eq!(s, vec![Span { file: 3, file_offset: 16, len: 4, pad: false }]);
+        assert!(l.piece_spans(2, 0, 5).is_err());
+        assert!(l.piece_spans(3, 0, 1).is_err());
+        assert_eq!(l.file_pieces(1), 0..0);
+        assert_eq!(l.file_pieces(3), 1..3);
+        assert_eq!(l.locate(10), Some((2, 0)));
+        assert_eq!(l.locate(36), None);
+    }
+
+    #[test]
+    fn refuses_unsafe_names_and_gaps() {
+        let mut i = info(&[(10, false)], 16);
+        i.files[0].path = vec!["t".into(), "..".into()];
+        assert!(Layout::from_info(&i).is_err());
+        let mut i = info(&[(10, false), (5, false)], 16);
+        i.files[1].offset = 11;
+        assert!(Layout::from_info(&i).is_err());
+        let mut i = info(&[(10, false)], 16);
+        i.pieces.push(Id20([0; 20]));
+        assert!(Layout::from_info(&i).is_err());
+    }
+
+    proptest! {
+        /// Every byte of every piece maps to exactly one (file, offset), in order, and back.
+        #[test]
+        fn every_byte_maps_once_and_back(
+            sizes in prop::collection::vec((0u64..300, prop::bool::weighted(0.2)), 1..12),
+            piece_length in 1u32..200,
+        ) {
+            let total: u64 = sizes.iter().map(|s| s.0).sum();
+            prop_assume!(total > 0);
+            let i = info(&sizes, piece_length);
+            let l = Layout::from_info(&i).unwrap();
+            let mut stream = 0u64;
+            for p in 0..l.num_pieces() {
+                let size = l.piece_size(p) as usize;
+                let mut covered = 0usize;
+                for s in l.piece_spans(p, 0, size).unwrap() {
+                    prop_assert!(s.len > 0);
+                    let f = &l.files()[s.file];
+                    prop_assert_eq!(f.pad, s.pad);
+                    prop_assert!(f.length > 0 && s.file_offset + s.len as u64 <= f.length);
+                    for k in 0..s.len as u64 {
+                        // Forward: consecutive stream bytes land on consecutive file bytes.
+                        prop_assert_eq!(f.offset + s.file_offset + k, stream);
+                        // Back: the stream offset locates the same file byte.
+                        prop_assert_eq!(l.locate(stream), Some((s.file, s.file_offset + k)));
+                        stream += 1;
+                    }
+                    covered += s.len;
+                }
+                prop_assert_eq!(covered, size);
+                // A block-sized window at any offset gives the same bytes as the whole piece.
+                if size > 1 {
+                    let off = (size / 2) as u32;
+                    let part: usize = l.piece_spans(p, off, size - off as usize).unwrap()
+                        .iter().map(|s| s.len).sum();
+                    prop_assert_eq!(part, size - off as usize);
+                }
+            }
+            prop_assert_eq!(stream, total);
+            for (fi, f) in l.files().iter().enumerate() {
+                let r = l.file_pieces(fi);
+                if f.length == 0 { prop_assert!(r.is_empty()); continue; }
+                prop_assert!(l.piece_offset(r.start) <= f.offset);
+                prop_assert!(l.piece_offset(r.end) >= f.offset + f.length);
+            }
+        }
+    }
+}

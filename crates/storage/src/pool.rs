@@ -155,11 +155,14 @@ mod tests {
         let gate_rx = Mutex::new(gate_rx);
         let gate_rx = Arc::new(gate_rx);
         let g = gate_rx.clone();
+        let (started_tx, started_rx) = channel::<()>();
         // Block the only worker so the queue fills up.
         pool.submit(move || {
+            let _ = started_tx.send(());
             let _ = g.lock().unwrap().recv();
         })
         .unwrap();
+        started_rx.recv().unwrap();
         let count = Arc::new(AtomicUsize::new(0));
         let mut accepted = 0;
         let mut refused = 0;
@@ -173,8 +176,7 @@ mod tests {
                 Err(TrySubmitError::Closed(_)) => panic!("closed"),
             }
         }
-        // The worker may or may not have taken the blocking job off the queue yet.
-        assert!((2..=3).contains(&accepted), "accepted {accepted}");
+        assert_eq!(accepted, 2, "the queue holds two jobs");
         assert_eq!(accepted + refused, 10);
         gate_tx.send(()).unwrap();
         let (tx, rx) = channel();
