@@ -1,0 +1,158 @@
+//! `shoal create`: make a .torrent and magnet link from a file or folder.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use shoal_metainfo::TorrentBuilder;
+
+use crate::units::{human_bytes, parse_size};
+
+/// Arguments of `shoal create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The file or folder to share.
+    path: PathBuf,
+    /// Where to write the .torrent (default: `<name>.torrent` in the current folder).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Tracker URL; repeat for more (each becomes its own tier, tried in order).
+    #[arg(short = 't', long = "tracker")]
+    trackers: Vec<String>,
+    /// Piece size: `auto`, or a power of two from 16KiB to 256MiB (e.g. `256KiB`, `1M`).
+    #[arg(long, default_value = "auto")]
+    piece_size: String,
+    /// Mark the torrent private (BEP 27): peers only from its trackers, no DHT or PEX.
+    #[arg(long)]
+    private: bool,
+    /// A comment stored in the torrent.
+    #[arg(long)]
+    comment: Option<String>,
+    /// DHT bootstrap node `HOST:PORT` stored in the torrent; repeatable.
+    #[arg(long = "node")]
+    nodes: Vec<String>,
+    /// Leave out the creation date, so the same data always gives the same .torrent file.
+    #[arg(long)]
+    no_date: bool,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_node(s: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .with_context(|| format!("invalid --node {s:?}: expected HOST:PORT"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("invalid --node {s:?}: bad port"))?;
+    if host.is_empty() {
+        bail!("invalid --node {s:?}: empty host");
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Runs `shoal create`.
+pub fn run(args: &CreateArgs) -> anyhow::Result<()> {
+    let piece_length = match args.piece_size.as_str() {
+        "auto" => None,
+        s => {
+            let n = parse_size(s).map_err(anyhow::Error::msg)?;
+            Some(u32::try_from(n).context("piece size too large")?)
+        }
+    };
+    let mut builder = TorrentBuilder::new(&args.path)
+        .piece_length(piece_length)
+        .private(args.private)
+        .comment(args.comment.clone());
+    for t in &args.trackers {
+        builder = builder.tracker(t.trim());
+    }
+    for n in &args.nodes {
+        let (host, port) = parse_node(n)?;
+        builder = builder.node(host, port);
+    }
+    if args.no_date {
+        builder = builder.no_date();
+    }
+
+    let bar = if std::io::stderr().is_terminal() && !args.json {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "hashing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let start = Instant::now();
+    let created = builder.build(&mut |done, total| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    })?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+
+    let m = &created.metainfo;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", m.info.name)));
+    if output.exists() && !args.force {
+        bail!(
+            "{} already exists (use --force to replace it)",
+            output.display()
+        );
+    }
+    // Write beside the target and rename, so a crash never leaves a half-written .torrent.
+    let tmp = output.with_extension("torrent.part");
+    std::fs::write(&tmp, &created.bytes)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &output).with_context(|| format!("cannot write {}", output.display()))?;
+
+    let magnet = m.magnet().to_string();
+    if args.json {
+        let obj = serde_json::json!({
+            "event": "created",
+            "torrent": output.display().to_string(),
+            "info_hash": m.info_hash.to_hex(),
+            "name": m.info.name,
+            "total_size": m.info.total_length,
+            "piece_length": m.info.piece_length,
+            "num_pieces": m.info.num_pieces(),
+            "files": m.info.files.len(),
+            "magnet": magnet,
+            "seconds": seconds,
+        });
+        println!("{obj}");
+    } else {
+        eprintln!(
+            "created {} ({}, {} files, {} pieces of {}) in {:.2}s, {:.0} MB/s",
+            output.display(),
+            human_bytes(m.info.total_length),
+            m.info.files.len(),
+            m.info.num_pieces(),
+            human_bytes(m.info.piece_length as u64),
+            seconds,
+            m.info.total_length as f64 / seconds.max(1e-9) / 1e6,
+        );
+        println!("info hash: {}", m.info_hash);
+        println!("magnet:    {magnet}");
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! `shoal info`: a readable summary of a .torrent file or magnet link.
+
+use std::path::Path;
+
+use clap::Args;
+use serde_json::json;
+use shoal_metainfo::{Magnet, Metainfo};
+
+use crate::units::human_bytes;
+
+/// Arguments of `shoal info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// A .torrent file or a `magnet:?` link.
+    source: String,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `shoal info`.
+pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
+    if args.source.starts_with("magnet:") {
+        let m = Magnet::parse(&args.source)?;
+        if args.json {
+            let obj = json!({
+                "info_hash": m.info_hash.to_hex(),
+                "name": m.display_name,
+                "total_size": null,
+                "piece_length": null,
+                "num_pieces": null,
+                "private": false,
+                "trackers": m.trackers.iter().map(|t| vec![t]).collect::<Vec<_>>(),
+                "files": null,
+                "peers": m.peers,
+                "select_only": m.select_only,
+                "magnet": m.to_string(),
+            });
+            println!("{obj}");
+        } else {
+            println!("magnet link (metadata is fetched from peers when downloading)");
+            println!("info hash: {}", m.info_hash);
+            println!(
+                "name:      {}",
+                m.display_name.as_deref().unwrap_or("(none)")
+            );
+            for t in &m.trackers {
+                println!("tracker:   {t}");
+            }
+            for p in &m.peers {
+                println!("peer:      {p}");
+            }
+        }
+        return Ok(());
+    }
+    let m = Metainfo::from_file(Path::new(&args.source))?;
+    let i = &m.info;
+    if args.json {
+        let files: Vec<_> = i
+            .files
+            .iter()
+            .map(|f| {
+                json!({
+                    "path": f.display_path(),
+                    "length": f.length,
+                    "pad": f.is_pad(),
+                    "offset": f.offset,
+                    "executable": f.attr.executable,
+                    "hidden": f.attr.hidden,
+                    "symlink": f.symlink_target.as_ref().map(|t| t.join("/")),
+                })
+            })
+            .collect();
+        let obj = json!({
+            "info_hash": m.info_hash.to_hex(),
+            "name": i.name,
+            "total_size": i.total_length,
+            "piece_length": i.piece_length,
+            "num_pieces": i.num_pieces(),
+            "private": i.private,
+            "trackers": m.trackers,
+            "files": files,
+            "nodes": m.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>(),
+            "url_list": m.url_list,
+            "creation_date": m.creation_date,
+            "comment": m.comment,
+            "created_by": m.created_by,
+            "magnet": m.magnet().to_string(),
+        });
+        println!("{obj}");
+        return Ok(());
+    }
+    println!("name:         {}", i.name);
+    println!("info hash:    {}", m.info_hash);
+    println!(
+        "size:         {} ({} bytes) in {} files",
+        human_bytes(i.payload_length()),
+        i.payload_length(),
+        i.files.iter().filter(|f| !f.is_pad()).count()
+    );
+    println!(
+        "pieces:       {} x {}",
+        i.num_pieces(),
+        human_bytes(i.piece_length as u64)
+    );
+    println!("private:      {}", if i.private { "yes" } else { "no" });
+    if let Some(c) = &m.comment {
+        println!("comment:      {c}");
+    }
+    if let Some(c) = &m.created_by {
+        println!("created by:   {c}");
+    }
+    if let Some(d) = m.creation_date {
+        println!("created:      {d} (unix time)");
+    }
+    for (n, tier) in m.trackers.iter().enumerate() {
+        println!("tracker tier {n}: {}", tier.join(" "));
+    }
+    for (h, p) in &m.nodes {
+        println!("dht node:     {h}:{p}");
+    }
+    for u in &m.url_list {
+        println!("web seed:     {u}");
+    }
+    println!("magnet:       {}", m.magnet());
+    println!("files:");
+    for f in i.files.iter().filter(|f| !f.is_pad()) {
+        println!("  {:>12}  {}", f.length, f.display_path());
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! `shoal create` and `shoal info` end to end, and the torrents they make checked by libtorrent.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+fn json_of(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "shoal failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout.clone()).expect("utf-8 stdout");
+    let mut lines = stdout.lines();
+    let v: Value = serde_json::from_str(lines.next().expect("a JSON line")).expect("valid JSON");
+    assert!(lines.next().is_none(), "exactly one JSON object on stdout");
+    v
+}
+
+/// Creates a torrent of `data` with shoal and returns `shoal info --json` of it.
+fn create(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> (std::path::PathBuf, Value) {
+    let torrent = dir.join("out.torrent");
+    let mut args = vec![
+        "create",
+        data.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "--json",
+        "--force",
+    ];
+    args.extend_from_slice(extra);
+    let created = json_of(&run_shoal(&args));
+    let info = json_of(&run_shoal(&["info", torrent.to_str().unwrap(), "--json"]));
+    assert_eq!(created["info_hash"], info["info_hash"]);
+    (torrent, info)
+}
+
+fn libtorrent_check(torrent: &std::path::Path, save: &std::path::Path) -> Value {
+    let out = std::process::Command::new(SYSTEM_PYTHON)
+        .arg(repo_root().join("tests/interop/lt_check.py"))
+        .arg(torrent)
+        .arg(save)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "lt_check.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("lt_check JSON")
+}
+
+#[test]
+fn info_json_has_the_documented_fields() {
+    let dir = scratch("info_json");
+    let data = dir.join("payload.bin");
+    write_random_file(&data, 100_000, 1);
+    let (_, info) = create(
+        &dir,
+        &data,
+        &[
+            "-t",
+            "http://127.0.0.1:6969/announce",
+            "-t",
+            "udp://127.0.0.1:6969",
+            "--private",
+            "--piece-size",
+            "16KiB",
+            "--comment",
+            "hi",
+            "--node",
+            "127.0.0.1:6881",
+        ],
+    );
+    assert_eq!(info["info_hash"].as_str().unwrap().len(), 40);
+    assert_eq!(info["name"], "payload.bin");
+    assert_eq!(info["total_size"], 100_000);
+    assert_eq!(info["piece_length"], 16384);
+    assert_eq!(info["num_pieces"], 7);
+    assert_eq!(info["private"], true);
+    assert_eq!(info["comment"], "hi");
+    assert_eq!(info["nodes"][0], "127.0.0.1:6881");
+    assert_eq!(
+        info["trackers"],
+        serde_json::json!([["http://127.0.0.1:6969/announce"], ["udp://127.0.0.1:6969"]])
+    );
+    assert_eq!(info["files"][0]["path"], "payload.bin");
+    assert_eq!(info["files"][0]["length"], 100_000);
+    assert_eq!(info["files"][0]["pad"], false);
+    assert!(info["magnet"]
+        .as_str()
+        .unwrap()
+        .starts_with("magnet:?xt=urn:btih:"));
+    // The magnet link round-trips through `shoal info`.
+    let m = json_of(&run_shoal(&[
+        "info",
+        info["magnet"].as_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(m["info_hash"], info["info_hash"]);
+}
+
+#[test]
+fn same_input_same_info_hash() {
+    let dir = scratch("deterministic");
+    let data = dir.join("tree");
+    write_random_file(&data.join("b/2.bin"), 70_000, 2);
+    write_random_file(&data.join("a.bin"), 50_000, 3);
+    write_random_file(&data.join("b/1.bin"), 10, 4);
+    let (_, first) = create(&dir, &data, &["--no-date"]);
+    let (_, second) = create(&dir, &data, &["--no-date"]);
+    assert_eq!(first["info_hash"], second["info_hash"]);
+    let paths: Vec<&str> = first["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["tree/a.bin", "tree/b/1.bin", "tree/b/2.bin"]);
+}
+
+#[test]
+fn bad_input_gives_one_clear_line_and_nonzero_exit() {
+    let dir = scratch("bad_input");
+    let garbage = dir.join("garbage.torrent");
+    std::fs::write(&garbage, b"d4:infoi5ee").unwrap();
+    for args in [
+        vec!["info", garbage.to_str().unwrap()],
+        vec!["info", "/nonexistent/x.torrent"],
+        vec!["info", "magnet:?xt=urn:btih:nothex"],
+        vec!["create", "/nonexistent/data"],
+        vec!["create", dir.to_str().unwrap(), "--piece-size", "1000"],
+    ] {
+        let out = run_shoal(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(!err.contains("panicked"));
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn libtorrent_loads_shoal_torrents_and_finds_every_piece_valid() {
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("lt_interop");
+    // A single file with a short last piece, and a folder with nested, empty and tiny files.
+    let single = dir.join("single/movie.bin");
+    write_random_file(&single, 3 * 32768 + 1234, 10);
+    let folder = dir.join("multi/album");
+    write_random_file(&folder.join("cd1/track1.flac"), 100_000, 11);
+    write_random_file(&folder.join("cd1/track2.flac"), 1, 12);
+    write_random_file(&folder.join("cover.jpg"), 40_000, 13);
+    std::fs::write(folder.join("empty.txt"), b"").unwrap();
+    for (data, piece) in [(&single, "auto"), (&folder, "16KiB"), (&folder, "64KiB")] {
+        let (torrent, info) = create(
+            &dir,
+            data,
+            &["--piece-size", piece, "-t", "http://127.0.0.1:1/announce"],
+        );
+        let save = data.parent().unwrap();
+        let lt = libtorrent_check(&torrent, save);
+        assert_eq!(
+            lt["info_hash"], info["info_hash"],
+            "libtorrent computes the same info-hash"
+        );
+        assert_eq!(lt["total_size"], info["total_size"]);
+        assert_eq!(lt["num_pieces"], info["num_pieces"]);
+        assert_eq!(
+            lt["pieces_valid"], info["num_pieces"],
+            "libtorrent's recheck finds every piece valid: {lt}"
+        );
+    }
+    // And a corrupted copy is caught by libtorrent: the check is real.
+    let (torrent, info) = create(&dir, &single, &["--piece-size", "32KiB"]);
+    let mut bytes = std::fs::read(&single).unwrap();
+    bytes[40_000] ^= 0xff;
+    std::fs::write(&single, bytes).unwrap();
+    let lt = libtorrent_check(&torrent, single.parent().unwrap());
+    assert_eq!(
+        lt["pieces_valid"].as_u64().unwrap(),
+        info["num_pieces"].as_u64().unwrap() - 1
+    );
+}
