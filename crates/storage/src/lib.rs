@@ -28,7 +28,7 @@ pub use error::{Result, StorageError};
 pub use layout::{Layout, LayoutFile, Span, SpanIter, BLOCK_SIZE};
 pub use parts::part_file_path;
 pub use pool::{DiskPool, TrySubmitError};
-pub use recheck::{PieceCheck, RecheckOptions, RecheckProgress, RecheckReport};
+pub use recheck::{verify, PieceCheck, RecheckOptions, RecheckProgress, RecheckReport};
 pub use resume::{
     default_resume_path, state_dir_resume_path, FileStamp, ResumeData, ResumeWarning,
     RESUME_VERSION,

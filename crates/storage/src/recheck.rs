@@ -180,3 +180,19 @@ fn check_piece(storage: &Storage, piece: u32, buf: &mut [u8]) -> Result<(PieceCh
     }
     Ok((PieceCheck::Bad, read))
 }
+
+/// Check the data of torrent `info` under `save_path` without changing anything (read-only, no
+/// resume data): what `shoal verify` does.
+pub fn verify(
+    info: &shoal_metainfo::Info,
+    info_hash: shoal_core::Id20,
+    save_path: &std::path::Path,
+    opts: &RecheckOptions,
+    progress: &RecheckProgress,
+) -> Result<RecheckReport> {
+    let mut so = crate::storage::StorageOptions::new(save_path);
+    so.mode = crate::storage::Mode::ReadOnly;
+    so.resume = crate::storage::ResumeLocation::Disabled;
+    let (storage, _) = Storage::open(info, info_hash, so)?;
+    storage.recheck(opts, progress)
+}
