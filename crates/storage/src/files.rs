@@ -1,0 +1,264 @@
+//! Files on disk: opened lazily, kept in a small cache with a cap on descriptors, read and written
+//! with positioned I/O (`pread`/`pwrite` via `FileExt`) so many threads can share one descriptor.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{Result, StorageError};
+
+struct Entry {
+    file: Arc<File>,
+    writable: bool,
+    last_used: u64,
+}
+
+struct Cache {
+    open: HashMap<usize, Entry>,
+    tick: u64,
+}
+
+/// A set of files addressed by index, each with an absolute path, behind an open-file cache.
+pub(crate) struct FileStore {
+    paths: Vec<PathBuf>,
+    writable: bool,
+    cap: usize,
+    cache: Mutex<Cache>,
+    /// Files written since the last [`FileStore::sync_dirty`].
+    dirty: Mutex<HashSet<usize>>,
+}
+
+/// Size and modification time of a file, or absence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub size: u64,
+    pub mtime_secs: i64,
+    pub mtime_nanos: u32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another thread while holding the lock leaves plain data that is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl FileStore {
+    /// `paths` are absolute; `writable` false opens everything read-only (seeding existing data,
+    /// verify); `cap` is the most descriptors kept open at once.
+    pub fn new(paths: Vec<PathBuf>, writable: bool, cap: usize) -> FileStore {
+        FileStore {
+            paths,
+            writable,
+            cap: cap.max(1),
+            cache: Mutex::new(Cache {
+                open: HashMap::new(),
+                tick: 0,
+            }),
+            dirty: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn path(&self, idx: usize) -> &Path {
+        &self.paths[idx]
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The cached handle, opening (and for writing, creating) the file if needed. `Ok(None)`
+    /// when reading a file that does not exist.
+    fn handle(&self, idx: usize, for_write: bool) -> Result<Option<Arc<File>>> {
+        let path = &self.paths[idx];
+        let mut cache = lock(&self.cache);
+        cache.tick += 1;
+        let tick = cache.tick;
+        if let Some(e) = cache.open.get_mut(&idx) {
+            if e.writable || !for_write {
+                e.last_used = tick;
+                return Ok(Some(e.file.clone()));
+            }
+        }
+        let file = if for_write {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)
+                    .map_err(|e| StorageError::from_io("create folder for", path, e))?;
+            }
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| StorageError::from_io("open", path, e))?
+        } else {
+            match File::open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                // A file where a folder of the path belongs: the data is not there.
+                Err(e) if e.raw_os_error() == Some(20) => return Ok(None),
+                Err(e) => return Err(StorageError::from_io("open", path, e)),
+            }
+        };
+        // Opening a folder read-only succeeds on Linux; refuse it here with a clear error.
+        let meta = file
+            .metadata()
+            .map_err(|e| StorageError::from_io("stat", path, e))?;
+        if !meta.is_file() {
+            return Err(StorageError::NotAFile { path: path.clone() });
+        }
+        if cache.open.len() >= self.cap && !cache.open.contains_key(&idx) {
+            if let Some(&oldest) = cache
+                .open
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k)
+            {
+                cache.open.remove(&oldest);
+            }
+        }
+        let file = Arc::new(file);
+        cache.open.insert(
+            idx,
+            Entry {
+                file: file.clone(),
+                writable: for_write,
+                last_used: tick,
+            },
+        );
+        Ok(Some(file))
+    }
+
+    /// Read into `buf` from `offset`; returns how many bytes were there (fewer than asked when the
+    /// file is short, zero when it is missing).
+    pub fn read_at(&self, idx: usize, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let Some(file) = self.handle(idx, false)? else {
+            return Ok(0);
+        };
+        let mut done = 0;
+        while done < buf.len() {
+            match file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StorageError::from_io("read", &self.paths[idx], e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Write all of `data` at `offset`, creating the file (sparse) and its folders if needed.
+    pub fn write_at(&self, idx: usize, offset: u64, data: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(StorageError::ReadOnlyStorage);
+        }
+        let file = self
+            .handle(idx, true)?
+            .ok_or(StorageError::ReadOnlyStorage)?;
+        // Mark before writing: a failed write may still have changed the file.
+        lock(&self.dirty).insert(idx);
+        file.write_all_at(data, offset)
+            .map_err(|e| StorageError::from_io("write", &self.paths[idx], e))
+    }
+
+    /// Make sure file `idx` exists (zero-length files of the torrent).
+    pub fn create(&self, idx: usize) -> Result<()> {
+        if !self.writable {
+            return Err(StorageError::ReadOnlyStorage);
+        }
+        self.handle(idx, true).map(|_| ())
+    }
+
+    /// `fdatasync` every file written since the last call, so what the resume data is about to
+    /// claim is on stable storage first.
+    pub fn sync_dirty(&self) -> Result<()> {
+        let dirty: Vec<usize> = lock(&self.dirty).drain().collect();
+        for (n, &idx) in dirty.iter().enumerate() {
+            let res = match self.handle(idx, false) {
+                Ok(Some(f)) => f
+                    .sync_data()
+                    .map_err(|e| StorageError::from_io("sync", &self.paths[idx], e)),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
+                lock(&self.dirty).extend(dirty[n..].iter().copied());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Size and mtime of file `idx`, `None` when it does not exist or is not a regular file.
+    pub fn stat(&self, idx: usize) -> Option<Stat> {
+        let meta = fs::metadata(&self.paths[idx]).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let (secs, nanos) = match meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+            Err(e) => (-(e.duration().as_secs() as i64), e.duration().subsec_nanos()),
+        };
+        Some(Stat {
+            size: meta.len(),
+            mtime_secs: secs,
+            mtime_nanos: nanos,
+        })
+    }
+
+    /// Close every cached descriptor (they reopen on demand).
+    pub fn close_all(&self) {
+        lock(&self.cache).open.clear();
+    }
+
+    /// How many descriptors are open now (for tests of the cap).
+    #[cfg(test)]
+    pub fn open_count(&self) -> usize {
+        lock(&self.cache).open.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_on_descriptors_and_sparse_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..10)
+            .map(|i| dir.path().join("t").join(format!("f{i}")))
+            .collect();
+        let store = FileStore::new(paths.clone(), true, 3);
+        for i in 0..10 {
+            store.write_at(i, 100, &[i as u8; 10]).unwrap();
+            assert!(store.open_count() <= 3);
+        }
+        for i in 0..10 {
+            let mut buf = [9u8; 120];
+            assert_eq!(store.read_at(i, 0, &mut buf).unwrap(), 110);
+            assert_eq!(&buf[..100], &[0u8; 100][..]);
+            assert_eq!(&buf[100..110], &[i as u8; 10][..]);
+        }
+        store.sync_dirty().unwrap();
+        let ro = FileStore::new(vec![dir.path().join("missing")], false, 3);
+        assert_eq!(ro.read_at(0, 0, &mut [0u8; 4]).unwrap(), 0);
+        assert!(matches!(
+            ro.write_at(0, 0, b"x"),
+            Err(StorageError::ReadOnlyStorage)
+        ));
+    }
+
+    #[test]
+    fn folder_in_place_of_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::create_dir(&p).unwrap();
+        let store = FileStore::new(vec![p.clone()], true, 3);
+        match store.write_at(0, 0, b"x") {
+            Err(StorageError::NotAFile { path }) => assert_eq!(path, p),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Piece storage for shoal: where each piece's bytes live on disk, how they get there, and how we
+//! know they are right.
+//!
+//! Only hash-verified pieces count as done, and a crash never loses verified work nor reports
+//! unverified data as done: data files are synced before the resume data that vouches for them is
+//! written, atomically.
+//!
+//! - [`Layout`]: pieces and blocks mapped to file spans (pad files, zero-length files, short last
+//!   piece);
+//! - [`Storage`]: one torrent's files, block writes with hashing of completed pieces, reads,
+//!   resume data, recheck;
+//! - [`DiskPool`]: the threads that run all of that off the async runtime, behind a bounded queue;
+//! - [`resolve_save_path`]: what a user-given path means.
+
+mod bitfield;
+mod error;
+mod files;
+mod layout;
+mod parts;
+mod pool;
+mod recheck;
+mod resume;
+mod save_path;
+mod storage;
+
+pub use bitfield::Bitfield;
+pub use error::{Result, StorageError};
+pub use layout::{Layout, LayoutFile, Span, SpanIter, BLOCK_SIZE};
+pub use parts::part_file_path;
+pub use pool::{DiskPool, TrySubmitError};
+pub use recheck::{verify, PieceCheck, RecheckOptions, RecheckProgress, RecheckReport};
+pub use resume::{
+    default_resume_path, state_dir_resume_path, FileStamp, ResumeData, ResumeWarning,
+    RESUME_VERSION,
+};
+pub use save_path::resolve_save_path;
+pub use storage::{Mode, ResumeLocation, Startup, Storage, StorageOptions, WriteOutcome};

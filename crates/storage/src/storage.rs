@@ -1,0 +1,638 @@
+//! One torrent's storage: blocks in, verified pieces out, resume data kept in step.
+//!
+//! The engine drives it from the disk pool (never from an async worker):
+//! 1. [`Storage::open`] tells whether resume data was trusted or a recheck is needed;
+//! 2. [`Storage::recheck`] if so;
+//! 3. [`Storage::write_block`] for every block received; the call that completes a piece hashes
+//!    it and answers [`WriteOutcome::Verified`] or [`WriteOutcome::HashFailed`] with the
+//!    contributors to suspect;
+//! 4. [`Storage::flush_resume_if_due`] now and then, [`Storage::close`] on shutdown;
+//! 5. [`Storage::read_block`] to serve peers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sha1::{Digest, Sha1};
+use shoal_core::Id20;
+use shoal_metainfo::Info;
+
+use crate::bitfield::Bitfield;
+use crate::error::{Result, StorageError};
+use crate::files::FileStore;
+use crate::layout::{Layout, BLOCK_SIZE};
+use crate::parts::{part_file_path, part_offset};
+use crate::recheck::{self, RecheckOptions, RecheckProgress, RecheckReport};
+use crate::resume::{self, FileStamp, ResumeData, ResumeWarning};
+
+/// Whether the storage may write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Download: files are created lazily and written.
+    ReadWrite,
+    /// Seed existing data or verify it: files are only opened read-only, nothing is created.
+    ReadOnly,
+}
+
+/// Where the resume data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResumeLocation {
+    /// `<save>/.<name>.shoal-resume`, hidden beside the download.
+    BesideData,
+    /// `<dir>/<info-hash hex>.shoal-resume` in a state folder of the caller's.
+    StateDir(PathBuf),
+    /// No resume data (verify).
+    Disabled,
+}
+
+/// How to open a torrent's storage.
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    /// The folder that holds the torrent's top-level file or folder (see
+    /// [`crate::resolve_save_path`]).
+    pub save_path: PathBuf,
+    /// Read-write (download) or read-only (seed existing data, verify).
+    pub mode: Mode,
+    /// Most file descriptors kept open at once.
+    pub max_open_files: usize,
+    /// Per file (pad files included, torrent order): false to skip it. `None` wants all.
+    pub wanted_files: Option<Vec<bool>>,
+    /// Where resume data is kept.
+    pub resume: ResumeLocation,
+    /// Hash blocks as they arrive in order while they are still in memory, instead of reading
+    /// the whole piece back from disk once complete. Measured faster here; see `hash_path` in
+    /// the crate's examples.
+    pub hash_in_memory: bool,
+    /// Bytes of out-of-order blocks a piece may hold in memory for hashing; blocks past this are
+    /// read back from disk when the piece completes.
+    pub pending_limit_per_piece: usize,
+}
+
+impl StorageOptions {
+    /// Defaults for a read-write download into `save_path`.
+    pub fn new(save_path: impl Into<PathBuf>) -> StorageOptions {
+        StorageOptions {
+            save_path: save_path.into(),
+            mode: Mode::ReadWrite,
+            max_open_files: 64,
+            wanted_files: None,
+            resume: ResumeLocation::BesideData,
+            hash_in_memory: true,
+            pending_limit_per_piece: 256 * 1024,
+        }
+    }
+}
+
+/// What [`Storage::open`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Startup {
+    /// No data and no resume data: nothing to check.
+    Fresh,
+    /// Resume data matched the files and was trusted.
+    Resumed {
+        /// Pieces verified.
+        verified: u32,
+    },
+    /// Data is present but unvouched for: call [`Storage::recheck`]. `warning` says why resume
+    /// data was not used, when there was some.
+    NeedsRecheck {
+        /// Why resume data was ignored (none when there was no resume file).
+        warning: Option<ResumeWarning>,
+    },
+}
+
+/// The result of [`Storage::write_block`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Written; the piece still misses blocks.
+    Stored,
+    /// Already had it (the block, or the whole piece verified): nothing written.
+    Duplicate,
+    /// This block completed the piece and it hashed correctly: it is done.
+    Verified,
+    /// This block completed the piece and the hash was wrong: the piece is reset (every block
+    /// must come again) and these contributors sent its blocks.
+    HashFailed {
+        /// Distinct contributor ids of the piece's blocks, ascending.
+        contributors: Vec<u64>,
+    },
+}
+
+struct PieceState {
+    received: Vec<Option<u64>>,
+    count: u32,
+    hasher: Sha1,
+    hashed_upto: u32,
+    pending: BTreeMap<u32, Vec<u8>>,
+    pending_bytes: usize,
+    /// Set when the state left the map (verified or reset); a thread that waited for the lock
+    /// must then fetch the current state.
+    retired: bool,
+}
+
+struct FlushState {
+    dirty: bool,
+    last: Option<Instant>,
+}
+
+/// The storage of one torrent. `Send + Sync`: share it with `Arc` across the disk pool.
+pub struct Storage {
+    layout: Layout,
+    hashes: Vec<Id20>,
+    info_hash: Id20,
+    save_path: PathBuf,
+    files: FileStore,
+    /// Index of the part file in `files`.
+    part_idx: usize,
+    wanted: Vec<bool>,
+    hash_in_memory: bool,
+    pending_limit: usize,
+    resume_path: Option<PathBuf>,
+    pieces: Mutex<HashMap<u32, Arc<Mutex<PieceState>>>>,
+    have: Mutex<Bitfield>,
+    flush: Mutex<FlushState>,
+    /// Serialises whole flushes (snapshot, sync, write).
+    flush_lock: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Storage {
+    /// Open the storage of the torrent `info` (whose info-hash is `info_hash`), read and judge
+    /// its resume data. Creates nothing on disk except the torrent's zero-length files (in
+    /// read-write mode).
+    pub fn open(info: &Info, info_hash: Id20, opts: StorageOptions) -> Result<(Storage, Startup)> {
+        let layout = Layout::from_info(info)?;
+        let n = layout.files().len();
+        let wanted = match opts.wanted_files {
+            Some(w) if w.len() == n => w,
+            Some(w) => {
+                return Err(StorageError::InvalidLayout(format!(
+                    "{} wanted flags for {} files",
+                    w.len(),
+                    n
+                )))
+            }
+            None => vec![true; n],
+        };
+        let mut paths: Vec<PathBuf> = layout
+            .files()
+            .iter()
+            .map(|f| opts.save_path.join(&f.path))
+            .collect();
+        paths.push(part_file_path(&opts.save_path, layout.name()));
+        let writable = opts.mode == Mode::ReadWrite;
+        let resume_path = match &opts.resume {
+            ResumeLocation::BesideData => {
+                Some(resume::default_resume_path(&opts.save_path, layout.name()))
+            }
+            ResumeLocation::StateDir(d) => Some(resume::state_dir_resume_path(d, &info_hash)),
+            ResumeLocation::Disabled => None,
+        };
+        let storage = Storage {
+            hashes: info.pieces.clone(),
+            info_hash,
+            save_path: opts.save_path.clone(),
+            files: FileStore::new(paths, writable, opts.max_open_files),
+            part_idx: n,
+            wanted,
+            hash_in_memory: opts.hash_in_memory,
+            pending_limit: opts.pending_limit_per_piece,
+            resume_path,
+            pieces: Mutex::new(HashMap::new()),
+            have: Mutex::new(Bitfield::new(layout.num_pieces())),
+            flush: Mutex::new(FlushState {
+                dirty: false,
+                last: None,
+            }),
+            flush_lock: Mutex::new(()),
+            layout,
+        };
+        let startup = storage.judge_resume();
+        if let Startup::Resumed { .. } = startup {
+        } else {
+            // Whatever we find next gets written at the first flush.
+            lock(&storage.flush).dirty = true;
+        }
+        if writable {
+            for (i, f) in storage.layout.files().iter().enumerate() {
+                if f.length == 0 && !f.pad && storage.wanted[i] {
+                    storage.files.create(i)?;
+                }
+            }
+        }
+        Ok((storage, startup))
+    }
+
+    fn judge_resume(&self) -> Startup {
+        let any_data = || self.stamp_indices().any(|i| self.files.stat(i).is_some());
+        let Some(path) = &self.resume_path else {
+            return if any_data() {
+                Startup::NeedsRecheck { warning: None }
+            } else {
+                Startup::Fresh
+            };
+        };
+        let data = match resume::load(path, &self.info_hash) {
+            Ok(Some(d)) => d,
+            Ok(None) if any_data() => return Startup::NeedsRecheck { warning: None },
+            Ok(None) => return Startup::Fresh,
+            Err(w) => return Startup::NeedsRecheck { warning: Some(w) },
+        };
+        let corrupt = |reason: &str| Startup::NeedsRecheck {
+            warning: Some(ResumeWarning::Corrupt {
+                path: path.clone(),
+                reason: reason.into(),
+            }),
+        };
+        if data.verified.len() != self.layout.num_pieces() {
+            return corrupt("piece count differs from the torrent");
+        }
+        let current = self.stamps();
+        if data.files.len() != current.len() {
+            return corrupt("file count differs from the torrent");
+        }
+        for ((i, then), now) in self.stamp_indices().zip(&data.files).zip(&current) {
+            if then != now {
+                return Startup::NeedsRecheck {
+                    warning: Some(ResumeWarning::FilesChanged {
+                        file: self.files.path(i).to_path_buf(),
+                    }),
+                };
+            }
+        }
+        let verified = data.verified.count();
+        *lock(&self.have) = data.verified;
+        Startup::Resumed { verified }
+    }
+
+    /// Files whose state the resume data records: every non-pad file, then the part file.
+    fn stamp_indices(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.layout.files().len())
+            .filter(|&i| !self.layout.files()[i].pad)
+            .chain(std::iter::once(self.part_idx))
+    }
+
+    fn stamps(&self) -> Vec<FileStamp> {
+        self.stamp_indices()
+            .map(|i| match self.files.stat(i) {
+                Some(s) => FileStamp {
+                    present: true,
+                    size: s.size,
+                    mtime_secs: s.mtime_secs,
+                    mtime_nanos: s.mtime_nanos,
+                },
+                None => FileStamp::ABSENT,
+            })
+            .collect()
+    }
+
+    /// The layout (pieces, files, spans).
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The save folder.
+    pub fn save_path(&self) -> &Path {
+        &self.save_path
+    }
+
+    /// The torrent's info-hash.
+    pub fn info_hash(&self) -> &Id20 {
+        &self.info_hash
+    }
+
+    /// Where resume data is written, if anywhere.
+    pub fn resume_path(&self) -> Option<&Path> {
+        self.resume_path.as_deref()
+    }
+
+    /// Whether piece `piece` is verified.
+    pub fn have(&self, piece: u32) -> bool {
+        lock(&self.have).get(piece)
+    }
+
+    /// A copy of the verified set.
+    pub fn verified(&self) -> Bitfield {
+        lock(&self.have).clone()
+    }
+
+    /// Whether file `file` is wanted (not skipped).
+    pub fn is_wanted(&self, file: usize) -> bool {
+        self.wanted.get(file).copied().unwrap_or(false)
+    }
+
+    /// Store one block (16 KiB, aligned; the last block of a piece may be shorter) received from
+    /// `contributor` (any id of the caller's, e.g. a peer's). Blocking: call it on the disk pool.
+    pub fn write_block(
+        &self,
+        piece: u32,
+        offset: u32,
+        data: &[u8],
+        contributor: u64,
+    ) -> Result<WriteOutcome> {
+        let size = self.layout.piece_size(piece);
+        if piece >= self.layout.num_pieces() {
+            return Err(StorageError::PieceOutOfRange(piece));
+        }
+        let bad_block = || StorageError::InvalidBlock {
+            piece,
+            offset,
+            len: data.len(),
+        };
+        if offset % BLOCK_SIZE != 0 || offset >= size {
+            return Err(bad_block());
+        }
+        if data.len() as u32 != BLOCK_SIZE.min(size - offset) {
+            return Err(bad_block());
+        }
+        if !self.files.is_writable() {
+            return Err(StorageError::ReadOnlyStorage);
+        }
+        // A state can be retired while we wait for its lock; two tries always suffice unless
+        // the piece keeps failing under us, so bound it anyway.
+        for _ in 0..8 {
+            if self.have(piece) {
+                return Ok(WriteOutcome::Duplicate);
+            }
+            let state = {
+                let mut map = lock(&self.pieces);
+                map.entry(piece)
+                    .or_insert_with(|| {
+                        Arc::new(Mutex::new(PieceState {
+                            received: vec![None; self.layout.blocks_in_piece(piece) as usize],
+                            count: 0,
+                            hasher: Sha1::new(),
+                            hashed_upto: 0,
+                            pending: BTreeMap::new(),
+                            pending_bytes: 0,
+                            retired: false,
+                        }))
+                    })
+                    .clone()
+            };
+            let mut st = lock(&state);
+            if st.retired {
+                continue;
+            }
+            return self.write_locked(piece, offset, data, contributor, &mut st);
+        }
+        Ok(WriteOutcome::Duplicate)
+    }
+
+    fn write_locked(
+        &self,
+        piece: u32,
+        offset: u32,
+        data: &[u8],
+        contributor: u64,
+        st: &mut PieceState,
+    ) -> Result<WriteOutcome> {
+        let block = (offset / BLOCK_SIZE) as usize;
+        if st.received[block].is_some() {
+            return Ok(WriteOutcome::Duplicate);
+        }
+        let spans = self.layout.piece_spans(piece, offset, data.len())?;
+        let mut pos = 0usize;
+        let mut touches_pad = false;
+        for s in &spans {
+            let chunk = &data[pos..pos + s.len];
+            pos += s.len;
+            if s.pad {
+                touches_pad = true;
+                continue;
+            }
+            if self.wanted[s.file] {
+                self.files.write_at(s.file, s.file_offset, chunk)?;
+            } else {
+                let stream = self.layout.files()[s.file].offset + s.file_offset;
+                self.files.write_at(self.part_idx, part_offset(stream), chunk)?;
+            }
+        }
+        st.received[block] = Some(contributor);
+        st.count += 1;
+        if self.hash_in_memory {
+            if touches_pad {
+                // Hash what is stored: pad bytes are zeros whatever the peer sent.
+                let mut copy = data.to_vec();
+                let mut pos = 0usize;
+                for s in &spans {
+                    if s.pad {
+                        copy[pos..pos + s.len].fill(0);
+                    }
+                    pos += s.len;
+                }
+                self.absorb(st, offset, &copy);
+            } else {
+                self.absorb(st, offset, data);
+            }
+        }
+        if st.count as usize != st.received.len() {
+            return Ok(WriteOutcome::Stored);
+        }
+        // Complete: hash what was not hashed in memory, from the pending blocks or the disk.
+        let size = self.layout.piece_size(piece);
+        let mut buf = vec![0u8; BLOCK_SIZE as usize];
+        while st.hashed_upto < size {
+            let at = st.hashed_upto;
+            let len = BLOCK_SIZE.min(size - at) as usize;
+            if let Some(b) = st.pending.remove(&at) {
+                st.hasher.update(&b);
+            } else {
+                self.read_range(piece, at, &mut buf[..len])?;
+                st.hasher.update(&buf[..len]);
+            }
+            st.hashed_upto += len as u32;
+        }
+        let digest = std::mem::take(&mut st.hasher).finalize();
+        let ok = self.hashes[piece as usize].as_bytes()[..] == digest[..];
+        st.retired = true;
+        lock(&self.pieces).remove(&piece);
+        if ok {
+            lock(&self.have).set(piece);
+            lock(&self.flush).dirty = true;
+            Ok(WriteOutcome::Verified)
+        } else {
+            let mut contributors: Vec<u64> = st.received.iter().flatten().copied().collect();
+            contributors.sort_unstable();
+            contributors.dedup();
+            Ok(WriteOutcome::HashFailed { contributors })
+        }
+    }
+
+    /// Feed a block to the piece's running hash if it is next in order, else hold it in memory
+    /// (up to the limit) until the gap before it is filled.
+    fn absorb(&self, st: &mut PieceState, offset: u32, data: &[u8]) {
+        if offset == st.hashed_upto {
+            st.hasher.update(data);
+            st.hashed_upto += data.len() as u32;
+            while let Some(next) = st.pending.remove(&st.hashed_upto) {
+                st.pending_bytes -= next.len();
+                st.hasher.update(&next);
+                st.hashed_upto += next.len() as u32;
+            }
+        } else if st.pending_bytes + data.len() <= self.pending_limit {
+            st.pending_bytes += data.len();
+            st.pending.insert(offset, data.to_vec());
+        }
+    }
+
+    /// Read `buf.len()` bytes at `offset` in piece `piece` (a peer's request). The data must be
+    /// on disk: missing bytes are an error naming the file.
+    pub fn read_block(&self, piece: u32, offset: u32, len: u32) -> Result<Vec<u8>> {
+        if piece >= self.layout.num_pieces() {
+            return Err(StorageError::PieceOutOfRange(piece));
+        }
+        if offset as u64 + len as u64 > self.layout.piece_size(piece) as u64 {
+            return Err(StorageError::InvalidBlock {
+                piece,
+                offset,
+                len: len as usize,
+            });
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.read_range(piece, offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Fill `buf` from piece `piece` at `offset`: pads give zeros, skipped files come from the
+    /// part file. Errors with [`StorageError::DataMissing`] when a file is missing or short.
+    pub(crate) fn read_range(&self, piece: u32, offset: u32, buf: &mut [u8]) -> Result<()> {
+        match self.read_range_lenient(piece, offset, buf)? {
+            None => Ok(()),
+            Some(idx) => Err(StorageError::DataMissing {
+                path: self.files.path(idx).to_path_buf(),
+            }),
+        }
+    }
+
+    /// Like [`Self::read_range`] but a missing or short file zero-fills and is reported as the
+    /// index of the first such file instead of an error (recheck counts those pieces missing).
+    pub(crate) fn read_range_lenient(
+        &self,
+        piece: u32,
+        offset: u32,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>> {
+        let spans = self.layout.piece_spans(piece, offset, buf.len())?;
+        let mut pos = 0usize;
+        let mut missing = None;
+        for s in spans {
+            let out = &mut buf[pos..pos + s.len];
+            pos += s.len;
+            if s.pad {
+                out.fill(0);
+                continue;
+            }
+            let (idx, at) = if self.wanted[s.file] {
+                (s.file, s.file_offset)
+            } else {
+                let stream = self.layout.files()[s.file].offset + s.file_offset;
+                (self.part_idx, part_offset(stream))
+            };
+            let got = match self.files.read_at(idx, at, out) {
+                Ok(n) => n,
+                // A folder where the file belongs holds none of its data.
+                Err(StorageError::NotAFile { .. }) => 0,
+                Err(e) => return Err(e),
+            };
+            if got < out.len() {
+                out[got..].fill(0);
+                missing.get_or_insert(idx);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Hash all existing data (on all cores, see [`RecheckOptions`]) and make the verified set
+    /// exactly the pieces that pass. Progress is published in `progress` as it goes.
+    pub fn recheck(
+        &self,
+        opts: &RecheckOptions,
+        progress: &RecheckProgress,
+    ) -> Result<RecheckReport> {
+        // Pieces half-received before the recheck are dropped: their blocks will come again.
+        for (_, st) in lock(&self.pieces).drain() {
+            lock(&st).retired = true;
+        }
+        let report = recheck::run(self, opts, progress)?;
+        *lock(&self.have) = report.valid.clone();
+        lock(&self.flush).dirty = true;
+        Ok(report)
+    }
+
+    /// Expected SHA-1 of piece `piece`.
+    pub(crate) fn expected_hash(&self, piece: u32) -> &Id20 {
+        &self.hashes[piece as usize]
+    }
+
+    /// Whether verified pieces changed since the last resume flush.
+    pub fn resume_dirty(&self) -> bool {
+        lock(&self.flush).dirty
+    }
+
+    /// Write resume data if something changed and the last write is at least `interval` old.
+    /// Returns whether it wrote. Call it every second or so while downloading.
+    pub fn flush_resume_if_due(&self, interval: Duration) -> Result<bool> {
+        {
+            let f = lock(&self.flush);
+            if !f.dirty || f.last.is_some_and(|t| t.elapsed() < interval) {
+                return Ok(false);
+            }
+        }
+        self.flush_resume()
+    }
+
+    /// Write resume data now if anything changed; returns whether it wrote. Data files are
+    /// synced first, so what the resume data claims is on stable storage before the claim is.
+    pub fn flush_resume(&self) -> Result<bool> {
+        Ok(self.flush_resume_snapshot()?.is_some())
+    }
+
+    /// Like [`Self::flush_resume`], returning the verified set that was written (for callers and
+    /// tests that must know exactly what became durable).
+    pub fn flush_resume_snapshot(&self) -> Result<Option<Bitfield>> {
+        let Some(path) = self.resume_path.clone() else {
+            return Ok(None);
+        };
+        let _one_at_a_time = lock(&self.flush_lock);
+        {
+            let mut f = lock(&self.flush);
+            if !f.dirty {
+                return Ok(None);
+            }
+            // Cleared before the snapshot: a piece verified meanwhile re-dirties it.
+            f.dirty = false;
+        }
+        let snapshot = lock(&self.have).clone();
+        let result = self.files.sync_dirty().and_then(|()| {
+            let data = ResumeData {
+                info_hash: self.info_hash,
+                verified: snapshot.clone(),
+                files: self.stamps(),
+            };
+            resume::write_atomic(&path, &data.encode())
+        });
+        let mut f = lock(&self.flush);
+        match result {
+            Ok(()) => {
+                f.last = Some(Instant::now());
+                Ok(Some(snapshot))
+            }
+            Err(e) => {
+                f.dirty = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Clean shutdown: flush resume data and close the files.
+    pub fn close(&self) -> Result<()> {
+        self.flush_resume()?;
+        self.files.close_all();
+        Ok(())
+    }
+}
