@@ -409,7 +409,8 @@ impl Storage {
                 self.files.write_at(s.file, s.file_offset, chunk)?;
             } else {
                 let stream = self.layout.files()[s.file].offset + s.file_offset;
-                self.files.write_at(self.part_idx, part_offset(stream), chunk)?;
+                self.files
+                    .write_at(self.part_idx, part_offset(stream), chunk)?;
             }
         }
         st.received[block] = Some(contributor);

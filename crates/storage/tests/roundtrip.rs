@@ -51,9 +51,12 @@ fn download_all(f: &Fixture, s: &Storage, seed: u64) {
 
 #[test]
 fn round_trip_many_files_both_hash_paths() {
-    for (seed, in_memory, piece_length) in
-        [(1, true, 32_768), (2, false, 32_768), (3, true, 65_536), (4, true, 16_384)]
-    {
+    for (seed, in_memory, piece_length) in [
+        (1, true, 32_768),
+        (2, false, 32_768),
+        (3, true, 65_536),
+        (4, true, 16_384),
+    ] {
         let f = Fixture::new("t", &sizes(), piece_length, seed);
         let dir = tempfile::tempdir().unwrap();
         let mut opts = StorageOptions::new(dir.path());
@@ -117,7 +120,10 @@ fn hash_failure_resets_and_names_contributors_and_pads_are_zeros() {
     );
     assert!(!s.have(0));
     // After the reset every block is needed again, and good data verifies.
-    assert_eq!(s.write_block(0, 0, &blocks[0].1, 1).unwrap(), WriteOutcome::Stored);
+    assert_eq!(
+        s.write_block(0, 0, &blocks[0].1, 1).unwrap(),
+        WriteOutcome::Stored
+    );
     assert_eq!(
         s.write_block(0, blocks[1].0, &blocks[1].1, 1).unwrap(),
         WriteOutcome::Verified
@@ -216,8 +222,11 @@ fn pool_writes_and_recheck_with_progress() {
             let s = s.clone();
             let tx = tx.clone();
             expected += 1;
-            pool.run(move || s.write_block(p, o, &b, 0), move |r| tx.send(r).unwrap())
-                .unwrap();
+            pool.run(
+                move || s.write_block(p, o, &b, 0),
+                move |r| tx.send(r).unwrap(),
+            )
+            .unwrap();
         }
     }
     let verified = (0..expected)
