@@ -187,6 +187,8 @@ impl TorrentActor {
             pieces_total: info.num_pieces(),
             ..Default::default()
         };
+        // Receivers see the real totals from the start, never an empty default.
+        status_tx.send_replace(status.clone());
         TorrentActor {
             choker: Choker::new(ChokerConfig::default(), rand::random()),
             choker_next: now,
