@@ -61,6 +61,7 @@ impl Reporter {
         json!({
             "downloaded": s.verified_bytes,
             "uploaded": s.uploaded,
+            "received": s.downloaded,
             "total": s.total_bytes,
             "peers": s.peers,
             "down_rate": s.down_rate.round() as u64,
