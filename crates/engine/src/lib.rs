@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod connection;
 mod error;
+pub mod metadata;
 pub mod peer;
 pub mod peer_book;
 pub mod peer_id;

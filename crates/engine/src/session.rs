@@ -214,6 +214,36 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Fetches a magnet link's metadata (BEP 9) from `peers` and returns the torrent, with the
+    /// link's trackers. Peers that send metadata not matching the info-hash are dropped.
+    pub async fn fetch_metadata(
+        &self,
+        magnet: &shoal_metainfo::Magnet,
+        peers: Vec<SocketAddr>,
+        deadline: Duration,
+    ) -> Result<Metainfo, EngineError> {
+        let (_more_tx, more_rx) = mpsc::channel(16);
+        let (info, liars) = crate::metadata::fetch_metadata(
+            magnet.info_hash,
+            self.shared.peer_id,
+            Some(self.shared.listen_addr.ip()),
+            peers,
+            more_rx,
+            self.shared.config.connect_timeout,
+            deadline,
+        )
+        .await
+        .map_err(EngineError::Metadata)?;
+        if !liars.is_empty() {
+            warn!(?liars, "peers sent wrong metadata");
+        }
+        let trackers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+        Metainfo::from_info_bytes(&info, trackers)
+            .map_err(|e| EngineError::Metadata(format!("the metadata is not a valid torrent: {e}")))
+    }
+}
+
 impl TorrentHandle {
     /// Gives the torrent more peer addresses to dial.
     pub async fn add_peers(&self, peers: Vec<SocketAddr>) {
