@@ -11,6 +11,7 @@ pub mod announce;
 mod error;
 pub mod http_query;
 pub mod http_response;
+pub mod tiers;
 pub mod udp_packet;
 pub mod url;
 
@@ -18,5 +19,6 @@ pub use announce::{AnnounceRequest, AnnounceResponse, Event, ScrapeStats, MAX_PE
 pub use error::TrackerError;
 pub use http_query::{parse_announce_query, parse_scrape_query};
 pub use http_response::{parse_http_announce, parse_http_scrape, MAX_BODY_LEN};
+pub use tiers::{AnnounceJob, Stats, TierConfig, TrackerSet};
 pub use udp_packet::{parse_udp_request, parse_udp_response, UdpRequest, UdpResponse};
 pub use url::TrackerUrl;
