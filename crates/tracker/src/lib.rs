@@ -1,21 +1,28 @@
 //! Trackers for shoal: announce and scrape over HTTP (BEP 3, 23, 7, 48) and UDP (BEP 15, 41),
+//! BEP 12 tiers with failover, and an embedded tracker.
 //!
 //! - Pure, panic-free parsers and encoders for untrusted bytes: [`parse_http_announce`],
 //!   [`parse_http_scrape`], [`parse_udp_response`], [`parse_udp_request`],
 //!   [`parse_announce_query`]; a fuzz target can call them directly.
+//! - [`TrackerSet`]: the sans-IO announce state machine over a torrent's tiers. It says which
 //!   tracker to announce to and when; it never touches a socket or a clock.
 //! - [`TrackerClient`]: the thin async driver that performs one HTTP or UDP announce or scrape,
 //!   with a request-level time-out; [`announce_round`] runs a set's due jobs through it.
+//! - [`server`]: an embedded tracker (HTTP, and UDP when enabled) that keeps swarms in memory.
 
 pub mod announce;
+mod client;
 mod error;
+pub mod http_client;
 pub mod http_query;
 pub mod http_response;
 pub mod tiers;
+pub mod udp_client;
 pub mod udp_packet;
 pub mod url;
 
 pub use announce::{AnnounceRequest, AnnounceResponse, Event, ScrapeStats, MAX_PEERS_PER_REPLY};
+pub use client::{announce_round, ClientConfig, RoundOutcome, TrackerClient};
 pub use error::TrackerError;
 pub use http_query::{parse_announce_query, parse_scrape_query};
 pub use http_response::{parse_http_announce, parse_http_scrape, MAX_BODY_LEN};
