@@ -1,6 +1,7 @@
 //! The thin async driver: one announce or scrape to one tracker, HTTP or UDP, under a time-out;
 //! and [`announce_round`], which runs a [`TrackerSet`]'s due jobs through it.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use shoal_core::{Id20, Time};
@@ -25,6 +26,8 @@ pub struct ClientConfig {
     pub max_body: usize,
     /// UDP timing.
     pub udp: UdpConfig,
+    /// Local IPv4 address to announce from (HTTP and UDP); default: any.
+    pub bind_v4: Option<Ipv4Addr>,
 }
 
 impl Default for ClientConfig {
@@ -34,6 +37,7 @@ impl Default for ClientConfig {
             scrape_timeout: Duration::from_secs(30),
             max_body: MAX_BODY_LEN,
             udp: UdpConfig::default(),
+            bind_v4: None,
         }
     }
 }
@@ -48,7 +52,9 @@ pub struct TrackerClient {
 impl TrackerClient {
     /// A client with these settings.
     pub fn new(config: ClientConfig) -> TrackerClient {
-        let udp = UdpClient::new(config.udp.clone());
+        let mut udp = config.udp.clone();
+        udp.bind_v4 = udp.bind_v4.or(config.bind_v4);
+        let udp = UdpClient::new(udp);
         TrackerClient { config, udp }
     }
 
@@ -68,7 +74,8 @@ impl TrackerClient {
             Scheme::Http => {
                 let target = announce_query(url.path_and_query(), req);
                 let reply =
-                    http_get(url, &target, &self.config.user_agent, self.config.max_body).await?;
+                    http_get(url, &target, &self.config.user_agent, self.config.max_body, self.config.bind_v4)
+                        .await?;
                 if reply.status != 200 {
                     return Err(TrackerError::HttpStatus {
                         status: reply.status,
@@ -97,8 +104,14 @@ impl TrackerClient {
                 Scheme::Http => {
                     let target = scrape_query(url.path_and_query(), hashes);
                     let reply =
-                        http_get(&url, &target, &self.config.user_agent, self.config.max_body)
-                            .await?;
+                        http_get(
+                        &url,
+                        &target,
+                        &self.config.user_agent,
+                        self.config.max_body,
+                        self.config.bind_v4,
+                    )
+                    .await?;
                     if reply.status != 200 {
                         return Err(TrackerError::HttpStatus {
                             status: reply.status,

@@ -9,7 +9,8 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, USER_AGENT};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use std::net::{Ipv4Addr, SocketAddr};
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::url::{Scheme, TrackerUrl};
 use crate::TrackerError;
@@ -36,13 +37,25 @@ fn io_err(e: impl std::fmt::Display) -> TrackerError {
     TrackerError::Io(e.to_string())
 }
 
+async fn connect(addr: SocketAddr, bind_v4: Option<Ipv4Addr>) -> std::io::Result<TcpStream> {
+    match (addr, bind_v4) {
+        (SocketAddr::V4(_), Some(ip)) => {
+            let sock = TcpSocket::new_v4()?;
+            sock.bind((ip, 0).into())?;
+            sock.connect(addr).await
+        }
+        _ => TcpStream::connect(addr).await,
+    }
+}
+
 /// GETs `path_and_query` from the tracker at `url`'s host, reading at most `max_body` bytes of
-/// body. Only `http://` is supported.
+/// body, from `bind_v4` if given. Only `http://` is supported.
 pub async fn http_get(
     url: &TrackerUrl,
     path_and_query: &str,
     user_agent: &str,
     max_body: usize,
+    bind_v4: Option<Ipv4Addr>,
 ) -> Result<HttpReply, TrackerError> {
     if url.scheme() != Scheme::Http {
         return Err(TrackerError::UnsupportedScheme(url.to_string()));
@@ -57,7 +70,7 @@ pub async fn http_get(
     let mut last_err = None;
     let mut stream = None;
     for addr in addrs {
-        match TcpStream::connect(addr).await {
+        match connect(addr, bind_v4).await {
             Ok(s) => {
                 stream = Some(s);
                 break;
