@@ -116,6 +116,11 @@ impl UdpClient {
         Ok((sock, addr))
     }
 
+    /// The connection id held for the tracker at `addr`, if any and still fresh.
+    pub fn connection_id_for(&self, addr: SocketAddr) -> Option<u64> {
+        self.cached(addr)
+    }
+
     fn cached(&self, addr: SocketAddr) -> Option<u64> {
         let c = self.connections.lock().ok()?;
         let (id, at) = c.get(&addr)?;
