@@ -104,7 +104,8 @@ pub fn run(args: &TrackerArgs) -> anyhow::Result<()> {
 /// With port 0 and `--udp`, one port free for both TCP and UDP, so one address names both.
 fn port_free_for_both(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     for _ in 0..50 {
-        let tcp = std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+        let tcp =
+            std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
         let got = tcp.local_addr()?;
         if std::net::UdpSocket::bind(got).is_ok() {
             return Ok(got);
@@ -125,6 +126,8 @@ async fn wait_for_shutdown() -> anyhow::Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     Ok(())
 }

@@ -73,9 +73,14 @@ impl TrackerClient {
             Scheme::Udp => self.udp.announce(url, req).await,
             Scheme::Http => {
                 let target = announce_query(url.path_and_query(), req);
-                let reply =
-                    http_get(url, &target, &self.config.user_agent, self.config.max_body, self.config.bind_v4)
-                        .await?;
+                let reply = http_get(
+                    url,
+                    &target,
+                    &self.config.user_agent,
+                    self.config.max_body,
+                    self.config.bind_v4,
+                )
+                .await?;
                 if reply.status != 200 {
                     return Err(TrackerError::HttpStatus {
                         status: reply.status,
@@ -103,8 +108,7 @@ impl TrackerClient {
                 Scheme::Udp => self.udp.scrape(&url, hashes).await,
                 Scheme::Http => {
                     let target = scrape_query(url.path_and_query(), hashes);
-                    let reply =
-                        http_get(
+                    let reply = http_get(
                         &url,
                         &target,
                         &self.config.user_agent,

@@ -114,7 +114,9 @@ pub async fn http_get(
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 TrackerError::TooLarge { limit: max_body }
             } else {
                 io_err(e)

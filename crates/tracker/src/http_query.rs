@@ -21,7 +21,11 @@ pub const MAX_SCRAPE_HASHES: usize = 74;
 pub fn announce_query(path_and_query: &str, req: &AnnounceRequest) -> String {
     let mut q = String::with_capacity(path_and_query.len() + 256);
     q.push_str(path_and_query);
-    q.push(if path_and_query.contains('?') { '&' } else { '?' });
+    q.push(if path_and_query.contains('?') {
+        '&'
+    } else {
+        '?'
+    });
     q.push_str("info_hash=");
     q.push_str(&percent_encode(req.info_hash.as_bytes()));
     q.push_str("&peer_id=");
@@ -80,7 +84,11 @@ pub fn percent_decode(s: &[u8]) -> Result<Vec<u8>, TrackerError> {
                 let lo = s.get(i + 2).copied().and_then(hex_val);
                 match (hi, lo) {
                     (Some(h), Some(l)) => out.push(h << 4 | l),
-                    _ => return Err(TrackerError::Malformed("bad percent escape in query".into())),
+                    _ => {
+                        return Err(TrackerError::Malformed(
+                            "bad percent escape in query".into(),
+                        ))
+                    }
                 }
                 i += 3;
             }
@@ -97,8 +105,11 @@ pub fn percent_decode(s: &[u8]) -> Result<Vec<u8>, TrackerError> {
     Ok(out)
 }
 
+/// Decoded `(key, value)` pairs of a query string, in order.
+pub type QueryPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Splits a query string (without the `?`) into decoded `(key, value)` pairs, in order.
-pub fn parse_query(query: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TrackerError> {
+pub fn parse_query(query: &[u8]) -> Result<QueryPairs, TrackerError> {
     if query.len() > MAX_QUERY_LEN {
         return Err(TrackerError::TooLarge {
             limit: MAX_QUERY_LEN,
@@ -189,7 +200,9 @@ pub fn parse_scrape_query(query: &[u8]) -> Result<Vec<Id20>, TrackerError> {
     for (k, v) in &pairs {
         if k == b"info_hash" {
             if out.len() == MAX_SCRAPE_HASHES {
-                return Err(TrackerError::Malformed("too many info-hashes in scrape".into()));
+                return Err(TrackerError::Malformed(
+                    "too many info-hashes in scrape".into(),
+                ));
             }
             out.push(
                 Id20::from_slice(v)
@@ -241,7 +254,9 @@ mod tests {
     #[test]
     fn bad_queries_are_errors() {
         assert!(parse_announce_query(b"info_hash=%zz").is_err());
-        assert!(parse_announce_query(b"info_hash=abc&peer_id=01234567890123456789&port=1").is_err());
+        assert!(
+            parse_announce_query(b"info_hash=abc&peer_id=01234567890123456789&port=1").is_err()
+        );
         assert!(parse_announce_query(&vec![b'a'; MAX_QUERY_LEN + 1]).is_err());
         assert!(parse_scrape_query(b"info_hash=%").is_err());
     }

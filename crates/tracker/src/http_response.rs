@@ -88,9 +88,9 @@ pub fn parse_http_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError
     let get = |k: &str| d.get(k.as_bytes());
     let mut peers = Vec::new();
     match get("peers") {
-        Some(Value::Bytes(b)) => peers.extend(
-            decode_compact_peers_v4(b).map_err(|e| malformed(format!("peers: {e}")))?,
-        ),
+        Some(Value::Bytes(b)) => {
+            peers.extend(decode_compact_peers_v4(b).map_err(|e| malformed(format!("peers: {e}")))?)
+        }
         Some(Value::List(list)) => {
             for p in list.iter().take(MAX_PEERS_PER_REPLY) {
                 if let Some(addr) = dict_peer(p) {
@@ -107,7 +107,9 @@ pub fn parse_http_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError
     let interval = int(get("interval")).and_then(seconds);
     if interval.is_none() && peers.is_empty() && !d.contains_key(&b"peers"[..]) {
         // Neither an answer nor a failure: not a tracker reply.
-        return Err(malformed("reply has neither peers, interval nor failure reason"));
+        return Err(malformed(
+            "reply has neither peers, interval nor failure reason",
+        ));
     }
     Ok(AnnounceResponse {
         interval,
@@ -279,7 +281,11 @@ mod tests {
         for compact in [true, false] {
             let body = encode_announce_response(&sample(), compact);
             assert!(bencode::scan(&body).is_ok());
-            assert_eq!(parse_http_announce(&body).unwrap(), sample(), "compact={compact}");
+            assert_eq!(
+                parse_http_announce(&body).unwrap(),
+                sample(),
+                "compact={compact}"
+            );
         }
     }
 
@@ -291,12 +297,21 @@ mod tests {
             Err(TrackerError::Failure("go away".into()))
         );
         assert_eq!(failure_reason(&body).as_deref(), Some("go away"));
-        assert!(matches!(parse_http_scrape(&body), Err(TrackerError::Failure(_))));
+        assert!(matches!(
+            parse_http_scrape(&body),
+            Err(TrackerError::Failure(_))
+        ));
     }
 
     #[test]
     fn garbage_is_a_clear_error() {
-        for body in [&b"<html>nope</html>"[..], b"", b"le", b"d5:peers3:abce", b"d3:fooi1ee"] {
+        for body in [
+            &b"<html>nope</html>"[..],
+            b"",
+            b"le",
+            b"d5:peers3:abce",
+            b"d3:fooi1ee",
+        ] {
             assert!(
                 matches!(parse_http_announce(body), Err(TrackerError::Malformed(_))),
                 "{body:?}"
@@ -324,7 +339,14 @@ mod tests {
     #[test]
     fn scrape_round_trip() {
         let entries = vec![
-            (Id20([1; 20]), ScrapeStats { seeders: 1, leechers: 2, completed: 3 }),
+            (
+                Id20([1; 20]),
+                ScrapeStats {
+                    seeders: 1,
+                    leechers: 2,
+                    completed: 3,
+                },
+            ),
             (Id20([2; 20]), ScrapeStats::default()),
         ];
         let body = encode_scrape_response(&entries);

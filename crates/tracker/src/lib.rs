@@ -31,6 +31,6 @@ pub use http_response::{parse_http_announce, parse_http_scrape, MAX_BODY_LEN};
 pub use server::{RunningTracker, ServerConfig};
 pub use swarm::{SwarmConfig, Swarms};
 pub use tiers::{AnnounceJob, Stats, TierConfig, TrackerSet};
-pub use udp_packet::{parse_udp_request, parse_udp_response, UdpRequest, UdpResponse};
 pub use udp_client::UdpConfig;
+pub use udp_packet::{parse_udp_request, parse_udp_response, UdpRequest, UdpResponse};
 pub use url::TrackerUrl;

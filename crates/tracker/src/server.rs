@@ -139,7 +139,11 @@ impl RunningTracker {
         if let Some(addr) = config.udp {
             let sock = UdpSocket::bind(addr).await?;
             udp_addr = Some(sock.local_addr()?);
-            tasks.push(tokio::spawn(serve_udp(sock, shared.clone(), stopped.clone())));
+            tasks.push(tokio::spawn(serve_udp(
+                sock,
+                shared.clone(),
+                stopped.clone(),
+            )));
         }
         let sweeper = shared.clone();
         let mut sweep_stop = stopped;
@@ -252,7 +256,11 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     r
 }
 
-fn handle_http(req: &Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Response<Full<Bytes>> {
+fn handle_http(
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET {
         return reply(StatusCode::METHOD_NOT_ALLOWED, encode_failure("use GET"));
     }
@@ -336,15 +344,17 @@ fn handle_udp(packet: &[u8], from: SocketAddr, shared: &Shared) -> Option<Vec<u8
             request,
             ..
         } => {
-            let answer = shared
-                .swarms
-                .lock()
-                .ok()?
-                .announce(&request, SocketAddr::new(ip, request.port), now);
+            let answer = shared.swarms.lock().ok()?.announce(
+                &request,
+                SocketAddr::new(ip, request.port),
+                now,
+            );
             match answer {
                 Ok(a) => UdpResponse::Announce {
                     transaction_id,
-                    interval: a.interval.map_or(0, |d| d.as_secs().min(u32::MAX as u64) as u32),
+                    interval: a
+                        .interval
+                        .map_or(0, |d| d.as_secs().min(u32::MAX as u64) as u32),
                     leechers: a.leechers.unwrap_or(0),
                     seeders: a.seeders.unwrap_or(0),
                     peers: a.peers,

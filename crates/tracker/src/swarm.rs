@@ -232,30 +232,48 @@ mod tests {
     fn peers_see_each_other_and_counts_add_up() {
         let mut s = Swarms::new(SwarmConfig::with_interval(Duration::from_secs(10)));
         let t = Time::ZERO;
-        let a = s.announce(&req(1, 0, Event::Started), addr(2, 1), t).unwrap();
+        let a = s
+            .announce(&req(1, 0, Event::Started), addr(2, 1), t)
+            .unwrap();
         assert!(a.peers.is_empty());
-        let b = s.announce(&req(2, 5, Event::Started), addr(3, 2), t).unwrap();
+        let b = s
+            .announce(&req(2, 5, Event::Started), addr(3, 2), t)
+            .unwrap();
         assert_eq!(b.peers, vec![addr(2, 1)]);
         assert_eq!((b.seeders, b.leechers), (Some(1), Some(1)));
-        s.announce(&req(2, 0, Event::Completed), addr(3, 2), t).unwrap();
+        s.announce(&req(2, 0, Event::Completed), addr(3, 2), t)
+            .unwrap();
         let sc = s.scrape(&[Id20([9; 20]), Id20([8; 20])], t);
         assert_eq!(
             sc,
-            vec![(Id20([9; 20]), ScrapeStats { seeders: 2, leechers: 0, completed: 1 })]
+            vec![(
+                Id20([9; 20]),
+                ScrapeStats {
+                    seeders: 2,
+                    leechers: 0,
+                    completed: 1
+                }
+            )]
         );
-        s.announce(&req(2, 0, Event::Stopped), addr(3, 2), t).unwrap();
+        s.announce(&req(2, 0, Event::Stopped), addr(3, 2), t)
+            .unwrap();
         assert_eq!(s.scrape(&[Id20([9; 20])], t)[0].1.seeders, 1);
     }
 
     #[test]
     fn peers_expire_after_the_ttl() {
         let mut s = Swarms::new(SwarmConfig::with_interval(Duration::from_secs(10)));
-        s.announce(&req(1, 5, Event::Started), addr(2, 1), Time::ZERO).unwrap();
+        s.announce(&req(1, 5, Event::Started), addr(2, 1), Time::ZERO)
+            .unwrap();
         let at = |secs| Time::from_secs(secs);
-        let seen = s.announce(&req(2, 5, Event::Started), addr(3, 2), at(19)).unwrap();
+        let seen = s
+            .announce(&req(2, 5, Event::Started), addr(3, 2), at(19))
+            .unwrap();
         assert_eq!(seen.peers.len(), 1);
         // Peer 1 announced at 0 with a TTL of 20 s: gone at 20, even before a sweep.
-        let seen = s.announce(&req(2, 5, Event::None), addr(3, 2), at(20)).unwrap();
+        let seen = s
+            .announce(&req(2, 5, Event::None), addr(3, 2), at(20))
+            .unwrap();
         assert!(seen.peers.is_empty());
         s.expire(at(20));
         assert_eq!(s.scrape(&[Id20([9; 20])], at(20))[0].1.leechers, 1);
@@ -272,7 +290,8 @@ mod tests {
         };
         let mut s = Swarms::new(cfg.clone());
         for i in 0..5 {
-            s.announce(&req(1, 5, Event::Started), addr(i, 1), Time::ZERO).unwrap();
+            s.announce(&req(1, 5, Event::Started), addr(i, 1), Time::ZERO)
+                .unwrap();
         }
         assert_eq!(s.scrape(&[Id20([9; 20])], Time::ZERO)[0].1.leechers, 2);
         let mut other = req(1, 5, Event::Started);
@@ -280,11 +299,19 @@ mod tests {
         assert!(s.announce(&other, addr(1, 1), Time::ZERO).is_err());
         let mut numwant = req(7, 5, Event::None);
         numwant.numwant = Some(1);
-        assert_eq!(s.announce(&numwant, addr(9, 9), Time::ZERO).unwrap().peers.len(), 1);
+        assert_eq!(
+            s.announce(&numwant, addr(9, 9), Time::ZERO)
+                .unwrap()
+                .peers
+                .len(),
+            1
+        );
 
         cfg.whitelist = Some([Id20([1; 20])].into_iter().collect());
         let mut s = Swarms::new(cfg);
-        assert!(s.announce(&req(1, 5, Event::Started), addr(2, 1), Time::ZERO).is_err());
+        assert!(s
+            .announce(&req(1, 5, Event::Started), addr(2, 1), Time::ZERO)
+            .is_err());
         assert!(s.announce(&other, addr(2, 1), Time::ZERO).is_ok());
     }
 }

@@ -445,7 +445,14 @@ mod tests {
             .iter()
             .map(|t| t.iter().map(|s| s.to_string()).collect())
             .collect();
-        TrackerSet::new(Id20([1; 20]), Id20([2; 20]), 6881, &tiers, TierConfig::default(), 7)
+        TrackerSet::new(
+            Id20([1; 20]),
+            Id20([2; 20]),
+            6881,
+            &tiers,
+            TierConfig::default(),
+            7,
+        )
     }
 
     fn ok(interval: u64) -> AnnounceResponse {
@@ -532,7 +539,10 @@ mod tests {
         assert_eq!(j5.url.to_string(), first_tier[1]);
         s.on_response(&j5, &ok(1800), t);
         let now_first: Vec<String> = s.tiers()[0].iter().map(|u| u.to_string()).collect();
-        assert_eq!(now_first, vec![first_tier[1].clone(), first_tier[0].clone()]);
+        assert_eq!(
+            now_first,
+            vec![first_tier[1].clone(), first_tier[0].clone()]
+        );
     }
 
     #[test]
@@ -549,7 +559,10 @@ mod tests {
             waits.push((next - now).as_secs());
             now = next;
         }
-        assert_eq!(waits, vec![15, 30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(
+            waits,
+            vec![15, 30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+        );
     }
 
     #[test]
@@ -578,7 +591,14 @@ mod tests {
         let mut s = set(&[&["http://a/announce"]]);
         let j = s.poll_announce(Time::ZERO).unwrap();
         s.completed(Time::ZERO);
-        s.on_failure(&AnnounceJob { id: 999, ..j.clone() }, &fail(), Time::ZERO);
+        s.on_failure(
+            &AnnounceJob {
+                id: 999,
+                ..j.clone()
+            },
+            &fail(),
+            Time::ZERO,
+        );
         assert_eq!(s.next_deadline(), None, "job still in flight");
         s.on_response(&j, &ok(1800), Time::from_secs(1));
         let j = s.poll_announce(Time::from_secs(1)).unwrap();
@@ -587,7 +607,10 @@ mod tests {
 
     #[test]
     fn bad_and_duplicate_urls_are_left_out() {
-        let s = set(&[&["http://a/announce", "nonsense", "https://s/announce"], &["http://a/announce"]]);
+        let s = set(&[
+            &["http://a/announce", "nonsense", "https://s/announce"],
+            &["http://a/announce"],
+        ]);
         assert_eq!(s.tiers().len(), 1);
         assert_eq!(s.rejected().len(), 2);
         let empty = set(&[]);
@@ -604,6 +627,9 @@ mod tests {
         };
         s.on_response(&j, &resp, Time::ZERO);
         let j = s.poll_announce(Time::from_secs(60)).unwrap();
-        assert_eq!(j.request(Stats::default()).tracker_id, Some(b"xyz".to_vec()));
+        assert_eq!(
+            j.request(Stats::default()).tracker_id,
+            Some(b"xyz".to_vec())
+        );
     }
 }

@@ -195,7 +195,11 @@ impl UdpClient {
         if let Some(id) = self.cached(addr) {
             return Ok((id, true));
         }
-        let build = |tid| encode_udp_request(&UdpRequest::Connect { transaction_id: tid });
+        let build = |tid| {
+            encode_udp_request(&UdpRequest::Connect {
+                transaction_id: tid,
+            })
+        };
         match self
             .exchange(sock, Family::of(&addr), attempt, Want::Connect, &build)
             .await?
@@ -207,7 +211,9 @@ impl UdpClient {
                 Ok((connection_id, false))
             }
             UdpResponse::Error { message, .. } => Err(TrackerError::Failure(message)),
-            _ => Err(TrackerError::Malformed("unexpected reply to connect".into())),
+            _ => Err(TrackerError::Malformed(
+                "unexpected reply to connect".into(),
+            )),
         }
     }
 
@@ -234,7 +240,9 @@ impl UdpClient {
                     self.forget(addr);
                     refreshed = true;
                 }
-                Ok(UdpResponse::Error { message, .. }) => return Err(TrackerError::Failure(message)),
+                Ok(UdpResponse::Error { message, .. }) => {
+                    return Err(TrackerError::Failure(message))
+                }
                 Err(TrackerError::Timeout(d)) => {
                     self.forget(addr);
                     return Err(TrackerError::Timeout(d));
@@ -281,7 +289,9 @@ impl UdpClient {
                 peers,
             }),
             UdpResponse::EmptyAnnounce { .. } => Err(TrackerError::EmptyAnnounceReply),
-            _ => Err(TrackerError::Malformed("unexpected reply to announce".into())),
+            _ => Err(TrackerError::Malformed(
+                "unexpected reply to announce".into(),
+            )),
         }
     }
 

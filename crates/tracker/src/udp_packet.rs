@@ -186,7 +186,10 @@ pub fn encode_udp_request(req: &UdpRequest) -> Vec<u8> {
             out.extend_from_slice(&r.event.as_udp().to_be_bytes());
             out.extend_from_slice(&ip.to_be_bytes());
             out.extend_from_slice(&r.key.to_be_bytes());
-            let numwant = r.numwant.map(|n| n.min(i32::MAX as u32) as i32).unwrap_or(-1);
+            let numwant = r
+                .numwant
+                .map(|n| n.min(i32::MAX as u32) as i32)
+                .unwrap_or(-1);
             out.extend_from_slice(&numwant.to_be_bytes());
             out.extend_from_slice(&r.port.to_be_bytes());
             let url = &url_data[..url_data.len().min(MAX_URL_DATA_LEN)];
@@ -223,8 +226,12 @@ fn parse_options(mut b: &[u8]) -> Vec<u8> {
             OPT_END => break,
             OPT_NOP => b = rest,
             _ => {
-                let Some((&len, rest)) = rest.split_first() else { break };
-                let Some(data) = rest.get(..len as usize) else { break };
+                let Some((&len, rest)) = rest.split_first() else {
+                    break;
+                };
+                let Some(data) = rest.get(..len as usize) else {
+                    break;
+                };
                 if kind == OPT_URL_DATA && url.len() + data.len() <= MAX_URL_DATA_LEN {
                     url.extend_from_slice(data);
                 }
@@ -437,18 +444,20 @@ mod tests {
             proptest::option::of(0u32..=i32::MAX as u32),
             any::<u32>(),
         )
-            .prop_map(|(ih, pid, port, (up, down, left), ev, numwant, key)| AnnounceRequest {
-                info_hash: Id20(ih),
-                peer_id: Id20(pid),
-                port,
-                uploaded: up,
-                downloaded: down,
-                left,
-                event: Event::from_udp(ev),
-                numwant,
-                key,
-                tracker_id: None,
-                compact: true,
+            .prop_map(|(ih, pid, port, (up, down, left), ev, numwant, key)| {
+                AnnounceRequest {
+                    info_hash: Id20(ih),
+                    peer_id: Id20(pid),
+                    port,
+                    uploaded: up,
+                    downloaded: down,
+                    left,
+                    event: Event::from_udp(ev),
+                    numwant,
+                    key,
+                    tracker_id: None,
+                    compact: true,
+                }
             })
     }
 

@@ -60,7 +60,9 @@ impl TrackerUrl {
             return Err(bad("user names in tracker URLs are not supported"));
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '[' in host"))?;
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("unclosed '[' in host"))?;
             (h, after.strip_prefix(':'))
         } else {
             match authority.rsplit_once(':') {
@@ -129,7 +131,10 @@ impl TrackerUrl {
         if self.scheme == Scheme::Udp {
             return Some(self.clone());
         }
-        let path_end = self.path_and_query.find('?').unwrap_or(self.path_and_query.len());
+        let path_end = self
+            .path_and_query
+            .find('?')
+            .unwrap_or(self.path_and_query.len());
         let path = &self.path_and_query[..path_end];
         let slash = path.rfind('/')?;
         let last = &path[slash + 1..];
@@ -161,26 +166,41 @@ mod tests {
     use super::*;
 
     fn scrape(s: &str) -> Option<String> {
-        TrackerUrl::parse(s).unwrap().scrape_url().map(|u| u.to_string())
+        TrackerUrl::parse(s)
+            .unwrap()
+            .scrape_url()
+            .map(|u| u.to_string())
     }
 
     #[test]
     fn scrape_convention_examples_from_the_spec() {
         let ok = [
-            ("http://example.com/announce", "http://example.com:80/scrape"),
-            ("http://example.com/x/announce", "http://example.com:80/x/scrape"),
-            ("http://example.com/announce.php", "http://example.com:80/scrape.php"),
-            ("http://example.com/announce?x2%0644", "http://example.com:80/scrape?x2%0644"),
+            (
+                "http://example.com/announce",
+                "http://example.com:80/scrape",
+            ),
+            (
+                "http://example.com/x/announce",
+                "http://example.com:80/x/scrape",
+            ),
+            (
+                "http://example.com/announce.php",
+                "http://example.com:80/scrape.php",
+            ),
+            (
+                "http://example.com/announce?x2%0644",
+                "http://example.com:80/scrape?x2%0644",
+            ),
             // The '/' is in the query, not the path (BEP 48 looks in the path only).
-            ("http://example.com/announce?x=2/4", "http://example.com:80/scrape?x=2/4"),
+            (
+                "http://example.com/announce?x=2/4",
+                "http://example.com:80/scrape?x=2/4",
+            ),
         ];
         for (a, s) in ok {
             assert_eq!(scrape(a).as_deref(), Some(s), "{a}");
         }
-        for a in [
-            "http://example.com/a",
-            "http://example.com/x%064announce",
-        ] {
+        for a in ["http://example.com/a", "http://example.com/x%064announce"] {
             assert_eq!(scrape(a), None, "{a}");
         }
     }
@@ -195,7 +215,13 @@ mod tests {
         assert_eq!(u.path_and_query(), "/announce?pk=AbC");
         let u = TrackerUrl::parse("http://example.com?x=1").unwrap();
         assert_eq!(u.path_and_query(), "/?x=1");
-        for bad in ["udp://example.com/announce", "example.com", "http://:80/", "http://h:0/", "http://a b/"] {
+        for bad in [
+            "udp://example.com/announce",
+            "example.com",
+            "http://:80/",
+            "http://h:0/",
+            "http://a b/",
+        ] {
             assert!(TrackerUrl::parse(bad).is_err(), "{bad}");
         }
         assert!(matches!(

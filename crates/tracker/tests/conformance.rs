@@ -69,7 +69,10 @@ fn peer_id_matches(shown: &str, got: &Id20) -> bool {
 fn json_num(decoded: &str, key: &str) -> Option<u32> {
     let pat = format!("\"{key}\": ");
     let at = decoded.find(&pat)? + pat.len();
-    let digits: String = decoded[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = decoded[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().ok()
 }
 
@@ -91,13 +94,23 @@ fn check_http_announce_request(file: &str, decoded: &str, raw: &[u8]) -> Announc
         .filter_map(|kv| kv.split_once('='))
         .collect();
     assert_eq!(req.info_hash, hex_id(p["info_hash"]), "{file}");
-    assert!(peer_id_matches(p["peer_id"], &req.peer_id), "{file}: {:?}", req.peer_id);
+    assert!(
+        peer_id_matches(p["peer_id"], &req.peer_id),
+        "{file}: {:?}",
+        req.peer_id
+    );
     assert_eq!(req.port.to_string(), p["port"], "{file}");
     assert_eq!(req.left.to_string(), p["left"], "{file}");
     assert_eq!(req.uploaded.to_string(), p["uploaded"], "{file}");
     assert_eq!(req.downloaded.to_string(), p["downloaded"], "{file}");
-    assert_eq!(req.event, Event::from_http(p.get("event").copied().unwrap_or("").as_bytes()));
-    assert_eq!(req.numwant.map(|n| n.to_string()), p.get("numwant").map(|s| s.to_string()));
+    assert_eq!(
+        req.event,
+        Event::from_http(p.get("event").copied().unwrap_or("").as_bytes())
+    );
+    assert_eq!(
+        req.numwant.map(|n| n.to_string()),
+        p.get("numwant").map(|s| s.to_string())
+    );
     assert!(req.compact, "{file}");
     req
 }
@@ -174,7 +187,12 @@ fn check_udp_response(file: &str, decoded: &str, raw: &[u8]) {
             assert_eq!(interval as i128, num(&t["interval"]));
             assert_eq!(leechers as i128, num(&t["leechers"]));
             assert_eq!(seeders as i128, num(&t["seeders"]));
-            let (count, list) = decoded.split_once("peers(").unwrap().1.split_once(")=").unwrap();
+            let (count, list) = decoded
+                .split_once("peers(")
+                .unwrap()
+                .1
+                .split_once(")=")
+                .unwrap();
             assert_eq!(peers.len(), count.parse::<usize>().unwrap());
             let want: Vec<SocketAddr> = list
                 .split([',', ' '])
@@ -239,7 +257,11 @@ fn check_http_response(file: &str, decoded: &str, raw: &[u8]) {
             let secs = |k| json_num(decoded, k).map(|n| Duration::from_secs(n.into()));
             assert_eq!(r.interval, secs("interval"));
             assert_eq!(r.min_interval, secs("min interval"));
-            let peers = decoded.split("peer(s) ").nth(1).unwrap().trim_end_matches(">}");
+            let peers = decoded
+                .split("peer(s) ")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches(">}");
             let want: Vec<SocketAddr> = peers.split(' ').map(|p| p.parse().unwrap()).collect();
             assert_eq!(r.peers, want);
         }
@@ -302,7 +324,11 @@ async fn captured_http_requests_are_served_by_the_embedded_tracker() {
             .await
             .unwrap()
             .unwrap();
-        assert!(reply.starts_with(b"HTTP/1.1 200"), "{file}: {:?}", String::from_utf8_lossy(&reply));
+        assert!(
+            reply.starts_with(b"HTTP/1.1 200"),
+            "{file}: {:?}",
+            String::from_utf8_lossy(&reply)
+        );
         let body = http_body(&reply);
         if file.contains("scrape") {
             parse_http_scrape(body).unwrap_or_else(|e| panic!("{file}: {e}"));

@@ -61,27 +61,69 @@ async fn two_peers_see_each_other(url: &str, hash: u8) {
     assert!(r.peers.is_empty(), "{:?}", r.peers);
     assert_eq!(r.interval, Some(Duration::from_secs(1800)));
     let r = b.announce(&url, &leech).await.unwrap();
-    assert_eq!(r.peers, vec!["127.0.0.2:7001".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(
+        r.peers,
+        vec!["127.0.0.2:7001".parse::<SocketAddr>().unwrap()]
+    );
     assert_eq!((r.seeders, r.leechers), (Some(1), Some(1)));
     let r = a
-        .announce(&url, &AnnounceRequest { event: Event::None, ..seed.clone() })
+        .announce(
+            &url,
+            &AnnounceRequest {
+                event: Event::None,
+                ..seed.clone()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(r.peers, vec!["127.0.0.3:7002".parse::<SocketAddr>().unwrap()]);
-    let s = b.scrape(&url, &[Id20([hash; 20]), Id20([0xee; 20])]).await.unwrap();
+    assert_eq!(
+        r.peers,
+        vec!["127.0.0.3:7002".parse::<SocketAddr>().unwrap()]
+    );
+    let s = b
+        .scrape(&url, &[Id20([hash; 20]), Id20([0xee; 20])])
+        .await
+        .unwrap();
     assert_eq!(
         s[0],
-        (Id20([hash; 20]), ScrapeStats { seeders: 1, leechers: 1, completed: 0 })
+        (
+            Id20([hash; 20]),
+            ScrapeStats {
+                seeders: 1,
+                leechers: 1,
+                completed: 0
+            }
+        )
     );
     // Completed, then stopped: the counts follow.
-    b.announce(&url, &AnnounceRequest { event: Event::Completed, left: 0, ..leech.clone() })
-        .await
-        .unwrap();
-    a.announce(&url, &AnnounceRequest { event: Event::Stopped, ..seed })
-        .await
-        .unwrap();
+    b.announce(
+        &url,
+        &AnnounceRequest {
+            event: Event::Completed,
+            left: 0,
+            ..leech.clone()
+        },
+    )
+    .await
+    .unwrap();
+    a.announce(
+        &url,
+        &AnnounceRequest {
+            event: Event::Stopped,
+            ..seed
+        },
+    )
+    .await
+    .unwrap();
     let s = b.scrape(&url, &[Id20([hash; 20])]).await.unwrap();
-    assert_eq!(s[0].1, ScrapeStats { seeders: 1, leechers: 0, completed: 1 });
+    assert_eq!(
+        s[0].1,
+        ScrapeStats {
+            seeders: 1,
+            leechers: 0,
+            completed: 1
+        }
+    );
 }
 
 #[tokio::test]
@@ -103,12 +145,24 @@ async fn non_compact_replies_list_dictionaries() {
     let mut req = request(3, 5, 7005, 10, Event::Started);
     req.compact = false;
     let target = announce_query(url.path_and_query(), &req);
-    let reply = http_get(&url, &target, "test", 1 << 20, Some(Ipv4Addr::new(127, 0, 0, 5)))
-        .await
-        .unwrap();
-    assert!(reply.body.windows(4).any(|w| w == b"2:ip"), "dictionary peers expected");
+    let reply = http_get(
+        &url,
+        &target,
+        "test",
+        1 << 20,
+        Some(Ipv4Addr::new(127, 0, 0, 5)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        reply.body.windows(4).any(|w| w == b"2:ip"),
+        "dictionary peers expected"
+    );
     let r = parse_http_announce(&reply.body).unwrap();
-    assert_eq!(r.peers, vec!["127.0.0.4:7004".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(
+        r.peers,
+        vec!["127.0.0.4:7004".parse::<SocketAddr>().unwrap()]
+    );
     t.shutdown().await;
 }
 
@@ -118,7 +172,9 @@ async fn silent_peers_expire() {
     let t = tracker(SwarmConfig::with_interval(Duration::from_millis(150))).await;
     let url = TrackerUrl::parse(&t.udp_announce_url().unwrap()).unwrap();
     let c = client([127, 0, 0, 6]);
-    c.announce(&url, &request(4, 6, 7006, 5, Event::Started)).await.unwrap();
+    c.announce(&url, &request(4, 6, 7006, 5, Event::Started))
+        .await
+        .unwrap();
     assert_eq!(t.torrent_count(), 1);
     // Poll rather than assert on wall time: it must go, and well within the bound.
     let mut gone = false;
@@ -137,12 +193,24 @@ async fn silent_peers_expire() {
 async fn tracker_set_drives_started_completed_stopped() {
     let t = tracker(SwarmConfig::default()).await;
     let hash = Id20([5; 20]);
-    let tiers = vec![vec![t.http_announce_url().unwrap()], vec![t.udp_announce_url().unwrap()]];
+    let tiers = vec![
+        vec![t.http_announce_url().unwrap()],
+        vec![t.udp_announce_url().unwrap()],
+    ];
     let mut set = TrackerSet::new(hash, Id20([7; 20]), 7007, &tiers, TierConfig::default(), 1);
     let c = client([127, 0, 0, 7]);
     let origin = tokio::time::Instant::now();
     let now = || Time::from_duration(origin.elapsed());
-    let out = announce_round(&mut set, &c, Stats { left: 10, ..Stats::default() }, now).await;
+    let out = announce_round(
+        &mut set,
+        &c,
+        Stats {
+            left: 10,
+            ..Stats::default()
+        },
+        now,
+    )
+    .await;
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     assert!(out.response.is_some());
     let url = TrackerUrl::parse(&t.http_announce_url().unwrap()).unwrap();
@@ -152,11 +220,22 @@ async fn tracker_set_drives_started_completed_stopped() {
     assert!(set.next_deadline().unwrap() > now());
     set.completed(now());
     announce_round(&mut set, &c, Stats::default(), now).await;
-    assert_eq!(c.scrape(&url, &hashes).await.unwrap()[0].1, ScrapeStats { seeders: 1, leechers: 0, completed: 1 });
+    assert_eq!(
+        c.scrape(&url, &hashes).await.unwrap()[0].1,
+        ScrapeStats {
+            seeders: 1,
+            leechers: 0,
+            completed: 1
+        }
+    );
     set.stop(now());
     announce_round(&mut set, &c, Stats::default(), now).await;
     assert!(set.is_done());
     let left = c.scrape(&url, &hashes).await.unwrap();
-    assert_eq!((left[0].1.seeders, left[0].1.leechers), (0, 0), "the stopped peer is gone");
+    assert_eq!(
+        (left[0].1.seeders, left[0].1.leechers),
+        (0, 0),
+        "the stopped peer is gone"
+    );
     t.shutdown().await;
 }

@@ -86,7 +86,10 @@ async fn failover_to_the_next_tier_when_the_first_is_down() {
     // The dead trackers back off: the next round goes straight to the working one... once the
     // interval has passed; and `started` was delivered to it.
     let scrape = client
-        .scrape(&TrackerUrl::parse(&good.http_announce_url().unwrap()).unwrap(), &[Id20([1; 20])])
+        .scrape(
+            &TrackerUrl::parse(&good.http_announce_url().unwrap()).unwrap(),
+            &[Id20([1; 20])],
+        )
         .await
         .unwrap();
     assert_eq!(scrape[0].1.seeders, 1);
@@ -145,25 +148,45 @@ fn http(status: &str, body: &[u8], length: bool) -> Vec<u8> {
 async fn http_garbage_huge_bodies_and_refusals_are_clear_errors() {
     let client = fast_client();
     let huge = vec![b'x'; (1 << 20) + 10];
-    let cases: Vec<(Vec<u8>, fn(&TrackerError) -> bool)> = vec![
-        (http("200 OK", b"<html>hello</html>", true), |e| matches!(e, TrackerError::Malformed(_))),
-        (http("200 OK", &huge, true), |e| matches!(e, TrackerError::TooLarge { .. })),
-        (http("200 OK", &huge, false), |e| matches!(e, TrackerError::TooLarge { .. })),
-        (
-            http("200 OK", b"d14:failure reason7:go awaye", true),
-            |e| *e == TrackerError::Failure("go away".into()),
-        ),
+    type Check = fn(&TrackerError) -> bool;
+    let cases: Vec<(Vec<u8>, Check)> = vec![
+        (http("200 OK", b"<html>hello</html>", true), |e| {
+            matches!(e, TrackerError::Malformed(_))
+        }),
+        (http("200 OK", &huge, true), |e| {
+            matches!(e, TrackerError::TooLarge { .. })
+        }),
+        (http("200 OK", &huge, false), |e| {
+            matches!(e, TrackerError::TooLarge { .. })
+        }),
+        (http("200 OK", b"d14:failure reason7:go awaye", true), |e| {
+            *e == TrackerError::Failure("go away".into())
+        }),
         (
             http("403 Forbidden", b"d14:failure reason6:bannede", true),
-            |e| *e == TrackerError::HttpStatus { status: 403, failure: Some("banned".into()) },
+            |e| {
+                *e == TrackerError::HttpStatus {
+                    status: 403,
+                    failure: Some("banned".into()),
+                }
+            },
         ),
-        (b"SSH-2.0-OpenSSH\r\n".to_vec(), |e| matches!(e, TrackerError::Io(_))),
-        (http("200 OK", b"d8:intervali60e5:peers5:abcdee", true), |e| matches!(e, TrackerError::Malformed(_))),
+        (b"SSH-2.0-OpenSSH\r\n".to_vec(), |e| {
+            matches!(e, TrackerError::Io(_))
+        }),
+        (
+            http("200 OK", b"d8:intervali60e5:peers5:abcdee", true),
+            |e| matches!(e, TrackerError::Malformed(_)),
+        ),
     ];
     for (reply, ok) in cases {
         let url = TrackerUrl::parse(&canned_http(reply.clone()).await).unwrap();
         let err = client.announce(&url, &req()).await.unwrap_err();
-        assert!(ok(&err), "{err:?} for {:?}", String::from_utf8_lossy(&reply[..reply.len().min(80)]));
+        assert!(
+            ok(&err),
+            "{err:?} for {:?}",
+            String::from_utf8_lossy(&reply[..reply.len().min(80)])
+        );
         // Messages are for humans: never empty.
         assert!(!err.to_string().is_empty());
     }
@@ -191,7 +214,10 @@ fn tid(p: &[u8]) -> u32 {
 fn connect_or(p: &[u8], other: UdpResponse) -> Vec<Vec<u8>> {
     let action = u32::from_be_bytes(p[8..12].try_into().unwrap());
     let resp = if action == 0 {
-        UdpResponse::Connect { transaction_id: tid(p), connection_id: 42 }
+        UdpResponse::Connect {
+            transaction_id: tid(p),
+            connection_id: 42,
+        }
     } else {
         other
     };
@@ -208,15 +234,32 @@ async fn udp_errors_empty_replies_and_garbage() {
     };
 
     // opentracker's 8-byte reply for a torrent off its whitelist.
-    let addr = fake_udp(|p| connect_or(p, UdpResponse::EmptyAnnounce { transaction_id: tid(p) })).await;
+    let addr = fake_udp(|p| {
+        connect_or(
+            p,
+            UdpResponse::EmptyAnnounce {
+                transaction_id: tid(p),
+            },
+        )
+    })
+    .await;
     assert_eq!(announce(addr).await, Err(TrackerError::EmptyAnnounceReply));
 
     // An error reply on a fresh connection id is the tracker's refusal, surfaced as it is.
     let addr = fake_udp(|p| {
-        connect_or(p, UdpResponse::Error { transaction_id: tid(p), message: "no thanks".into() })
+        connect_or(
+            p,
+            UdpResponse::Error {
+                transaction_id: tid(p),
+                message: "no thanks".into(),
+            },
+        )
     })
     .await;
-    assert_eq!(announce(addr).await, Err(TrackerError::Failure("no thanks".into())));
+    assert_eq!(
+        announce(addr).await,
+        Err(TrackerError::Failure("no thanks".into()))
+    );
 
     // Garbage, wrong transaction ids and wrong actions are ignored until the time-out.
     let addr = fake_udp(|p| {
@@ -224,16 +267,28 @@ async fn udp_errors_empty_replies_and_garbage() {
         vec![
             b"\x00\x00garbage".to_vec(),
             vec![0xff; 300],
-            encode_udp_response(&UdpResponse::Connect { transaction_id: t, connection_id: 1 }, Family::V4),
+            encode_udp_response(
+                &UdpResponse::Connect {
+                    transaction_id: t,
+                    connection_id: 1,
+                },
+                Family::V4,
+            ),
         ]
     })
     .await;
-    assert!(matches!(announce(addr).await, Err(TrackerError::Timeout(_))));
+    assert!(matches!(
+        announce(addr).await,
+        Err(TrackerError::Timeout(_))
+    ));
 
     // A good announce after a reply for another transaction.
     let addr = fake_udp(|p| {
         let mut out = vec![encode_udp_response(
-            &UdpResponse::Scrape { transaction_id: tid(p), entries: vec![] },
+            &UdpResponse::Scrape {
+                transaction_id: tid(p),
+                entries: vec![],
+            },
             Family::V4,
         )];
         out.extend(connect_or(
@@ -250,6 +305,9 @@ async fn udp_errors_empty_replies_and_garbage() {
     })
     .await;
     let r = announce(addr).await.unwrap();
-    assert_eq!((r.interval, r.seeders, r.leechers), (Some(Duration::from_secs(60)), Some(2), Some(1)));
+    assert_eq!(
+        (r.interval, r.seeders, r.leechers),
+        (Some(Duration::from_secs(60)), Some(2), Some(1))
+    );
     assert_eq!(r.peers, vec!["10.0.0.1:1".parse::<SocketAddr>().unwrap()]);
 }

@@ -94,7 +94,9 @@ impl OpenTracker {
         // own after start): a UDP `stopped` announce of the listed torrent, which adds no peer,
         // gets a full reply instead of the 8-byte one.
         for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.whitelist_loaded() {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.whitelist_loaded()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -104,7 +106,8 @@ impl OpenTracker {
 
     fn whitelist_loaded(&self) -> bool {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         sock.connect(("127.0.0.1", self.port)).unwrap();
         let mut buf = [0u8; 512];
         let mut ask = |req: UdpRequest| -> Option<UdpResponse> {
@@ -201,13 +204,22 @@ fn request(hash: &str, peer: u8, port: u16, left: u64) -> AnnounceRequest {
 
 async fn announce_and_scrape(url: TrackerUrl, port_base: u16) {
     let (a, b) = (client(2), client(3));
-    let ra = a.announce(&url, &request(LISTED, 2, port_base, 0)).await.unwrap();
+    let ra = a
+        .announce(&url, &request(LISTED, 2, port_base, 0))
+        .await
+        .unwrap();
     assert!(ra.interval.is_some());
-    let rb = b.announce(&url, &request(LISTED, 3, port_base + 1, 1000)).await.unwrap();
+    let rb = b
+        .announce(&url, &request(LISTED, 3, port_base + 1, 1000))
+        .await
+        .unwrap();
     let seeder: SocketAddr = format!("127.0.0.2:{port_base}").parse().unwrap();
     assert!(rb.peers.contains(&seeder), "{:?}", rb.peers);
     assert_eq!((rb.seeders, rb.leechers), (Some(1), Some(1)));
-    let s = b.scrape(&url, &[Id20::from_hex(LISTED).unwrap()]).await.unwrap();
+    let s = b
+        .scrape(&url, &[Id20::from_hex(LISTED).unwrap()])
+        .await
+        .unwrap();
     assert_eq!(s.len(), 1);
     assert_eq!((s[0].1.seeders, s[0].1.leechers), (1, 1));
 }
@@ -237,12 +249,18 @@ async fn a_torrent_off_the_whitelist_is_a_clear_error() {
     }
     let ot = OpenTracker::start();
     let c = client(4);
-    let err = c.announce(&ot.http(), &request(NOT_LISTED, 4, 7401, 0)).await.unwrap_err();
+    let err = c
+        .announce(&ot.http(), &request(NOT_LISTED, 4, 7401, 0))
+        .await
+        .unwrap_err();
     match &err {
         TrackerError::Failure(m) => assert!(m.contains("not authorized"), "{m}"),
         e => panic!("expected a failure reason, got {e:?}"),
     }
-    let err = c.announce(&ot.udp(), &request(NOT_LISTED, 4, 7401, 0)).await.unwrap_err();
+    let err = c
+        .announce(&ot.udp(), &request(NOT_LISTED, 4, 7401, 0))
+        .await
+        .unwrap_err();
     assert_eq!(err, TrackerError::EmptyAnnounceReply);
     assert!(err.to_string().contains("whitelist"));
     let hash = Id20::from_hex(NOT_LISTED).unwrap();
@@ -262,7 +280,10 @@ async fn a_stale_connection_id_after_a_restart_is_recovered() {
     let req = request(LISTED, 5, 7501, 0);
     c.announce(&ot.udp(), &req).await.unwrap();
     let addr: SocketAddr = ("127.0.0.1".parse::<Ipv4Addr>().unwrap(), ot.port).into();
-    let old = c.udp().connection_id_for(addr).expect("a cached connection id");
+    let old = c
+        .udp()
+        .connection_id_for(addr)
+        .expect("a cached connection id");
     // The client now holds a connection id that only the old process knew.
     ot.restart();
     let again = AnnounceRequest {
@@ -283,7 +304,13 @@ async fn a_stale_connection_id_after_a_restart_is_recovered() {
     let mut buf = [0u8; 512];
     let n = raw.recv(&mut buf).unwrap();
     assert!(
-        matches!(parse_udp_response(&buf[..n]), Ok(UdpResponse::Error { transaction_id: 77, .. })),
+        matches!(
+            parse_udp_response(&buf[..n]),
+            Ok(UdpResponse::Error {
+                transaction_id: 77,
+                ..
+            })
+        ),
         "{:?}",
         parse_udp_response(&buf[..n])
     );
