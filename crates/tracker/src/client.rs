@@ -168,11 +168,16 @@ pub async fn announce_round(
     while let Some(job) = set.poll_announce(now()) {
         match client.run_job(&job, stats).await {
             Ok(resp) => {
+                tracing::debug!(tracker = %job.url, event = ?job.event, peers = resp.peers.len(), "announced");
+                if let Some(w) = &resp.warning {
+                    tracing::warn!(tracker = %job.url, "tracker warning: {w}");
+                }
                 set.on_response(&job, &resp, now());
                 out.response = Some((job.url, resp));
                 break;
             }
             Err(e) => {
+                tracing::debug!(tracker = %job.url, event = ?job.event, "announce failed: {e}");
                 set.on_failure(&job, &e, now());
                 out.errors.push((job.url, e));
             }

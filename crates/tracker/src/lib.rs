@@ -10,6 +10,8 @@
 //!   with a request-level time-out; [`announce_round`] runs a set's due jobs through it.
 //! - [`server`]: an embedded tracker (HTTP, and UDP when enabled) that keeps swarms in memory.
 
+#![deny(missing_docs)]
+
 pub mod announce;
 mod client;
 mod error;

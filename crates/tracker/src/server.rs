@@ -86,8 +86,8 @@ impl Shared {
     }
 }
 
-/// A running embedded tracker. Dropping it without [`RunningTracker::shutdown`] leaves its tasks
-/// running until the runtime stops.
+/// A running embedded tracker. Dropping it stops serving; [`RunningTracker::shutdown`] also
+/// waits for the tasks to end.
 pub struct RunningTracker {
     http_addr: Option<SocketAddr>,
     udp_addr: Option<SocketAddr>,
@@ -200,11 +200,17 @@ impl RunningTracker {
     }
 
     /// Stops serving and waits for the tasks to end.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
+    }
+}
+
+impl Drop for RunningTracker {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
     }
 }
 

@@ -169,7 +169,10 @@ impl UdpClient {
                         return Ok(resp)
                     }
                     // Another transaction, or not a reply: ignore it, as if it was lost.
-                    _ => continue,
+                    _ => {
+                        tracing::trace!(len = n, "ignored a UDP packet that is not our reply");
+                        continue;
+                    }
                 }
             }
             *attempt += 1;
@@ -235,8 +238,9 @@ impl UdpClient {
                 .exchange(&sock, family, &mut attempt, want, &|tid| build(cid, tid))
                 .await;
             match resp {
-                Ok(UdpResponse::Error { .. }) if was_cached && !refreshed => {
+                Ok(UdpResponse::Error { message, .. }) if was_cached && !refreshed => {
                     // Most likely the tracker restarted and no longer knows this id.
+                    tracing::debug!(%addr, "tracker refused a cached connection id ({message}); reconnecting");
                     self.forget(addr);
                     refreshed = true;
                 }

@@ -239,3 +239,65 @@ async fn tracker_set_drives_started_completed_stopped() {
     );
     t.shutdown().await;
 }
+
+#[tokio::test]
+async fn udp_client_recovers_when_the_tracker_restarts() {
+    let t = tracker(SwarmConfig::default()).await;
+    let udp = t.udp_addr().unwrap();
+    let url = TrackerUrl::parse(&t.udp_announce_url().unwrap()).unwrap();
+    let c = client([127, 0, 0, 8]);
+    c.announce(&url, &request(6, 8, 7008, 0, Event::Started))
+        .await
+        .unwrap();
+    let old = c.udp().connection_id_for(udp).unwrap();
+    t.shutdown().await;
+    // A new process has a new connection-id key: the cached id is refused, the client reconnects.
+    let t = RunningTracker::start(ServerConfig {
+        udp: Some(udp),
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let r = c
+        .announce(&url, &request(6, 8, 7008, 0, Event::None))
+        .await
+        .unwrap();
+    assert_eq!(r.seeders, Some(1));
+    assert_ne!(c.udp().connection_id_for(udp), Some(old));
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn ipv6_peers_over_http_and_udp() {
+    let Ok(t) = RunningTracker::start(ServerConfig {
+        http: Some("[::1]:0".parse().unwrap()),
+        udp: Some("[::1]:0".parse().unwrap()),
+        ..ServerConfig::default()
+    })
+    .await
+    else {
+        eprintln!("SKIPPED: no IPv6 loopback here");
+        return;
+    };
+    let c = TrackerClient::new(ClientConfig::default());
+    for (i, url) in [t.http_announce_url(), t.udp_announce_url()]
+        .into_iter()
+        .enumerate()
+    {
+        let url = TrackerUrl::parse(&url.unwrap()).unwrap();
+        let hash = 7 + i as u8;
+        c.announce(&url, &request(hash, 1, 7100, 0, Event::Started))
+            .await
+            .unwrap();
+        let r = c
+            .announce(&url, &request(hash, 2, 7101, 5, Event::Started))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.peers,
+            vec!["[::1]:7100".parse::<SocketAddr>().unwrap()],
+            "{url}"
+        );
+    }
+    t.shutdown().await;
+}
