@@ -632,4 +632,82 @@ mod tests {
             Some(b"xyz".to_vec())
         );
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Poll,
+            Answer(u32),
+            Fail,
+            Completed,
+            Stop,
+            Force,
+            Wait(u16),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => Just(Op::Poll),
+                2 => (0u32..5000).prop_map(Op::Answer),
+                2 => Just(Op::Fail),
+                1 => Just(Op::Completed),
+                1 => Just(Op::Stop),
+                1 => Just(Op::Force),
+                3 => any::<u16>().prop_map(Op::Wait),
+            ]
+        }
+
+        proptest! {
+            /// Whatever happens: one job at a time, no job before its deadline, `started` before
+            /// anything else is acknowledged, nothing after done, and never a panic.
+            #[test]
+            fn schedule_invariants(ops in proptest::collection::vec(op(), 0..200), seed in any::<u64>()) {
+                let tiers = vec![
+                    vec!["http://a/announce".to_string(), "udp://b:1".to_string()],
+                    vec!["http://c/announce".to_string()],
+                ];
+                let mut s = TrackerSet::new(Id20([1; 20]), Id20([2; 20]), 1, &tiers, TierConfig::default(), seed);
+                let mut now = Time::ZERO;
+                let mut job: Option<AnnounceJob> = None;
+                let mut acked_started = false;
+                for op in ops {
+                    match op {
+                        Op::Poll => {
+                            let deadline = s.next_deadline();
+                            if let Some(j) = s.poll_announce(now) {
+                                prop_assert!(job.is_none(), "two jobs at once");
+                                prop_assert!(deadline.is_some_and(|d| d <= now));
+                                if !acked_started && j.event != Event::Stopped {
+                                    prop_assert_eq!(j.event, Event::Started);
+                                }
+                                job = Some(j);
+                            }
+                        }
+                        Op::Answer(secs) => {
+                            if let Some(j) = job.take() {
+                                acked_started |= j.event == Event::Started;
+                                s.on_response(&j, &ok(secs.into()), now);
+                            }
+                        }
+                        Op::Fail => {
+                            if let Some(j) = job.take() {
+                                s.on_failure(&j, &fail(), now);
+                            }
+                        }
+                        Op::Completed => s.completed(now),
+                        Op::Stop => s.stop(now),
+                        Op::Force => s.force_announce(now),
+                        Op::Wait(secs) => now += Duration::from_secs(secs.into()),
+                    }
+                    if s.is_done() && job.is_none() {
+                        prop_assert!(s.poll_announce(now).is_none());
+                        prop_assert!(s.next_deadline().is_none());
+                    }
+                }
+            }
+        }
+    }
 }
