@@ -118,13 +118,14 @@ impl UdpClient {
 
     /// The connection id held for the tracker at `addr`, if any and still fresh.
     pub fn connection_id_for(&self, addr: SocketAddr) -> Option<u64> {
-        self.cached(addr)
+        self.cached(addr).map(|(id, _)| id)
     }
 
-    fn cached(&self, addr: SocketAddr) -> Option<u64> {
+    /// A fresh cached id and when it was received; a stale one is never handed out.
+    fn cached(&self, addr: SocketAddr) -> Option<(u64, Instant)> {
         let c = self.connections.lock().ok()?;
         let (id, at) = c.get(&addr)?;
-        (at.elapsed() < self.config.connection_id_lifetime).then_some(*id)
+        (at.elapsed() < self.config.connection_id_lifetime).then_some((*id, *at))
     }
 
     fn forget(&self, addr: SocketAddr) {
@@ -143,7 +144,8 @@ impl UdpClient {
         attempt: &mut u32,
         want: Want,
         build: &dyn Fn(u32) -> Vec<u8>,
-    ) -> Result<UdpResponse, TrackerError> {
+        id_expires: Option<Instant>,
+    ) -> Result<Option<UdpResponse>, TrackerError> {
         let mut buf = vec![0u8; MAX_PACKET_LEN];
         loop {
             let tid: u32 = rand::random();
@@ -166,7 +168,7 @@ impl UdpClient {
                 };
                 match parse_udp_response_for(&buf[..n], family) {
                     Ok(resp) if resp.transaction_id() == tid && wanted(&resp, want) => {
-                        return Ok(resp)
+                        return Ok(Some(resp))
                     }
                     // Another transaction, or not a reply: ignore it, as if it was lost.
                     _ => {
@@ -178,6 +180,11 @@ impl UdpClient {
             *attempt += 1;
             if *attempt > self.config.max_retries {
                 return Err(TrackerError::Timeout(self.total_wait()));
+            }
+            if id_expires.is_some_and(|e| Instant::now() >= e) {
+                // The connection id went stale while we waited: the caller connects again
+                // (BEP 15's "announce times out" example), keeping `attempt`.
+                return Ok(None);
             }
         }
     }
@@ -194,9 +201,10 @@ impl UdpClient {
         sock: &UdpSocket,
         addr: SocketAddr,
         attempt: &mut u32,
-    ) -> Result<(u64, bool), TrackerError> {
-        if let Some(id) = self.cached(addr) {
-            return Ok((id, true));
+    ) -> Result<(u64, bool, Instant), TrackerError> {
+        let lifetime = self.config.connection_id_lifetime;
+        if let Some((id, at)) = self.cached(addr) {
+            return Ok((id, true, at + lifetime));
         }
         let build = |tid| {
             encode_udp_request(&UdpRequest::Connect {
@@ -204,16 +212,24 @@ impl UdpClient {
             })
         };
         match self
-            .exchange(sock, Family::of(&addr), attempt, Want::Connect, &build)
+            .exchange(
+                sock,
+                Family::of(&addr),
+                attempt,
+                Want::Connect,
+                &build,
+                None,
+            )
             .await?
         {
-            UdpResponse::Connect { connection_id, .. } => {
+            Some(UdpResponse::Connect { connection_id, .. }) => {
+                let at = Instant::now();
                 if let Ok(mut c) = self.connections.lock() {
-                    c.insert(addr, (connection_id, Instant::now()));
+                    c.insert(addr, (connection_id, at));
                 }
-                Ok((connection_id, false))
+                Ok((connection_id, false, at + lifetime))
             }
-            UdpResponse::Error { message, .. } => Err(TrackerError::Failure(message)),
+            Some(UdpResponse::Error { message, .. }) => Err(TrackerError::Failure(message)),
             _ => Err(TrackerError::Malformed(
                 "unexpected reply to connect".into(),
             )),
@@ -233,25 +249,34 @@ impl UdpClient {
         let mut attempt = 0;
         let mut refreshed = false;
         loop {
-            let (cid, was_cached) = self.connection_id(&sock, addr, &mut attempt).await?;
+            let (cid, was_cached, expires) = self.connection_id(&sock, addr, &mut attempt).await?;
             let resp = self
-                .exchange(&sock, family, &mut attempt, want, &|tid| build(cid, tid))
+                .exchange(
+                    &sock,
+                    family,
+                    &mut attempt,
+                    want,
+                    &|tid| build(cid, tid),
+                    Some(expires),
+                )
                 .await;
             match resp {
-                Ok(UdpResponse::Error { message, .. }) if was_cached && !refreshed => {
+                Ok(None) => self.forget(addr),
+                Ok(Some(UdpResponse::Error { message, .. })) if was_cached && !refreshed => {
                     // Most likely the tracker restarted and no longer knows this id.
                     tracing::debug!(%addr, "tracker refused a cached connection id ({message}); reconnecting");
                     self.forget(addr);
                     refreshed = true;
                 }
-                Ok(UdpResponse::Error { message, .. }) => {
+                Ok(Some(UdpResponse::Error { message, .. })) => {
                     return Err(TrackerError::Failure(message))
                 }
                 Err(TrackerError::Timeout(d)) => {
                     self.forget(addr);
                     return Err(TrackerError::Timeout(d));
                 }
-                other => return other,
+                Ok(Some(resp)) => return Ok(resp),
+                Err(e) => return Err(e),
             }
         }
     }

@@ -311,3 +311,43 @@ async fn udp_errors_empty_replies_and_garbage() {
     );
     assert_eq!(r.peers, vec!["10.0.0.1:1".parse::<SocketAddr>().unwrap()]);
 }
+
+static CONNECTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[tokio::test]
+async fn a_connection_id_that_expires_during_retransmission_is_renewed() {
+    // Answers every connect, never an announce.
+    let addr = fake_udp(|p| {
+        let action = u32::from_be_bytes(p[8..12].try_into().unwrap());
+        if action != 0 {
+            return vec![];
+        }
+        CONNECTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        vec![encode_udp_response(
+            &UdpResponse::Connect {
+                transaction_id: tid(p),
+                connection_id: 7,
+            },
+            Family::V4,
+        )]
+    })
+    .await;
+    let client = TrackerClient::new(ClientConfig {
+        udp: UdpConfig {
+            base_timeout: Duration::from_millis(100),
+            max_retries: 3,
+            connection_id_lifetime: Duration::from_millis(250),
+            ..UdpConfig::default()
+        },
+        ..ClientConfig::default()
+    });
+    let url = TrackerUrl::parse(&format!("udp://{addr}")).unwrap();
+    let err = client.announce(&url, &req()).await.unwrap_err();
+    assert!(matches!(err, TrackerError::Timeout(_)), "{err}");
+    // 100 ms, 200 ms (id now stale: connect again), 400 ms (stale again), 800 ms: give up.
+    assert!(
+        CONNECTS.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the stale id was reused instead of reconnecting"
+    );
+    assert_eq!(client.udp().connection_id_for(addr), None);
+}
