@@ -121,6 +121,22 @@ struct Tracker {
     /// Not tried before this.
     retry_at: Time,
     tracker_id: Option<Vec<u8>>,
+    last_error: Option<String>,
+}
+
+/// What a [`TrackerSet`] knows about one tracker, for display.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackerStatus {
+    /// The tracker.
+    pub url: TrackerUrl,
+    /// Its tier (0 first).
+    pub tier: usize,
+    /// Consecutive failures (0 once it answers).
+    pub fails: u32,
+    /// Not tried again before this.
+    pub retry_at: Time,
+    /// The last failure, if the last attempt failed.
+    pub last_error: Option<String>,
 }
 
 /// The trackers of one torrent and the announce schedule. See the module docs for the rules.
@@ -138,6 +154,8 @@ pub struct TrackerSet {
     in_flight: Option<(u64, usize, usize)>,
     /// The position to try next within the current round; `None` between rounds.
     round: Option<(usize, usize)>,
+    /// Position of the tracker that answered last.
+    last_ok: Option<(usize, usize)>,
     next_announce: Time,
     /// Earliest time a regular (event-less) announce may go out.
     not_before: Time,
@@ -197,6 +215,7 @@ impl TrackerSet {
                     fails: 0,
                     retry_at: Time::ZERO,
                     tracker_id: None,
+                    last_error: None,
                 });
             }
             if !t.is_empty() {
@@ -215,6 +234,7 @@ impl TrackerSet {
             next_job: 1,
             in_flight: None,
             round: None,
+            last_ok: None,
             next_announce: Time::ZERO,
             not_before: Time::ZERO,
             started_acked: false,
@@ -235,6 +255,29 @@ impl TrackerSet {
             .iter()
             .map(|t| t.iter().map(|tr| &tr.url).collect())
             .collect()
+    }
+
+    /// Every tracker in order, with its failure count and last error.
+    pub fn status(&self) -> Vec<TrackerStatus> {
+        self.tiers
+            .iter()
+            .enumerate()
+            .flat_map(|(tier, t)| {
+                t.iter().map(move |tr| TrackerStatus {
+                    url: tr.url.clone(),
+                    tier,
+                    fails: tr.fails,
+                    retry_at: tr.retry_at,
+                    last_error: tr.last_error.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The tracker that answered last (the one to scrape), if any has.
+    pub fn current(&self) -> Option<&TrackerUrl> {
+        let (t, i) = self.last_ok?;
+        self.tiers.get(t)?.get(i).map(|tr| &tr.url)
     }
 
     /// True once there is nothing more to send: `stopped` was delivered (or could not be, or
@@ -344,10 +387,12 @@ impl TrackerSet {
         let mut tracker = self.tiers[t].remove(i);
         tracker.fails = 0;
         tracker.retry_at = Time::ZERO;
+        tracker.last_error = None;
         if resp.tracker_id.is_some() {
             tracker.tracker_id = resp.tracker_id.clone();
         }
         self.tiers[t].insert(0, tracker);
+        self.last_ok = Some((t, 0));
 
         let clamp = |d: Duration| d.clamp(self.config.min_interval, self.config.max_interval);
         let min = clamp(resp.min_interval.unwrap_or(self.config.min_interval));
@@ -368,7 +413,7 @@ impl TrackerSet {
 
     /// Reports that `job` failed (refused, garbage, time-out, unreachable). The tracker backs
     /// off, and the next tracker of the round is due at once.
-    pub fn on_failure(&mut self, job: &AnnounceJob, _err: &TrackerError, now: Time) {
+    pub fn on_failure(&mut self, job: &AnnounceJob, err: &TrackerError, now: Time) {
         let Some((t, i)) = self.take_in_flight(job) else {
             return;
         };
@@ -377,6 +422,10 @@ impl TrackerSet {
         let tracker = &mut self.tiers[t][i];
         tracker.fails = fails;
         tracker.retry_at = retry_at;
+        tracker.last_error = Some(err.to_string());
+        if self.last_ok == Some((t, i)) {
+            self.last_ok = None;
+        }
         self.round = Some((t, i + 1));
         if self.stopping && !self.started_acked {
             // Asked to stop while the first `started` was out, and it failed: no tracker knows us.
