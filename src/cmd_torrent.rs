@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
-use shoal_engine::{ResumeLocation, Session, SessionConfig, TorrentOptions, TorrentState};
+use shoal_engine::{
+    ResumeLocation, Session, SessionConfig, TierConfig, TorrentOptions, TorrentState,
+};
 use shoal_metainfo::{Magnet, Metainfo};
 use shoal_storage::resolve_save_path;
 
@@ -33,6 +35,15 @@ pub struct NetArgs {
     /// Print JSON lines on stdout instead of a progress display.
     #[arg(long)]
     json: bool,
+    /// An extra tracker URL (its own tier, after the torrent's); repeatable.
+    #[arg(short = 't', long = "tracker")]
+    trackers: Vec<String>,
+    /// Do not announce to any tracker.
+    #[arg(long)]
+    no_trackers: bool,
+    /// Seconds one announce may take before the next tracker is tried.
+    #[arg(long, default_value_t = 30)]
+    tracker_timeout: u64,
 }
 
 /// Arguments of `shoal seed`.
@@ -179,6 +190,17 @@ async fn run_torrent(
             state_dir()
         } else {
             ResumeLocation::BesideData
+        },
+        trackers: if net.no_trackers {
+            Vec::new()
+        } else {
+            let mut tiers = meta.trackers.clone();
+            tiers.extend(net.trackers.iter().map(|t| vec![t.clone()]));
+            tiers
+        },
+        tracker_config: TierConfig {
+            request_timeout: Duration::from_secs(net.tracker_timeout.max(1)),
+            ..TierConfig::default()
         },
     };
     let handle = session.add_torrent(meta, opts, |_, _| {}).await?;

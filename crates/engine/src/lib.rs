@@ -17,8 +17,10 @@ pub mod rate_limit;
 pub mod session;
 pub mod status;
 pub mod torrent;
+pub mod tracker_source;
 
 pub use error::EngineError;
 pub use session::{Session, SessionConfig, TorrentHandle, TorrentOptions};
 pub use shoal_storage::ResumeLocation;
-pub use status::{TorrentState, TorrentStatus};
+pub use shoal_tracker::TierConfig;
+pub use status::{TorrentState, TorrentStatus, TrackerReport};

@@ -78,6 +78,8 @@ pub enum Event {
     DialFailed(SocketAddr, String),
     /// More peer addresses (command line, trackers, DHT).
     AddPeers(Vec<SocketAddr>),
+    /// The trackers' latest results, for the status.
+    TrackerReports(Vec<crate::status::TrackerReport>),
     /// Stop: flush resume data, close connections, then answer.
     Shutdown(oneshot::Sender<()>),
 }
@@ -302,6 +304,7 @@ impl TorrentActor {
                 }
                 self.dial_due();
             }
+            Event::TrackerReports(reports) => self.status.trackers = reports,
             Event::Shutdown(_) => {}
         }
     }

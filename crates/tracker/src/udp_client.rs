@@ -143,7 +143,7 @@ impl UdpClient {
         family: Family,
         attempt: &mut u32,
         want: Want,
-        build: &dyn Fn(u32) -> Vec<u8>,
+        build: &(dyn Fn(u32) -> Vec<u8> + Sync),
         id_expires: Option<Instant>,
     ) -> Result<Option<UdpResponse>, TrackerError> {
         let mut buf = vec![0u8; MAX_PACKET_LEN];
@@ -242,7 +242,7 @@ impl UdpClient {
         &self,
         url: &TrackerUrl,
         want: Want,
-        build: &dyn Fn(u64, u32) -> Vec<u8>,
+        build: &(dyn Fn(u64, u32) -> Vec<u8> + Sync),
     ) -> Result<UdpResponse, TrackerError> {
         let (sock, addr) = self.socket(url).await?;
         let family = Family::of(&addr);
