@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of shoal: unit, property, conformance, end-to-end and interop tests.
-# First installs the reference peers with apt when they are missing (python3-libtorrent), so a
+# First installs the reference peers with apt when they are missing (python3-libtorrent,
+# opentracker), so a
 # fresh machine (and .ci/run) can simply call this script. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 /usr/bin/python3 -c 'import libtorrent' >/dev/null 2>&1 || missing+=(python3-libtorrent)
+[ -x /usr/bin/opentracker ] || missing+=(opentracker)
 
 if ((${#missing[@]})); then
     echo "installing reference peers: ${missing[*]}" >&2

@@ -279,3 +279,65 @@ pub fn same_bytes(a: &Path, b: &Path) -> bool {
         _ => false,
     }
 }
+
+/// `shoal tracker --listen 127.0.0.1:0 [--udp] --json`; returns the process and its port.
+pub fn shoal_tracker(udp: bool, name: &str, logs: &Path) -> (Proc, u16) {
+    let mut cmd = shoal();
+    cmd.args(["tracker", "--listen", "127.0.0.1:0", "--json"]);
+    if udp {
+        cmd.arg("--udp");
+    }
+    let mut p = Proc::spawn(cmd, name, logs);
+    let addr = p.listening_addr();
+    let port = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    (p, port)
+}
+
+/// Makes a torrent of a fresh random file with the given tracker URLs (one tier each).
+pub fn make_torrent_with_trackers(
+    dir: &Path,
+    name: &str,
+    len: usize,
+    trackers: &[String],
+) -> (PathBuf, PathBuf) {
+    let data = dir.join("seed").join(name);
+    write_random_file(&data, len, len as u64 ^ 0xbeef);
+    let torrent = dir.join(format!("{name}.torrent"));
+    let mut args = vec![
+        "create".to_string(),
+        data.to_str().unwrap().to_string(),
+        "-o".into(),
+        torrent.to_str().unwrap().to_string(),
+        "--piece-size".into(),
+        "32KiB".into(),
+        "--force".into(),
+    ];
+    for t in trackers {
+        args.push("-t".into());
+        args.push(t.clone());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_shoal(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (torrent, data)
+}
+
+/// Whether opentracker is installed; under `CI=true` its absence fails the test.
+pub fn opentracker_available() -> bool {
+    if Path::new("/usr/bin/opentracker").exists() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("/usr/bin/opentracker is required in CI (apt-get install opentracker)");
+    }
+    eprintln!("SKIPPED: opentracker is not installed (scripts/test.sh installs it)");
+    false
+}

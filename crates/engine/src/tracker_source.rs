@@ -66,7 +66,8 @@ pub fn spawn(
     for (url, err) in set.rejected() {
         warn!("tracker {url} skipped: {err}");
     }
-    if set.current().is_none() {
+    if set.is_done() {
+        // No usable tracker.
         return None;
     }
     let (stop_tx, stop_rx) = watch::channel(false);
