@@ -199,7 +199,10 @@ impl FileStore {
         }
         let (secs, nanos) = match meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH) {
             Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
-            Err(e) => (-(e.duration().as_secs() as i64), e.duration().subsec_nanos()),
+            Err(e) => (
+                -(e.duration().as_secs() as i64),
+                e.duration().subsec_nanos(),
+            ),
         };
         Some(Stat {
             size: meta.len(),

@@ -69,9 +69,9 @@ impl Layout {
                 )));
             }
             check_components(&f.path)?;
-            next = next.checked_add(f.length).ok_or_else(|| {
-                StorageError::InvalidLayout("total length overflows".into())
-            })?;
+            next = next
+                .checked_add(f.length)
+                .ok_or_else(|| StorageError::InvalidLayout("total length overflows".into()))?;
             files.push(LayoutFile {
                 path: f.relative_path(),
                 offset: f.offset,
@@ -289,8 +289,11 @@ mod tests {
 
     #[test]
     fn piece_across_files_zero_length_and_pad() {
-        let l = Layout::from_info(&info(&[(10, false), (0, false), (6, true), (20, false)], 16))
-            .unwrap();
+        let l = Layout::from_info(&info(
+            &[(10, false), (0, false), (6, true), (20, false)],
+            16,
+        ))
+        .unwrap();
         assert_eq!(l.num_pieces(), 3);
         assert_eq!(l.piece_size(2), 4);
         assert_eq!(l.piece_size(3), 0);
@@ -298,12 +301,30 @@ mod tests {
         assert_eq!(
             s,
             vec![
-                Span { file: 0, file_offset: 0, len: 10, pad: false },
-                Span { file: 2, file_offset: 0, len: 6, pad: true },
+                Span {
+                    file: 0,
+                    file_offset: 0,
+                    len: 10,
+                    pad: false
+                },
+                Span {
+                    file: 2,
+                    file_offset: 0,
+                    len: 6,
+                    pad: true
+                },
             ]
         );
         let s = l.piece_spans(2, 0, 4).unwrap();
-        assert_eq!(s, vec![Span { file: 3, file_offset: 16, len: 4, pad: false }]);
+        assert_eq!(
+            s,
+            vec![Span {
+                file: 3,
+                file_offset: 16,
+                len: 4,
+                pad: false
+            }]
+        );
         assert!(l.piece_spans(2, 0, 5).is_err());
         assert!(l.piece_spans(3, 0, 1).is_err());
         assert_eq!(l.file_pieces(1), 0..0);

@@ -98,7 +98,8 @@ pub enum ResumeWarning {
 impl ResumeData {
     /// Serialise, checksum included.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.verified.as_bytes().len() + self.files.len() * 21);
+        let mut out =
+            Vec::with_capacity(64 + self.verified.as_bytes().len() + self.files.len() * 21);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&RESUME_VERSION.to_le_bytes());
         out.extend_from_slice(self.info_hash.as_bytes());
@@ -117,7 +118,11 @@ impl ResumeData {
     }
 
     /// Parse untrusted bytes for the torrent `info_hash`. Never panics.
-    pub fn decode(bytes: &[u8], info_hash: &Id20, path: &Path) -> Result<ResumeData, ResumeWarning> {
+    pub fn decode(
+        bytes: &[u8],
+        info_hash: &Id20,
+        path: &Path,
+    ) -> Result<ResumeData, ResumeWarning> {
         let corrupt = |reason: &str| ResumeWarning::Corrupt {
             path: path.to_path_buf(),
             reason: reason.to_string(),
@@ -129,7 +134,9 @@ impl ResumeData {
         if !body.starts_with(MAGIC) {
             return Err(corrupt("not a shoal resume file"));
         }
-        let mut r = Reader { b: &body[MAGIC.len()..] };
+        let mut r = Reader {
+            b: &body[MAGIC.len()..],
+        };
         let version = r.u32().ok_or_else(|| corrupt("truncated"))?;
         if Sha1::digest(body).as_slice() != sum {
             return Err(corrupt("checksum mismatch"));
@@ -150,8 +157,7 @@ impl ResumeData {
         let bits = r
             .take(pieces.div_ceil(8) as usize)
             .ok_or_else(|| corrupt("truncated bitfield"))?;
-        let verified =
-            Bitfield::from_bytes(bits, pieces).ok_or_else(|| corrupt("bad bitfield"))?;
+        let verified = Bitfield::from_bytes(bits, pieces).ok_or_else(|| corrupt("bad bitfield"))?;
         let nfiles = r.u32().ok_or_else(|| corrupt("truncated"))? as usize;
         // Check the count against what is left before allocating anything for it.
         if r.b.len() != nfiles.saturating_mul(21) {
@@ -196,7 +202,8 @@ impl<'a> Reader<'a> {
         Some(head)
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&mut self) -> Option<u64> {
         let b = self.take(8)?;

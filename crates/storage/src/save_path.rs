@@ -34,7 +34,10 @@ mod tests {
         assert_eq!(resolve_save_path(&data, "movie"), dir.path());
         let fresh = dir.path().join("downloads");
         assert_eq!(resolve_save_path(&fresh, "movie"), fresh);
-        assert_eq!(resolve_save_path(Path::new("movie"), "movie"), Path::new("."));
+        assert_eq!(
+            resolve_save_path(Path::new("movie"), "movie"),
+            Path::new(".")
+        );
         // A folder inside the data that happens to share the name wins: given/name exists.
         std::fs::create_dir(data.join("movie")).unwrap();
         assert_eq!(resolve_save_path(&data, "movie"), data);

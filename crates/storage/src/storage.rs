@@ -212,10 +212,12 @@ impl Storage {
             layout,
         };
         let startup = storage.judge_resume();
-        if let Startup::Resumed { .. } = startup {
-        } else {
+        if !matches!(startup, Startup::Resumed { .. }) {
             // Whatever we find next gets written at the first flush.
             lock(&storage.flush).dirty = true;
+        }
+        if startup == Startup::Fresh {
+            storage.mark_pad_only_pieces();
         }
         if writable {
             for (i, f) in storage.layout.files().iter().enumerate() {
@@ -225,6 +227,28 @@ impl Storage {
             }
         }
         Ok((storage, startup))
+    }
+
+    /// Pieces made only of pad bytes need no download: they are zeros by definition. Checked
+    /// against their hash all the same, so a malformed torrent cannot make us claim them.
+    fn mark_pad_only_pieces(&self) {
+        let pad_only = |p: u32| {
+            self.layout
+                .stream_spans(
+                    self.layout.piece_offset(p),
+                    self.layout.piece_size(p) as u64,
+                )
+                .all(|s| s.pad)
+        };
+        let mut have = lock(&self.have);
+        for p in 0..self.layout.num_pieces() {
+            if pad_only(p) {
+                let zeros = vec![0u8; self.layout.piece_size(p) as usize];
+                if Sha1::digest(&zeros)[..] == self.hashes[p as usize].as_bytes()[..] {
+                    have.set(p);
+                }
+            }
+        }
     }
 
     fn judge_resume(&self) -> Startup {
@@ -409,7 +433,8 @@ impl Storage {
                 self.files.write_at(s.file, s.file_offset, chunk)?;
             } else {
                 let stream = self.layout.files()[s.file].offset + s.file_offset;
-                self.files.write_at(self.part_idx, part_offset(stream), chunk)?;
+                self.files
+                    .write_at(self.part_idx, part_offset(stream), chunk)?;
             }
         }
         st.received[block] = Some(contributor);

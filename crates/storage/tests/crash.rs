@@ -19,8 +19,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use shoal_storage::{
-    Bitfield, Mode, RecheckOptions, RecheckProgress, Startup, Storage, StorageOptions,
-    WriteOutcome,
+    Bitfield, Mode, RecheckOptions, RecheckProgress, Startup, Storage, StorageOptions, WriteOutcome,
 };
 
 const WORKER_ENV: &str = "SHOAL_CRASH_WORKER";
@@ -83,7 +82,10 @@ fn crash_worker() {
             if corrupt && i == 0 {
                 b[0] ^= 0x55;
             }
-            match s.write_block(p, o, &b, if corrupt { 666 } else { 1 }).unwrap() {
+            match s
+                .write_block(p, o, &b, if corrupt { 666 } else { 1 })
+                .unwrap()
+            {
                 WriteOutcome::HashFailed { contributors } => {
                     assert!(contributors.contains(&666));
                     todo.insert(0, p);
@@ -127,7 +129,10 @@ fn check_restart(f: &Fixture, dir: &Path, flushed: &Option<Bitfield>) -> (bool, 
     for p in done.ones() {
         let size = f.piece(p).len() as u32;
         let data = s.read_block(p, 0, size).unwrap();
-        assert!(data == f.piece(p), "piece {p} marked done but its data is wrong");
+        assert!(
+            data == f.piece(p),
+            "piece {p} marked done but its data is wrong"
+        );
     }
     if let Some(flushed) = flushed {
         for p in flushed.ones() {

@@ -87,9 +87,11 @@ fn disk_full_is_a_clear_error() {
         eprintln!("skipped: cannot mount a small tmpfs here (needs root); see file_too_large");
         return;
     };
-    let e = expect_error_keeps_verified(dir.path(), 3, |e| {
-        matches!(e, StorageError::DiskFull { path } if path.starts_with(dir.path().join("ft")))
-    })
+    let e = expect_error_keeps_verified(
+        dir.path(),
+        3,
+        |e| matches!(e, StorageError::DiskFull { path } if path.starts_with(dir.path().join("ft"))),
+    )
     .expect("a 200 KiB file system must fill up");
     assert!(e.to_string().contains("disk full"), "{e}");
 }
@@ -132,9 +134,11 @@ fn read_only_file_system_is_a_clear_error() {
 #[test]
 fn file_too_large_is_a_clear_error() {
     if let Ok(dir) = std::env::var("SHOAL_FSIZE_WORKER") {
-        let e = expect_error_keeps_verified(Path::new(&dir), 2, |e| {
-            matches!(e, StorageError::FileTooLarge { path } if path.ends_with("ft/f0"))
-        })
+        let e = expect_error_keeps_verified(
+            Path::new(&dir),
+            2,
+            |e| matches!(e, StorageError::FileTooLarge { path } if path.ends_with("ft/f0")),
+        )
         .expect("the file size limit must be hit");
         println!("ERROR {e}");
         return;
@@ -195,7 +199,10 @@ fn file_replaced_by_a_folder_is_a_clear_error() {
     std::fs::create_dir(&victim).unwrap();
     let (s, startup) =
         Storage::open(&f.info, f.info_hash, StorageOptions::new(dir.path())).unwrap();
-    assert!(matches!(startup, Startup::NeedsRecheck { warning: Some(_) }));
+    assert!(matches!(
+        startup,
+        Startup::NeedsRecheck { warning: Some(_) }
+    ));
     let report = s
         .recheck(&RecheckOptions::default(), &RecheckProgress::default())
         .unwrap();
@@ -215,6 +222,7 @@ fn file_replaced_by_a_folder_is_a_clear_error() {
     // Verified pieces are untouched and resume data still flushes.
     assert_eq!(s.verified().count(), 9);
     s.close().unwrap();
-    let (_, startup) = Storage::open(&f.info, f.info_hash, StorageOptions::new(dir.path())).unwrap();
+    let (_, startup) =
+        Storage::open(&f.info, f.info_hash, StorageOptions::new(dir.path())).unwrap();
     assert_eq!(startup, Startup::Resumed { verified: 9 });
 }

@@ -16,7 +16,12 @@ use shoal_storage::{
 };
 
 fn fixture() -> Fixture {
-    Fixture::new("rs", &[(50_000, false), (0, false), (80_000, false)], 16_384, 3)
+    Fixture::new(
+        "rs",
+        &[(50_000, false), (0, false), (80_000, false)],
+        16_384,
+        3,
+    )
 }
 
 /// A complete download with resume data written, in a fresh folder.
@@ -55,7 +60,8 @@ fn open_expect_warning(f: &Fixture, dir: &Path, want: impl Fn(&ResumeWarning) ->
 fn good_resume_data_is_trusted() {
     let f = fixture();
     let dir = complete(&f);
-    let (_, startup) = Storage::open(&f.info, f.info_hash, StorageOptions::new(dir.path())).unwrap();
+    let (_, startup) =
+        Storage::open(&f.info, f.info_hash, StorageOptions::new(dir.path())).unwrap();
     assert_eq!(
         startup,
         Startup::Resumed {
@@ -138,9 +144,11 @@ fn changed_files_force_a_recheck() {
     let file = fs::OpenOptions::new().write(true).open(&f2).unwrap();
     file.set_len(40_000).unwrap();
     drop(file);
-    let valid = open_expect_warning(&f, dir.path(), |w| {
-        matches!(w, ResumeWarning::FilesChanged { file } if file.ends_with("rs/f2"))
-    });
+    let valid = open_expect_warning(
+        &f,
+        dir.path(),
+        |w| matches!(w, ResumeWarning::FilesChanged { file } if file.ends_with("rs/f2")),
+    );
     assert!(valid < f.num_pieces());
 
     // Only the mtime changed (same size, data rewritten): recheck too.
@@ -158,9 +166,11 @@ fn changed_files_force_a_recheck() {
     // A zero-length file deleted: recorded as present, now absent.
     let dir = complete(&f);
     fs::remove_file(dir.path().join("rs/f1")).unwrap();
-    open_expect_warning(&f, dir.path(), |w| {
-        matches!(w, ResumeWarning::FilesChanged { file } if file.ends_with("rs/f1"))
-    });
+    open_expect_warning(
+        &f,
+        dir.path(),
+        |w| matches!(w, ResumeWarning::FilesChanged { file } if file.ends_with("rs/f1")),
+    );
 }
 
 #[test]

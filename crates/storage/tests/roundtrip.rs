@@ -34,7 +34,17 @@ fn sizes() -> Vec<(u64, bool)> {
 
 fn download_all(f: &Fixture, s: &Storage, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
+    // Pieces made only of pad bytes are verified from the start (zeros need no download).
+    let initial = s.verified();
+    for p in initial.ones() {
+        let spans = s.layout().piece_spans(p, 0, f.piece(p).len()).unwrap();
+        assert!(
+            spans.iter().all(|sp| sp.pad),
+            "piece {p} done before any download"
+        );
+    }
     let mut jobs: Vec<(u32, u32, Vec<u8>)> = (0..f.num_pieces())
+        .filter(|&p| !initial.get(p))
         .flat_map(|p| f.blocks(p).into_iter().map(move |(o, b)| (p, o, b)))
         .collect();
     jobs.shuffle(&mut rng);
@@ -46,14 +56,17 @@ fn download_all(f: &Fixture, s: &Storage, seed: u64) {
             other => panic!("piece {p}: {other:?}"),
         }
     }
-    assert_eq!(verified, f.num_pieces());
+    assert_eq!(verified + initial.count(), f.num_pieces());
 }
 
 #[test]
 fn round_trip_many_files_both_hash_paths() {
-    for (seed, in_memory, piece_length) in
-        [(1, true, 32_768), (2, false, 32_768), (3, true, 65_536), (4, true, 16_384)]
-    {
+    for (seed, in_memory, piece_length) in [
+        (1, true, 32_768),
+        (2, false, 32_768),
+        (3, true, 65_536),
+        (4, true, 16_384),
+    ] {
         let f = Fixture::new("t", &sizes(), piece_length, seed);
         let dir = tempfile::tempdir().unwrap();
         let mut opts = StorageOptions::new(dir.path());
@@ -117,7 +130,10 @@ fn hash_failure_resets_and_names_contributors_and_pads_are_zeros() {
     );
     assert!(!s.have(0));
     // After the reset every block is needed again, and good data verifies.
-    assert_eq!(s.write_block(0, 0, &blocks[0].1, 1).unwrap(), WriteOutcome::Stored);
+    assert_eq!(
+        s.write_block(0, 0, &blocks[0].1, 1).unwrap(),
+        WriteOutcome::Stored
+    );
     assert_eq!(
         s.write_block(0, blocks[1].0, &blocks[1].1, 1).unwrap(),
         WriteOutcome::Verified
@@ -216,15 +232,30 @@ fn pool_writes_and_recheck_with_progress() {
             let s = s.clone();
             let tx = tx.clone();
             expected += 1;
-            pool.run(move || s.write_block(p, o, &b, 0), move |r| tx.send(r).unwrap())
-                .unwrap();
+            pool.run(
+                move || s.write_block(p, o, &b, 0),
+                move |r| tx.send(r).unwrap(),
+            )
+            .unwrap();
         }
     }
     let verified = (0..expected)
         .filter(|_| rx.recv().unwrap().unwrap() == WriteOutcome::Verified)
         .count();
-    assert_eq!(verified as u32, f.num_pieces());
     pool.shutdown();
+    // Pad-only pieces were done from the start; every other piece was verified by a write.
+    let pad_only = (0..f.num_pieces())
+        .filter(|&p| {
+            s.layout()
+                .piece_spans(p, 0, f.piece(p).len())
+                .unwrap()
+                .iter()
+                .all(|sp| sp.pad)
+        })
+        .count();
+    assert!(pad_only > 0);
+    assert_eq!(verified + pad_only, f.num_pieces() as usize);
+    assert!(s.verified().all());
     // Corrupt one piece on disk and remove a file: recheck sorts them out.
     let f7 = dir.path().join("t/f7");
     let mut bytes = std::fs::read(&f7).unwrap();
