@@ -41,7 +41,7 @@ pub fn encode_compact_node(node: &CompactNode, out: &mut Vec<u8>) {
 }
 
 fn check_len(what: &'static str, bytes: &[u8], unit: usize) -> Result<(), CoreError> {
-    if bytes.len() % unit != 0 {
+    if !bytes.len().is_multiple_of(unit) {
         return Err(CoreError::BadLength {
             what,
             len: bytes.len(),

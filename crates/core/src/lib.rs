@@ -5,11 +5,14 @@
 //! BEP 5), the clock value that sans-IO code is driven with, and the small error type those pieces
 //! return. Nothing in this crate does I/O.
 
+mod aligned;
 mod compact;
 mod error;
 mod id20;
+mod rtt;
 mod time;
 
+pub use aligned::AlignedBuf;
 pub use compact::{
     decode_compact_nodes_v4, decode_compact_nodes_v6, decode_compact_peers_v4,
     decode_compact_peers_v6, encode_compact_node, encode_compact_peer, CompactNode,
@@ -17,4 +20,5 @@ pub use compact::{
 };
 pub use error::CoreError;
 pub use id20::Id20;
+pub use rtt::{RttConfig, RttEstimator};
 pub use time::Time;

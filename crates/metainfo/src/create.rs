@@ -9,11 +9,12 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use sha1::{Digest, Sha1};
+use shoal_core::AlignedBuf;
 
 use crate::bencode::write;
 use crate::{Metainfo, MetainfoError};
@@ -341,22 +342,22 @@ fn hash_pieces(
     let hashed = Arc::new(AtomicU64::new(0));
     // Read-ahead: at most 2 buffers per hashing thread exist at once.
     let depth = threads * 2;
-    let (work_tx, work_rx) = sync_channel::<(usize, Vec<u8>)>(depth);
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(depth);
+    let (work_tx, work_rx) = sync_channel::<(usize, AlignedBuf)>(depth);
+    let (free_tx, free_rx) = sync_channel::<AlignedBuf>(depth);
     for _ in 0..depth {
-        let _ = free_tx.send(Vec::with_capacity(piece_length as usize));
+        let _ = free_tx.send(AlignedBuf::zeroed(piece_length as usize));
     }
     let work_rx = Arc::new(Mutex::new(work_rx));
     let workers: Vec<_> = (0..threads)
         .map(|_| {
-            let work_rx: Arc<Mutex<Receiver<(usize, Vec<u8>)>>> = Arc::clone(&work_rx);
+            let work_rx = Arc::clone(&work_rx);
             let free_tx = free_tx.clone();
             let hashes = Arc::clone(&hashes);
             let hashed = Arc::clone(&hashed);
             std::thread::spawn(move || loop {
                 let job = work_rx.lock().map(|rx| rx.recv());
                 let Ok(Ok((index, buf))) = job else { return };
-                let digest: [u8; 20] = Sha1::digest(&buf).into();
+                let digest: [u8; 20] = Sha1::digest(&*buf).into();
                 if let Ok(mut h) = hashes.lock() {
                     h[index * 20..index * 20 + 20].copy_from_slice(&digest);
                 }
@@ -371,7 +372,6 @@ fn hash_pieces(
         let mut buf = free_rx
             .recv()
             .map_err(|_| MetainfoError::Create("a hashing thread stopped".into()))?;
-        buf.clear();
         fill(&mut buf)?;
         work_tx
             .send((index, buf))
@@ -392,7 +392,7 @@ fn hash_pieces(
     Ok(hashes)
 }
 
-type Fill<'a> = &'a mut dyn FnMut(&mut Vec<u8>) -> Result<(), MetainfoError>;
+type Fill<'a> = &'a mut dyn FnMut(&mut AlignedBuf) -> Result<(), MetainfoError>;
 
 /// Walks the files in order and, for each piece, calls `sink(index, fill)` where `fill` appends
 /// the piece's bytes to a buffer.
@@ -405,10 +405,13 @@ fn read_pieces(
     let mut file_index = 0;
     let mut current: Option<(File, u64)> = None; // open file and bytes left in it
     for piece in 0..num_pieces {
-        let mut fill = |buf: &mut Vec<u8>| -> Result<(), MetainfoError> {
-            while buf.len() < piece_length as usize {
+        let mut fill = |buf: &mut AlignedBuf| -> Result<(), MetainfoError> {
+            let mut filled = 0;
+            buf.set_len(piece_length as usize);
+            while filled < piece_length as usize {
                 if current.as_ref().is_none_or(|(_, left)| *left == 0) {
                     let Some(f) = files.get(file_index) else {
+                        buf.set_len(filled);
                         return Ok(());
                     };
                     file_index += 1;
@@ -419,17 +422,18 @@ fn read_pieces(
                     continue;
                 }
                 let (handle, left) = current.as_mut().expect("checked above");
-                let want = (piece_length as usize - buf.len()).min(*left as usize);
-                let start = buf.len();
-                buf.resize(start + want, 0);
+                let want = (piece_length as usize - filled).min(*left as usize);
                 let path = &files[file_index - 1].disk_path;
-                handle.read_exact(&mut buf[start..]).map_err(|e| {
-                    MetainfoError::Create(format!(
-                        "{}: {e} (did the file change while hashing?)",
-                        path.display()
-                    ))
-                })?;
+                handle
+                    .read_exact(&mut buf[filled..filled + want])
+                    .map_err(|e| {
+                        MetainfoError::Create(format!(
+                            "{}: {e} (did the file change while hashing?)",
+                            path.display()
+                        ))
+                    })?;
                 *left -= want as u64;
+                filled += want;
             }
             Ok(())
         };

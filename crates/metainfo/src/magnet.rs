@@ -126,10 +126,8 @@ impl Magnet {
                     // urn:btmh: (v2) is ignored: shoal speaks v1.
                 }
                 (_, "dn") => magnet.display_name = Some(value),
-                (_, "tr") => {
-                    if !value.is_empty() && !magnet.trackers.contains(&value) {
-                        magnet.trackers.push(value)
-                    }
+                (_, "tr") if !value.is_empty() && !magnet.trackers.contains(&value) => {
+                    magnet.trackers.push(value)
                 }
                 (_, "so") => magnet.select_only = Some(parse_select_only(&value)?),
                 _ => {}

@@ -1,0 +1,25 @@
+//! The BitTorrent peer wire protocol (BEP 3), with the fast extension (BEP 6), the extension
+//! protocol (BEP 10) and metadata exchange messages (BEP 9).
+//!
+//! Everything here is sans-IO: [`Handshake`] and [`Message`] encode to and decode from bytes,
+//! [`frame::decode_frame`] cuts messages out of a receive buffer under hard [`Limits`], and
+//! [`MessageCodec`] is the thin tokio-util adapter over it that the engine uses on sockets.
+
+mod codec;
+mod error;
+mod extended;
+pub mod frame;
+mod handshake;
+mod message;
+mod metadata;
+
+pub use codec::{CodecError, MessageCodec};
+pub use error::WireError;
+pub use extended::{ExtendedHandshake, EXTENDED_HANDSHAKE_ID};
+pub use frame::Limits;
+pub use handshake::{Handshake, HANDSHAKE_LEN, PROTOCOL};
+pub use message::{BlockRef, Message, BLOCK_SIZE};
+pub use metadata::{MetadataMessage, METADATA_PIECE_SIZE};
+
+#[cfg(test)]
+mod tests;

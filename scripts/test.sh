@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of shoal: unit, property, conformance, end-to-end and interop tests.
+# First installs the reference peers with apt when they are missing (python3-libtorrent), so a
+# fresh machine (and .ci/run) can simply call this script. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+/usr/bin/python3 -c 'import libtorrent' >/dev/null 2>&1 || missing+=(python3-libtorrent)
+
+if ((${#missing[@]})); then
+    echo "installing reference peers: ${missing[*]}" >&2
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+            echo "warning: cannot install ${missing[*]} (not root, no sudo); interop tests will be" \
+                 "skipped (and fail when CI=true)" >&2
+        fi
+    fi
+    if [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        $sudo apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
+            { $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}"; }
+    fi
+fi
+
+exec cargo test --workspace "$@"
