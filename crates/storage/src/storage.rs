@@ -367,7 +367,7 @@ impl Storage {
             offset,
             len: data.len(),
         };
-        if offset % BLOCK_SIZE != 0 || offset >= size {
+        if !offset.is_multiple_of(BLOCK_SIZE) || offset >= size {
             return Err(bad_block());
         }
         if data.len() as u32 != BLOCK_SIZE.min(size - offset) {
