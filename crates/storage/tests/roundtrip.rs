@@ -287,3 +287,38 @@ fn pool_writes_and_recheck_with_progress() {
     );
     assert!(ro.write_block(0, 0, &[0; 16384], 0).is_err());
 }
+
+#[test]
+fn verify_sorts_valid_bad_and_missing_without_writing() {
+    // Three files of 64 KiB, pieces of 16 KiB: file k holds pieces 4k..4k+4.
+    let f = Fixture::new("v", &[(65_536, false); 3], 16_384, 31);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("v");
+    std::fs::create_dir(&root).unwrap();
+    // f0: intact but piece 1 corrupted; f1: its last 2 pieces a hole (never written, zeros);
+    // f2: absent.
+    let mut f0 = f.data[..65_536].to_vec();
+    f0[20_000] ^= 0x80;
+    std::fs::write(root.join("f0"), &f0).unwrap();
+    let file = std::fs::File::create(root.join("f1")).unwrap();
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&f.data[65_536..65_536 + 32_768], 0).unwrap();
+    file.set_len(65_536).unwrap();
+    drop(file);
+    let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    let report = shoal_storage::verify(
+        &f.info,
+        f.info_hash,
+        dir.path(),
+        &RecheckOptions::default(),
+        &RecheckProgress::default(),
+    )
+    .unwrap();
+    assert_eq!(report.bad, vec![1]);
+    assert_eq!(report.missing, vec![6, 7, 8, 9, 10, 11]);
+    assert_eq!(report.valid.ones().collect::<Vec<_>>(), vec![0, 2, 3, 4, 5]);
+    // Read only: nothing created (no resume data, no part file, no f2).
+    let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(before.len(), after.len());
+    assert!(!root.join("f2").exists());
+}
