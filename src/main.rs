@@ -2,6 +2,9 @@
 
 mod cmd_create;
 mod cmd_info;
+mod cmd_torrent;
+mod cmd_verify;
+mod progress;
 mod units;
 
 use std::process::ExitCode;
@@ -25,6 +28,12 @@ enum Command {
     Create(cmd_create::CreateArgs),
     /// Show what a .torrent file or magnet link contains.
     Info(cmd_info::InfoArgs),
+    /// Check downloaded data against a .torrent.
+    Verify(cmd_verify::VerifyArgs),
+    /// Serve a torrent's complete data to peers (the initial seeder), until Ctrl-C.
+    Seed(cmd_torrent::SeedArgs),
+    /// Download a torrent; exits 0 once every piece is verified. Resumable.
+    Download(cmd_torrent::DownloadArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -47,6 +56,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Create(args) => cmd_create::run(args),
         Command::Info(args) => cmd_info::run(args),
+        Command::Verify(args) => cmd_verify::run(args),
+        Command::Seed(args) => cmd_torrent::run_seed(args),
+        Command::Download(args) => cmd_torrent::run_download(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

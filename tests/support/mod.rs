@@ -65,3 +65,217 @@ pub fn libtorrent_available() -> bool {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running process (shoal or a libtorrent peer) whose stdout JSON lines are collected; killed
+/// when dropped.
+pub struct Proc {
+    pub child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+    /// Every JSON line seen so far.
+    pub seen: Vec<serde_json::Value>,
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdout piped (stderr goes to a file in `log_dir`).
+    pub fn spawn(mut cmd: Command, name: &str, log_dir: &Path) -> Proc {
+        let err = std::fs::File::create(log_dir.join(format!("{name}.stderr"))).expect("log file");
+        cmd.stdout(Stdio::piped()).stderr(err).stdin(Stdio::null());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Ok(v) = serde_json::from_str(&line) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Proc {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Waits until a line satisfies `pred` (bounded by `timeout`); panics with the history if not.
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: timed out after {timeout:?}; last lines: {:?}",
+                    self.name,
+                    self.seen.iter().rev().take(3).collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Waits for `{"event": event}`.
+    pub fn wait_event(&mut self, event: &str, timeout: Duration) -> serde_json::Value {
+        self.wait_for(timeout, |v| v["event"] == event)
+    }
+
+    /// The address from the `listening` event.
+    pub fn listening_addr(&mut self) -> String {
+        let v = self.wait_event("listening", Duration::from_secs(20));
+        v["addr"].as_str().expect("addr").to_string()
+    }
+
+    /// Waits for the process to exit (bounded) and returns its status code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Drain what is left so `seen` is complete.
+                while let Ok(v) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(v);
+                }
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{}: did not exit within {timeout:?}", self.name);
+    }
+
+    /// The last line with `{"event": event}` seen so far.
+    pub fn last_event(&self, event: &str) -> Option<&serde_json::Value> {
+        self.seen.iter().rev().find(|v| v["event"] == event)
+    }
+
+    /// Sends SIGKILL.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM (a clean stop).
+    pub fn term(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `shoal seed TORRENT DATA --listen IP:0 --json` plus `extra`.
+pub fn shoal_seed(
+    torrent: &Path,
+    data: &Path,
+    ip: &str,
+    extra: &[&str],
+    name: &str,
+    logs: &Path,
+) -> Proc {
+    let mut cmd = shoal();
+    cmd.args(["seed", torrent.to_str().unwrap(), data.to_str().unwrap()])
+        .args(["--listen", &format!("{ip}:0"), "--json"])
+        .args(extra)
+        .env("XDG_STATE_HOME", logs.join(format!("{name}-state")));
+    Proc::spawn(cmd, name, logs)
+}
+
+/// `shoal download TORRENT -o OUT --listen IP:0 --json --peer …` plus `extra`.
+pub fn shoal_download(
+    torrent: &Path,
+    out: &Path,
+    ip: &str,
+    peers: &[String],
+    extra: &[&str],
+    name: &str,
+    logs: &Path,
+) -> Proc {
+    let mut cmd = shoal();
+    cmd.args([
+        "download",
+        torrent.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .args(["--listen", &format!("{ip}:0"), "--json"])
+    .args(extra);
+    for p in peers {
+        cmd.args(["--peer", p]);
+    }
+    Proc::spawn(cmd, name, logs)
+}
+
+/// A libtorrent peer (tests/interop/lt_peer.py).
+pub fn lt_peer(
+    mode: &str,
+    torrent: &Path,
+    save: &Path,
+    ip: &str,
+    peers: &[String],
+    extra: &[&str],
+    name: &str,
+    logs: &Path,
+) -> Proc {
+    let mut cmd = Command::new(SYSTEM_PYTHON);
+    cmd.arg(repo_root().join("tests/interop/lt_peer.py"))
+        .args([mode, torrent.to_str().unwrap(), save.to_str().unwrap(), ip])
+        .args(extra);
+    for p in peers {
+        cmd.args(["--peer", p]);
+    }
+    Proc::spawn(cmd, name, logs)
+}
+
+/// Makes `name` (a file of `len` random bytes) in `dir/seed/` and a torrent of it with the given
+/// piece size; returns (torrent path, data file path).
+pub fn make_torrent(dir: &Path, name: &str, len: usize, piece: &str) -> (PathBuf, PathBuf) {
+    let data = dir.join("seed").join(name);
+    write_random_file(&data, len, len as u64 ^ 0xfeed);
+    let torrent = dir.join(format!("{name}.torrent"));
+    let out = run_shoal(&[
+        "create",
+        data.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "--piece-size",
+        piece,
+        "--force",
+        "--no-date",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (torrent, data)
+}
+
+/// Whether two files have the same bytes.
+pub fn same_bytes(a: &Path, b: &Path) -> bool {
+    match (std::fs::read(a), std::fs::read(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+"""Benchmark: one seeder, one leecher over loopback, shoal->shoal against libtorrent->libtorrent
+in the same run. Reports the leecher's throughput, CPU seconds per GiB and peak anonymous memory,
+median of RUNS, and the ratios. Usage: benches/transfer.py [SIZE_MIB] [RUNS]
+(run through benches/transfer.sh, which builds shoal in release mode first)."""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHOAL = os.path.join(ROOT, "target/release/shoal")
+LT_PEER = os.path.join(ROOT, "tests/interop/lt_peer.py")
+size_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
+runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+work = os.path.join(ROOT, "target/bench-transfer")
+os.makedirs(os.path.join(work, "seed"), exist_ok=True)
+data = os.path.join(work, "seed", f"payload-{size_mib}MiB.bin")
+if not os.path.exists(data) or os.path.getsize(data) != size_mib << 20:
+    with open(data, "wb") as f:
+        for _ in range(size_mib):
+            f.write(os.urandom(1 << 20))
+torrent = os.path.join(work, f"payload-{size_mib}.torrent")
+subprocess.run([SHOAL, "create", data, "-o", torrent, "--piece-size", "256KiB", "--force",
+                "--no-date"], check=True, capture_output=True)
+with open(data, "rb") as f:  # warm the page cache
+    while f.read(1 << 24):
+        pass
+
+
+def first_json(proc, event, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        try:
+            v = json.loads(line)
+        except ValueError:
+            continue
+        if v.get("event") == event:
+            return v
+    raise RuntimeError(f"no {event} event")
+
+
+def monitor(cmd):
+    """Runs cmd to completion; returns wall seconds, CPU seconds, peak RssAnon and VmHWM (KiB)."""
+    start = time.time()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak_anon = peak_hwm = 0
+    while True:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        peak_anon = max(peak_anon, int(line.split()[1]))
+                    elif line.startswith("VmHWM:"):
+                        peak_hwm = max(peak_hwm, int(line.split()[1]))
+        except OSError:
+            pass
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        time.sleep(0.02)
+    wall = time.time() - start
+    if status != 0:
+        raise RuntimeError(f"{cmd[0]} exited with {status}")
+    return wall, ru.ru_utime + ru.ru_stime, peak_anon, peak_hwm
+
+
+def run_pair(kind):
+    out = os.path.join(work, f"out-{kind}")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    if kind == "shoal":
+        seed = subprocess.Popen([SHOAL, "seed", torrent, os.path.dirname(data), "--listen",
+                                 "127.0.0.2:0", "--json"], stdout=subprocess.PIPE, text=True,
+                                stderr=subprocess.DEVNULL,
+                                env=dict(os.environ, XDG_STATE_HOME=os.path.join(work, "state")))
+        addr = first_json(seed, "listening")["addr"]
+        leech = [SHOAL, "download", torrent, "-o", out, "--listen", "127.0.0.3:0", "--peer", addr,
+                 "--json"]
+    else:
+        seed = subprocess.Popen(["/usr/bin/python3", LT_PEER, "seed", torrent,
+                                 os.path.dirname(data), "127.0.0.4", "--timeout", "600"],
+                                stdout=subprocess.PIPE, text=True, stderr=subprocess.DEVNULL)
+        addr = first_json(seed, "listening")["addr"]
+        leech = ["/usr/bin/python3", LT_PEER, "download", torrent, out, "127.0.0.5", "--peer",
+                 addr, "--timeout", "600"]
+    try:
+        time.sleep(0.5)
+        result = monitor(leech)
+    finally:
+        seed.terminate()
+        seed.wait()
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+results = {"shoal": [], "libtorrent": []}
+for i in range(runs):
+    for kind in ("libtorrent", "shoal"):
+        results[kind].append(run_pair(kind))
+        w, c, a, h = results[kind][-1]
+        print(f"run {i + 1} {kind:10s}: {size_mib / w * 1.048576:7.0f} MB/s  {c:6.2f} CPU s  "
+              f"RssAnon {a / 1024:6.1f} MiB  VmHWM {h / 1024:6.1f} MiB", flush=True)
+
+gib = size_mib / 1024
+
+
+def med(kind, i):
+    return statistics.median(r[i] for r in results[kind])
+
+
+print(f"\nmedian of {runs}, {size_mib} MiB, 256 KiB pieces, loopback TCP, page cache warm (leecher):")
+for kind in ("libtorrent", "shoal"):
+    print(f"  {kind:10s} {size_mib * 1.048576 / med(kind, 0):7.0f} MB/s  "
+          f"{med(kind, 1) / gib:5.2f} CPU s/GiB  {med(kind, 2) / 1024:6.1f} MiB anon peak")
+print(f"  ratios shoal/libtorrent: throughput {med('libtorrent', 0) / med('shoal', 0):.2f}x, "
+      f"CPU per GiB {med('shoal', 1) / med('libtorrent', 1):.2f}x, "
+      f"anon memory {med('shoal', 2) / max(med('libtorrent', 2), 1):.2f}x")

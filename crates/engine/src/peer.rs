@@ -1,0 +1,185 @@
+//! What the torrent actor knows about one connected peer.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_core::{Id20, RttConfig, RttEstimator, Time};
+use shoal_picker::Block;
+use shoal_wire::{BlockRef, ExtendedHandshake};
+
+use crate::connection::PeerLink;
+
+/// Requests kept in flight to a peer that has not told us its `reqq`: libtorrent's default
+/// `max_allowed_in_request_queue` is 500, Transmission advertises 512, aria2 sends none.
+pub const DEFAULT_REQQ: usize = 250;
+/// The most requests shoal keeps in flight to one peer (4 MiB): enough for ~1 GB/s at 4 ms.
+pub const MAX_QUEUE: usize = 250;
+/// Slow start: requests in flight before the peer's rate is known.
+pub const INITIAL_QUEUE: usize = 16;
+/// Seconds of the peer's rate kept in flight (libtorrent: rate x 3 s / 16 KiB).
+pub const QUEUE_SECONDS: f64 = 3.0;
+/// Blocks remembered as released (timed out or cancelled) so a late copy is still welcome.
+const RELEASED_MEMORY: usize = 1024;
+/// Uploads (disk reads) queued for one peer at once; more requests are rejected.
+pub const MAX_PENDING_UPLOADS: usize = 64;
+
+/// RTT settings for block requests. The floor is 2 s, not RFC 6298's 1 s: the measured time
+/// includes the peer's disk and its queue of our earlier requests, which varies; the ceiling of
+/// 30 s matches the stall a frozen libtorrent peer caused (21–35 s) as the worst we accept.
+pub fn request_rtt_config() -> RttConfig {
+    RttConfig {
+        initial: Duration::from_secs(4),
+        floor: Duration::from_secs(2),
+        ceiling: Duration::from_secs(30),
+    }
+}
+
+/// One connected peer.
+#[derive(Debug)]
+pub struct Peer {
+    /// The connection's tasks.
+    pub link: PeerLink,
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// Whether we dialled it.
+    pub outgoing: bool,
+    /// Its peer id.
+    pub peer_id: Id20,
+    /// It speaks BEP 6.
+    pub fast: bool,
+    /// Its BEP 10 handshake, once received.
+    pub extended: Option<ExtendedHandshake>,
+    /// We choke it.
+    pub am_choking: bool,
+    /// We are interested in it.
+    pub am_interested: bool,
+    /// It chokes us.
+    pub peer_choking: bool,
+    /// It is interested in us.
+    pub peer_interested: bool,
+    /// Our outstanding requests to it, with when each was sent.
+    pub requests: HashMap<Block, Time>,
+    released: HashSet<Block>,
+    released_order: VecDeque<Block>,
+    /// Blocks received that were never requested.
+    pub unsolicited: u32,
+    /// Round-trip estimate of its block requests.
+    pub rtt: RttEstimator,
+    /// Its `reqq`, or the default.
+    pub reqq: usize,
+    /// Payload bytes received from it.
+    pub downloaded: u64,
+    /// Payload bytes sent to it.
+    pub uploaded: u64,
+    /// When the connection was set up.
+    pub connected_at: Time,
+    /// When its last block arrived.
+    pub last_block_at: Option<Time>,
+    /// When its last message of any kind arrived.
+    pub last_message_at: Time,
+    /// It stopped sending blocks while we had requests out (queue of one, no reciprocation).
+    pub snubbed_since: Option<Time>,
+    /// Requests timed out.
+    pub timeouts: u32,
+    /// Disk reads queued to answer its requests.
+    pub pending_uploads: usize,
+    /// Requests it cancelled while their reads were queued.
+    pub cancelled: HashSet<BlockRef>,
+    /// Its download rate, bytes per second (smoothed).
+    pub down_rate: f64,
+    rate_bytes: u64,
+}
+
+impl Peer {
+    /// A freshly connected peer.
+    pub fn new(
+        link: PeerLink,
+        addr: SocketAddr,
+        outgoing: bool,
+        peer_id: Id20,
+        fast: bool,
+        now: Time,
+    ) -> Self {
+        Peer {
+            link,
+            addr,
+            outgoing,
+            peer_id,
+            fast,
+            extended: None,
+            am_choking: true,
+            am_interested: false,
+            peer_choking: true,
+            peer_interested: false,
+            requests: HashMap::new(),
+            released: HashSet::new(),
+            released_order: VecDeque::new(),
+            unsolicited: 0,
+            rtt: RttEstimator::new(request_rtt_config()),
+            reqq: DEFAULT_REQQ,
+            downloaded: 0,
+            uploaded: 0,
+            connected_at: now,
+            last_block_at: None,
+            last_message_at: now,
+            snubbed_since: None,
+            timeouts: 0,
+            pending_uploads: 0,
+            cancelled: HashSet::new(),
+            down_rate: 0.0,
+            rate_bytes: 0,
+        }
+    }
+
+    /// How many requests to keep in flight: the peer's rate x 3 s in blocks (slow start before
+    /// the rate is known), capped by its `reqq`; one while snubbed.
+    pub fn queue_target(&self) -> usize {
+        if self.snubbed_since.is_some() {
+            return 1;
+        }
+        let by_rate = (self.down_rate * QUEUE_SECONDS / 16384.0) as usize;
+        by_rate
+            .max(INITIAL_QUEUE)
+            .min(self.reqq.min(MAX_QUEUE))
+            .max(1)
+    }
+
+    /// Gives up on a request (timed out, cancelled, choked): a late copy is still accepted.
+    pub fn release(&mut self, block: Block) {
+        self.requests.remove(&block);
+        if self.released.insert(block) {
+            self.released_order.push_back(block);
+            if self.released_order.len() > RELEASED_MEMORY {
+                if let Some(old) = self.released_order.pop_front() {
+                    self.released.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether a block arriving now was asked for (outstanding or released); takes it off the
+    /// outstanding set and feeds the RTT estimate.
+    pub fn take_request(&mut self, block: Block, now: Time) -> bool {
+        if let Some(sent) = self.requests.remove(&block) {
+            self.rtt.sample(now - sent);
+            return true;
+        }
+        self.released.remove(&block)
+    }
+
+    /// Counts payload bytes for the rate estimate.
+    pub fn count_download(&mut self, bytes: usize) {
+        self.downloaded += bytes as u64;
+        self.rate_bytes += bytes as u64;
+    }
+
+    /// Closes a rate sample of `elapsed` (exponential moving average, ~2 s memory).
+    pub fn update_rate(&mut self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let sample = self.rate_bytes as f64 / secs;
+        let alpha = (secs / 2.0).min(1.0);
+        self.down_rate += alpha * (sample - self.down_rate);
+        self.rate_bytes = 0;
+    }
+}

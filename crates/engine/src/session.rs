@@ -1,0 +1,329 @@
+//! The session: the listen socket, the peer id, the disk pool and the running torrents.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shoal_core::Id20;
+use shoal_metainfo::Metainfo;
+use shoal_storage::{
+    DiskPool, Mode, RecheckOptions, RecheckProgress, ResumeLocation, Startup, Storage,
+    StorageOptions,
+};
+use shoal_wire::Handshake;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::clock::Clock;
+use crate::connection::{read_handshake, RateLimits};
+use crate::peer_id::new_peer_id;
+use crate::status::TorrentStatus;
+use crate::torrent::{Event, TorrentActor, TorrentContext};
+use crate::EngineError;
+
+/// Session settings.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Address to listen on for peers; port 0 picks a free one. Outgoing connections are bound
+    /// to its IP (unless it is unspecified).
+    pub listen: SocketAddr,
+    /// Global upload cap, bytes per second.
+    pub max_upload_rate: Option<u64>,
+    /// Global download cap, bytes per second.
+    pub max_download_rate: Option<u64>,
+    /// Most peers per torrent.
+    pub max_peers_per_torrent: usize,
+    /// Timeout for connecting and for the handshake (libtorrent: 15 s connect; 10 s is plenty
+    /// for a handshake that is one round trip).
+    pub connect_timeout: Duration,
+    /// Disk and hashing threads (0: one per core).
+    pub disk_threads: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            listen: "0.0.0.0:6881".parse().expect("valid address"),
+            max_upload_rate: None,
+            max_download_rate: None,
+            max_peers_per_torrent: 50,
+            connect_timeout: Duration::from_secs(10),
+            disk_threads: 0,
+        }
+    }
+}
+
+/// How to add a torrent.
+#[derive(Clone, Debug)]
+pub struct TorrentOptions {
+    /// The folder that holds the torrent's top-level file or folder.
+    pub save_path: PathBuf,
+    /// Serve existing data read-only (the initial seeder); it must be complete.
+    pub seed_only: bool,
+    /// Peers to dial at once.
+    pub peers: Vec<SocketAddr>,
+    /// Where resume data lives.
+    pub resume: ResumeLocation,
+}
+
+struct Shared {
+    peer_id: Id20,
+    listen_addr: SocketAddr,
+    config: SessionConfig,
+    clock: Clock,
+    rates: Arc<RateLimits>,
+    pool: Arc<DiskPool>,
+    torrents: Mutex<HashMap<Id20, mpsc::Sender<Event>>>,
+}
+
+/// A running client: accepts peers and runs torrents.
+pub struct Session {
+    shared: Arc<Shared>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// A running torrent.
+pub struct TorrentHandle {
+    events: mpsc::Sender<Event>,
+    /// Status snapshots, updated several times a second.
+    pub status: watch::Receiver<TorrentStatus>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Events queued to a torrent actor before peers must wait.
+const EVENT_QUEUE: usize = 1024;
+
+impl Session {
+    /// Binds the listen socket and starts accepting peers.
+    pub async fn bind(config: SessionConfig) -> Result<Session, EngineError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| EngineError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let listen_addr = listener
+            .local_addr()
+            .map_err(|source| EngineError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let threads = match config.disk_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let clock = Clock::new();
+        let shared = Arc::new(Shared {
+            peer_id: new_peer_id(),
+            listen_addr,
+            rates: Arc::new(RateLimits::new(
+                config.max_upload_rate,
+                config.max_download_rate,
+                &clock,
+            )),
+            clock,
+            // The queue is larger than the actors' in-flight limits, so submitting never blocks.
+            pool: Arc::new(DiskPool::new(threads, 8192)),
+            config,
+            torrents: Mutex::new(HashMap::new()),
+        });
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        info!(%listen_addr, peer_id = %String::from_utf8_lossy(&shared.peer_id.0[..8]), "listening");
+        Ok(Session { shared, accept })
+    }
+
+    /// The bound listen address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.listen_addr
+    }
+
+    /// This process's peer id.
+    pub fn peer_id(&self) -> Id20 {
+        self.shared.peer_id
+    }
+
+    /// Opens the torrent's storage, checks existing data (trusting resume data when it matches),
+    /// and starts the torrent. `on_check` is called with (bytes checked, total) during a recheck.
+    pub async fn add_torrent(
+        &self,
+        meta: Metainfo,
+        opts: TorrentOptions,
+        on_check: impl Fn(u64, u64) + Send + 'static,
+    ) -> Result<TorrentHandle, EngineError> {
+        let info_hash = meta.info_hash;
+        if self
+            .shared
+            .torrents
+            .lock()
+            .map(|t| t.contains_key(&info_hash))
+            .unwrap_or(false)
+        {
+            return Err(EngineError::Duplicate(info_hash));
+        }
+        let meta = Arc::new(meta);
+        let storage = open_and_check(meta.clone(), &opts, on_check).await?;
+        if opts.seed_only {
+            let valid = storage.verified().count();
+            let total = meta.info.num_pieces();
+            if valid < total {
+                return Err(EngineError::Incomplete {
+                    path: opts.save_path.clone(),
+                    valid,
+                    total,
+                });
+            }
+        }
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let (status_tx, status_rx) = watch::channel(TorrentStatus::default());
+        let ctx = TorrentContext {
+            meta,
+            storage,
+            pool: self.shared.pool.clone(),
+            peer_id: self.shared.peer_id,
+            listen_addr: self.shared.listen_addr,
+            clock: self.shared.clock,
+            rates: self.shared.rates.clone(),
+            max_peers: self.shared.config.max_peers_per_torrent,
+            connect_timeout: self.shared.config.connect_timeout,
+            seed_only: opts.seed_only,
+        };
+        let actor = TorrentActor::new(ctx, tx.clone(), rx, status_tx);
+        let task = tokio::spawn(actor.run());
+        if let Ok(mut t) = self.shared.torrents.lock() {
+            t.insert(info_hash, tx.clone());
+        }
+        if !opts.peers.is_empty() {
+            let _ = tx.send(Event::AddPeers(opts.peers)).await;
+        }
+        Ok(TorrentHandle {
+            events: tx,
+            status: status_rx,
+            task,
+        })
+    }
+}
+
+impl TorrentHandle {
+    /// Gives the torrent more peer addresses to dial.
+    pub async fn add_peers(&self, peers: Vec<SocketAddr>) {
+        let _ = self.events.send(Event::AddPeers(peers)).await;
+    }
+
+    /// Stops the torrent: waits for queued disk writes, writes resume data, closes connections.
+    pub async fn shutdown(self) -> TorrentStatus {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.events.send(Event::Shutdown(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
+        let _ = self.task.await;
+        let status = self.status.borrow().clone();
+        status
+    }
+}
+
+async fn open_and_check(
+    meta: Arc<Metainfo>,
+    opts: &TorrentOptions,
+    on_check: impl Fn(u64, u64) + Send + 'static,
+) -> Result<Arc<Storage>, EngineError> {
+    let mut so = StorageOptions::new(&opts.save_path);
+    so.mode = if opts.seed_only {
+        Mode::ReadOnly
+    } else {
+        Mode::ReadWrite
+    };
+    so.resume = opts.resume.clone();
+    let total = meta.info.total_length;
+    let storage = tokio::task::spawn_blocking(move || -> Result<Storage, EngineError> {
+        let (storage, startup) = Storage::open(&meta.info, meta.info_hash, so)?;
+        match startup {
+            Startup::Fresh | Startup::Resumed { .. } => {}
+            Startup::NeedsRecheck { warning } => {
+                if let Some(w) = warning {
+                    warn!("resume data ignored: {w}");
+                }
+                let progress = Arc::new(RecheckProgress::default());
+                let watcher = {
+                    let progress = progress.clone();
+                    std::thread::spawn(move || loop {
+                        let done = progress.bytes.load(std::sync::atomic::Ordering::Relaxed);
+                        on_check(done, total);
+                        if done >= total
+                            || progress.cancel.load(std::sync::atomic::Ordering::Relaxed)
+                        {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    })
+                };
+                let report = storage.recheck(&RecheckOptions::default(), &progress);
+                progress
+                    .cancel
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = watcher.join();
+                report?;
+            }
+        }
+        Ok(storage)
+    })
+    .await
+    .map_err(|e| EngineError::Stopped(format!("storage check panicked: {e}")))??;
+    Ok(Arc::new(storage))
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = incoming(stream, addr, &shared).await {
+                debug!(%addr, "incoming connection dropped: {e}");
+            }
+        });
+    }
+}
+
+async fn incoming(mut stream: TcpStream, addr: SocketAddr, shared: &Shared) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (theirs, leftover) = read_handshake(&mut stream, shared.config.connect_timeout).await?;
+    let actor = shared
+        .torrents
+        .lock()
+        .ok()
+        .and_then(|t| t.get(&theirs.info_hash).cloned());
+    let Some(actor) = actor else {
+        return Err(std::io::Error::other("unknown info-hash"));
+    };
+    // The handshake's DHT bit is cleared for private torrents by the actor's dialer; for
+    // incoming connections we answer with the full capability set (DHT only matters if used).
+    let ours = Handshake::new(theirs.info_hash, shared.peer_id);
+    stream.write_all(&ours.encode()).await?;
+    let _ = actor
+        .send(Event::Connected {
+            addr,
+            outgoing: false,
+            stream,
+            handshake: theirs,
+            leftover,
+        })
+        .await;
+    Ok(())
+}

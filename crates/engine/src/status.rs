@@ -1,0 +1,53 @@
+//! What a running torrent reports to the command line (through a `watch` channel).
+
+use std::net::IpAddr;
+
+/// The phase a torrent is in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TorrentState {
+    /// Downloading wanted pieces.
+    #[default]
+    Downloading,
+    /// Every wanted piece is verified; serving others.
+    Seeding,
+    /// Stopped by an error (disk full, …); verified data is untouched.
+    Error(String),
+    /// Shut down.
+    Stopped,
+}
+
+/// A snapshot of a torrent, published several times a second.
+#[derive(Clone, Debug, Default)]
+pub struct TorrentStatus {
+    /// The phase.
+    pub state: TorrentState,
+    /// Bytes of verified pieces.
+    pub verified_bytes: u64,
+    /// Bytes of all pieces.
+    pub total_bytes: u64,
+    /// Verified pieces.
+    pub pieces_have: u32,
+    /// All pieces.
+    pub pieces_total: u32,
+    /// Payload bytes received from peers this session (including waste).
+    pub downloaded: u64,
+    /// Payload bytes sent to peers this session.
+    pub uploaded: u64,
+    /// Connected peers.
+    pub peers: usize,
+    /// Download rate, bytes per second.
+    pub down_rate: f64,
+    /// Upload rate, bytes per second.
+    pub up_rate: f64,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u32,
+    /// IPs banned for sending bad data.
+    pub banned: Vec<IpAddr>,
+}
+
+impl TorrentStatus {
+    /// Whether every wanted piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.state == TorrentState::Seeding
+    }
+}

@@ -1,0 +1,216 @@
+//! `shoal seed` and `shoal download`: run a torrent in a session until done or interrupted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::json;
+use shoal_engine::{ResumeLocation, Session, SessionConfig, TorrentOptions, TorrentState};
+use shoal_metainfo::Metainfo;
+use shoal_storage::resolve_save_path;
+
+use crate::progress::Reporter;
+use crate::units::parse_size;
+
+/// Options shared by `seed` and `download`.
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    /// Address to listen on for peers (IP:PORT; port 0 picks a free one). Outgoing connections
+    /// leave from this IP.
+    #[arg(long, default_value = "0.0.0.0:6881")]
+    listen: SocketAddr,
+    /// A peer to connect to (IP:PORT); repeatable.
+    #[arg(long = "peer")]
+    peers: Vec<SocketAddr>,
+    /// Upload cap, e.g. `5MiB` (per second).
+    #[arg(long)]
+    max_upload_rate: Option<String>,
+    /// Download cap, e.g. `10M` (per second).
+    #[arg(long)]
+    max_download_rate: Option<String>,
+    /// Print JSON lines on stdout instead of a progress display.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `shoal seed`.
+#[derive(Args, Debug)]
+pub struct SeedArgs {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// The data: the folder that holds it, or the file or folder itself.
+    path: PathBuf,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// Arguments of `shoal download`.
+#[derive(Args, Debug)]
+pub struct DownloadArgs {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// Folder to download into (the torrent's file or folder is created inside it).
+    #[arg(short, long, default_value = ".")]
+    output: PathBuf,
+    /// Keep seeding after the download completes, until Ctrl-C.
+    #[arg(long)]
+    seed: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+fn rate(s: &Option<String>) -> anyhow::Result<Option<u64>> {
+    s.as_deref()
+        .map(|s| parse_size(s).map_err(anyhow::Error::msg))
+        .transpose()
+}
+
+fn session_config(net: &NetArgs) -> anyhow::Result<SessionConfig> {
+    Ok(SessionConfig {
+        listen: net.listen,
+        max_upload_rate: rate(&net.max_upload_rate)?,
+        max_download_rate: rate(&net.max_download_rate)?,
+        ..SessionConfig::default()
+    })
+}
+
+fn load(torrent: &Path) -> anyhow::Result<Metainfo> {
+    Metainfo::from_file(torrent).with_context(|| format!("cannot load {}", torrent.display()))
+}
+
+/// Where resume data of a seeded torrent goes: the user's state folder, so the seeder never
+/// writes beside data that may be read-only.
+fn state_dir() -> ResumeLocation {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    match base {
+        Some(b) => ResumeLocation::StateDir(b.join("shoal")),
+        None => ResumeLocation::Disabled,
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Whether the run ended by itself (complete) or was interrupted.
+enum Ending {
+    Complete,
+    Interrupted,
+    Failed(String),
+}
+
+async fn run_torrent(
+    meta: Metainfo,
+    save_path: PathBuf,
+    seed_only: bool,
+    keep_seeding: bool,
+    net: &NetArgs,
+) -> anyhow::Result<Ending> {
+    let mut reporter = Reporter::new(net.json, if seed_only { "seeding" } else { "downloading" });
+    let session = Session::bind(session_config(net)?).await?;
+    reporter.json_line(json!({"event": "listening", "addr": session.local_addr().to_string()}));
+    reporter.note(&format!(
+        "listening on {}, {} ({})",
+        session.local_addr(),
+        meta.info.name,
+        meta.info_hash
+    ));
+    let opts = TorrentOptions {
+        save_path,
+        seed_only,
+        peers: net.peers.clone(),
+        resume: if seed_only {
+            state_dir()
+        } else {
+            ResumeLocation::BesideData
+        },
+    };
+    let handle = session.add_torrent(meta, opts, |_, _| {}).await?;
+    let mut status_rx = handle.status.clone();
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let ending = loop {
+        let s = status_rx.borrow_and_update().clone();
+        reporter.update(&s);
+        match &s.state {
+            TorrentState::Error(e) => break Ending::Failed(e.clone()),
+            TorrentState::Seeding if !seed_only && !keep_seeding => break Ending::Complete,
+            _ => {}
+        }
+        tokio::select! {
+            changed = status_rx.changed() => if changed.is_err() { break Ending::Failed("the torrent stopped".into()) },
+            _ = &mut signal => break Ending::Interrupted,
+        }
+    };
+    let last = handle.shutdown().await;
+    match &ending {
+        Ending::Complete => reporter.finish("complete", &last),
+        Ending::Interrupted if seed_only || last.is_complete() => reporter.finish("stopped", &last),
+        Ending::Interrupted => reporter.finish("interrupted", &last),
+        Ending::Failed(e) => {
+            reporter.json_line(json!({"event": "error", "message": e}));
+        }
+    }
+    Ok(ending)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Runs `shoal seed`.
+pub fn run_seed(args: &SeedArgs) -> anyhow::Result<()> {
+    let meta = load(&args.torrent)?;
+    if !args.path.exists() {
+        bail!("{} does not exist", args.path.display());
+    }
+    let save = resolve_save_path(&args.path, &meta.info.name);
+    if !save.join(&meta.info.name).exists() {
+        bail!(
+            "{} not found in {} (give the folder that holds it, or the data itself)",
+            meta.info.name,
+            save.display()
+        );
+    }
+    match runtime()?.block_on(run_torrent(meta, save, true, true, &args.net))? {
+        Ending::Failed(e) => bail!("{e}"),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `shoal download`; exits 0 once every piece is verified.
+pub fn run_download(args: &DownloadArgs) -> anyhow::Result<()> {
+    let meta = load(&args.torrent)?;
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let save = resolve_save_path(&args.output, &meta.info.name);
+    match runtime()?.block_on(run_torrent(meta, save, false, args.seed, &args.net))? {
+        Ending::Complete => Ok(()),
+        Ending::Interrupted if args.seed => Ok(()),
+        Ending::Interrupted => {
+            bail!("interrupted; run the same command again to resume")
+        }
+        Ending::Failed(e) => bail!("{e}"),
+    }
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""A libtorrent peer for shoal's interop tests and benchmarks.
+
+Usage: lt_peer.py MODE TORRENT SAVE_PATH LISTEN_IP [options]
+  MODE: seed (data is complete: seed_mode skips the check) or download
+  --peer IP:PORT        connect to this peer (repeatable)
+  --upload-limit BPS    per-torrent upload cap
+  --timeout SECONDS     give up after this long (default 120)
+  --stay                keep running after completing (until killed or timeout)
+Prints JSON lines on stdout: {"event":"listening","addr":...}, progress once a second,
+{"event":"complete",...} and, on timeout, {"event":"timeout",...}. Loopback only: DHT, LSD,
+UPnP, NAT-PMP and uTP are off.
+"""
+import argparse
+import json
+import sys
+import time
+
+import libtorrent as lt
+
+ap = argparse.ArgumentParser()
+ap.add_argument("mode", choices=["seed", "download"])
+ap.add_argument("torrent")
+ap.add_argument("save_path")
+ap.add_argument("listen_ip")
+ap.add_argument("--peer", action="append", default=[])
+ap.add_argument("--upload-limit", type=int, default=0)
+ap.add_argument("--timeout", type=float, default=120)
+ap.add_argument("--stay", action="store_true")
+args = ap.parse_args()
+
+session = lt.session({
+    "listen_interfaces": f"{args.listen_ip}:0",
+    "outgoing_interfaces": args.listen_ip,
+    "enable_dht": False,
+    "enable_lsd": False,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "dht_bootstrap_nodes": "",
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    "allow_multiple_connections_per_ip": True,
+    "alert_mask": 0,
+    "out_enc_policy": lt.enc_policy.disabled,
+    "in_enc_policy": lt.enc_policy.disabled,
+})
+params = lt.add_torrent_params()
+params.ti = lt.torrent_info(args.torrent)
+params.save_path = args.save_path
+if args.mode == "seed":
+    params.flags |= lt.torrent_flags.seed_mode
+handle = session.add_torrent(params)
+if args.upload_limit:
+    handle.set_upload_limit(args.upload_limit)
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+emit({"event": "listening", "addr": f"{args.listen_ip}:{session.listen_port()}"})
+for p in args.peer:
+    ip, port = p.rsplit(":", 1)
+    handle.connect_peer((ip, int(port)))
+
+start = time.time()
+completed = False
+last = 0
+while time.time() - start < args.timeout:
+    s = handle.status()
+    now = time.time()
+    if now - last >= 1:
+        last = now
+        emit({"event": "progress", "downloaded": s.total_wanted_done, "total": s.total_wanted,
+              "uploaded": s.all_time_upload, "peers": s.num_peers, "state": str(s.state)})
+        # Re-connect the given peers now and then: a peer may not have been listening yet.
+        if not s.is_seeding:
+            for p in args.peer:
+                ip, port = p.rsplit(":", 1)
+                handle.connect_peer((ip, int(port)))
+    if s.is_seeding and not completed and args.mode == "download":
+        completed = True
+        emit({"event": "complete", "downloaded": s.total_wanted_done, "total": s.total_wanted,
+              "seconds": now - start})
+        if not args.stay:
+            sys.exit(0)
+    time.sleep(0.05)
+emit({"event": "timeout", "downloaded": handle.status().total_wanted_done})
+sys.exit(0 if args.mode == "seed" or completed else 1)
