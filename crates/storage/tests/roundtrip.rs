@@ -302,7 +302,8 @@ fn verify_sorts_valid_bad_and_missing_without_writing() {
     std::fs::write(root.join("f0"), &f0).unwrap();
     let file = std::fs::File::create(root.join("f1")).unwrap();
     use std::os::unix::fs::FileExt;
-    file.write_all_at(&f.data[65_536..65_536 + 32_768], 0).unwrap();
+    file.write_all_at(&f.data[65_536..65_536 + 32_768], 0)
+        .unwrap();
     file.set_len(65_536).unwrap();
     drop(file);
     let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
