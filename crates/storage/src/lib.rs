@@ -27,6 +27,8 @@
 //! All `Storage` calls block on disk and hashing: run them on a [`DiskPool`], never on an async
 //! worker. `Storage` is `Send + Sync`; share it with an `Arc`.
 
+#![warn(missing_docs)]
+
 mod bitfield;
 mod error;
 mod files;
