@@ -6,6 +6,9 @@
 # (one untimed pass first), alternating, RUNS times each; the median is reported.
 #
 # Usage: benches/verify.sh            (env: WORK=/tmp/shoal-verify-bench RUNS=3 SIZE_MIB=1024)
+# Prints MB/s from the median wall time of the check itself (shoal's JSON `seconds`, libtorrent's
+# force_recheck to torrent_checked_alert), the ratio, and CPU seconds per GiB, a figure other
+# load on the machine disturbs less than wall time.
 # Needs: python3-libtorrent for Debian's /usr/bin/python3 (apt-get install -y python3-libtorrent).
 set -euo pipefail
 
@@ -82,17 +85,18 @@ for set in single.bin multi; do
     bytes=$((SIZE_MIB << 20))
     # Warm-up, untimed: page cache and the first check libtorrent runs on add.
     "$SHOAL" verify "$t" "$DATA" --json >/dev/null
-    s_times=(); w_times=(); l_times=(); l2_times=()
+    s_times=(); w_times=(); l_times=(); l2_times=(); s_cpu=(); l_cpu=()
     for _ in $(seq "$RUNS"); do
-        t0=$(date +%s.%N)
-        out=$("$SHOAL" verify "$t" "$DATA" --json)
-        t1=$(date +%s.%N)
-        w_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')")
+        out=$(/usr/bin/time -f "%e %U %S" -o "$WORK/time.txt" "$SHOAL" verify "$t" "$DATA" --json)
+        read -r wall user sys < "$WORK/time.txt"
+        w_times+=("$wall")
+        s_cpu+=("$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')")
         [ "$(echo "$out" | json_field pieces_valid)" = "$(echo "$out" | json_field pieces_total)" ] || { echo "shoal: not all pieces valid: $out" >&2; exit 1; }
         s_times+=("$(echo "$out" | json_field seconds)")
         out=$("$PY" "$ROOT/benches/lt_recheck.py" "$t" "$DATA")
         [ "$(echo "$out" | json_field pieces_valid)" = "$(echo "$out" | json_field pieces_total)" ] || { echo "libtorrent: not all pieces valid: $out" >&2; exit 1; }
         l_times+=("$(echo "$out" | json_field seconds)")
+        l_cpu+=("$(echo "$out" | json_field cpu_seconds)")
         out=$("$PY" "$ROOT/benches/lt_recheck.py" "$t" "$DATA" 2)
         l2_times+=("$(echo "$out" | json_field seconds)")
     done
@@ -101,5 +105,9 @@ for set in single.bin multi; do
     l2=$(printf '%s\n' "${l2_times[@]}" | median)
     awk -v set="$set" -v b="$bytes" -v s="$s" -v l="$l" -v l2="$l2" 'BEGIN {
         printf "%-12s %12.0f %12.0f %18.0f %11.2fx %11.2fx\n", set, b/s/1e6, b/l/1e6, b/l2/1e6, l/s, l2/s }'
+    sc=$(printf '%s\n' "${s_cpu[@]}" | median)
+    lc=$(printf '%s\n' "${l_cpu[@]}" | median)
+    awk -v b="$bytes" -v sc="$sc" -v lc="$lc" 'BEGIN {
+        g = b / 1073741824; printf "  CPU s per GiB (median): shoal %.2f (whole process), libtorrent %.2f\n", sc/g, lc/g }'
     echo "  seconds: shoal ${s_times[*]} (whole process: ${w_times[*]}) | libtorrent ${l_times[*]} | libtorrent hashing_threads=2 ${l2_times[*]}"
 done
