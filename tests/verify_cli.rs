@@ -2,11 +2,37 @@
 //! missing, given as the save folder or as the data itself; exit status only fails when it could
 //! not check.
 
-mod support;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use std::path::Path;
+fn run_shoal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(args)
+        .output()
+        .expect("run shoal")
+}
 
-use support::{run_shoal, scratch, write_random_file};
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// `len` pseudo-random bytes (xorshift from `seed`) at `path`.
+fn write_random_file(path: &Path, len: usize, seed: u64) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        data.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("create parent");
+    std::fs::write(path, data).expect("write payload");
+}
 
 fn verify_json(torrent: &Path, path: &Path) -> serde_json::Value {
     let out = run_shoal(&[
