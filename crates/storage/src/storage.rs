@@ -666,3 +666,15 @@ impl Storage {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_and_pool_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Storage>();
+        shared::<crate::DiskPool>();
+    }
+}
