@@ -323,3 +323,43 @@ fn verify_sorts_valid_bad_and_missing_without_writing() {
     assert_eq!(before.len(), after.len());
     assert!(!root.join("f2").exists());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Random file lists (zero-length files and pads included) and piece sizes: every block
+    /// written in random order verifies its piece, and the files hold exactly the torrent's bytes.
+    #[test]
+    fn random_layouts_round_trip(
+        sizes in proptest::collection::vec((0u64..70_000, proptest::bool::weighted(0.2)), 1..10),
+        piece_blocks in 1u32..5,
+        seed in 0u64..1000,
+    ) {
+        let total: u64 = sizes.iter().map(|s| s.0).sum();
+        proptest::prop_assume!(total > 0);
+        let f = Fixture::new("p", &sizes, piece_blocks * 16_384, seed);
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StorageOptions::new(dir.path());
+        opts.hash_in_memory = seed % 2 == 0;
+        opts.pending_limit_per_piece = 16_384;
+        let (s, startup) = Storage::open(&f.info, f.info_hash, opts).unwrap();
+        proptest::prop_assert_eq!(startup, Startup::Fresh);
+        download_all(&f, &s, seed);
+        for p in 0..f.num_pieces() {
+            let size = f.piece(p).len() as u32;
+            proptest::prop_assert_eq!(s.read_block(p, 0, size).unwrap(), f.piece(p));
+        }
+        for file in &f.info.files {
+            let path = dir.path().join(file.relative_path());
+            if file.attr.pad {
+                proptest::prop_assert!(!path.exists());
+            } else {
+                let start = file.offset as usize;
+                proptest::prop_assert_eq!(
+                    std::fs::read(&path).unwrap(),
+                    &f.data[start..start + file.length as usize]
+                );
+            }
+        }
+    }
+}
