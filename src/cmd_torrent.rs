@@ -2,12 +2,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
-use shoal_engine::{ResumeLocation, Session, SessionConfig, TorrentOptions, TorrentState};
-use shoal_metainfo::Metainfo;
+use shoal_engine::{
+    ResumeLocation, Session, SessionConfig, TierConfig, TorrentOptions, TorrentState,
+};
+use shoal_metainfo::{Magnet, Metainfo};
 use shoal_storage::resolve_save_path;
 
 use crate::progress::Reporter;
@@ -32,6 +35,15 @@ pub struct NetArgs {
     /// Print JSON lines on stdout instead of a progress display.
     #[arg(long)]
     json: bool,
+    /// An extra tracker URL (its own tier, after the torrent's); repeatable.
+    #[arg(short = 't', long = "tracker")]
+    trackers: Vec<String>,
+    /// Do not announce to any tracker.
+    #[arg(long)]
+    no_trackers: bool,
+    /// Seconds one announce may take before the next tracker is tried.
+    #[arg(long, default_value_t = 30)]
+    tracker_timeout: u64,
 }
 
 /// Arguments of `shoal seed`.
@@ -48,8 +60,8 @@ pub struct SeedArgs {
 /// Arguments of `shoal download`.
 #[derive(Args, Debug)]
 pub struct DownloadArgs {
-    /// The .torrent file.
-    torrent: PathBuf,
+    /// A .torrent file or a `magnet:?xt=urn:btih:…` link (its metadata is fetched from peers).
+    torrent: String,
     /// Folder to download into (the torrent's file or folder is created inside it).
     #[arg(short, long, default_value = ".")]
     output: PathBuf,
@@ -117,9 +129,18 @@ enum Ending {
     Failed(String),
 }
 
+/// What to run: a loaded torrent, or a magnet link whose metadata comes from peers first.
+enum Source {
+    Torrent(Metainfo),
+    Magnet(Magnet),
+}
+
+/// How long to look for a magnet link's metadata before giving up.
+const METADATA_DEADLINE: Duration = Duration::from_secs(120);
+
 async fn run_torrent(
-    meta: Metainfo,
-    save_path: PathBuf,
+    source: Source,
+    output: PathBuf,
     seed_only: bool,
     keep_seeding: bool,
     net: &NetArgs,
@@ -127,6 +148,34 @@ async fn run_torrent(
     let mut reporter = Reporter::new(net.json, if seed_only { "seeding" } else { "downloading" });
     let session = Session::bind(session_config(net)?).await?;
     reporter.json_line(json!({"event": "listening", "addr": session.local_addr().to_string()}));
+    let mut peers = net.peers.clone();
+    let meta = match source {
+        Source::Torrent(m) => m,
+        Source::Magnet(magnet) => {
+            // x.pe peers of the link join the --peer ones (host names are not resolved here).
+            peers.extend(
+                magnet
+                    .peers
+                    .iter()
+                    .filter_map(|p| p.parse::<SocketAddr>().ok()),
+            );
+            reporter.note(&format!(
+                "fetching metadata of {} from {} peers",
+                magnet.info_hash,
+                peers.len()
+            ));
+            let meta = session
+                .fetch_metadata(&magnet, peers.clone(), METADATA_DEADLINE)
+                .await?;
+            reporter.json_line(json!({"event": "metadata", "info_hash": meta.info_hash.to_hex(), "name": meta.info.name}));
+            meta
+        }
+    };
+    let save_path = if seed_only {
+        output
+    } else {
+        resolve_save_path(&output, &meta.info.name)
+    };
     reporter.note(&format!(
         "listening on {}, {} ({})",
         session.local_addr(),
@@ -136,11 +185,22 @@ async fn run_torrent(
     let opts = TorrentOptions {
         save_path,
         seed_only,
-        peers: net.peers.clone(),
+        peers,
         resume: if seed_only {
             state_dir()
         } else {
             ResumeLocation::BesideData
+        },
+        trackers: if net.no_trackers {
+            Vec::new()
+        } else {
+            let mut tiers = meta.trackers.clone();
+            tiers.extend(net.trackers.iter().map(|t| vec![t.clone()]));
+            tiers
+        },
+        tracker_config: TierConfig {
+            request_timeout: Duration::from_secs(net.tracker_timeout.max(1)),
+            ..TierConfig::default()
         },
     };
     let handle = session.add_torrent(meta, opts, |_, _| {}).await?;
@@ -193,7 +253,13 @@ pub fn run_seed(args: &SeedArgs) -> anyhow::Result<()> {
             save.display()
         );
     }
-    match runtime()?.block_on(run_torrent(meta, save, true, true, &args.net))? {
+    match runtime()?.block_on(run_torrent(
+        Source::Torrent(meta),
+        save,
+        true,
+        true,
+        &args.net,
+    ))? {
         Ending::Failed(e) => bail!("{e}"),
         _ => Ok(()),
     }
@@ -201,11 +267,20 @@ pub fn run_seed(args: &SeedArgs) -> anyhow::Result<()> {
 
 /// Runs `shoal download`; exits 0 once every piece is verified.
 pub fn run_download(args: &DownloadArgs) -> anyhow::Result<()> {
-    let meta = load(&args.torrent)?;
+    let source = if args.torrent.starts_with("magnet:") {
+        Source::Magnet(Magnet::parse(&args.torrent)?)
+    } else {
+        Source::Torrent(load(Path::new(&args.torrent))?)
+    };
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
-    let save = resolve_save_path(&args.output, &meta.info.name);
-    match runtime()?.block_on(run_torrent(meta, save, false, args.seed, &args.net))? {
+    match runtime()?.block_on(run_torrent(
+        source,
+        args.output.clone(),
+        false,
+        args.seed,
+        &args.net,
+    ))? {
         Ending::Complete => Ok(()),
         Ending::Interrupted if args.seed => Ok(()),
         Ending::Interrupted => {

@@ -3,6 +3,7 @@
 mod cmd_create;
 mod cmd_info;
 mod cmd_torrent;
+mod cmd_tracker;
 mod cmd_verify;
 mod progress;
 mod units;
@@ -34,6 +35,8 @@ enum Command {
     Seed(cmd_torrent::SeedArgs),
     /// Download a torrent; exits 0 once every piece is verified. Resumable.
     Download(cmd_torrent::DownloadArgs),
+    /// Run a BitTorrent tracker (HTTP, and UDP with --udp) from memory.
+    Tracker(cmd_tracker::TrackerArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd_verify::run(args),
         Command::Seed(args) => cmd_torrent::run_seed(args),
         Command::Download(args) => cmd_torrent::run_download(args),
+        Command::Tracker(args) => cmd_tracker::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

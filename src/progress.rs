@@ -70,6 +70,9 @@ impl Reporter {
             "pieces_total": s.pieces_total,
             "hash_failures": s.hash_failures,
             "banned": s.banned.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+            "trackers": s.trackers.iter().map(|t| json!({
+                "url": t.url, "ok": t.ok, "message": t.message, "peers": t.peers,
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -86,8 +89,14 @@ impl Reporter {
             } else {
                 String::new()
             };
+            let trackers = if s.trackers.is_empty() {
+                String::new()
+            } else {
+                let ok = s.trackers.iter().filter(|t| t.ok).count();
+                format!(" trackers {ok}/{} ok", s.trackers.len())
+            };
             bar.set_message(format!(
-                "down {}/s up {}/s peers {} uploaded {}{eta}",
+                "down {}/s up {}/s peers {} uploaded {}{trackers}{eta}",
                 human_bytes(s.down_rate as u64),
                 human_bytes(s.up_rate as u64),
                 s.peers,

@@ -182,3 +182,30 @@ fn mixed_swarm_of_shoal_and_libtorrent() {
     assert!(same_bytes(&data, &out.join("mixed.bin")));
     assert!(same_bytes(&data, &lt_out.join("mixed.bin")));
 }
+
+#[test]
+fn upload_cap_limits_the_seeder() {
+    let dir = scratch("rate_cap");
+    let (torrent, data) = make_torrent(&dir, "capped.bin", 4 << 20, "64KiB");
+    let mut seed = shoal_seed(
+        &torrent,
+        &data,
+        "127.0.0.2",
+        &["--max-upload-rate", "1MiB"],
+        "seed",
+        &dir,
+    );
+    let seed_addr = seed.listening_addr();
+    let started = std::time::Instant::now();
+    let out = dir.join("dl");
+    let mut dl = shoal_download(&torrent, &out, "127.0.0.3", &[seed_addr], &[], "dl", &dir);
+    dl.wait_event("complete", LONG);
+    // 4 MiB at 1 MiB/s, less the initial burst of a quarter second, cannot take under 3 s.
+    // (Only a lower bound: a slow machine makes this slower, never faster.)
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3),
+        "4 MiB arrived in {took:?} despite a 1 MiB/s cap"
+    );
+    assert!(same_bytes(&data, &out.join("capped.bin")));
+}

@@ -29,6 +29,9 @@ pub enum EngineError {
     /// The torrent is already running in this session.
     #[error("torrent {0} is already added")]
     Duplicate(shoal_core::Id20),
+    /// A magnet link's metadata could not be fetched.
+    #[error("cannot fetch the torrent's metadata: {0}")]
+    Metadata(String),
     /// The torrent's actor stopped.
     #[error("the torrent stopped: {0}")]
     Stopped(String),

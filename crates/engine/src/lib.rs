@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod connection;
 mod error;
+pub mod metadata;
 pub mod peer;
 pub mod peer_book;
 pub mod peer_id;
@@ -16,8 +17,10 @@ pub mod rate_limit;
 pub mod session;
 pub mod status;
 pub mod torrent;
+pub mod tracker_source;
 
 pub use error::EngineError;
 pub use session::{Session, SessionConfig, TorrentHandle, TorrentOptions};
 pub use shoal_storage::ResumeLocation;
-pub use status::{TorrentState, TorrentStatus};
+pub use shoal_tracker::TierConfig;
+pub use status::{TorrentState, TorrentStatus, TrackerReport};

@@ -21,8 +21,11 @@ pub const INITIAL_QUEUE: usize = 16;
 pub const QUEUE_SECONDS: f64 = 3.0;
 /// Blocks remembered as released (timed out or cancelled) so a late copy is still welcome.
 const RELEASED_MEMORY: usize = 1024;
-/// Uploads (disk reads) queued for one peer at once; more requests are rejected.
-pub const MAX_PENDING_UPLOADS: usize = 64;
+/// Disk reads in flight for one peer's requests; the rest wait in its upload queue.
+pub const MAX_PENDING_UPLOADS: usize = 32;
+/// Requests a peer may queue with us: the `reqq` shoal advertises (libtorrent advertises 2000,
+/// Transmission 512). More are rejected.
+pub const OUR_REQQ: usize = 500;
 
 /// RTT settings for block requests. The floor is 2 s, not RFC 6298's 1 s: the measured time
 /// includes the peer's disk and its queue of our earlier requests, which varies; the ceiling of
@@ -84,7 +87,9 @@ pub struct Peer {
     pub timeouts: u32,
     /// Disk reads queued to answer its requests.
     pub pending_uploads: usize,
-    /// Requests it cancelled while their reads were queued.
+    /// Its requests waiting for a disk read, in arrival order.
+    pub upload_queue: VecDeque<BlockRef>,
+    /// Requests it cancelled while their reads were in flight.
     pub cancelled: HashSet<BlockRef>,
     /// Its download rate, bytes per second (smoothed).
     pub down_rate: f64,
@@ -126,6 +131,7 @@ impl Peer {
             snubbed_since: None,
             timeouts: 0,
             pending_uploads: 0,
+            upload_queue: VecDeque::new(),
             cancelled: HashSet::new(),
             down_rate: 0.0,
             rate_bytes: 0,

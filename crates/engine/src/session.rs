@@ -68,6 +68,11 @@ pub struct TorrentOptions {
     pub peers: Vec<SocketAddr>,
     /// Where resume data lives.
     pub resume: ResumeLocation,
+    /// Tracker tiers to announce to (the torrent's, plus any from the command line); empty for
+    /// none.
+    pub trackers: Vec<Vec<String>>,
+    /// Announce timing and failover.
+    pub tracker_config: shoal_tracker::TierConfig,
 }
 
 struct Shared {
@@ -78,6 +83,7 @@ struct Shared {
     rates: Arc<RateLimits>,
     pool: Arc<DiskPool>,
     torrents: Mutex<HashMap<Id20, mpsc::Sender<Event>>>,
+    trackers: Arc<shoal_tracker::TrackerClient>,
 }
 
 /// A running client: accepts peers and runs torrents.
@@ -98,6 +104,7 @@ pub struct TorrentHandle {
     /// Status snapshots, updated several times a second.
     pub status: watch::Receiver<TorrentStatus>,
     task: tokio::task::JoinHandle<()>,
+    trackers: Option<crate::tracker_source::TrackerTask>,
 }
 
 /// Events queued to a torrent actor before peers must wait.
@@ -135,6 +142,12 @@ impl Session {
             clock,
             // The queue is larger than the actors' in-flight limits, so submitting never blocks.
             pool: Arc::new(DiskPool::new(threads, 8192)),
+            trackers: Arc::new(shoal_tracker::TrackerClient::new(
+                shoal_tracker::ClientConfig {
+                    bind_v4: crate::tracker_source::bind_v4(listen_addr),
+                    ..Default::default()
+                },
+            )),
             config,
             torrents: Mutex::new(HashMap::new()),
         });
@@ -198,8 +211,22 @@ impl Session {
             connect_timeout: self.shared.config.connect_timeout,
             seed_only: opts.seed_only,
         };
+        let tracker_source = crate::tracker_source::TrackerSource {
+            info_hash,
+            peer_id: self.shared.peer_id,
+            listen: self.shared.listen_addr,
+            tiers: opts.trackers.clone(),
+            config: opts.tracker_config.clone(),
+        };
         let actor = TorrentActor::new(ctx, tx.clone(), rx, status_tx);
         let task = tokio::spawn(actor.run());
+        let trackers = crate::tracker_source::spawn(
+            tracker_source,
+            self.shared.trackers.clone(),
+            status_rx.clone(),
+            tx.clone(),
+            self.shared.clock,
+        );
         if let Ok(mut t) = self.shared.torrents.lock() {
             t.insert(info_hash, tx.clone());
         }
@@ -210,7 +237,38 @@ impl Session {
             events: tx,
             status: status_rx,
             task,
+            trackers,
         })
+    }
+}
+
+impl Session {
+    /// Fetches a magnet link's metadata (BEP 9) from `peers` and returns the torrent, with the
+    /// link's trackers. Peers that send metadata not matching the info-hash are dropped.
+    pub async fn fetch_metadata(
+        &self,
+        magnet: &shoal_metainfo::Magnet,
+        peers: Vec<SocketAddr>,
+        deadline: Duration,
+    ) -> Result<Metainfo, EngineError> {
+        let (_more_tx, more_rx) = mpsc::channel(16);
+        let (info, liars) = crate::metadata::fetch_metadata(
+            magnet.info_hash,
+            self.shared.peer_id,
+            Some(self.shared.listen_addr.ip()),
+            peers,
+            more_rx,
+            self.shared.config.connect_timeout,
+            deadline,
+        )
+        .await
+        .map_err(EngineError::Metadata)?;
+        if !liars.is_empty() {
+            warn!(?liars, "peers sent wrong metadata");
+        }
+        let trackers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+        Metainfo::from_info_bytes(&info, trackers)
+            .map_err(|e| EngineError::Metadata(format!("the metadata is not a valid torrent: {e}")))
     }
 }
 
@@ -222,6 +280,10 @@ impl TorrentHandle {
 
     /// Stops the torrent: waits for queued disk writes, writes resume data, closes connections.
     pub async fn shutdown(self) -> TorrentStatus {
+        // `stopped` to the trackers first (bounded), while the torrent's counters are final.
+        if let Some(t) = self.trackers {
+            t.stop().await;
+        }
         let (done_tx, done_rx) = oneshot::channel();
         if self.events.send(Event::Shutdown(done_tx)).await.is_ok() {
             let _ = done_rx.await;

@@ -16,6 +16,19 @@ pub enum TorrentState {
     Stopped,
 }
 
+/// The last announce to one tracker.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackerReport {
+    /// The tracker's URL.
+    pub url: String,
+    /// Whether the last announce succeeded.
+    pub ok: bool,
+    /// "ok", the tracker's warning, or the error.
+    pub message: String,
+    /// Peers the last answer carried.
+    pub peers: usize,
+}
+
 /// A snapshot of a torrent, published several times a second.
 #[derive(Clone, Debug, Default)]
 pub struct TorrentStatus {
@@ -43,6 +56,8 @@ pub struct TorrentStatus {
     pub hash_failures: u32,
     /// IPs banned for sending bad data.
     pub banned: Vec<IpAddr>,
+    /// Each tracker's last announce.
+    pub trackers: Vec<TrackerReport>,
 }
 
 impl TorrentStatus {

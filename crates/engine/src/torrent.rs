@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::connection::{self, RateLimits};
-use crate::peer::{Peer, MAX_PENDING_UPLOADS};
+use crate::peer::{Peer, MAX_PENDING_UPLOADS, OUR_REQQ};
 use crate::peer_book::PeerBook;
 use crate::status::{TorrentState, TorrentStatus};
 
@@ -78,6 +78,8 @@ pub enum Event {
     DialFailed(SocketAddr, String),
     /// More peer addresses (command line, trackers, DHT).
     AddPeers(Vec<SocketAddr>),
+    /// The trackers' latest results, for the status.
+    TrackerReports(Vec<crate::status::TrackerReport>),
     /// Stop: flush resume data, close connections, then answer.
     Shutdown(oneshot::Sender<()>),
 }
@@ -302,6 +304,7 @@ impl TorrentActor {
                 }
                 self.dial_due();
             }
+            Event::TrackerReports(reports) => self.status.trackers = reports,
             Event::Shutdown(_) => {}
         }
     }
@@ -378,7 +381,7 @@ impl TorrentActor {
         let mut hs = ExtendedHandshake {
             client: Some(concat!("shoal ", env!("CARGO_PKG_VERSION")).to_string()),
             listen_port: Some(self.ctx.listen_addr.port()),
-            reqq: Some(500),
+            reqq: Some(OUR_REQQ as u32),
             your_ip: Some(addr.ip()),
             metadata_size: Some(self.ctx.meta.info_bytes.len() as u64),
             upload_only: self.picker.is_complete(),
@@ -492,7 +495,9 @@ impl TorrentActor {
             }
             Message::Request(req) => self.on_request(key, req)?,
             Message::Cancel(req) => {
-                if peer.pending_uploads > 0 {
+                if let Some(pos) = peer.upload_queue.iter().position(|r| *r == req) {
+                    peer.upload_queue.remove(pos);
+                } else if peer.pending_uploads > 0 {
                     peer.cancelled.insert(req);
                 }
             }
@@ -601,29 +606,48 @@ impl TorrentActor {
         let Some(peer) = self.peers.get_mut(&key) else {
             return Ok(());
         };
-        if peer.am_choking || !have || peer.pending_uploads >= MAX_PENDING_UPLOADS {
+        let queued = peer.upload_queue.len() + peer.pending_uploads;
+        if peer.am_choking || !have || queued >= OUR_REQQ {
             if peer.fast {
                 self.send(key, Message::Reject(req));
             }
             return Ok(());
         }
-        peer.pending_uploads += 1;
-        peer.cancelled.remove(&req);
-        self.disk_inflight += 1;
-        let storage = self.ctx.storage.clone();
-        let tx = self.disk_tx.clone();
-        let job = move || {
-            let result = storage.read_block(req.piece, req.begin, req.length);
-            let _ = tx.send(DiskDone::Read {
-                peer: key,
-                req,
-                result,
-            });
-        };
-        if self.ctx.pool.submit(job).is_err() {
-            self.fatal("the disk pool stopped".into());
-        }
+        peer.upload_queue.push_back(req);
+        self.pump_uploads(key);
         Ok(())
+    }
+
+    /// Starts disk reads for the peer's queued requests, a bounded number at a time.
+    fn pump_uploads(&mut self, key: PeerKey) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                return;
+            };
+            if peer.pending_uploads >= MAX_PENDING_UPLOADS {
+                return;
+            }
+            let Some(req) = peer.upload_queue.pop_front() else {
+                return;
+            };
+            peer.pending_uploads += 1;
+            peer.cancelled.remove(&req);
+            self.disk_inflight += 1;
+            let storage = self.ctx.storage.clone();
+            let tx = self.disk_tx.clone();
+            let job = move || {
+                let result = storage.read_block(req.piece, req.begin, req.length);
+                let _ = tx.send(DiskDone::Read {
+                    peer: key,
+                    req,
+                    result,
+                });
+            };
+            if self.ctx.pool.submit(job).is_err() {
+                self.fatal("the disk pool stopped".into());
+                return;
+            }
+        }
     }
 
     fn on_piece(
@@ -782,6 +806,10 @@ impl TorrentActor {
                     return;
                 };
                 p.pending_uploads = p.pending_uploads.saturating_sub(1);
+                self.pump_uploads(peer);
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
                 if p.cancelled.remove(&req) {
                     return;
                 }

@@ -100,7 +100,7 @@ pub fn decode_frame(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Messag
         return Ok(None);
     }
     let id = buf[4];
-    if id == 20 && len - 2 > limits.max_extended {
+    if id == 20 && len.saturating_sub(2) > limits.max_extended {
         return Err(WireError::TooLong {
             len,
             limit: limits.max_extended + 2,

@@ -86,6 +86,8 @@ fn malformed_messages_are_errors() {
     assert!(frame(&[0, 0, 0, 4, 4, 0, 0, 1]).is_err());
     // choke with a payload
     assert!(frame(&[0, 0, 0, 2, 0, 1]).is_err());
+    // an extended message with no extension id (found by cargo fuzz: once an overflow panic)
+    assert!(frame(&[0, 0, 0, 1, 20]).is_err());
     // bitfield of the wrong length, and with spare bits set
     assert!(frame(&[0, 0, 0, 2, 5, 0xff]).is_err());
     assert!(frame(&[0, 0, 0, 3, 5, 0xff, 0xff]).is_err());

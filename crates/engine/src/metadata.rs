@@ -1,0 +1,260 @@
+//! Fetching a torrent's info dictionary from peers (BEP 9), for magnet links.
+//!
+//! Every peer that speaks `ut_metadata` is asked, in parallel, for the dictionary in 16 KiB
+//! pieces. Each peer's copy is checked on its own against the info-hash, so a peer that sends
+//! wrong metadata is found and dropped without spoiling what honest peers send; the first copy
+//! that matches wins. (The dictionary is small — tens of KB for most torrents — so fetching it
+//! whole from each of a few peers costs little and needs no blame bookkeeping.)
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use shoal_core::Id20;
+use shoal_metainfo::info_hash_of;
+use shoal_wire::frame::{decode_frame, Limits};
+use shoal_wire::{ExtendedHandshake, Handshake, Message, MetadataMessage, METADATA_PIECE_SIZE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::connection::dial;
+use crate::torrent::UT_METADATA_ID;
+
+/// Largest info dictionary accepted (libtorrent's `max_metadata_size` is 30 MiB; real ones are
+/// rarely above a few MB).
+pub const MAX_METADATA_SIZE: u64 = 16 << 20;
+/// How long one peer may take to answer one metadata request.
+const PIECE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Peers asked at once.
+const MAX_PARALLEL: usize = 8;
+/// Connection attempts per peer.
+const MAX_ATTEMPTS: u32 = 6;
+
+/// Why one peer's metadata attempt ended.
+#[derive(Debug)]
+enum PeerFailure {
+    Io(String),
+    NoMetadata,
+    WrongHash,
+}
+
+impl std::fmt::Display for PeerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerFailure::Io(e) => f.write_str(e),
+            PeerFailure::NoMetadata => f.write_str("does not serve metadata"),
+            PeerFailure::WrongHash => {
+                f.write_str("sent metadata that does not match the info-hash")
+            }
+        }
+    }
+}
+
+/// Fetches the info dictionary of `info_hash` from `peers` (more may arrive on `more_peers`),
+/// giving up after `deadline`. Returns the verified bytes and the peers that sent wrong metadata.
+pub async fn fetch_metadata(
+    info_hash: Id20,
+    peer_id: Id20,
+    bind_ip: Option<IpAddr>,
+    peers: Vec<SocketAddr>,
+    mut more_peers: mpsc::Receiver<SocketAddr>,
+    connect_timeout: Duration,
+    deadline: Duration,
+) -> Result<(Vec<u8>, Vec<SocketAddr>), String> {
+    let mut queue: Vec<SocketAddr> = peers;
+    queue.dedup();
+    // Peers that failed for a network reason (not listening yet, still checking its data) are
+    // retried with a growing delay; liars and peers without metadata are not.
+    let mut attempts: std::collections::HashMap<SocketAddr, u32> = Default::default();
+    let mut retries: Vec<(tokio::time::Instant, SocketAddr)> = Vec::new();
+    let mut tasks = JoinSet::new();
+    let mut liars = Vec::new();
+    let mut last_error = String::from("no peers to ask");
+    let give_up = tokio::time::sleep(deadline);
+    tokio::pin!(give_up);
+    loop {
+        while tasks.len() < MAX_PARALLEL {
+            let Some(addr) = queue.pop() else { break };
+            let n = attempts.entry(addr).or_default();
+            if *n >= MAX_ATTEMPTS {
+                continue;
+            }
+            *n += 1;
+            tasks.spawn(async move {
+                let result = fetch_from(addr, info_hash, peer_id, bind_ip, connect_timeout).await;
+                (addr, result)
+            });
+        }
+        tokio::select! {
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                let Ok((addr, result)) = joined else { continue };
+                match result {
+                    Ok(bytes) => return Ok((bytes, liars)),
+                    Err(PeerFailure::WrongHash) => {
+                        warn!(%addr, "peer sent metadata that does not match the info-hash; dropped");
+                        liars.push(addr);
+                        last_error = format!("{addr} sent wrong metadata");
+                    }
+                    Err(e) => {
+                        debug!(%addr, "no metadata from peer: {e}");
+                        last_error = format!("{addr}: {e}");
+                        if let PeerFailure::Io(_) = e {
+                            let n = attempts.get(&addr).copied().unwrap_or(1);
+                            let delay = Duration::from_millis(500) * (1 << n.min(6));
+                            retries.push((tokio::time::Instant::now() + delay, addr));
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next_retry(&retries)), if !retries.is_empty() => {
+                let now = tokio::time::Instant::now();
+                retries.retain(|(at, addr)| {
+                    if *at <= now {
+                        queue.push(*addr);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            Some(addr) = more_peers.recv() => queue.push(addr),
+            _ = &mut give_up => {
+                return Err(format!("no peer sent the metadata within {deadline:?} (last: {last_error})"));
+            }
+        }
+    }
+}
+
+fn next_retry(retries: &[(tokio::time::Instant, SocketAddr)]) -> tokio::time::Instant {
+    retries
+        .iter()
+        .map(|(at, _)| *at)
+        .min()
+        .unwrap_or_else(tokio::time::Instant::now)
+}
+
+async fn read_message(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Message, PeerFailure> {
+    loop {
+        match decode_frame(buf, limits) {
+            Ok(Some(m)) => return Ok(m),
+            Ok(None) => {}
+            Err(e) => return Err(PeerFailure::Io(e.to_string())),
+        }
+        let n = tokio::time::timeout(PIECE_TIMEOUT, stream.read_buf(buf))
+            .await
+            .map_err(|_| PeerFailure::Io("timed out".into()))?
+            .map_err(|e| PeerFailure::Io(e.to_string()))?;
+        if n == 0 {
+            return Err(PeerFailure::Io("closed".into()));
+        }
+    }
+}
+
+async fn send(stream: &mut TcpStream, msg: Message) -> Result<(), PeerFailure> {
+    let mut out = BytesMut::new();
+    msg.encode(&mut out);
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| PeerFailure::Io(e.to_string()))
+}
+
+/// One peer: handshake, extended handshake, then every metadata piece in turn.
+async fn fetch_from(
+    addr: SocketAddr,
+    info_hash: Id20,
+    peer_id: Id20,
+    bind_ip: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<Vec<u8>, PeerFailure> {
+    let ours = Handshake::new(info_hash, peer_id);
+    let (mut stream, theirs, mut buf) = dial(addr, bind_ip, ours, timeout)
+        .await
+        .map_err(|e| PeerFailure::Io(e.to_string()))?;
+    if !theirs.supports_extended() {
+        return Err(PeerFailure::NoMetadata);
+    }
+    let mut hs = ExtendedHandshake {
+        client: Some(concat!("shoal ", env!("CARGO_PKG_VERSION")).to_string()),
+        ..Default::default()
+    };
+    hs.extensions.insert("ut_metadata".into(), UT_METADATA_ID);
+    send(
+        &mut stream,
+        Message::Extended {
+            id: 0,
+            payload: hs.encode(),
+        },
+    )
+    .await?;
+    // Without the metadata we do not know the piece count: bitfields are bounded generically.
+    let limits = Limits::default();
+    let (their_id, size) = loop {
+        if let Message::Extended { id: 0, payload } =
+            read_message(&mut stream, &mut buf, &limits).await?
+        {
+            let theirs =
+                ExtendedHandshake::decode(&payload).map_err(|e| PeerFailure::Io(e.to_string()))?;
+            match (theirs.id_of("ut_metadata"), theirs.metadata_size) {
+                (Some(id), Some(size)) if size > 0 && size <= MAX_METADATA_SIZE => {
+                    break (id, size)
+                }
+                _ => return Err(PeerFailure::NoMetadata),
+            }
+        }
+    };
+    let pieces = size.div_ceil(METADATA_PIECE_SIZE as u64) as u32;
+    let mut info = Vec::with_capacity(size as usize);
+    for piece in 0..pieces {
+        send(
+            &mut stream,
+            Message::Extended {
+                id: their_id,
+                payload: MetadataMessage::Request { piece }.encode(),
+            },
+        )
+        .await?;
+        let data: Bytes = loop {
+            let msg = read_message(&mut stream, &mut buf, &limits).await?;
+            let Message::Extended {
+                id: UT_METADATA_ID,
+                payload,
+            } = msg
+            else {
+                continue;
+            };
+            match MetadataMessage::decode(&payload).map_err(|e| PeerFailure::Io(e.to_string()))? {
+                MetadataMessage::Data {
+                    piece: p,
+                    total_size,
+                    data,
+                } if p == piece => {
+                    if total_size != size {
+                        return Err(PeerFailure::WrongHash);
+                    }
+                    break data;
+                }
+                MetadataMessage::Reject { piece: p } if p == piece => {
+                    return Err(PeerFailure::NoMetadata)
+                }
+                _ => continue,
+            }
+        };
+        let expected = (size as usize - info.len()).min(METADATA_PIECE_SIZE);
+        if data.len() != expected {
+            return Err(PeerFailure::WrongHash);
+        }
+        info.extend_from_slice(&data);
+    }
+    if info_hash_of(&info) != info_hash {
+        return Err(PeerFailure::WrongHash);
+    }
+    Ok(info)
+}
