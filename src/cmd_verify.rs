@@ -67,29 +67,38 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     };
     let start = Instant::now();
     let report = std::thread::scope(|s| {
-        let worker = s.spawn(|| {
-            shoal_storage::verify(
+        let (tx, rx) = std::sync::mpsc::channel();
+        let progress = &progress;
+        let save = &save;
+        s.spawn(move || {
+            let r = shoal_storage::verify(
                 info,
                 meta.info_hash,
-                &save,
+                save,
                 &RecheckOptions::default(),
-                &progress,
-            )
+                progress,
+            );
+            let _ = tx.send(r);
         });
-        while !worker.is_finished() {
-            if let Some(bar) = &bar {
-                bar.set_position(progress.bytes.load(Ordering::Relaxed));
+        // Wake on completion at once, and every 100 ms for the bar.
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(r) => return Some(r),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(bar) = &bar {
+                        bar.set_position(progress.bytes.load(Ordering::Relaxed));
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
-        worker.join()
     });
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let report = match report {
-        Ok(r) => r.with_context(|| format!("cannot check {}", data.display()))?,
-        Err(_) => bail!("the check stopped unexpectedly"),
+        Some(r) => r.with_context(|| format!("cannot check {}", data.display()))?,
+        None => bail!("the check stopped unexpectedly"),
     };
     let seconds = start.elapsed().as_secs_f64();
     let total = info.num_pieces();

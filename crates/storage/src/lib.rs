@@ -10,7 +10,24 @@
 //! - [`Storage`]: one torrent's files, block writes with hashing of completed pieces, reads,
 //!   resume data, recheck;
 //! - [`DiskPool`]: the threads that run all of that off the async runtime, behind a bounded queue;
-//! - [`resolve_save_path`]: what a user-given path means.
+//! - [`resolve_save_path`]: what a user-given path means;
+//! - [`verify`]: a read-only check of data against a torrent (`shoal verify`).
+//!
+//! # Driving it from the engine
+//! ```text
+//! open:     Storage::open(info, info_hash, opts) -> Startup::{Fresh, Resumed, NeedsRecheck{warning}}
+//!           NeedsRecheck -> storage.recheck(&RecheckOptions::default(), &progress) on a thread
+//! download: pool.try_submit(move || storage.write_block(piece, offset, &bytes, peer_id)) ->
+//!           Stored | Duplicate | Verified (send `have`) | HashFailed{contributors} (re-request
+//!           the piece, suspect those peers)
+//! upload:   pool job: storage.read_block(piece, offset, len)
+//! resume:   storage.flush_resume_if_due(Duration::from_secs(5)) every second or so (on the pool);
+//!           storage.close() on clean shutdown
+//! ```
+//! All `Storage` calls block on disk and hashing: run them on a [`DiskPool`], never on an async
+//! worker. `Storage` is `Send + Sync`; share it with an `Arc`.
+
+#![warn(missing_docs)]
 
 mod bitfield;
 mod error;

@@ -91,7 +91,12 @@ pub(crate) fn run(
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                let mut buf = vec![0u8; layout.piece_length() as usize];
+                // Page-aligned: the kernel's copy from the page cache into an unaligned buffer
+                // measured several times slower here.
+                let pl = layout.piece_length() as usize;
+                let mut raw = vec![0u8; pl + 4096];
+                let off = raw.as_ptr().align_offset(4096).min(4096);
+                let buf = &mut raw[off..off + pl];
                 let mut local = Vec::new();
                 'claim: loop {
                     if progress.cancel.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
@@ -102,7 +107,7 @@ pub(crate) fn run(
                         break;
                     }
                     for piece in start..(start + run_len).min(n) {
-                        match check_piece(storage, piece, &mut buf) {
+                        match check_piece(storage, piece, buf) {
                             Ok((verdict, read)) => {
                                 local.push((piece, verdict, read));
                                 progress.pieces.fetch_add(1, Ordering::Relaxed);

@@ -61,8 +61,10 @@ pub struct StorageOptions {
     /// Where resume data is kept.
     pub resume: ResumeLocation,
     /// Hash blocks as they arrive in order while they are still in memory, instead of reading
-    /// the whole piece back from disk once complete. Measured faster here; see `hash_path` in
-    /// the crate's examples.
+    /// the whole piece back from disk once complete. Measured here (2 cores, 256 KiB pieces,
+    /// blocks in order, example `hash_path`, best of 7): 852-865 MB/s and 1.20-1.24 CPU s/GiB in
+    /// memory against 774 MB/s and 1.32-1.36 CPU s/GiB re-reading, even with the piece still in
+    /// the page cache; a re-read that misses the cache would cost a disk read too.
     pub hash_in_memory: bool,
     /// Bytes of out-of-order blocks a piece may hold in memory for hashing; blocks past this are
     /// read back from disk when the piece completes.
@@ -212,10 +214,12 @@ impl Storage {
             layout,
         };
         let startup = storage.judge_resume();
-        if let Startup::Resumed { .. } = startup {
-        } else {
+        if !matches!(startup, Startup::Resumed { .. }) {
             // Whatever we find next gets written at the first flush.
             lock(&storage.flush).dirty = true;
+        }
+        if startup == Startup::Fresh {
+            storage.mark_pad_only_pieces();
         }
         if writable {
             for (i, f) in storage.layout.files().iter().enumerate() {
@@ -225,6 +229,28 @@ impl Storage {
             }
         }
         Ok((storage, startup))
+    }
+
+    /// Pieces made only of pad bytes need no download: they are zeros by definition. Checked
+    /// against their hash all the same, so a malformed torrent cannot make us claim them.
+    fn mark_pad_only_pieces(&self) {
+        let pad_only = |p: u32| {
+            self.layout
+                .stream_spans(
+                    self.layout.piece_offset(p),
+                    self.layout.piece_size(p) as u64,
+                )
+                .all(|s| s.pad)
+        };
+        let mut have = lock(&self.have);
+        for p in 0..self.layout.num_pieces() {
+            if pad_only(p) {
+                let zeros = vec![0u8; self.layout.piece_size(p) as usize];
+                if Sha1::digest(&zeros)[..] == self.hashes[p as usize].as_bytes()[..] {
+                    have.set(p);
+                }
+            }
+        }
     }
 
     fn judge_resume(&self) -> Startup {
@@ -343,7 +369,7 @@ impl Storage {
             offset,
             len: data.len(),
         };
-        if offset % BLOCK_SIZE != 0 || offset >= size {
+        if !offset.is_multiple_of(BLOCK_SIZE) || offset >= size {
             return Err(bad_block());
         }
         if data.len() as u32 != BLOCK_SIZE.min(size - offset) {
@@ -436,7 +462,10 @@ impl Storage {
         }
         // Complete: hash what was not hashed in memory, from the pending blocks or the disk.
         let size = self.layout.piece_size(piece);
-        let mut buf = vec![0u8; BLOCK_SIZE as usize];
+        // Page-aligned, as in recheck: copies from the page cache into it are much faster.
+        let mut raw = vec![0u8; 2 * BLOCK_SIZE as usize];
+        let off = raw.as_ptr().align_offset(4096).min(BLOCK_SIZE as usize);
+        let buf = &mut raw[off..off + BLOCK_SIZE as usize];
         while st.hashed_upto < size {
             let at = st.hashed_upto;
             let len = BLOCK_SIZE.min(size - at) as usize;
@@ -635,5 +664,17 @@ impl Storage {
         self.flush_resume()?;
         self.files.close_all();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_and_pool_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Storage>();
+        shared::<crate::DiskPool>();
     }
 }

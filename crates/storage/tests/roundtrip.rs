@@ -34,7 +34,17 @@ fn sizes() -> Vec<(u64, bool)> {
 
 fn download_all(f: &Fixture, s: &Storage, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
+    // Pieces made only of pad bytes are verified from the start (zeros need no download).
+    let initial = s.verified();
+    for p in initial.ones() {
+        let spans = s.layout().piece_spans(p, 0, f.piece(p).len()).unwrap();
+        assert!(
+            spans.iter().all(|sp| sp.pad),
+            "piece {p} done before any download"
+        );
+    }
     let mut jobs: Vec<(u32, u32, Vec<u8>)> = (0..f.num_pieces())
+        .filter(|&p| !initial.get(p))
         .flat_map(|p| f.blocks(p).into_iter().map(move |(o, b)| (p, o, b)))
         .collect();
     jobs.shuffle(&mut rng);
@@ -46,7 +56,7 @@ fn download_all(f: &Fixture, s: &Storage, seed: u64) {
             other => panic!("piece {p}: {other:?}"),
         }
     }
-    assert_eq!(verified, f.num_pieces());
+    assert_eq!(verified + initial.count(), f.num_pieces());
 }
 
 #[test]
@@ -232,8 +242,20 @@ fn pool_writes_and_recheck_with_progress() {
     let verified = (0..expected)
         .filter(|_| rx.recv().unwrap().unwrap() == WriteOutcome::Verified)
         .count();
-    assert_eq!(verified as u32, f.num_pieces());
     pool.shutdown();
+    // Pad-only pieces were done from the start; every other piece was verified by a write.
+    let pad_only = (0..f.num_pieces())
+        .filter(|&p| {
+            s.layout()
+                .piece_spans(p, 0, f.piece(p).len())
+                .unwrap()
+                .iter()
+                .all(|sp| sp.pad)
+        })
+        .count();
+    assert!(pad_only > 0);
+    assert_eq!(verified + pad_only, f.num_pieces() as usize);
+    assert!(s.verified().all());
     // Corrupt one piece on disk and remove a file: recheck sorts them out.
     let f7 = dir.path().join("t/f7");
     let mut bytes = std::fs::read(&f7).unwrap();
@@ -264,4 +286,80 @@ fn pool_writes_and_recheck_with_progress() {
         f.num_pieces()
     );
     assert!(ro.write_block(0, 0, &[0; 16384], 0).is_err());
+}
+
+#[test]
+fn verify_sorts_valid_bad_and_missing_without_writing() {
+    // Three files of 64 KiB, pieces of 16 KiB: file k holds pieces 4k..4k+4.
+    let f = Fixture::new("v", &[(65_536, false); 3], 16_384, 31);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("v");
+    std::fs::create_dir(&root).unwrap();
+    // f0: intact but piece 1 corrupted; f1: its last 2 pieces a hole (never written, zeros);
+    // f2: absent.
+    let mut f0 = f.data[..65_536].to_vec();
+    f0[20_000] ^= 0x80;
+    std::fs::write(root.join("f0"), &f0).unwrap();
+    let file = std::fs::File::create(root.join("f1")).unwrap();
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&f.data[65_536..65_536 + 32_768], 0)
+        .unwrap();
+    file.set_len(65_536).unwrap();
+    drop(file);
+    let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    let report = shoal_storage::verify(
+        &f.info,
+        f.info_hash,
+        dir.path(),
+        &RecheckOptions::default(),
+        &RecheckProgress::default(),
+    )
+    .unwrap();
+    assert_eq!(report.bad, vec![1]);
+    assert_eq!(report.missing, vec![6, 7, 8, 9, 10, 11]);
+    assert_eq!(report.valid.ones().collect::<Vec<_>>(), vec![0, 2, 3, 4, 5]);
+    // Read only: nothing created (no resume data, no part file, no f2).
+    let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(before.len(), after.len());
+    assert!(!root.join("f2").exists());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Random file lists (zero-length files and pads included) and piece sizes: every block
+    /// written in random order verifies its piece, and the files hold exactly the torrent's bytes.
+    #[test]
+    fn random_layouts_round_trip(
+        sizes in proptest::collection::vec((0u64..70_000, proptest::bool::weighted(0.2)), 1..10),
+        piece_blocks in 1u32..5,
+        seed in 0u64..1000,
+    ) {
+        let total: u64 = sizes.iter().map(|s| s.0).sum();
+        proptest::prop_assume!(total > 0);
+        let f = Fixture::new("p", &sizes, piece_blocks * 16_384, seed);
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StorageOptions::new(dir.path());
+        opts.hash_in_memory = seed % 2 == 0;
+        opts.pending_limit_per_piece = 16_384;
+        let (s, startup) = Storage::open(&f.info, f.info_hash, opts).unwrap();
+        proptest::prop_assert_eq!(startup, Startup::Fresh);
+        download_all(&f, &s, seed);
+        for p in 0..f.num_pieces() {
+            let size = f.piece(p).len() as u32;
+            proptest::prop_assert_eq!(s.read_block(p, 0, size).unwrap(), f.piece(p));
+        }
+        for file in &f.info.files {
+            let path = dir.path().join(file.relative_path());
+            if file.attr.pad {
+                proptest::prop_assert!(!path.exists());
+            } else {
+                let start = file.offset as usize;
+                proptest::prop_assert_eq!(
+                    std::fs::read(&path).unwrap(),
+                    &f.data[start..start + file.length as usize]
+                );
+            }
+        }
+    }
 }
