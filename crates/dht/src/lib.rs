@@ -1,0 +1,19 @@
+//! The Mainline DHT (BEP 5) for shoal: a sans-IO node and a thin tokio UDP driver.
+//!
+//! * [`krpc`]: the bencoded messages, with a pure, bounded [`krpc::decode`].
+//! * [`routing_table`], [`rpc`], [`lookup`]: Kademlia's table, the failure detector and the
+//!   iterative lookups.
+//! * [`token`], [`peer_store`], [`rate_limit`], [`bep42`]: serving other nodes safely.
+//! * [`node::DhtNode`]: the state machine (packets and time in, packets, events and the next
+//!   deadline out), in the style of quinn-proto.
+//! * [`state`]: the node id and good nodes, saved and loaded.
+//! * [`driver::Dht`]: binds a UDP socket and drives a node from a tokio task.
+
+pub mod bep42;
+pub mod krpc;
+pub mod lookup;
+pub mod peer_store;
+pub mod rate_limit;
+pub mod routing_table;
+pub mod rpc;
+pub mod token;
