@@ -226,7 +226,10 @@ fn compact_addr(b: &[u8]) -> Option<SocketAddr> {
     match b.len() {
         6 => {
             let ip = Ipv4Addr::new(b[0], b[1], b[2], b[3]);
-            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([b[4], b[5]])))
+            Some(SocketAddr::new(
+                IpAddr::V4(ip),
+                u16::from_be_bytes([b[4], b[5]]),
+            ))
         }
         18 => {
             let mut o = [0u8; 16];
@@ -331,8 +334,9 @@ fn decode_error(top: &Dict) -> Result<ErrorBody, KrpcError> {
     };
     let code = int_of(e.first()).ok_or(KrpcError::BadReply("no error code"))?;
     let message = match e.get(1) {
-        Some(Value::Bytes(b)) => String::from_utf8_lossy(&b[..b.len().min(MAX_ERROR_TEXT)])
-            .into_owned(),
+        Some(Value::Bytes(b)) => {
+            String::from_utf8_lossy(&b[..b.len().min(MAX_ERROR_TEXT)]).into_owned()
+        }
         _ => String::new(),
     };
     Ok(ErrorBody { code, message })
@@ -527,7 +531,13 @@ mod tests {
         let raw = b"d1:ad2:id20:abcdefghij012345678912:implied_porti1e9:info_hash20:mnopqrstuvwxyz1234565:token1:xe1:q13:announce_peer1:t1:z1:y1:qe";
         let m = decode(raw).unwrap();
         let Body::Query(q) = m.body else { panic!() };
-        assert!(matches!(q.kind, QueryKind::AnnouncePeer { implied_port: true, .. }));
+        assert!(matches!(
+            q.kind,
+            QueryKind::AnnouncePeer {
+                implied_port: true,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -544,7 +554,10 @@ mod tests {
 
     #[test]
     fn limits() {
-        assert!(matches!(decode(&[b'd'; 1501]), Err(KrpcError::TooLarge(1501))));
+        assert!(matches!(
+            decode(&[b'd'; 1501]),
+            Err(KrpcError::TooLarge(1501))
+        ));
         let mut deep = vec![b'l'; 200];
         deep.extend(vec![b'e'; 200]);
         assert!(decode(&deep).is_err());
@@ -559,7 +572,12 @@ mod tests {
         let Body::Query(q) = decode(raw).unwrap().body else {
             panic!()
         };
-        assert_eq!(q.kind, QueryKind::Other { method: "foo".into() });
+        assert_eq!(
+            q.kind,
+            QueryKind::Other {
+                method: "foo".into()
+            }
+        );
     }
 
     fn addr() -> impl Strategy<Value = SocketAddr> {
@@ -606,15 +624,17 @@ mod tests {
                 any::<bool>(),
                 proptest::collection::vec(any::<u8>(), 0..20)
             )
-                .prop_map(|(id, info_hash, port, implied_port, token)| Body::Query(Query {
-                    id,
-                    kind: QueryKind::AnnouncePeer {
-                        info_hash,
-                        port,
-                        implied_port,
-                        token
+                .prop_map(|(id, info_hash, port, implied_port, token)| Body::Query(
+                    Query {
+                        id,
+                        kind: QueryKind::AnnouncePeer {
+                            info_hash,
+                            port,
+                            implied_port,
+                            token
+                        }
                     }
-                })),
+                )),
             (
                 idx,
                 proptest::collection::vec(v4node(), 0..8),
@@ -622,13 +642,15 @@ mod tests {
                 proptest::collection::vec(addr(), 0..20),
                 proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20))
             )
-                .prop_map(|(id, nodes, nodes6, values, token)| Body::Response(Response {
-                    id,
-                    nodes,
-                    nodes6,
-                    values,
-                    token
-                })),
+                .prop_map(|(id, nodes, nodes6, values, token)| Body::Response(
+                    Response {
+                        id,
+                        nodes,
+                        nodes6,
+                        values,
+                        token
+                    }
+                )),
             (any::<i64>(), "[a-zA-Z ]{0,30}")
                 .prop_map(|(code, message)| Body::Error(ErrorBody { code, message })),
         ]

@@ -12,8 +12,15 @@
 pub mod bep42;
 pub mod krpc;
 pub mod lookup;
+pub mod node;
 pub mod peer_store;
 pub mod rate_limit;
 pub mod routing_table;
 pub mod rpc;
+pub mod state;
 pub mod token;
+
+pub use krpc::{decode, KrpcError, Msg};
+pub use lookup::{LookupKind, LookupStats};
+pub use node::{DhtConfig, DhtError, DhtNode, Event, LookupId, NodeStats};
+pub use state::{DhtState, StateError};

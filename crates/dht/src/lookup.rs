@@ -239,7 +239,10 @@ impl Lookup {
             None if expected.is_none() => {
                 self.seeds_in_flight = self.seeds_in_flight.saturating_sub(1);
                 // A bootstrap node: now we know its id.
-                let node = CompactNode { id: resp.id, addr: from };
+                let node = CompactNode {
+                    id: resp.id,
+                    addr: from,
+                };
                 self.add_candidate(node, 1);
                 if let Some(c) = self.find(Some(resp.id)) {
                     c.state = State::Answered;
@@ -421,7 +424,13 @@ mod tests {
         let seed = node(9).addr;
         let mut l = Lookup::new(LookupKind::FindNode, own, own, 8, &[], &[seed]);
         let q = l.next_queries();
-        assert_eq!(q, vec![QueryTarget { addr: seed, id: None }]);
+        assert_eq!(
+            q,
+            vec![QueryTarget {
+                addr: seed,
+                id: None
+            }]
+        );
         assert!(!l.is_done());
         l.on_response(seed, None, &resp(node(9).id, vec![node(5)], vec![]));
         let q = l.next_queries();

@@ -289,7 +289,9 @@ impl RoutingTable {
                     bucket.replacements.swap_remove(i);
                 }
             }
-            bucket.replacements.push(NodeEntry::new(now, node, responded));
+            bucket
+                .replacements
+                .push(NodeEntry::new(now, node, responded));
             // Ping the least recently seen questionable node, unless it was pinged just now.
             let ping = bucket
                 .nodes
@@ -514,10 +516,7 @@ mod tests {
         );
         assert_eq!(t.census(Time::ZERO), (7, 0, 1));
         // Bad nodes are not handed out and are replaced by the next node.
-        assert_eq!(
-            t.closest(Time::ZERO, &Id20::ZERO, 100, false).len(),
-            7
-        );
+        assert_eq!(t.closest(Time::ZERO, &Id20::ZERO, 100, false).len(), 7);
         assert_eq!(
             t.heard_from(Time::ZERO, node(0x80, 100), true),
             Insert::ReplacedBad(node(0x80, 3))
@@ -593,11 +592,7 @@ mod tests {
 
     #[test]
     fn restrict_ips_and_spoofed_ids() {
-        let mut t = RoutingTable::new(
-            Id20([0xff; 20]),
-            RoutingTableConfig::default(),
-            Time::ZERO,
-        );
+        let mut t = RoutingTable::new(Id20([0xff; 20]), RoutingTableConfig::default(), Time::ZERO);
         let a = node(0x00, 1);
         let b = CompactNode {
             id: Id20([0x11; 20]),
@@ -632,6 +627,8 @@ mod tests {
         // The target of bucket 0 differs from us in the first bit.
         assert_eq!(own.distance(&targets[0]).leading_zeros(), 0);
         assert!(own.distance(&targets[1]).leading_zeros() >= 1);
-        assert!(t.due_refreshes(Time::from_secs(16 * 60), &mut rng).is_empty());
+        assert!(t
+            .due_refreshes(Time::from_secs(16 * 60), &mut rng)
+            .is_empty());
     }
 }

@@ -229,7 +229,9 @@ mod tests {
         assert_eq!(tid.len(), 4);
         // Wrong address or unknown/short id: no match, query still outstanding.
         assert!(r.on_reply(Time::from_millis(10), &tid, addr(2)).is_none());
-        assert!(r.on_reply(Time::from_millis(10), &tid[..2], addr(1)).is_none());
+        assert!(r
+            .on_reply(Time::from_millis(10), &tid[..2], addr(1))
+            .is_none());
         let p = r.on_reply(Time::from_millis(200), &tid, addr(1)).unwrap();
         assert_eq!(p.purpose, 7);
         assert_eq!(r.rtt_of(&addr(1)), Some(Duration::from_millis(200)));
@@ -238,7 +240,10 @@ mod tests {
         // Replayed reply: no match.
         assert!(r.on_reply(Time::from_millis(300), &tid, addr(1)).is_none());
         // The counter wrapped.
-        assert_eq!(r.start(Time::ZERO, addr(1), None, 1).unwrap(), vec![0, 0, 0, 0]);
+        assert_eq!(
+            r.start(Time::ZERO, addr(1), None, 1).unwrap(),
+            vec![0, 0, 0, 0]
+        );
     }
 
     #[test]
