@@ -63,7 +63,9 @@ pub struct LookupStats {
     pub queries: u32,
     /// Responses used.
     pub responses: u32,
-    /// Queries that passed their hard timeout.
+    /// Queries that passed their soft timeout (the lookup widened past them).
+    pub slow: u32,
+    /// Queries that failed: hard timeout or error reply.
     pub failures: u32,
     /// The deepest hop among the k closest nodes that answered.
     pub hops: u32,
@@ -278,6 +280,7 @@ impl Lookup {
         if let Some(c) = self.find(expected) {
             if c.state == State::InFlight {
                 c.state = State::Slow;
+                self.stats.slow += 1;
             }
         }
     }

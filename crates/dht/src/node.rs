@@ -557,14 +557,21 @@ impl DhtNode {
         }
         // BEP 43: read-only senders are served but never enter the table.
         if !ro && self.check_bep42(&q.id, &from) {
-            self.table.heard_from(
-                now,
-                CompactNode {
-                    id: q.id,
-                    addr: from,
-                },
-                false,
-            );
+            let node = CompactNode {
+                id: q.id,
+                addr: from,
+            };
+            if self.table.heard_from(now, node, false) == Insert::Added {
+                // It took free room unconfirmed: ping it, so it is confirmed (and handed to
+                // others) once it answers, or dropped if it cannot be reached.
+                self.send_query(
+                    now,
+                    from,
+                    Some(q.id),
+                    QueryKind::Ping,
+                    Purpose::Ping { user: false },
+                );
+            }
         }
         let k = self.config.routing.k;
         let body = match q.kind {

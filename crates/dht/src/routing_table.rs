@@ -340,6 +340,11 @@ impl RoutingTable {
             .position(|e| e.node.id == node.id && e.node.addr == node.addr)?;
         bucket.nodes[pos].failures += 1;
         let failures = bucket.nodes[pos].failures;
+        if bucket.nodes[pos].last_response.is_none() {
+            // Never answered (it only queried us): one failure is enough to drop it.
+            bucket.nodes.swap_remove(pos);
+            return None;
+        }
         if failures >= cfg.bad_after_failures && !bucket.replacements.is_empty() {
             let (ri, _) = bucket
                 .replacements
