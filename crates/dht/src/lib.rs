@@ -10,6 +10,7 @@
 //! * [`driver::Dht`]: binds a UDP socket and drives a node from a tokio task.
 
 pub mod bep42;
+pub mod driver;
 pub mod krpc;
 pub mod lookup;
 pub mod node;
