@@ -909,3 +909,261 @@ fn split_families(nodes: Vec<CompactNode>, k: usize) -> (Vec<CompactNode>, Vec<C
     v6.truncate(k);
     (v4, v6)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::krpc::decode;
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, n], 6881))
+    }
+
+    fn query(id: Id20, kind: QueryKind, ro: bool) -> Vec<u8> {
+        Msg {
+            tid: b"xy".to_vec(),
+            version: None,
+            read_only: ro,
+            ip: None,
+            body: Body::Query(Query { id, kind }),
+        }
+        .encode()
+    }
+
+    fn replies(node: &mut DhtNode) -> Vec<(SocketAddr, Msg)> {
+        let mut out = Vec::new();
+        while let Some((to, b)) = node.poll_transmit() {
+            out.push((to, decode(&b).unwrap()));
+        }
+        out
+    }
+
+    fn answer_to(out: &[(SocketAddr, Msg)]) -> Option<&Msg> {
+        out.iter().map(|(_, m)| m).find(|m| m.tid == b"xy")
+    }
+
+    #[test]
+    fn read_only_senders_are_served_but_not_added() {
+        let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+        n.handle_packet(
+            Time::ZERO,
+            addr(1),
+            &query(Id20([1; 20]), QueryKind::Ping, true),
+        );
+        let out = replies(&mut n);
+        assert!(matches!(answer_to(&out).unwrap().body, Body::Response(_)));
+        assert_eq!(n.table().len(), 0);
+        // Without `ro` the sender takes free room and is pinged to confirm it.
+        n.handle_packet(
+            Time::ZERO,
+            addr(2),
+            &query(Id20([2; 20]), QueryKind::Ping, false),
+        );
+        let out = replies(&mut n);
+        assert_eq!(out.len(), 2);
+        assert_eq!(n.table().len(), 1);
+    }
+
+    #[test]
+    fn read_only_node_answers_nothing_and_flags_its_queries() {
+        let cfg = DhtConfig {
+            read_only: true,
+            ..DhtConfig::default()
+        };
+        let mut n = DhtNode::new(cfg, Time::ZERO, 1);
+        n.handle_packet(
+            Time::ZERO,
+            addr(1),
+            &query(Id20([1; 20]), QueryKind::Ping, false),
+        );
+        assert!(replies(&mut n).is_empty());
+        n.ping(Time::ZERO, addr(1)).unwrap();
+        let out = replies(&mut n);
+        assert!(out[0].1.read_only);
+    }
+
+    #[test]
+    fn announce_needs_our_token_and_stores_the_peer() {
+        let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+        let h = Id20([9; 20]);
+        let other = Id20([1; 20]);
+        n.handle_packet(
+            Time::ZERO,
+            addr(1),
+            &query(other, QueryKind::GetPeers { info_hash: h }, false),
+        );
+        let out = replies(&mut n);
+        let Body::Response(r) = &answer_to(&out).unwrap().body else {
+            panic!()
+        };
+        let token = r.token.clone().unwrap();
+        let announce = |token: Vec<u8>, implied_port| QueryKind::AnnouncePeer {
+            info_hash: h,
+            port: 7000,
+            implied_port,
+            token,
+        };
+        // A bad token, or a good token from another IP: error 203.
+        n.handle_packet(
+            Time::ZERO,
+            addr(1),
+            &query(other, announce(b"nope".to_vec(), false), false),
+        );
+        n.handle_packet(
+            Time::ZERO,
+            addr(2),
+            &query(other, announce(token.clone(), false), false),
+        );
+        for (_, m) in replies(&mut n).iter().filter(|(_, m)| m.tid == b"xy") {
+            assert!(matches!(&m.body, Body::Error(e) if e.code == krpc::ERROR_PROTOCOL));
+        }
+        assert_eq!(n.peer_store().len(), 0);
+        // Six minutes later (one rotation) the token still works; implied port uses 6881.
+        n.handle_timeout(Time::from_secs(360));
+        n.handle_packet(
+            Time::from_secs(360),
+            addr(1),
+            &query(other, announce(token, true), false),
+        );
+        let out = replies(&mut n);
+        assert!(matches!(answer_to(&out).unwrap().body, Body::Response(_)));
+        n.handle_packet(
+            Time::from_secs(361),
+            addr(3),
+            &query(Id20([3; 20]), QueryKind::GetPeers { info_hash: h }, false),
+        );
+        let out = replies(&mut n);
+        let Body::Response(r) = &answer_to(&out).unwrap().body else {
+            panic!()
+        };
+        assert_eq!(r.values, vec![addr(1)]);
+    }
+
+    #[test]
+    fn unknown_methods_and_malformed_queries_get_errors() {
+        let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+        let other = Id20([1; 20]);
+        n.handle_packet(
+            Time::ZERO,
+            addr(1),
+            &query(
+                other,
+                QueryKind::Other {
+                    method: "vote".into(),
+                },
+                false,
+            ),
+        );
+        let out = replies(&mut n);
+        assert!(
+            matches!(&answer_to(&out).unwrap().body, Body::Error(e) if e.code == krpc::ERROR_METHOD_UNKNOWN)
+        );
+        n.handle_packet(
+            Time::ZERO,
+            addr(1),
+            b"d1:ad2:id20:abcdefghij0123456789e1:q9:get_peers1:t2:xy1:y1:qe",
+        );
+        let out = replies(&mut n);
+        assert!(
+            matches!(&answer_to(&out).unwrap().body, Body::Error(e) if e.code == krpc::ERROR_PROTOCOL)
+        );
+        n.handle_packet(Time::ZERO, addr(1), b"garbage");
+        assert!(replies(&mut n).is_empty());
+        assert_eq!(n.stats().malformed, 2);
+    }
+
+    #[test]
+    fn queries_are_rate_limited_per_ip() {
+        let cfg = DhtConfig {
+            rate_limit: RateLimitConfig {
+                per_second: 1.0,
+                burst: 5.0,
+                max_ips: 100,
+            },
+            ..DhtConfig::default()
+        };
+        let mut n = DhtNode::new(cfg, Time::ZERO, 1);
+        let mut answered = 0;
+        for _ in 0..20 {
+            n.handle_packet(
+                Time::ZERO,
+                addr(1),
+                &query(Id20([1; 20]), QueryKind::Ping, true),
+            );
+            answered += replies(&mut n).len();
+        }
+        assert_eq!(answered, 5);
+        assert_eq!(n.stats().rate_limited, 15);
+        // Another IP is unaffected.
+        n.handle_packet(
+            Time::ZERO,
+            addr(2),
+            &query(Id20([2; 20]), QueryKind::Ping, true),
+        );
+        assert_eq!(replies(&mut n).len(), 1);
+    }
+
+    #[test]
+    fn bep42_ids_and_reported_violations() {
+        let ip: IpAddr = "124.31.75.21".parse().unwrap();
+        let cfg = DhtConfig {
+            external_ip: Some(ip),
+            ..DhtConfig::default()
+        };
+        let n = DhtNode::new(cfg.clone(), Time::ZERO, 5);
+        assert!(bep42::is_valid_id(&n.id(), ip));
+        // A public address with a non-BEP 42 id is counted, and refused only when enforced.
+        let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 5);
+        let public = SocketAddr::from(([8, 8, 8, 8], 6881));
+        n.handle_packet(
+            Time::ZERO,
+            public,
+            &query(Id20([1; 20]), QueryKind::Ping, false),
+        );
+        assert_eq!(n.stats().bep42_violations, 1);
+        assert_eq!(n.table().len(), 1);
+        let mut strict = DhtNode::new(
+            DhtConfig {
+                enforce_bep42: true,
+                ..DhtConfig::default()
+            },
+            Time::ZERO,
+            5,
+        );
+        strict.handle_packet(
+            Time::ZERO,
+            public,
+            &query(Id20([1; 20]), QueryKind::Ping, false),
+        );
+        assert_eq!(strict.table().len(), 0);
+        // Local addresses are exempt.
+        strict.handle_packet(
+            Time::ZERO,
+            addr(1),
+            &query(Id20([1; 20]), QueryKind::Ping, false),
+        );
+        assert_eq!(strict.table().len(), 1);
+    }
+
+    #[test]
+    fn commands_need_nodes() {
+        let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+        assert_eq!(n.get_peers(Time::ZERO, Id20::ZERO), Err(DhtError::NoNodes));
+        assert!(n.bootstrap(Time::ZERO, &[addr(1)]).is_ok());
+        let out = replies(&mut n);
+        assert!(matches!(
+            &out[0].1.body,
+            Body::Query(Query {
+                kind: QueryKind::FindNode { .. },
+                ..
+            })
+        ));
+        assert_eq!(out[0].1.tid.len(), 4);
+        // Nobody answers: the lookup ends empty after the hard timeout.
+        n.handle_timeout(Time::from_secs(1));
+        n.handle_timeout(Time::from_secs(6));
+        assert!(
+            matches!(n.poll_event(), Some(Event::LookupDone { closest, .. }) if closest.is_empty())
+        );
+    }
+}

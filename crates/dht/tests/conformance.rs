@@ -91,12 +91,20 @@ fn captured_krpc_messages_decode_as_the_manifest_says() {
         let bytes = std::fs::read(data().join(file)).unwrap();
         let msg = krpc::decode(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
         rows += 1;
-        assert_eq!(msg.tid, bytes_of(top_field(decoded, "t").unwrap()), "{file} t");
+        assert_eq!(
+            msg.tid,
+            bytes_of(top_field(decoded, "t").unwrap()),
+            "{file} t"
+        );
         match top_field(decoded, "v") {
             Some(v) => assert_eq!(msg.version.as_deref(), Some(&bytes_of(v)[..]), "{file} v"),
             None => assert_eq!(msg.version, None, "{file} v"),
         }
-        assert_eq!(msg.read_only, top_field(decoded, "ro") == Some("1"), "{file} ro");
+        assert_eq!(
+            msg.read_only,
+            top_field(decoded, "ro") == Some("1"),
+            "{file} ro"
+        );
         if let Some(ip) = top_field(decoded, "ip") {
             let ip: SocketAddr = ip.trim_matches(['<', '>']).parse().unwrap();
             assert_eq!(msg.ip, Some(ip), "{file} ip");

@@ -58,7 +58,10 @@ async fn run() {
     // shoal announces, mainline finds it.
     let h2 = Id20([0x22; 20]);
     let r = dht.announce(h2, Some(8888)).await.unwrap();
-    println!("mainline interop: shoal announce acked by {} mainline nodes", r.acked);
+    println!(
+        "mainline interop: shoal announce acked by {} mainline nodes",
+        r.acked
+    );
     assert!(r.acked >= 3);
     let node = testnet.nodes[7].clone();
     let peers = tokio::task::spawn_blocking(move || {
