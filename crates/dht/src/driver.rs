@@ -176,14 +176,16 @@ impl Dht {
     }
 }
 
+type Reply<T> = oneshot::Sender<Result<T, DhtError>>;
+
 /// Callers waiting on lookups.
 #[derive(Default)]
 struct Waiters {
-    bootstrap: HashMap<LookupId, oneshot::Sender<Result<usize, DhtError>>>,
+    bootstrap: HashMap<LookupId, Reply<usize>>,
     peers: HashMap<LookupId, mpsc::UnboundedSender<SocketAddr>>,
-    announce: HashMap<LookupId, (usize, oneshot::Sender<Result<AnnounceResult, DhtError>>)>,
-    find: HashMap<LookupId, oneshot::Sender<Result<Vec<CompactNode>, DhtError>>>,
-    pings: HashMap<SocketAddr, Vec<oneshot::Sender<Result<Option<Id20>, DhtError>>>>,
+    announce: HashMap<LookupId, (usize, Reply<AnnounceResult>)>,
+    find: HashMap<LookupId, Reply<Vec<CompactNode>>>,
+    pings: HashMap<SocketAddr, Vec<Reply<Option<Id20>>>>,
 }
 
 fn now_of(origin: Instant) -> Time {

@@ -9,6 +9,8 @@
 //! * [`state`]: the node id and good nodes, saved and loaded.
 //! * [`driver::Dht`]: binds a UDP socket and drives a node from a tokio task.
 
+#![warn(missing_docs)]
+
 pub mod bep42;
 pub mod driver;
 pub mod krpc;

@@ -128,7 +128,7 @@ mod tests {
         assert!(DhtState::decode(b"").is_err());
         assert!(DhtState::decode(b"de").is_err());
         assert!(DhtState::decode(b"d2:id3:abce").is_err());
-        assert!(DhtState::decode(&vec![b'l'; 100]).is_err());
+        assert!(DhtState::decode(&[b'l'; 100]).is_err());
         assert!(DhtState::decode(&vec![0; MAX_STATE_BYTES + 1]).is_err());
         // A truncated node list keeps the whole entries.
         let mut s = DhtState {

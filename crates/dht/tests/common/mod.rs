@@ -12,6 +12,9 @@ use rand::{Rng, SeedableRng};
 use shoal_core::{Id20, Time};
 use shoal_dht::{DhtConfig, DhtNode, Event};
 
+/// A packet in flight: delivery time, sequence number, receiver, sender, payload.
+type InFlight = (Time, u64, usize, SocketAddr, Vec<u8>);
+
 /// A simulated network of DHT nodes.
 pub struct Sim {
     pub nodes: Vec<DhtNode>,
@@ -19,7 +22,7 @@ pub struct Sim {
     by_addr: HashMap<SocketAddr, usize>,
     pub now: Time,
     seq: u64,
-    packets: BinaryHeap<Reverse<(Time, u64, usize, SocketAddr, Vec<u8>)>>,
+    packets: BinaryHeap<Reverse<InFlight>>,
     timers: BinaryHeap<Reverse<(Time, usize)>>,
     /// Nodes that receive nothing (killed): packets to them are dropped.
     pub dead: HashSet<usize>,
