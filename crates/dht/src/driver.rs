@@ -90,13 +90,19 @@ impl Dht {
     }
 
     /// Like [`bind`](Self::bind), restoring the id and known nodes of a saved state.
+    ///
+    /// On a loopback address the one-node-per-IP rule is turned off whatever `config` says:
+    /// every node there shares 127.0.0.0/8.
     pub async fn bind_with_state(
         addr: SocketAddr,
-        config: DhtConfig,
+        mut config: DhtConfig,
         state: Option<DhtState>,
     ) -> Result<Dht, DriverError> {
         let socket = UdpSocket::bind(addr).await?;
         let local_addr = socket.local_addr()?;
+        if local_addr.ip().is_loopback() {
+            config.routing.restrict_ips = false;
+        }
         let origin = Instant::now();
         let seed: u64 = rand::random();
         let node = match state {
