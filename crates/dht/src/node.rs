@@ -1166,4 +1166,19 @@ mod tests {
             matches!(n.poll_event(), Some(Event::LookupDone { closest, .. }) if closest.is_empty())
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_packets_never_panic_the_node(
+            packets in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 1..20),
+        ) {
+            let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+            n.bootstrap(Time::ZERO, &[addr(1)]).unwrap();
+            for (i, p) in packets.iter().enumerate() {
+                n.handle_packet(Time::from_millis(i as u64), addr(1), p);
+                while n.poll_transmit().is_some() {}
+            }
+            n.handle_timeout(Time::from_secs(3600));
+        }
+    }
 }
