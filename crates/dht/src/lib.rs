@@ -7,11 +7,13 @@
 //! * [`node::DhtNode`]: the state machine (packets and time in, packets, events and the next
 //!   deadline out), in the style of quinn-proto.
 //! * [`state`]: the node id and good nodes, saved and loaded.
-//! * [`driver::Dht`]: binds a UDP socket and drives a node from a tokio task.
+//! * `driver::Dht` (feature `driver`, on by default): binds a UDP socket and drives a node from a
+//!   tokio task.
 
 #![warn(missing_docs)]
 
 pub mod bep42;
+#[cfg(feature = "driver")]
 pub mod driver;
 pub mod krpc;
 pub mod lookup;
