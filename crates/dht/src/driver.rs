@@ -1,6 +1,39 @@
 //! The tokio driver: one task owns a UDP socket and a [`DhtNode`], moves datagrams and time in
 //! and out, and serves commands from cloneable [`Dht`] handles. All protocol logic stays in the
 //! sans-IO node.
+//!
+//! How the engine finds peers for a torrent and announces it:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), shoal_dht::driver::DriverError> {
+//! use shoal_core::Id20;
+//! use shoal_dht::driver::Dht;
+//! use shoal_dht::DhtConfig;
+//!
+//! let addr = "0.0.0.0:6881".parse().unwrap();
+//! let dht = Dht::bind(addr, DhtConfig::for_addr(&addr)).await?;
+//! // Saved nodes (`Dht::bind_with_state`), or the public routers (the CLI resolves them).
+//! let mut routers = Vec::new();
+//! for host in shoal_dht::DEFAULT_BOOTSTRAP {
+//!     if let Ok(addrs) = tokio::net::lookup_host(host).await {
+//!         routers.extend(addrs.filter(|a| a.is_ipv4()));
+//!     }
+//! }
+//! dht.bootstrap(routers).await?;
+//! let info_hash = Id20::from_hex("d460b8af98f716752723c9fa5b0b57995ee43085").unwrap();
+//! let mut peers = dht.get_peers(info_hash).await?;
+//! while let Some(peer) = peers.recv().await {
+//!     // dial `peer`
+//!     let _ = peer;
+//! }
+//! // Every 15 to 30 minutes while the torrent runs: announce our TCP listen port.
+//! dht.announce(info_hash, Some(6881)).await?;
+//! // On shutdown: keep the id and good nodes for the next start.
+//! let state = dht.save_state().await?.encode();
+//! # let _ = state;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::io;

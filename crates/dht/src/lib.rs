@@ -29,3 +29,12 @@ pub use krpc::{decode, KrpcError, Msg};
 pub use lookup::{LookupKind, LookupStats};
 pub use node::{DhtConfig, DhtError, DhtNode, Event, LookupId, NodeStats};
 pub use state::{DhtState, StateError};
+
+/// The public bootstrap routers of the Mainline DHT, for the command line only (never used in
+/// tests, which stay on 127.0.0.0/8). Host names: the caller resolves them.
+pub const DEFAULT_BOOTSTRAP: &[&str] = &[
+    "router.bittorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+    "router.utorrent.com:6881",
+    "dht.libtorrent.org:25401",
+];

@@ -2,6 +2,43 @@
 //! ([`DhtNode::handle_packet`], [`DhtNode::handle_timeout`]), packets and events come out
 //! ([`DhtNode::poll_transmit`], [`DhtNode::poll_event`]), and [`DhtNode::next_timeout`] says when
 //! to call again. No sockets, clocks or sleeping inside.
+//!
+//! ```
+//! use shoal_core::{Id20, Time};
+//! use shoal_dht::{DhtConfig, DhtNode, Event};
+//!
+//! // Two nodes wired back to back in memory.
+//! let (a_addr, b_addr) = ("10.0.0.1:6881".parse().unwrap(), "10.0.0.2:6881".parse().unwrap());
+//! let mut a = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+//! let mut b = DhtNode::new(DhtConfig::default(), Time::ZERO, 2);
+//! let info_hash = Id20([7; 20]);
+//! b.bootstrap(Time::ZERO, &[a_addr]).unwrap();
+//! b.announce(Time::ZERO, info_hash, Some(6881)).unwrap();
+//! let now = Time::from_millis(10);
+//! // Move packets until both are quiet.
+//! loop {
+//!     let mut moved = false;
+//!     while let Some((_to, bytes)) = b.poll_transmit() {
+//!         a.handle_packet(now, b_addr, &bytes);
+//!         moved = true;
+//!     }
+//!     while let Some((_to, bytes)) = a.poll_transmit() {
+//!         b.handle_packet(now, a_addr, &bytes);
+//!         moved = true;
+//!     }
+//!     if !moved {
+//!         break;
+//!     }
+//! }
+//! let mut acked = 0;
+//! while let Some(e) = b.poll_event() {
+//!     if let Event::AnnounceDone { acked: n, .. } = e {
+//!         acked = n;
+//!     }
+//! }
+//! assert_eq!(acked, 1);
+//! assert_eq!(a.peer_store().len(), 1);
+//! ```
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
