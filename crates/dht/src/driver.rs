@@ -37,7 +37,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use shoal_core::{CompactNode, Id20, Time};
 use thiserror::Error;
@@ -84,6 +84,8 @@ pub struct DhtStatus {
     pub stats: NodeStats,
     /// Lookups running.
     pub lookups: usize,
+    /// Our external IP, once two nodes agree on it.
+    pub external_ip: Option<IpAddr>,
 }
 
 enum Command {
@@ -318,6 +320,7 @@ fn command(node: &mut DhtNode, w: &mut Waiters, now: Time, c: Command) {
                 table_len: node.table().len(),
                 stats: node.stats(),
                 lookups: node.lookups_running(),
+                external_ip: node.external_ip(),
             });
         }
     }
@@ -348,6 +351,9 @@ fn dispatch(w: &mut Waiters, node: &DhtNode, e: Event) {
             if let Some((peers_found, tx)) = w.announce.remove(&id) {
                 let _ = tx.send(Ok(AnnounceResult { acked, peers_found }));
             }
+        }
+        Event::ExternalIp { ip, id_matches } => {
+            debug!(%ip, id_matches, "DHT nodes agree on our external IP");
         }
         Event::Pong { addr, id } => {
             if let Some(list) = w.pings.remove(&addr) {

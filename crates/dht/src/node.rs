@@ -181,6 +181,15 @@ pub enum Event {
         /// Counters of the lookup before the announce.
         stats: LookupStats,
     },
+    /// Other nodes agree on our external IP (BEP 42 `ip` in their replies). When `id_matches`
+    /// is false, our id is not a BEP 42 id for it: the engine may save the IP and restart the
+    /// node with [`DhtConfig::external_ip`] set, so that strict nodes accept us.
+    ExternalIp {
+        /// The address.
+        ip: IpAddr,
+        /// Whether our node id is valid for it under BEP 42 (or exempt).
+        id_matches: bool,
+    },
     /// Answer to a `ping` command: the node's id, or `None` if it did not answer.
     Pong {
         /// Who was pinged.
@@ -240,7 +249,7 @@ struct Op {
 const STORE_EXPIRE_EVERY: Duration = Duration::from_secs(60);
 /// Bootstrap addresses kept.
 const MAX_BOOTSTRAP: usize = 64;
-/// External-IP votes kept (distinct addresses).
+/// External-IP votes kept: distinct addresses, and distinct voters per address.
 const MAX_IP_VOTES: usize = 16;
 
 /// A Mainline DHT node.
@@ -259,7 +268,8 @@ pub struct DhtNode {
     outbox: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
     bootstrap_addrs: Vec<SocketAddr>,
-    ip_votes: HashMap<IpAddr, u32>,
+    /// Our address as reported by other nodes (BEP 42 `ip`): address to distinct voters.
+    ip_votes: HashMap<IpAddr, Vec<IpAddr>>,
     stats: NodeStats,
 }
 
@@ -347,12 +357,12 @@ impl DhtNode {
         self.ops.len()
     }
 
-    /// Our external IP as most nodes reported it (BEP 42 `ip`), once two agree.
+    /// Our external IP as most nodes reported it (BEP 42 `ip`), once two distinct nodes agree.
     pub fn external_ip(&self) -> Option<IpAddr> {
         self.ip_votes
             .iter()
-            .filter(|(_, n)| **n >= 2)
-            .max_by_key(|(ip, n)| (**n, **ip))
+            .filter(|(_, v)| v.len() >= 2)
+            .max_by_key(|(ip, v)| (v.len(), **ip))
             .map(|(ip, _)| *ip)
     }
 
@@ -677,14 +687,27 @@ impl DhtNode {
         v
     }
 
-    fn vote_ip(&mut self, ip: Option<SocketAddr>) {
+    /// Counts `ip` (our address as `voter` saw it) and reports a new consensus.
+    fn vote_ip(&mut self, voter: IpAddr, ip: Option<SocketAddr>) {
         let Some(ip) = ip.map(|a| a.ip()) else {
             return;
         };
         if !self.ip_votes.contains_key(&ip) && self.ip_votes.len() >= MAX_IP_VOTES {
             return;
         }
-        *self.ip_votes.entry(ip).or_default() += 1;
+        let before = self.external_ip();
+        let voters = self.ip_votes.entry(ip).or_default();
+        if voters.contains(&voter) || voters.len() >= MAX_IP_VOTES {
+            return;
+        }
+        voters.push(voter);
+        let after = self.external_ip();
+        if let Some(ip) = after.filter(|a| Some(*a) != before) {
+            self.events.push_back(Event::ExternalIp {
+                ip,
+                id_matches: bep42::check(&self.id, ip),
+            });
+        }
     }
 
     fn on_response(
@@ -702,7 +725,7 @@ impl DhtNode {
         if r.id == self.id {
             return;
         }
-        self.vote_ip(ip);
+        self.vote_ip(from.ip(), ip);
         let node = CompactNode {
             id: r.id,
             addr: from,
@@ -1202,6 +1225,36 @@ mod tests {
         assert!(
             matches!(n.poll_event(), Some(Event::LookupDone { closest, .. }) if closest.is_empty())
         );
+    }
+
+    #[test]
+    fn external_ip_needs_two_distinct_voters() {
+        let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+        let me: SocketAddr = "203.0.113.7:6881".parse().unwrap();
+        for voter in [1u8, 1, 2] {
+            n.ping(Time::ZERO, addr(voter)).unwrap();
+            let (_, q) = replies(&mut n).pop().unwrap();
+            let resp = Msg {
+                tid: q.tid,
+                version: None,
+                read_only: false,
+                ip: Some(me),
+                body: Body::Response(Response {
+                    id: Id20([voter; 20]),
+                    ..Response::default()
+                }),
+            };
+            n.handle_packet(Time::ZERO, addr(voter), &resp.encode());
+            if voter == 1 {
+                assert_eq!(n.external_ip(), None);
+            }
+        }
+        assert_eq!(n.external_ip(), Some(me.ip()));
+        let events: Vec<Event> = std::iter::from_fn(|| n.poll_event()).collect();
+        assert!(events.contains(&Event::ExternalIp {
+            ip: me.ip(),
+            id_matches: false
+        }));
     }
 
     proptest::proptest! {
