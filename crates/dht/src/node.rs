@@ -1257,6 +1257,38 @@ mod tests {
         }));
     }
 
+    #[test]
+    fn idle_buckets_are_refreshed_after_15_minutes() {
+        let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+        n.ping(Time::ZERO, addr(1)).unwrap();
+        let (_, q) = replies(&mut n).pop().unwrap();
+        let resp = Msg {
+            tid: q.tid,
+            version: None,
+            read_only: false,
+            ip: None,
+            body: Body::Response(Response {
+                id: Id20([1; 20]),
+                ..Response::default()
+            }),
+        };
+        n.handle_packet(Time::ZERO, addr(1), &resp.encode());
+        assert_eq!(n.table().len(), 1);
+        assert_eq!(n.next_timeout(), Time::from_secs(60)); // the peer store sweep
+        n.handle_timeout(Time::from_secs(14 * 60));
+        assert!(replies(&mut n).is_empty());
+        n.handle_timeout(Time::from_secs(15 * 60));
+        let out = replies(&mut n);
+        assert!(matches!(
+            &out[0].1.body,
+            Body::Query(Query {
+                kind: QueryKind::FindNode { .. },
+                ..
+            })
+        ));
+        assert_eq!(out[0].0, addr(1));
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_packets_never_panic_the_node(
