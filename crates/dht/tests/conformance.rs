@@ -1,0 +1,227 @@
+//! Every KRPC message captured from libtorrent, aria2 and rqbit (tests/data/krpc, see its
+//! CONFORMANCE-README.md) decodes, and its fields match the `decoded` column of manifest.tsv.
+//! A shoal node answers each captured query.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use shoal_core::{Id20, Time};
+use shoal_dht::krpc::{self, Body, QueryKind};
+use shoal_dht::{DhtConfig, DhtNode};
+
+fn data() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/krpc"))
+}
+
+/// The text right after `"key": ` in the rendering, up to the next `,` or `}` at depth 0.
+fn field<'a>(decoded: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\": ");
+    let start = decoded.find(&pat)? + pat.len();
+    let rest = &decoded[start..];
+    let mut depth = 0i32;
+    let mut in_str = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '"' => in_str = !in_str,
+            '[' | '<' | '{' if !in_str => depth += 1,
+            ']' | '>' | '}' if !in_str => {
+                if depth == 0 {
+                    return Some(&rest[..i]);
+                }
+                depth -= 1;
+            }
+            ',' if !in_str && depth == 0 => return Some(&rest[..i]),
+            _ => {}
+        }
+    }
+    Some(rest)
+}
+
+/// Like [`field`], for a key of the outer dictionary only.
+fn top_field<'a>(decoded: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\": ");
+    let mut depth = 0i32;
+    let mut in_str = false;
+    for (i, c) in decoded.char_indices() {
+        if depth == 1 && !in_str && decoded[i..].starts_with(&pat) {
+            return field(&decoded[i..], key);
+        }
+        match c {
+            '"' => in_str = !in_str,
+            '[' | '<' | '{' if !in_str => depth += 1,
+            ']' | '>' | '}' if !in_str => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Bytes of a rendered string: `0x..` hex or a quoted printable string.
+fn bytes_of(r: &str) -> Vec<u8> {
+    if let Some(h) = r.strip_prefix("0x") {
+        (0..h.len() / 2)
+            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    } else if let Some((s, h)) = r.split_once("\"+0x") {
+        let mut b = s.trim_start_matches('"').as_bytes().to_vec();
+        b.extend(bytes_of(&format!("0x{h}")));
+        b
+    } else {
+        r.trim_matches('"').as_bytes().to_vec()
+    }
+}
+
+/// `<N node(s) ...>` or `[<N peer(s) ...>]` counts; `""` and `[]` are 0.
+fn count_of(r: &str) -> usize {
+    let r = r.trim_start_matches('[').trim_start_matches('<');
+    r.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn captured_krpc_messages_decode_as_the_manifest_says() {
+    let manifest = std::fs::read_to_string(data().join("manifest.tsv")).unwrap();
+    let mut checked = 0;
+    let mut rows = 0;
+    for line in manifest.lines().skip(1).filter(|l| !l.is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (file, decoded) = (cols[0], cols[4]);
+        let bytes = std::fs::read(data().join(file)).unwrap();
+        let msg = krpc::decode(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+        rows += 1;
+        assert_eq!(
+            msg.tid,
+            bytes_of(top_field(decoded, "t").unwrap()),
+            "{file} t"
+        );
+        match top_field(decoded, "v") {
+            Some(v) => assert_eq!(msg.version.as_deref(), Some(&bytes_of(v)[..]), "{file} v"),
+            None => assert_eq!(msg.version, None, "{file} v"),
+        }
+        assert_eq!(
+            msg.read_only,
+            top_field(decoded, "ro") == Some("1"),
+            "{file} ro"
+        );
+        if let Some(ip) = top_field(decoded, "ip") {
+            let ip: SocketAddr = ip.trim_matches(['<', '>']).parse().unwrap();
+            assert_eq!(msg.ip, Some(ip), "{file} ip");
+        }
+        let id = field(decoded, "id").map(|s| Id20::from_slice(&bytes_of(s)).unwrap());
+        let y = top_field(decoded, "y").unwrap();
+        match &msg.body {
+            Body::Query(q) => {
+                assert_eq!(y, "\"q\"", "{file}");
+                assert_eq!(Some(q.id), id, "{file} id");
+                let method = top_field(decoded, "q").unwrap().trim_matches('"');
+                let h = field(decoded, "info_hash").map(|s| Id20::from_slice(&bytes_of(s)));
+                match &q.kind {
+                    QueryKind::Ping => assert_eq!(method, "ping"),
+                    QueryKind::FindNode { target } => {
+                        assert_eq!(method, "find_node");
+                        let t = bytes_of(field(decoded, "target").unwrap());
+                        assert_eq!(&target.0[..], &t[..], "{file} target");
+                    }
+                    QueryKind::GetPeers { info_hash } => {
+                        assert_eq!(method, "get_peers");
+                        assert_eq!(h, Some(Some(*info_hash)), "{file} info_hash");
+                    }
+                    QueryKind::AnnouncePeer {
+                        info_hash,
+                        port,
+                        implied_port,
+                        token,
+                    } => {
+                        assert_eq!(method, "announce_peer");
+                        assert_eq!(h, Some(Some(*info_hash)), "{file} info_hash");
+                        assert_eq!(
+                            field(decoded, "port").unwrap().parse::<u16>().unwrap(),
+                            *port
+                        );
+                        assert_eq!(*implied_port, field(decoded, "implied_port") == Some("1"));
+                        assert_eq!(token, &bytes_of(field(decoded, "token").unwrap()));
+                    }
+                    QueryKind::Other { method: m } => {
+                        assert_eq!(method, m, "{file}");
+                        assert!(["get", "put", "sample_infohashes"].contains(&m.as_str()));
+                    }
+                }
+            }
+            Body::Response(r) => {
+                assert_eq!(y, "\"r\"", "{file}");
+                assert_eq!(Some(r.id), id, "{file} id");
+                let nodes = field(decoded, "nodes").map_or(0, count_of);
+                assert_eq!(r.nodes.len(), nodes, "{file} nodes");
+                let values = field(decoded, "values").map_or(0, count_of);
+                assert_eq!(r.values.len(), values, "{file} values");
+                match field(decoded, "token") {
+                    Some(t) => assert_eq!(r.token.as_deref(), Some(&bytes_of(t)[..]), "{file}"),
+                    None => assert_eq!(r.token, None, "{file} token"),
+                }
+                // The first node's address is rendered as `..@ip:port`.
+                if let (Some(first), Some(n)) = (r.nodes.first(), field(decoded, "nodes")) {
+                    if let Some(at) = n.split('@').nth(1) {
+                        let addr = at.split([',', '>']).next().unwrap();
+                        assert_eq!(first.addr.to_string(), addr, "{file}");
+                    }
+                }
+            }
+            Body::Error(e) => {
+                assert_eq!(y, "\"e\"", "{file}");
+                let rendered = top_field(decoded, "e").unwrap();
+                assert!(rendered.starts_with(&format!("[{}, ", e.code)), "{file}");
+                assert!(rendered.contains(&e.message), "{file}");
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(rows, checked);
+    assert!(rows >= 30, "only {rows} captured messages");
+    println!("conformance: {checked} captured KRPC messages decoded and checked");
+}
+
+#[test]
+fn shoal_answers_captured_queries() {
+    let mut node = DhtNode::new(DhtConfig::loopback(), Time::ZERO, 1);
+    let from: SocketAddr = "127.0.0.9:7000".parse().unwrap();
+    let mut answered = 0;
+    for entry in std::fs::read_dir(data()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("bin") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let msg = krpc::decode(&bytes).unwrap();
+        let Body::Query(q) = &msg.body else { continue };
+        node.handle_packet(Time::from_secs(1), from, &bytes);
+        // Drain: the answer, and possibly a ping to confirm the new node.
+        let mut reply = None;
+        while let Some((to, out)) = node.poll_transmit() {
+            assert_eq!(to, from);
+            let m = krpc::decode(&out).unwrap();
+            if m.tid == msg.tid {
+                reply = Some(m);
+            }
+        }
+        let reply = reply.unwrap_or_else(|| panic!("{path:?} was not answered"));
+        assert_eq!(reply.ip, Some(from));
+        match (&q.kind, &reply.body) {
+            (QueryKind::AnnouncePeer { .. }, Body::Error(e)) => {
+                // The captured token was not ours.
+                assert_eq!(e.code, krpc::ERROR_PROTOCOL);
+            }
+            (QueryKind::Other { .. }, Body::Error(e)) => {
+                assert_eq!(e.code, krpc::ERROR_METHOD_UNKNOWN)
+            }
+            (QueryKind::GetPeers { .. }, Body::Response(r)) => assert!(r.token.is_some()),
+            (QueryKind::Ping | QueryKind::FindNode { .. }, Body::Response(r)) => {
+                assert_eq!(r.id, node.id())
+            }
+            (k, b) => panic!("{path:?}: {k:?} answered with {b:?}"),
+        }
+        answered += 1;
+    }
+    assert!(answered >= 10);
+}
