@@ -342,7 +342,7 @@ fn killed_leecher_resumes_without_downloading_verified_pieces_again() {
         &torrent,
         &out,
         "127.0.0.3",
-        &[seed_addr.clone()],
+        std::slice::from_ref(&seed_addr),
         &[],
         "dl1",
         &dir,

@@ -161,7 +161,7 @@ fn mixed_swarm_of_shoal_and_libtorrent() {
         &torrent,
         &lt_out,
         "127.0.0.6",
-        &[seed_addr.clone()],
+        std::slice::from_ref(&seed_addr),
         &["--timeout", "110", "--stay"],
         "lt-dl",
         &dir,

@@ -171,7 +171,7 @@ fn opentracker_swarm_over_http_and_udp() {
             &["http://127.0.0.1:1/announce".into()],
         );
         let hash = info_hash(&probe.0);
-        let ot = start_opentracker(&sub, &[hash.clone()]);
+        let ot = start_opentracker(&sub, std::slice::from_ref(&hash));
         let url = format!("{scheme}://127.0.0.1:{}/announce", ot.port);
         let (torrent, data) = make_torrent_with_trackers(&sub, "o.bin", (1 << 20) + i, &[url]);
         assert_eq!(

@@ -659,7 +659,7 @@ impl TorrentActor {
     ) -> Result<(), String> {
         let now = self.now();
         let num_pieces = self.ctx.meta.info.num_pieces();
-        if piece >= num_pieces || begin % BLOCK_SIZE != 0 {
+        if piece >= num_pieces || !begin.is_multiple_of(BLOCK_SIZE) {
             return Err(format!(
                 "block at piece {piece} offset {begin} is not a valid block"
             ));
