@@ -77,12 +77,12 @@ def run_pair(kind):
     os.makedirs(out)
     if kind == "shoal":
         seed = subprocess.Popen([SHOAL, "seed", torrent, os.path.dirname(data), "--listen",
-                                 "127.0.0.2:0", "--json"], stdout=subprocess.PIPE, text=True,
+                                 "127.0.0.2:0", "--json", "--no-dht"], stdout=subprocess.PIPE, text=True,
                                 stderr=subprocess.DEVNULL,
                                 env=dict(os.environ, XDG_STATE_HOME=os.path.join(work, "state")))
         addr = first_json(seed, "listening")["addr"]
         leech = [SHOAL, "download", torrent, "-o", out, "--listen", "127.0.0.3:0", "--peer", addr,
-                 "--json"]
+                 "--json", "--no-dht"]
     else:
         seed = subprocess.Popen(["/usr/bin/python3", LT_PEER, "seed", torrent,
                                  os.path.dirname(data), "127.0.0.4", "--timeout", "600"],

@@ -14,7 +14,7 @@ $shoal info "$dir/demo.torrent" | head -5
 
 # The seeder, capped at 20 MiB/s so the leechers have a reason to trade.
 XDG_STATE_HOME="$dir/state" $shoal seed "$dir/demo.torrent" "$dir/seed" \
-    --listen 127.0.0.2:0 --max-upload-rate 20MiB --json > "$dir/seed.jsonl" 2> "$dir/seed.log" &
+    --listen 127.0.0.2:0 --max-upload-rate 20MiB --no-dht --json > "$dir/seed.jsonl" 2> "$dir/seed.log" &
 seed_pid=$!
 trap 'kill $seed_pid 2>/dev/null || true' EXIT
 addr=""
@@ -26,13 +26,13 @@ done
 [ -n "$addr" ] || { echo "the seeder did not start; see $dir/seed.log" >&2; exit 1; }
 echo "seeder listening on $addr"
 
-$shoal download "$dir/demo.torrent" -o "$dir/leecher1" --listen 127.0.0.3:6891 --peer "$addr" --seed \
+$shoal download "$dir/demo.torrent" -o "$dir/leecher1" --listen 127.0.0.3:6891 --peer "$addr" --seed --no-dht \
     --json > "$dir/leecher1.jsonl" 2> "$dir/leecher1.log" &
 l1=$!
 trap 'kill $seed_pid $l1 2>/dev/null || true' EXIT
 sleep 0.5
 echo "leecher 2 (live progress; leecher 1 runs in the background):"
-$shoal download "$dir/demo.torrent" -o "$dir/leecher2" --listen 127.0.0.4:0 \
+$shoal download "$dir/demo.torrent" -o "$dir/leecher2" --listen 127.0.0.4:0 --no-dht \
     --peer "$addr" --peer 127.0.0.3:6891
 for _ in $(seq 600); do
     grep -q '"downloaded":67108864,' "$dir/leecher1.jsonl" 2>/dev/null && break

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 use shoal_engine::{
-    ResumeLocation, Session, SessionConfig, TierConfig, TorrentOptions, TorrentState,
+    DhtSettings, ResumeLocation, Session, SessionConfig, TierConfig, TorrentOptions, TorrentState,
 };
 use shoal_metainfo::{Magnet, Metainfo};
 use shoal_storage::resolve_save_path;
@@ -44,6 +44,16 @@ pub struct NetArgs {
     /// Seconds one announce may take before the next tracker is tried.
     #[arg(long, default_value_t = 30)]
     tracker_timeout: u64,
+    /// Do not use the Mainline DHT.
+    #[arg(long)]
+    no_dht: bool,
+    /// A DHT node to join through (HOST:PORT); repeatable. Default: the public routers.
+    #[arg(long = "dht-bootstrap")]
+    dht_bootstrap: Vec<String>,
+    /// File keeping the DHT node id and good nodes between runs (default: in the state folder
+    /// when --listen has a fixed port).
+    #[arg(long)]
+    dht_state: Option<PathBuf>,
 }
 
 /// Arguments of `shoal seed`.
@@ -79,10 +89,21 @@ fn rate(s: &Option<String>) -> anyhow::Result<Option<u64>> {
 }
 
 fn session_config(net: &NetArgs) -> anyhow::Result<SessionConfig> {
+    let dht = (!net.no_dht).then(|| DhtSettings {
+        bootstrap: net.dht_bootstrap.clone(),
+        state_file: net.dht_state.clone().or_else(|| {
+            // One file per fixed port, so two clients on one machine never share a node id.
+            let ResumeLocation::StateDir(dir) = state_dir() else {
+                return None;
+            };
+            (net.listen.port() != 0).then(|| dir.join(format!("dht-{}.state", net.listen.port())))
+        }),
+    });
     Ok(SessionConfig {
         listen: net.listen,
         max_upload_rate: rate(&net.max_upload_rate)?,
         max_download_rate: rate(&net.max_download_rate)?,
+        dht,
         ..SessionConfig::default()
     })
 }
@@ -148,6 +169,10 @@ async fn run_torrent(
     let mut reporter = Reporter::new(net.json, if seed_only { "seeding" } else { "downloading" });
     let session = Session::bind(session_config(net)?).await?;
     reporter.json_line(json!({"event": "listening", "addr": session.local_addr().to_string()}));
+    if let Some(dht) = session.dht_addr() {
+        reporter.json_line(json!({"event": "dht", "addr": dht.to_string()}));
+        reporter.note(&format!("DHT node on {dht} (UDP)"));
+    }
     let mut peers = net.peers.clone();
     let meta = match source {
         Source::Torrent(m) => m,
@@ -221,6 +246,7 @@ async fn run_torrent(
         }
     };
     let last = handle.shutdown().await;
+    session.save_dht_state().await;
     match &ending {
         Ending::Complete => reporter.finish("complete", &last),
         Ending::Interrupted if seed_only || last.is_complete() => reporter.finish("stopped", &last),

@@ -1,6 +1,7 @@
 //! The `shoal` command line.
 
 mod cmd_create;
+mod cmd_dht;
 mod cmd_info;
 mod cmd_torrent;
 mod cmd_tracker;
@@ -37,6 +38,8 @@ enum Command {
     Download(cmd_torrent::DownloadArgs),
     /// Run a BitTorrent tracker (HTTP, and UDP with --udp) from memory.
     Tracker(cmd_tracker::TrackerArgs),
+    /// Mainline DHT tools: run a node, look up peers, ping a node.
+    Dht(cmd_dht::DhtArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Seed(args) => cmd_torrent::run_seed(args),
         Command::Download(args) => cmd_torrent::run_download(args),
         Command::Tracker(args) => cmd_tracker::run(args),
+        Command::Dht(args) => cmd_dht::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

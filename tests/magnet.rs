@@ -92,6 +92,7 @@ fn magnet_download_from_a_shoal_seeder() {
         "--listen",
         "127.0.0.3:0",
         "--json",
+        "--no-dht",
     ]);
     let mut dl = Proc::spawn(cmd, "dl", &dir);
     let meta = dl.wait_event("metadata", LONG);
@@ -169,6 +170,7 @@ fn peer_with_corrupt_metadata_is_dropped_and_download_completes() {
         "--listen",
         "127.0.0.71:7391",
         "--json",
+        "--no-dht",
     ])
     .env("XDG_STATE_HOME", dir.join("seed-state"));
     let mut seed = Proc::spawn(cmd, "seed", &dir);

@@ -185,6 +185,16 @@ impl Drop for Proc {
     }
 }
 
+/// Tests never let shoal reach the public DHT routers: the DHT is off unless the test gives
+/// its own (loopback) bootstrap node.
+pub fn no_dht_unless_asked(extra: &[&str]) -> Vec<&'static str> {
+    if extra.contains(&"--dht-bootstrap") {
+        Vec::new()
+    } else {
+        vec!["--no-dht"]
+    }
+}
+
 /// `shoal seed TORRENT DATA --listen IP:0 --json` plus `extra`.
 pub fn shoal_seed(
     torrent: &Path,
@@ -197,6 +207,7 @@ pub fn shoal_seed(
     let mut cmd = shoal();
     cmd.args(["seed", torrent.to_str().unwrap(), data.to_str().unwrap()])
         .args(["--listen", &format!("{ip}:0"), "--json"])
+        .args(no_dht_unless_asked(extra))
         .args(extra)
         .env("XDG_STATE_HOME", logs.join(format!("{name}-state")));
     Proc::spawn(cmd, name, logs)

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod connection;
+pub mod dht_source;
 mod error;
 pub mod metadata;
 pub mod peer;
@@ -20,7 +21,7 @@ pub mod torrent;
 pub mod tracker_source;
 
 pub use error::EngineError;
-pub use session::{Session, SessionConfig, TorrentHandle, TorrentOptions};
+pub use session::{DhtSettings, Session, SessionConfig, TorrentHandle, TorrentOptions};
 pub use shoal_storage::ResumeLocation;
 pub use shoal_tracker::TierConfig;
 pub use status::{TorrentState, TorrentStatus, TrackerReport};

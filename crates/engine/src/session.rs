@@ -42,6 +42,17 @@ pub struct SessionConfig {
     pub connect_timeout: Duration,
     /// Disk and hashing threads (0: one per core).
     pub disk_threads: usize,
+    /// The Mainline DHT, or `None` to run without it.
+    pub dht: Option<DhtSettings>,
+}
+
+/// How the session's DHT node starts.
+#[derive(Clone, Debug, Default)]
+pub struct DhtSettings {
+    /// Nodes to join through (`host:port`); the well-known public routers when empty.
+    pub bootstrap: Vec<String>,
+    /// Where the node id and good nodes are kept between runs (`None`: not kept).
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for SessionConfig {
@@ -53,6 +64,7 @@ impl Default for SessionConfig {
             max_peers_per_torrent: 50,
             connect_timeout: Duration::from_secs(10),
             disk_threads: 0,
+            dht: None,
         }
     }
 }
@@ -84,6 +96,7 @@ struct Shared {
     pool: Arc<DiskPool>,
     torrents: Mutex<HashMap<Id20, mpsc::Sender<Event>>>,
     trackers: Arc<shoal_tracker::TrackerClient>,
+    dht: Option<(shoal_dht::driver::Dht, watch::Receiver<bool>)>,
 }
 
 /// A running client: accepts peers and runs torrents.
@@ -105,6 +118,7 @@ pub struct TorrentHandle {
     pub status: watch::Receiver<TorrentStatus>,
     task: tokio::task::JoinHandle<()>,
     trackers: Option<crate::tracker_source::TrackerTask>,
+    dht_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Events queued to a torrent actor before peers must wait.
@@ -131,7 +145,12 @@ impl Session {
             n => n,
         };
         let clock = Clock::new();
+        let dht = match &config.dht {
+            Some(settings) => Some(start_dht(listen_addr, settings).await?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            dht,
             peer_id: new_peer_id(),
             listen_addr,
             rates: Arc::new(RateLimits::new(
@@ -166,6 +185,38 @@ impl Session {
         self.shared.peer_id
     }
 
+    /// The DHT node's UDP address, if the DHT runs.
+    pub fn dht_addr(&self) -> Option<SocketAddr> {
+        self.shared.dht.as_ref().map(|(d, _)| d.local_addr())
+    }
+
+    /// Writes the DHT node's id and good nodes to its state file (if it has one).
+    pub async fn save_dht_state(&self) {
+        let (Some((dht, _)), Some(path)) = (
+            &self.shared.dht,
+            self.shared
+                .config
+                .dht
+                .as_ref()
+                .and_then(|d| d.state_file.clone()),
+        ) else {
+            return;
+        };
+        match dht.save_state().await {
+            Ok(state) => {
+                let bytes = state.encode();
+                let tmp = path.with_extension("tmp");
+                let write = std::fs::create_dir_all(path.parent().unwrap_or(&path))
+                    .and_then(|_| std::fs::write(&tmp, bytes))
+                    .and_then(|_| std::fs::rename(&tmp, &path));
+                if let Err(e) = write {
+                    warn!("cannot save DHT state to {}: {e}", path.display());
+                }
+            }
+            Err(e) => warn!("cannot save DHT state: {e}"),
+        }
+    }
+
     /// Opens the torrent's storage, checks existing data (trusting resume data when it matches),
     /// and starts the torrent. `on_check` is called with (bytes checked, total) during a recheck.
     pub async fn add_torrent(
@@ -184,6 +235,8 @@ impl Session {
         {
             return Err(EngineError::Duplicate(info_hash));
         }
+        let private = meta.info.private;
+        let nodes: Vec<String> = meta.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
         let meta = Arc::new(meta);
         let storage = open_and_check(meta.clone(), &opts, on_check).await?;
         if opts.seed_only {
@@ -227,6 +280,28 @@ impl Session {
             tx.clone(),
             self.shared.clock,
         );
+        // BEP 27: private torrents use their trackers only, never the DHT.
+        let dht_task = match (&self.shared.dht, private) {
+            (Some((dht, bootstrapped)), false) => {
+                if !nodes.is_empty() {
+                    // The torrent's own DHT nodes (BEP 5 `nodes`) help join the network.
+                    let dht = dht.clone();
+                    tokio::spawn(async move {
+                        let addrs = resolve(&nodes).await;
+                        let _ = dht.bootstrap(addrs).await;
+                    });
+                }
+                Some(crate::dht_source::spawn(
+                    dht.clone(),
+                    info_hash,
+                    self.shared.listen_addr.port(),
+                    bootstrapped.clone(),
+                    status_rx.clone(),
+                    tx.clone(),
+                ))
+            }
+            _ => None,
+        };
         if let Ok(mut t) = self.shared.torrents.lock() {
             t.insert(info_hash, tx.clone());
         }
@@ -238,6 +313,7 @@ impl Session {
             status: status_rx,
             task,
             trackers,
+            dht_task,
         })
     }
 }
@@ -281,6 +357,9 @@ impl TorrentHandle {
     /// Stops the torrent: waits for queued disk writes, writes resume data, closes connections.
     pub async fn shutdown(self) -> TorrentStatus {
         // `stopped` to the trackers first (bounded), while the torrent's counters are final.
+        if let Some(t) = &self.dht_task {
+            t.abort();
+        }
         if let Some(t) = self.trackers {
             t.stop().await;
         }
@@ -292,6 +371,77 @@ impl TorrentHandle {
         let status = self.status.borrow().clone();
         status
     }
+}
+
+/// Resolves `host:port` strings (names too), keeping IPv4 addresses.
+async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for h in hosts {
+        match tokio::net::lookup_host(h.as_str()).await {
+            Ok(addrs) => out.extend(addrs.filter(|a| a.is_ipv4())),
+            Err(e) => warn!("DHT bootstrap node {h}: {e}"),
+        }
+    }
+    out
+}
+
+/// Binds the DHT on the listen address's IP and port (UDP), or a free port if that is taken,
+/// loads its saved state, and joins the network in the background.
+async fn start_dht(
+    listen: SocketAddr,
+    settings: &DhtSettings,
+) -> Result<(shoal_dht::driver::Dht, watch::Receiver<bool>), EngineError> {
+    use shoal_dht::driver::Dht;
+    use shoal_dht::DhtConfig;
+    let state = settings
+        .state_file
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|bytes| match shoal_dht::DhtState::decode(&bytes) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!("ignoring the saved DHT state: {e}");
+                None
+            }
+        });
+    let saved_nodes: Vec<SocketAddr> = state
+        .as_ref()
+        .map(|s| s.nodes.iter().map(|n| n.addr).collect())
+        .unwrap_or_default();
+    let config = DhtConfig::for_addr(&listen);
+    let dht = match Dht::bind_with_state(listen, config.clone(), state.clone()).await {
+        Ok(d) => d,
+        Err(_) => {
+            let any_port = SocketAddr::new(listen.ip(), 0);
+            Dht::bind_with_state(any_port, config, state)
+                .await
+                .map_err(|e| EngineError::Listen {
+                    addr: any_port,
+                    source: std::io::Error::other(format!("DHT: {e}")),
+                })?
+        }
+    };
+    let (tx, rx) = watch::channel(false);
+    let bootstrap = if settings.bootstrap.is_empty() {
+        shoal_dht::DEFAULT_BOOTSTRAP
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        settings.bootstrap.clone()
+    };
+    let handle = dht.clone();
+    tokio::spawn(async move {
+        let mut addrs = resolve(&bootstrap).await;
+        addrs.extend(saved_nodes);
+        match handle.bootstrap(addrs).await {
+            Ok(n) => info!(nodes = n, "DHT bootstrapped"),
+            Err(e) => warn!("DHT bootstrap failed: {e}"),
+        }
+        let _ = tx.send(true);
+    });
+    info!(addr = %dht.local_addr(), "DHT node running");
+    Ok((dht, rx))
 }
 
 async fn open_and_check(

@@ -1,0 +1,172 @@
+//! `shoal dht`: tools for people who debug swarms — run a node, look peers up, ping a node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use shoal_core::Id20;
+use shoal_dht::driver::Dht;
+use shoal_dht::{DhtConfig, DhtState};
+
+/// Arguments of `shoal dht`.
+#[derive(Args, Debug)]
+pub struct DhtArgs {
+    #[command(subcommand)]
+    command: DhtCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum DhtCommand {
+    /// Run a DHT node until Ctrl-C (a bootstrap node for a local swarm, or a probe).
+    Node {
+        /// UDP address to bind.
+        #[arg(long, default_value = "0.0.0.0:6881")]
+        listen: SocketAddr,
+        /// Nodes to join through (HOST:PORT); repeatable. None: start a network of its own.
+        #[arg(long)]
+        bootstrap: Vec<String>,
+        /// Keep the node id and good nodes in this file between runs.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// JSON lines on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Look up the peers of an info-hash and print them.
+    GetPeers {
+        /// The info-hash (40 hex digits or 32 base32 characters).
+        info_hash: String,
+        /// Nodes to join through (HOST:PORT); repeatable. Default: the public routers.
+        #[arg(long)]
+        bootstrap: Vec<String>,
+        /// UDP address to bind.
+        #[arg(long, default_value = "0.0.0.0:0")]
+        listen: SocketAddr,
+        /// JSON lines on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ping a node and print its id.
+    Ping {
+        /// The node's UDP address.
+        addr: SocketAddr,
+        /// UDP address to bind.
+        #[arg(long, default_value = "0.0.0.0:0")]
+        listen: SocketAddr,
+        /// JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
+    let hosts: Vec<String> = if hosts.is_empty() {
+        shoal_dht::DEFAULT_BOOTSTRAP
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        hosts.to_vec()
+    };
+    let mut out = Vec::new();
+    for h in &hosts {
+        match tokio::net::lookup_host(h.as_str()).await {
+            Ok(a) => out.extend(a.filter(|a| a.is_ipv4())),
+            Err(e) => eprintln!("warning: {h}: {e}"),
+        }
+    }
+    out
+}
+
+fn print(json: bool, value: serde_json::Value, text: String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+/// Runs `shoal dht …`.
+pub fn run(args: &DhtArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        match &args.command {
+            DhtCommand::Node {
+                listen,
+                bootstrap,
+                state,
+                json,
+            } => {
+                let saved = state
+                    .as_ref()
+                    .and_then(|p| std::fs::read(p).ok())
+                    .and_then(|b| DhtState::decode(&b).ok());
+                let dht = Dht::bind_with_state(*listen, DhtConfig::for_addr(listen), saved)
+                    .await
+                    .with_context(|| format!("cannot bind {listen}"))?;
+                let addr = dht.local_addr();
+                print(*json, json!({"event": "listening", "addr": addr.to_string()}), format!("DHT node listening on {addr} (UDP)"));
+                if !bootstrap.is_empty() {
+                    let n = dht.bootstrap(resolve(bootstrap).await).await?;
+                    print(*json, json!({"event": "bootstrapped", "nodes": n}), format!("joined: {n} nodes in the table"));
+                }
+                let stop = tokio::signal::ctrl_c();
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => break,
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                            let s = dht.status().await?;
+                            print(*json, json!({"event": "status", "id": s.id.to_hex(), "nodes": s.table_len, "lookups": s.lookups}),
+                                format!("id {} nodes {} lookups {}", s.id, s.table_len, s.lookups));
+                        }
+                    }
+                }
+                if let Some(p) = state {
+                    std::fs::write(p, dht.save_state().await?.encode())
+                        .with_context(|| format!("cannot write {}", p.display()))?;
+                }
+                Ok(())
+            }
+            DhtCommand::GetPeers {
+                info_hash,
+                bootstrap,
+                listen,
+                json,
+            } => {
+                let hash: Id20 = info_hash
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("invalid info-hash: {e}"))?;
+                let dht = Dht::bind(*listen, DhtConfig::for_addr(listen)).await?;
+                let n = dht.bootstrap(resolve(bootstrap).await).await?;
+                if n == 0 {
+                    bail!("no DHT node answered the bootstrap");
+                }
+                let mut rx = dht.get_peers(hash).await?;
+                let mut count = 0;
+                while let Some(peer) = rx.recv().await {
+                    count += 1;
+                    print(*json, json!({"event": "peer", "addr": peer.to_string()}), peer.to_string());
+                }
+                print(*json, json!({"event": "done", "peers": count}), format!("{count} peers found"));
+                Ok(())
+            }
+            DhtCommand::Ping { addr, listen, json } => {
+                let dht = Dht::bind(*listen, DhtConfig::for_addr(listen)).await?;
+                match dht.ping(*addr).await? {
+                    Some(id) => {
+                        print(*json, json!({"event": "pong", "addr": addr.to_string(), "id": id.to_hex()}), format!("{addr} answered: id {id}"));
+                        Ok(())
+                    }
+                    None => bail!("{addr} did not answer"),
+                }
+            }
+        }
+    })
+}
