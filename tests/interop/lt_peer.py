@@ -27,16 +27,25 @@ ap.add_argument("--peer", action="append", default=[])
 ap.add_argument("--upload-limit", type=int, default=0)
 ap.add_argument("--timeout", type=float, default=120)
 ap.add_argument("--stay", action="store_true")
+ap.add_argument("--dht-bootstrap", action="append", default=[],
+                help="enable the DHT, joining through this loopback node (repeatable)")
+ap.add_argument("--magnet", action="store_true",
+                help="add TORRENT's info-hash as a magnet link (metadata from peers)")
 args = ap.parse_args()
 
+for node in args.dht_bootstrap:
+    assert node.startswith("127."), "loopback only"
 session = lt.session({
     "listen_interfaces": f"{args.listen_ip}:0",
     "outgoing_interfaces": args.listen_ip,
-    "enable_dht": False,
+    "enable_dht": bool(args.dht_bootstrap),
+    "dht_restrict_routing_ips": False,
+    "dht_restrict_search_ips": False,
+    "dht_announce_interval": 5,
     "enable_lsd": False,
     "enable_upnp": False,
     "enable_natpmp": False,
-    "dht_bootstrap_nodes": "",
+    "dht_bootstrap_nodes": ",".join(args.dht_bootstrap),
     "enable_outgoing_utp": False,
     "enable_incoming_utp": False,
     "allow_multiple_connections_per_ip": True,
@@ -44,8 +53,11 @@ session = lt.session({
     "out_enc_policy": lt.enc_policy.disabled,
     "in_enc_policy": lt.enc_policy.disabled,
 })
-params = lt.add_torrent_params()
-params.ti = lt.torrent_info(args.torrent)
+if args.magnet:
+    params = lt.parse_magnet_uri("magnet:?xt=urn:btih:" + str(lt.torrent_info(args.torrent).info_hash()))
+else:
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(args.torrent)
 params.save_path = args.save_path
 if args.mode == "seed":
     params.flags |= lt.torrent_flags.seed_mode
@@ -73,6 +85,8 @@ while time.time() - start < args.timeout:
         last = now
         emit({"event": "progress", "downloaded": s.total_wanted_done, "total": s.total_wanted,
               "uploaded": s.all_time_upload, "peers": s.num_peers, "state": str(s.state)})
+        if args.dht_bootstrap:
+            handle.force_dht_announce()
         # Re-connect the given peers now and then: a peer may not have been listening yet.
         if not s.is_seeding:
             for p in args.peer:

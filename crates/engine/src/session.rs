@@ -327,8 +327,9 @@ impl Session {
         peers: Vec<SocketAddr>,
         deadline: Duration,
     ) -> Result<Metainfo, EngineError> {
-        let (_more_tx, more_rx) = mpsc::channel(16);
-        let (info, liars) = crate::metadata::fetch_metadata(
+        let (more_tx, more_rx) = mpsc::channel(256);
+        let feeders = self.metadata_peer_sources(magnet, more_tx);
+        let result = crate::metadata::fetch_metadata(
             magnet.info_hash,
             self.shared.peer_id,
             Some(self.shared.listen_addr.ip()),
@@ -337,14 +338,88 @@ impl Session {
             self.shared.config.connect_timeout,
             deadline,
         )
-        .await
-        .map_err(EngineError::Metadata)?;
+        .await;
+        for f in feeders {
+            f.abort();
+        }
+        let (info, liars) = result.map_err(EngineError::Metadata)?;
         if !liars.is_empty() {
             warn!(?liars, "peers sent wrong metadata");
         }
         let trackers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
         Metainfo::from_info_bytes(&info, trackers)
             .map_err(|e| EngineError::Metadata(format!("the metadata is not a valid torrent: {e}")))
+    }
+}
+
+impl Session {
+    /// Peer sources for a magnet link before its metadata is known: the DHT (looked up every
+    /// few seconds) and the link's `tr=` trackers (announced to as a leecher that has nothing).
+    fn metadata_peer_sources(
+        &self,
+        magnet: &shoal_metainfo::Magnet,
+        tx: mpsc::Sender<SocketAddr>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        let info_hash = magnet.info_hash;
+        if let Some((dht, bootstrapped)) = &self.shared.dht {
+            let (dht, mut bootstrapped, tx) = (dht.clone(), bootstrapped.clone(), tx.clone());
+            tasks.push(tokio::spawn(async move {
+                if bootstrapped.wait_for(|b| *b).await.is_err() {
+                    return;
+                }
+                loop {
+                    if let Ok(mut rx) = dht.get_peers(info_hash).await {
+                        while let Some(peer) = rx.recv().await {
+                            if tx.send(peer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }));
+        }
+        if !magnet.trackers.is_empty() {
+            let tiers: Vec<Vec<String>> = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+            let mut set = shoal_tracker::TrackerSet::new(
+                info_hash,
+                self.shared.peer_id,
+                self.shared.listen_addr.port(),
+                &tiers,
+                shoal_tracker::TierConfig::default(),
+                rand::random(),
+            );
+            let client = self.shared.trackers.clone();
+            let clock = self.shared.clock;
+            tasks.push(tokio::spawn(async move {
+                // Announce until the fetch ends (this task is aborted then); `left` is unknown,
+                // so say 1 byte, which marks us a leecher.
+                let stats = shoal_tracker::Stats {
+                    uploaded: 0,
+                    downloaded: 0,
+                    left: 1,
+                };
+                while !set.is_done() {
+                    while let Some(job) = set.poll_announce(clock.now()) {
+                        match client.run_job(&job, stats).await {
+                            Ok(reply) => {
+                                for p in &reply.peers {
+                                    let _ = tx.send(*p).await;
+                                }
+                                set.on_response(&job, &reply, clock.now());
+                            }
+                            Err(e) => set.on_failure(&job, &e, clock.now()),
+                        }
+                    }
+                    let wait = set
+                        .next_deadline()
+                        .map_or(Duration::from_secs(30), |t| t - clock.now());
+                    tokio::time::sleep(wait.min(Duration::from_secs(30))).await;
+                }
+            }));
+        }
+        tasks
     }
 }
 
