@@ -3,6 +3,7 @@
 mod cmd_create;
 mod cmd_dht;
 mod cmd_info;
+mod cmd_swarm;
 mod cmd_torrent;
 mod cmd_tracker;
 mod cmd_verify;
@@ -40,6 +41,8 @@ enum Command {
     Tracker(cmd_tracker::TrackerArgs),
     /// Mainline DHT tools: run a node, look up peers, ping a node.
     Dht(cmd_dht::DhtArgs),
+    /// A local swarm: a seeder and N leechers on 127.0.0.x, found through a local DHT.
+    Swarm(cmd_swarm::SwarmArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Download(args) => cmd_torrent::run_download(args),
         Command::Tracker(args) => cmd_tracker::run(args),
         Command::Dht(args) => cmd_dht::run(args),
+        Command::Swarm(args) => cmd_swarm::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,11 +120,18 @@ pub async fn read_handshake(
     Ok((hs, rest))
 }
 
+/// Block bytes queued in a writer above which the actor starts no more disk reads for that peer:
+/// with an upload cap the writer drains slowly, and requests must wait where a `cancel` can still
+/// reach them (the actor's queue), not in the socket's.
+pub const WRITER_PIECE_BYTES: usize = 256 * 1024;
+
 /// The actor's end of a running connection. Dropping it stops both tasks and closes the socket.
 #[derive(Debug)]
 pub struct PeerLink {
     /// Messages to send to the peer.
     pub tx: mpsc::Sender<Message>,
+    /// Block bytes handed to the writer and not yet written.
+    pub piece_bytes: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -147,6 +155,7 @@ pub fn spawn(
 ) -> PeerLink {
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
+    let piece_bytes = Arc::new(AtomicUsize::new(0));
     let reader = tokio::spawn(read_loop(
         rd,
         key,
@@ -156,8 +165,21 @@ pub fn spawn(
         rates.clone(),
         clock,
     ));
-    let writer = tokio::spawn(write_loop(wr, key, rx, events, rates, clock));
-    PeerLink { tx, reader, writer }
+    let writer = tokio::spawn(write_loop(
+        wr,
+        key,
+        rx,
+        events,
+        rates,
+        clock,
+        piece_bytes.clone(),
+    ));
+    PeerLink {
+        tx,
+        piece_bytes,
+        reader,
+        writer,
+    }
 }
 
 async fn read_loop(
@@ -205,6 +227,7 @@ async fn write_loop(
     events: mpsc::Sender<Event>,
     rates: Arc<RateLimits>,
     clock: Clock,
+    piece_bytes: Arc<AtomicUsize>,
 ) {
     let mut out = BytesMut::with_capacity(WRITE_BATCH);
     let reason = loop {
@@ -234,6 +257,13 @@ async fn write_loop(
             break format!("write error: {e}");
         }
         out.clear();
+        if payload > 0 {
+            let before = piece_bytes.fetch_sub(payload, Ordering::AcqRel);
+            // Crossing below the threshold: the actor may start reads for this peer again.
+            if before >= WRITER_PIECE_BYTES && before - payload < WRITER_PIECE_BYTES {
+                let _ = events.try_send(Event::WriterDrained(key));
+            }
+        }
     };
     let _ = events.send(Event::PeerClosed(key, reason)).await;
 }

@@ -78,6 +78,8 @@ pub enum Event {
     DialFailed(SocketAddr, String),
     /// More peer addresses (command line, trackers, DHT).
     AddPeers(Vec<SocketAddr>),
+    /// A peer's writer has room for more blocks again.
+    WriterDrained(PeerKey),
     /// The trackers' latest results, for the status.
     TrackerReports(Vec<crate::status::TrackerReport>),
     /// Stop: flush resume data, close connections, then answer.
@@ -305,6 +307,7 @@ impl TorrentActor {
                 self.dial_due();
             }
             Event::TrackerReports(reports) => self.status.trackers = reports,
+            Event::WriterDrained(key) => self.pump_uploads(key),
             Event::Shutdown(_) => {}
         }
     }
@@ -624,7 +627,14 @@ impl TorrentActor {
             let Some(peer) = self.peers.get_mut(&key) else {
                 return;
             };
-            if peer.pending_uploads >= MAX_PENDING_UPLOADS {
+            let in_writer = peer
+                .link
+                .piece_bytes
+                .load(std::sync::atomic::Ordering::Acquire);
+            if peer.pending_uploads >= MAX_PENDING_UPLOADS
+                || in_writer + peer.pending_uploads * BLOCK_SIZE as usize
+                    >= crate::connection::WRITER_PIECE_BYTES
+            {
                 return;
             }
             let Some(req) = peer.upload_queue.pop_front() else {
@@ -820,6 +830,9 @@ impl TorrentActor {
                     return;
                 }
                 p.uploaded += data.len() as u64;
+                p.link
+                    .piece_bytes
+                    .fetch_add(data.len(), std::sync::atomic::Ordering::AcqRel);
                 self.status.uploaded += data.len() as u64;
                 self.uploaded_window += data.len() as u64;
                 self.send(
@@ -956,6 +969,7 @@ impl TorrentActor {
         // Requests past their deadline go back to the picker for other peers.
         let expired = self.picker.expire(now);
         let any_expired = !expired.is_empty();
+        let layout = *self.picker.layout();
         for (key, block) in expired {
             if let Some(p) = self.peers.get_mut(&key) {
                 if p.requests.contains_key(&block) {
@@ -963,6 +977,14 @@ impl TorrentActor {
                     p.rtt.on_timeout();
                     p.timeouts += 1;
                     debug!(peer = key, ?block, "request timed out");
+                    // The block goes to another peer: tell the slow one not to bother, so a
+                    // late copy does not waste both uploads (a copy already sent is harmless).
+                    let req = BlockRef {
+                        piece: block.piece,
+                        begin: block.offset(),
+                        length: layout.block_len(block),
+                    };
+                    self.send(key, Message::Cancel(req));
                 }
             }
         }

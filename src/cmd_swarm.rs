@@ -1,0 +1,364 @@
+//! `shoal swarm`: the whole mission on one machine with no internet — a file, its torrent, an
+//! initial seeder and N leechers as separate processes on 127.0.0.x, finding each other through a
+//! small local DHT (no tracker), with their progress side by side and a summary at the end.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rand::RngCore;
+use serde_json::{json, Value};
+use shoal_metainfo::TorrentBuilder;
+
+use crate::units::{human_bytes, parse_size};
+
+/// Arguments of `shoal swarm`.
+#[derive(Args, Debug)]
+pub struct SwarmArgs {
+    /// Leechers to start.
+    #[arg(long, default_value_t = 4)]
+    leechers: usize,
+    /// Size of the shared file, e.g. `64MiB`.
+    #[arg(long, default_value = "64MiB")]
+    size: String,
+    /// Working folder (data, torrent, logs); default `./shoal-swarm`.
+    #[arg(long, default_value = "shoal-swarm")]
+    dir: PathBuf,
+    /// Upload cap of the initial seeder, so leechers have a reason to trade (e.g. `16MiB`).
+    #[arg(long, default_value = "16MiB")]
+    seed_rate: String,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A child process whose JSON lines arrive on a channel; killed when dropped.
+struct Member {
+    name: String,
+    child: Child,
+    last: Value,
+    done_at: Option<Duration>,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(
+    name: &str,
+    args: &[String],
+    dir: &Path,
+    tx: &mpsc::Sender<(usize, Value)>,
+    index: usize,
+) -> anyhow::Result<Member> {
+    let exe = std::env::current_exe().context("cannot find the shoal executable")?;
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let tx = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if tx.send((index, v)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Member {
+        name: name.to_string(),
+        child,
+        last: Value::Null,
+        done_at: None,
+    })
+}
+
+fn wait_addr(
+    rx: &mpsc::Receiver<(usize, Value)>,
+    members: &mut [Member],
+    index: usize,
+    event: &str,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok((i, v)) = rx.recv_timeout(Duration::from_millis(100)) {
+            if i == index && v["event"] == event {
+                return Ok(v["addr"].as_str().unwrap_or_default().to_string());
+            }
+            members[i].last = v;
+        }
+    }
+    bail!("{} did not start (see its log)", members[index].name)
+}
+
+fn terminate(m: &Member) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(m.child.id().to_string())
+        .status();
+}
+
+/// Runs `shoal swarm`.
+pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
+    let size = parse_size(&args.size).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(size > 0, "--size must be positive");
+    anyhow::ensure!(
+        (1..=200).contains(&args.leechers),
+        "--leechers must be 1 to 200"
+    );
+    parse_size(&args.seed_rate).map_err(anyhow::Error::msg)?;
+    let dir = &args.dir;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("seed"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let data = dir.join("seed").join("swarm.bin");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&data)?);
+        let mut rng = rand::rng();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            rng.fill_bytes(&mut buf);
+            let n = left.min(buf.len() as u64) as usize;
+            f.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+    }
+    let created = TorrentBuilder::new(&data).no_date().build(&mut |_, _| {})?;
+    let torrent = dir.join("swarm.torrent");
+    std::fs::write(&torrent, &created.bytes)?;
+    let t = torrent.to_string_lossy().to_string();
+    eprintln!(
+        "swarm: {} ({}), info-hash {}, 1 seeder + {} leechers, DHT only",
+        data.display(),
+        human_bytes(size),
+        created.metainfo.info_hash,
+        args.leechers
+    );
+
+    let (tx, rx) = mpsc::channel();
+    let mut members = Vec::new();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    members.push(spawn(
+        "dht-node",
+        &s(&["dht", "node", "--listen", "127.0.0.1:0", "--json"]),
+        dir,
+        &tx,
+        0,
+    )?);
+    let node = wait_addr(&rx, &mut members, 0, "listening")?;
+    let seed_dir = dir.join("seed").to_string_lossy().to_string();
+    members.push(spawn(
+        "seeder",
+        &s(&[
+            "seed",
+            &t,
+            &seed_dir,
+            "--listen",
+            "127.0.0.2:0",
+            "--dht-bootstrap",
+            &node,
+            "--max-upload-rate",
+            &args.seed_rate,
+            "--no-trackers",
+            "--json",
+        ]),
+        dir,
+        &tx,
+        1,
+    )?);
+    wait_addr(&rx, &mut members, 1, "dht")?;
+    for i in 0..args.leechers {
+        let out = dir
+            .join(format!("leecher{}", i + 1))
+            .to_string_lossy()
+            .to_string();
+        let ip = format!("127.0.{}.{}", 1 + (i + 10) / 250, 10 + (i % 240));
+        members.push(spawn(
+            &format!("leecher{}", i + 1),
+            &s(&[
+                "download",
+                &t,
+                "-o",
+                &out,
+                "--listen",
+                &format!("{ip}:0"),
+                "--dht-bootstrap",
+                &node,
+                "--no-trackers",
+                "--seed",
+                "--json",
+            ]),
+            dir,
+            &tx,
+            2 + i,
+        )?);
+    }
+
+    let start = Instant::now();
+    let multi = (!args.json && std::io::stderr().is_terminal()).then(MultiProgress::new);
+    let bars: Vec<Option<ProgressBar>> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mp = multi.as_ref()?;
+            if i == 0 {
+                return None;
+            }
+            let bar = mp.add(ProgressBar::new(size));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>9} [{bar:30}] {bytes:>10}/{total_bytes} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(m.name.clone());
+            Some(bar)
+        })
+        .collect();
+    let deadline = start + Duration::from_secs(args.timeout);
+    let mut last_print = Instant::now();
+    loop {
+        if Instant::now() > deadline {
+            bail!(
+                "the swarm did not finish within {} s (logs in {})",
+                args.timeout,
+                dir.display()
+            );
+        }
+        if let Ok((i, v)) = rx.recv_timeout(Duration::from_millis(100)) {
+            if v["event"] == "error" {
+                bail!("{}: {}", members[i].name, v["message"]);
+            }
+            if i >= 2
+                && members[i].done_at.is_none()
+                && v["total"].as_u64() > Some(0)
+                && v["downloaded"] == v["total"]
+            {
+                members[i].done_at = Some(start.elapsed());
+            }
+            if let Some(bar) = &bars[i] {
+                bar.set_position(v["downloaded"].as_u64().unwrap_or(0));
+                bar.set_message(format!(
+                    "down {}/s up {}/s peers {} sent {}",
+                    human_bytes(v["down_rate"].as_u64().unwrap_or(0)),
+                    human_bytes(v["up_rate"].as_u64().unwrap_or(0)),
+                    v["peers"],
+                    human_bytes(v["uploaded"].as_u64().unwrap_or(0)),
+                ));
+            }
+            members[i].last = v;
+        }
+        if multi.is_none() && !args.json && last_print.elapsed() >= Duration::from_secs(2) {
+            last_print = Instant::now();
+            let line: Vec<String> = members[2..]
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {:>3}%",
+                        m.name,
+                        m.last["downloaded"].as_u64().unwrap_or(0) * 100 / size
+                    )
+                })
+                .collect();
+            eprintln!(
+                "{:>6.1}s  {}",
+                start.elapsed().as_secs_f64(),
+                line.join("  ")
+            );
+        }
+        if members[2..].iter().all(|m| m.done_at.is_some()) {
+            break;
+        }
+    }
+    let total_time = start.elapsed();
+    for m in &members[1..] {
+        terminate(m);
+    }
+    // Collect the final lines (their `stopped` events carry the totals).
+    let stop_deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < stop_deadline
+        && members[1..].iter().any(|m| m.last["event"] != "stopped")
+    {
+        if let Ok((i, v)) = rx.recv_timeout(Duration::from_millis(100)) {
+            members[i].last = v;
+        }
+    }
+    for b in bars.iter().flatten() {
+        b.finish();
+    }
+    let seeder_up = members[1].last["uploaded"].as_u64().unwrap_or(0);
+    let leechers: Vec<Value> = members[2..]
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "seconds": m.done_at.map(|d| d.as_secs_f64()),
+                "received": m.last["received"],
+                "uploaded": m.last["uploaded"],
+            })
+        })
+        .collect();
+    let leecher_up: u64 = leechers
+        .iter()
+        .map(|l| l["uploaded"].as_u64().unwrap_or(0))
+        .sum();
+    let summary = json!({
+        "event": "summary",
+        "size": size,
+        "leechers": args.leechers,
+        "seconds": total_time.as_secs_f64(),
+        "seeder_uploaded": seeder_up,
+        "seeder_copies": seeder_up as f64 / size as f64,
+        "leechers_uploaded": leecher_up,
+        "leecher_share": leecher_up as f64 / (leecher_up + seeder_up).max(1) as f64,
+        "per_leecher": leechers,
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "all {} leechers complete in {:.1} s ({} each)",
+            args.leechers,
+            total_time.as_secs_f64(),
+            human_bytes(size)
+        );
+        println!(
+            "the seeder uploaded {} ({:.2} copies); leechers uploaded {} to each other ({:.0} % of all data moved)",
+            human_bytes(seeder_up),
+            seeder_up as f64 / size as f64,
+            human_bytes(leecher_up),
+            summary["leecher_share"].as_f64().unwrap_or(0.0) * 100.0
+        );
+        for l in &leechers {
+            println!(
+                "  {:<10} done at {:>6.1} s, received {}, uploaded {}",
+                l["name"].as_str().unwrap_or(""),
+                l["seconds"].as_f64().unwrap_or(0.0),
+                human_bytes(l["received"].as_u64().unwrap_or(0)),
+                human_bytes(l["uploaded"].as_u64().unwrap_or(0)),
+            );
+        }
+        println!("data, torrent and logs: {}", dir.display());
+    }
+    Ok(())
+}
