@@ -172,3 +172,41 @@ fn shoal_metainfo_encode(s: &str) -> String {
         })
         .collect()
 }
+
+#[test]
+fn shoal_swarm_runs_a_whole_local_swarm() {
+    let dir = scratch("swarm_cmd");
+    let work = dir.join("swarm");
+    let out = run_shoal(&[
+        "swarm",
+        "--leechers",
+        "3",
+        "--size",
+        "4MiB",
+        "--seed-rate",
+        "2MiB",
+        "--dir",
+        work.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON summary");
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["leechers"], 3);
+    assert!(summary["seeder_uploaded"].as_u64().unwrap() > 0);
+    for l in summary["per_leecher"].as_array().unwrap() {
+        assert!(l["seconds"].as_f64().is_some(), "{l}");
+    }
+    // Every leecher's copy is the seeder's file.
+    let data = work.join("seed/swarm.bin");
+    for i in 1..=3 {
+        assert!(same_bytes(
+            &data,
+            &work.join(format!("leecher{i}/swarm.bin"))
+        ));
+    }
+}
