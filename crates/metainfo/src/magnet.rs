@@ -24,19 +24,17 @@ pub struct Magnet {
     pub select_only: Option<Vec<u32>>,
 }
 
-fn percent_decode(s: &str) -> Result<String, MetainfoError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+/// Decodes `%XX` escapes and `+` (a space, in query strings) into raw bytes; `None` for a
+/// malformed escape. Shared by magnet links and tracker query strings.
+pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    while i < s.len() {
+        match s[i] {
             b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| MetainfoError::Magnet(format!("bad percent-escape in {s:?}")))?;
-                out.push(hex);
+                let hex = s.get(i + 1..i + 3)?;
+                let text = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(text, 16).ok()?);
                 i += 3;
             }
             b'+' => {
@@ -49,7 +47,13 @@ fn percent_decode(s: &str) -> Result<String, MetainfoError> {
             }
         }
     }
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Some(out)
+}
+
+fn decode_param(s: &str) -> Result<String, MetainfoError> {
+    let bytes = percent_decode(s.as_bytes())
+        .ok_or_else(|| MetainfoError::Magnet(format!("bad percent-escape in {s:?}")))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -111,7 +115,7 @@ impl Magnet {
         let mut have_hash = false;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value)?;
+            let value = decode_param(value)?;
             // Parameters may carry a numeric suffix: tr.1, xt.1 (BEP 9 allows several).
             let base = key.split('.').next().unwrap_or(key);
             match (key, base) {

@@ -64,45 +64,10 @@ pub fn scrape_query(path_and_query: &str, hashes: &[Id20]) -> String {
     q
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Percent-decodes one query component to raw bytes (`+` is a space, as in HTML forms).
 pub fn percent_decode(s: &[u8]) -> Result<Vec<u8>, TrackerError> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'%' => {
-                let hi = s.get(i + 1).copied().and_then(hex_val);
-                let lo = s.get(i + 2).copied().and_then(hex_val);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => out.push(h << 4 | l),
-                    _ => {
-                        return Err(TrackerError::Malformed(
-                            "bad percent escape in query".into(),
-                        ))
-                    }
-                }
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Ok(out)
+    shoal_metainfo::percent_decode(s)
+        .ok_or_else(|| TrackerError::Malformed("bad percent escape in query".into()))
 }
 
 /// Decoded `(key, value)` pairs of a query string, in order.
