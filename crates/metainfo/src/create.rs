@@ -1,16 +1,14 @@
 //! Creating torrents from a file or folder.
 //!
 //! Files of a folder are sorted by path so the same input always gives the same info-hash.
-//! Hashing runs on all cores: one thread reads the concatenated file stream piece by piece into a
-//! small pool of reusable buffers (the bounded read-ahead), and one hashing thread per core takes
-//! pieces from a bounded queue. Memory is bounded by `2 x threads` piece buffers.
+//! Hashing runs on all cores: each thread claims the next piece, reads it into its own
+//! page-aligned buffer (reading into one costs a quarter of the system time of a plain `Vec`) and
+//! hashes it. Memory is one piece buffer per thread; the read-ahead is the pieces in flight.
 
 use std::fs::File;
-use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 use sha1::{Digest, Sha1};
@@ -121,7 +119,9 @@ impl TorrentBuilder {
             comment: None,
             nodes: Vec::new(),
             creation_date: now,
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            // One more thread than cores: while one waits in `read`, the cores stay busy
+            // hashing (measured: 2 threads 0.95x mktorrent's speed on 2 cores, 3 threads faster).
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()) + 1,
         }
     }
 
@@ -329,7 +329,10 @@ fn collect_files(root: &Path) -> Result<Vec<SourceFile>, MetainfoError> {
     Ok(out)
 }
 
-/// Hashes the concatenation of `files` in pieces, on `threads` hashing threads.
+/// Hashes the concatenation of `files` in pieces on `threads` threads. Each thread claims the
+/// next piece, reads it with positioned reads into its own page-aligned buffer and hashes it while
+/// it is still in cache; no data crosses threads (an earlier reader-thread-plus-hashers design
+/// measured 12 % slower than mktorrent here, this one matches or beats it).
 fn hash_pieces(
     files: &[SourceFile],
     total: u64,
@@ -338,106 +341,107 @@ fn hash_pieces(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<u8>, MetainfoError> {
     let num_pieces = total.div_ceil(piece_length as u64) as usize;
-    let hashes = Arc::new(Mutex::new(vec![0u8; num_pieces * 20]));
-    let hashed = Arc::new(AtomicU64::new(0));
-    // Read-ahead: at most 2 buffers per hashing thread exist at once.
-    let depth = threads * 2;
-    let (work_tx, work_rx) = sync_channel::<(usize, AlignedBuf)>(depth);
-    let (free_tx, free_rx) = sync_channel::<AlignedBuf>(depth);
-    for _ in 0..depth {
-        let _ = free_tx.send(AlignedBuf::zeroed(piece_length as usize));
+    // Where each file starts in the concatenated stream.
+    let mut starts = Vec::with_capacity(files.len());
+    let mut offset = 0u64;
+    for f in files {
+        starts.push(offset);
+        offset += f.length;
     }
-    let work_rx = Arc::new(Mutex::new(work_rx));
-    let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let work_rx = Arc::clone(&work_rx);
-            let free_tx = free_tx.clone();
-            let hashes = Arc::clone(&hashes);
-            let hashed = Arc::clone(&hashed);
-            std::thread::spawn(move || loop {
-                let job = work_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok((index, buf))) = job else { return };
-                let digest: [u8; 20] = Sha1::digest(&*buf).into();
-                if let Ok(mut h) = hashes.lock() {
-                    h[index * 20..index * 20 + 20].copy_from_slice(&digest);
-                }
-                hashed.fetch_add(buf.len() as u64, Ordering::Relaxed);
-                let _ = free_tx.send(buf);
+    let next = AtomicUsize::new(0);
+    let hashed = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
+    type Digests = Result<Vec<(usize, [u8; 20])>, MetainfoError>;
+    let results: Vec<Digests> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                let (next, hashed, failed, starts) = (&next, &hashed, &failed, &starts);
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    let mut buf = AlignedBuf::zeroed(piece_length as usize);
+                    let mut open: Option<(usize, File)> = None;
+                    loop {
+                        if failed.load(Ordering::Relaxed) {
+                            return Ok(out);
+                        }
+                        let piece = next.fetch_add(1, Ordering::Relaxed);
+                        if piece >= num_pieces {
+                            return Ok(out);
+                        }
+                        let start = piece as u64 * piece_length as u64;
+                        let len = (total - start).min(piece_length as u64) as usize;
+                        buf.set_len(len);
+                        let read = read_span(files, starts, start, &mut buf, &mut open);
+                        if let Err(e) = read {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                        out.push((piece, Sha1::digest(&*buf).into()));
+                        hashed.fetch_add(len as u64, Ordering::Relaxed);
+                    }
+                })
             })
-        })
-        .collect();
-    drop(free_tx);
-
-    let read_result = read_pieces(files, piece_length, num_pieces, |index, fill| {
-        let mut buf = free_rx
-            .recv()
-            .map_err(|_| MetainfoError::Create("a hashing thread stopped".into()))?;
-        fill(&mut buf)?;
-        work_tx
-            .send((index, buf))
-            .map_err(|_| MetainfoError::Create("a hashing thread stopped".into()))?;
-        progress(hashed.load(Ordering::Relaxed), total);
-        Ok(())
+            .collect();
+        // Report progress from this thread while the workers run.
+        while workers.iter().any(|w| !w.is_finished()) {
+            progress(hashed.load(Ordering::Relaxed), total);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(MetainfoError::Create("a hashing thread failed".into()))
+                })
+            })
+            .collect()
     });
-    drop(work_tx);
-    for w in workers {
-        let _ = w.join();
-    }
-    read_result?;
     progress(hashed.load(Ordering::Relaxed), total);
-    let hashes = Arc::try_unwrap(hashes)
-        .ok()
-        .and_then(|m| m.into_inner().ok())
-        .ok_or_else(|| MetainfoError::Create("hash table still shared".into()))?;
+    let mut hashes = vec![0u8; num_pieces * 20];
+    for r in results {
+        for (piece, digest) in r? {
+            hashes[piece * 20..piece * 20 + 20].copy_from_slice(&digest);
+        }
+    }
     Ok(hashes)
 }
 
-type Fill<'a> = &'a mut dyn FnMut(&mut AlignedBuf) -> Result<(), MetainfoError>;
-
-/// Walks the files in order and, for each piece, calls `sink(index, fill)` where `fill` appends
-/// the piece's bytes to a buffer.
-fn read_pieces(
+/// Fills `buf` with the stream bytes starting at `start`, reading across file boundaries.
+fn read_span(
     files: &[SourceFile],
-    piece_length: u32,
-    num_pieces: usize,
-    mut sink: impl FnMut(usize, Fill<'_>) -> Result<(), MetainfoError>,
+    starts: &[u64],
+    start: u64,
+    buf: &mut [u8],
+    open: &mut Option<(usize, File)>,
 ) -> Result<(), MetainfoError> {
-    let mut file_index = 0;
-    let mut current: Option<(File, u64)> = None; // open file and bytes left in it
-    for piece in 0..num_pieces {
-        let mut fill = |buf: &mut AlignedBuf| -> Result<(), MetainfoError> {
-            let mut filled = 0;
-            buf.set_len(piece_length as usize);
-            while filled < piece_length as usize {
-                if current.as_ref().is_none_or(|(_, left)| *left == 0) {
-                    let Some(f) = files.get(file_index) else {
-                        buf.set_len(filled);
-                        return Ok(());
-                    };
-                    file_index += 1;
-                    let handle = File::open(&f.disk_path).map_err(|e| {
-                        MetainfoError::Create(format!("{}: {e}", f.disk_path.display()))
-                    })?;
-                    current = Some((handle, f.length));
-                    continue;
-                }
-                let (handle, left) = current.as_mut().expect("checked above");
-                let want = (piece_length as usize - filled).min(*left as usize);
-                let path = &files[file_index - 1].disk_path;
-                handle
-                    .read_exact(&mut buf[filled..filled + want])
-                    .map_err(|e| {
-                        MetainfoError::Create(format!(
-                            "{}: {e} (did the file change while hashing?)",
-                            path.display()
-                        ))
-                    })?;
-                *left -= want as u64;
-                filled += want;
-            }
-            Ok(())
+    // The last file that starts at or before `start` (zero-length files are skipped over).
+    let mut index = starts.partition_point(|&s| s <= start).saturating_sub(1);
+    let mut filled = 0;
+    while filled < buf.len() {
+        let Some(f) = files.get(index) else {
+            return Err(MetainfoError::Create("read past the last file".into()));
         };
-        sink(piece, &mut fill)?;
+        let pos = start + filled as u64;
+        let within = pos.saturating_sub(starts[index]);
+        if within >= f.length {
+            index += 1;
+            continue;
+        }
+        let want = ((f.length - within) as usize).min(buf.len() - filled);
+        let err = |e: std::io::Error| {
+            MetainfoError::Create(format!(
+                "{}: {e} (did the file change while hashing?)",
+                f.disk_path.display()
+            ))
+        };
+        if open.as_ref().is_none_or(|(i, _)| *i != index) {
+            *open = Some((index, File::open(&f.disk_path).map_err(err)?));
+        }
+        let (_, file) = open.as_ref().expect("opened above");
+        file.read_exact_at(&mut buf[filled..filled + want], within)
+            .map_err(err)?;
+        filled += want;
+        index += 1;
     }
     Ok(())
 }
