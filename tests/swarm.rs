@@ -209,3 +209,58 @@ fn upload_cap_limits_the_seeder() {
     );
     assert!(same_bytes(&data, &out.join("capped.bin")));
 }
+
+#[test]
+fn leechers_that_only_know_the_seeder_meet_through_peer_exchange() {
+    let dir = scratch("pex");
+    let (torrent, data) = make_torrent(&dir, "pex.bin", 6 << 20, "64KiB");
+    let mut seed = shoal_seed(
+        &torrent,
+        &data,
+        "127.0.0.2",
+        &["--max-upload-rate", "1MiB"],
+        "seed",
+        &dir,
+    );
+    let seed_addr = seed.listening_addr();
+    // Each leecher is told only of the seeder; the seeder's ut_pex introduces them.
+    let mut a = shoal_download(
+        &torrent,
+        &dir.join("a"),
+        "127.0.0.31",
+        std::slice::from_ref(&seed_addr),
+        &["--seed"],
+        "a",
+        &dir,
+    );
+    let mut b = shoal_download(
+        &torrent,
+        &dir.join("b"),
+        "127.0.0.32",
+        std::slice::from_ref(&seed_addr),
+        &["--seed"],
+        "b",
+        &dir,
+    );
+    a.wait_for(LONG, |v| v["peers"].as_u64() >= Some(2));
+    for l in [&mut a, &mut b] {
+        l.wait_for(LONG, |v| {
+            v["total"].as_u64() > Some(0) && v["downloaded"] == v["total"]
+        });
+    }
+    assert!(same_bytes(&data, &dir.join("a/pex.bin")));
+    assert!(same_bytes(&data, &dir.join("b/pex.bin")));
+    let mut traded = 0;
+    for l in [&mut a, &mut b] {
+        l.term();
+        l.wait_exit(Duration::from_secs(20));
+        traded += l
+            .last_event("stopped")
+            .and_then(|v| v["uploaded"].as_u64())
+            .unwrap_or(0);
+    }
+    assert!(
+        traded > 0,
+        "the leechers never traded: peer exchange did not introduce them"
+    );
+}

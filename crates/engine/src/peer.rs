@@ -93,6 +93,10 @@ pub struct Peer {
     pub cancelled: HashSet<BlockRef>,
     /// Its download rate, bytes per second (smoothed).
     pub down_rate: f64,
+    /// Listen addresses we told it about in `ut_pex` (BEP 11).
+    pub pex_sent: HashSet<SocketAddr>,
+    /// When to send it the next `ut_pex` message.
+    pub next_pex_at: Time,
     rate_bytes: u64,
 }
 
@@ -134,6 +138,9 @@ impl Peer {
             upload_queue: VecDeque::new(),
             cancelled: HashSet::new(),
             down_rate: 0.0,
+            pex_sent: HashSet::new(),
+            // The first message soon after connecting, then once a minute (BEP 11's limit).
+            next_pex_at: now + Duration::from_secs(2),
             rate_bytes: 0,
         }
     }
@@ -178,6 +185,16 @@ impl Peer {
     pub fn count_download(&mut self, bytes: usize) {
         self.downloaded += bytes as u64;
         self.rate_bytes += bytes as u64;
+    }
+
+    /// Where it accepts connections: its address if we dialled it, else its IP with the port
+    /// from its extended handshake.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        if self.outgoing {
+            return Some(self.addr);
+        }
+        let port = self.extended.as_ref()?.listen_port?;
+        Some(SocketAddr::new(self.addr.ip(), port))
     }
 
     /// Closes a rate sample of `elapsed` (exponential moving average, ~2 s memory).

@@ -192,28 +192,15 @@ impl Session {
 
     /// Writes the DHT node's id and good nodes to its state file (if it has one).
     pub async fn save_dht_state(&self) {
-        let (Some((dht, _)), Some(path)) = (
+        if let (Some((dht, _)), Some(path)) = (
             &self.shared.dht,
             self.shared
                 .config
                 .dht
                 .as_ref()
                 .and_then(|d| d.state_file.clone()),
-        ) else {
-            return;
-        };
-        match dht.save_state().await {
-            Ok(state) => {
-                let bytes = state.encode();
-                let tmp = path.with_extension("tmp");
-                let write = std::fs::create_dir_all(path.parent().unwrap_or(&path))
-                    .and_then(|_| std::fs::write(&tmp, bytes))
-                    .and_then(|_| std::fs::rename(&tmp, &path));
-                if let Err(e) = write {
-                    warn!("cannot save DHT state to {}: {e}", path.display());
-                }
-            }
-            Err(e) => warn!("cannot save DHT state: {e}"),
+        ) {
+            save_dht_state(dht, &path).await;
         }
     }
 
@@ -448,6 +435,26 @@ impl TorrentHandle {
     }
 }
 
+/// How often the DHT state is written while running (and once more at exit).
+const DHT_SAVE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Writes the DHT node's id and good nodes to `path` atomically (temp file, rename).
+async fn save_dht_state(dht: &shoal_dht::driver::Dht, path: &std::path::Path) {
+    match dht.save_state().await {
+        Ok(state) => {
+            let bytes = state.encode();
+            let tmp = path.with_extension("tmp");
+            let write = std::fs::create_dir_all(path.parent().unwrap_or(path))
+                .and_then(|_| std::fs::write(&tmp, bytes))
+                .and_then(|_| std::fs::rename(&tmp, path));
+            if let Err(e) = write {
+                warn!("cannot save DHT state to {}: {e}", path.display());
+            }
+        }
+        Err(e) => warn!("cannot save DHT state: {e}"),
+    }
+}
+
 /// Resolves `host:port` strings (names too), keeping IPv4 addresses.
 async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
@@ -505,6 +512,15 @@ async fn start_dht(
     } else {
         settings.bootstrap.clone()
     };
+    if let Some(path) = settings.state_file.clone() {
+        let dht = dht.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DHT_SAVE_INTERVAL).await;
+                save_dht_state(&dht, &path).await;
+            }
+        });
+    }
     let handle = dht.clone();
     tokio::spawn(async move {
         let mut addrs = resolve(&bootstrap).await;

@@ -34,6 +34,10 @@ pub type PeerKey = u32;
 
 /// The extension id under which shoal receives `ut_metadata` (BEP 9/10).
 pub const UT_METADATA_ID: u8 = 3;
+/// The extension id under which shoal receives `ut_pex` (BEP 11).
+pub const UT_PEX_ID: u8 = 1;
+/// Time between two `ut_pex` messages to one peer (BEP 11: at most once a minute).
+const PEX_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the actor looks at timers (request deadlines, dialling, status).
 const TICK: Duration = Duration::from_millis(200);
 /// Blocks on their way to disk before we stop asking peers for more (8 MiB).
@@ -390,9 +394,11 @@ impl TorrentActor {
             upload_only: self.picker.is_complete(),
             ..Default::default()
         };
+        // BEP 27: private torrents exchange neither metadata nor peers.
         if !self.ctx.meta.info.private {
             hs.extensions
                 .insert("ut_metadata".to_string(), UT_METADATA_ID);
+            hs.extensions.insert("ut_pex".to_string(), UT_PEX_ID);
         }
         Message::Extended {
             id: 0,
@@ -542,7 +548,18 @@ impl TorrentActor {
             peer.extended = Some(hs);
             return Ok(());
         }
-        if id != UT_METADATA_ID || self.ctx.meta.info.private {
+        if self.ctx.meta.info.private {
+            return Ok(());
+        }
+        if id == UT_PEX_ID {
+            let pex = shoal_wire::PexMessage::decode(&payload).map_err(|e| e.to_string())?;
+            for addr in pex.added {
+                self.book.add(addr, now);
+            }
+            self.dial_due();
+            return Ok(());
+        }
+        if id != UT_METADATA_ID {
             return Ok(());
         }
         let msg = MetadataMessage::decode(&payload).map_err(|e| e.to_string())?;
@@ -1051,7 +1068,68 @@ impl TorrentActor {
             self.flush_resume(false);
         }
         self.dial_due();
+        self.send_pex(now);
         self.publish_status();
+    }
+
+    /// BEP 11: tells each peer that speaks `ut_pex` which peers we are connected to (what changed
+    /// since the last message), at most once a minute.
+    fn send_pex(&mut self, now: Time) {
+        if self.ctx.meta.info.private {
+            return;
+        }
+        let connected: Vec<(PeerKey, SocketAddr)> = self
+            .peers
+            .iter()
+            .filter_map(|(k, p)| p.listen_addr().map(|a| (*k, a)))
+            .collect();
+        let mut out = Vec::new();
+        for (key, p) in self.peers.iter_mut() {
+            let Some(their_id) = p.extended.as_ref().and_then(|e| e.id_of("ut_pex")) else {
+                continue;
+            };
+            if now < p.next_pex_at {
+                continue;
+            }
+            p.next_pex_at = now + PEX_INTERVAL;
+            let current: std::collections::HashSet<SocketAddr> = connected
+                .iter()
+                .filter(|(k, _)| k != key)
+                .map(|(_, a)| *a)
+                .collect();
+            let msg = shoal_wire::PexMessage {
+                added: current
+                    .difference(&p.pex_sent)
+                    .copied()
+                    .take(shoal_wire::MAX_PEX_PEERS)
+                    .collect(),
+                dropped: p
+                    .pex_sent
+                    .difference(&current)
+                    .copied()
+                    .take(shoal_wire::MAX_PEX_PEERS)
+                    .collect(),
+            };
+            if msg.added.is_empty() && msg.dropped.is_empty() {
+                continue;
+            }
+            for a in &msg.added {
+                p.pex_sent.insert(*a);
+            }
+            for d in &msg.dropped {
+                p.pex_sent.remove(d);
+            }
+            out.push((
+                *key,
+                Message::Extended {
+                    id: their_id,
+                    payload: msg.encode(),
+                },
+            ));
+        }
+        for (k, m) in out {
+            self.send(k, m);
+        }
     }
 
     fn set_choke(&mut self, key: PeerKey, choke: bool) {

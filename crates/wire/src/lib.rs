@@ -12,6 +12,7 @@ pub mod frame;
 mod handshake;
 mod message;
 mod metadata;
+mod pex;
 
 pub use codec::{CodecError, MessageCodec};
 pub use error::WireError;
@@ -20,6 +21,7 @@ pub use frame::Limits;
 pub use handshake::{Handshake, HANDSHAKE_LEN, PROTOCOL};
 pub use message::{BlockRef, Message, BLOCK_SIZE};
 pub use metadata::{MetadataMessage, METADATA_PIECE_SIZE};
+pub use pex::{PexMessage, MAX_PEX_PEERS};
 
 #[cfg(test)]
 mod tests;

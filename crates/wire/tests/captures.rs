@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use bytes::BytesMut;
 use shoal_wire::frame::{decode_frame, Limits};
-use shoal_wire::{ExtendedHandshake, Handshake, Message, MetadataMessage};
+use shoal_wire::{ExtendedHandshake, Handshake, Message, MetadataMessage, PexMessage};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/conformance/wire")
@@ -122,6 +122,16 @@ fn captured_messages_decode_as_described() {
                 if decoded.contains("\"metadata_size\": 17088") {
                     assert_eq!(hs.metadata_size, Some(17088));
                 }
+            }
+            Message::Extended { payload, .. } if what.contains("ut_pex") => {
+                let pex = PexMessage::decode(payload).unwrap_or_else(|e| panic!("{file}: {e}"));
+                let claimed = decoded
+                    .split("<")
+                    .nth(1)
+                    .and_then(|r| r.split(" peer").next())
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or(0);
+                assert_eq!(pex.added.len(), claimed, "{file}: {decoded}");
             }
             Message::Extended { payload, .. } if what.contains("ut_metadata") => {
                 let m = MetadataMessage::decode(payload).unwrap_or_else(|e| panic!("{file}: {e}"));
