@@ -692,6 +692,11 @@ impl TorrentActor {
             ));
         }
         let block = Block::new(piece, begin / BLOCK_SIZE);
+        if self.picker.layout().check_block(block).is_err() {
+            return Err(format!(
+                "block at piece {piece} offset {begin} is past the piece's end"
+            ));
+        }
         let expected = self.picker.layout().block_len(block);
         if data.len() as u32 != expected {
             return Err(format!(

@@ -70,7 +70,7 @@ impl Layout {
 
     /// The length of `piece` (short for the last piece).
     pub fn piece_len(&self, piece: u32) -> u32 {
-        if piece + 1 == self.pieces {
+        if piece.checked_add(1) == Some(self.pieces) {
             (self.total_len - u64::from(self.piece_len) * u64::from(self.pieces - 1)) as u32
         } else {
             self.piece_len
@@ -82,10 +82,13 @@ impl Layout {
         self.piece_len(piece).div_ceil(BLOCK_SIZE)
     }
 
-    /// The length of `block` (short for the last block of a piece).
+    /// The length of `block` (short for the last block of a piece); 0 for a block past the end
+    /// of its piece (check untrusted blocks with [`check_block`](Self::check_block)).
     pub fn block_len(&self, block: Block) -> u32 {
         let piece_len = self.piece_len(block.piece);
-        (piece_len - block.offset()).min(BLOCK_SIZE)
+        piece_len
+            .saturating_sub(block.index.saturating_mul(BLOCK_SIZE))
+            .min(BLOCK_SIZE)
     }
 
     /// Checks that `block` exists in this torrent.
@@ -133,5 +136,20 @@ mod tests {
         assert!(Layout::new(4, 1024, 3000).is_err());
         assert!(Layout::new(3, 1024, 3000).is_ok());
         assert!(Layout::new(0, 1024, 0).is_err());
+    }
+}
+
+#[cfg(test)]
+mod hostile_input_tests {
+    use super::*;
+
+    #[test]
+    fn block_len_past_the_end_is_zero() {
+        let l = Layout::new(2, 32 * 1024, 40 * 1024).unwrap();
+        assert_eq!(l.block_len(Block::new(1, 0)), 8 * 1024);
+        assert_eq!(l.block_len(Block::new(1, 5)), 0);
+        assert_eq!(l.block_len(Block::new(0, u32::MAX)), 0);
+        assert!(l.check_block(Block::new(1, 1)).is_err());
+        assert_eq!(l.piece_len(u32::MAX), 32 * 1024);
     }
 }
