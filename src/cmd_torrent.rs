@@ -78,6 +78,10 @@ pub struct DownloadArgs {
     /// Keep seeding after the download completes, until Ctrl-C.
     #[arg(long)]
     seed: bool,
+    /// Download only these files: indices as `shoal info` lists them, e.g. `0,2,4-6` (BEP 53
+    /// syntax; a magnet link's `so=` does the same). Skipped files are never created.
+    #[arg(long)]
+    files: Option<String>,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -164,6 +168,7 @@ async fn run_torrent(
     output: PathBuf,
     seed_only: bool,
     keep_seeding: bool,
+    files: Option<Vec<u32>>,
     net: &NetArgs,
 ) -> anyhow::Result<Ending> {
     let mut reporter = Reporter::new(net.json, if seed_only { "seeding" } else { "downloading" });
@@ -174,9 +179,11 @@ async fn run_torrent(
         reporter.note(&format!("DHT node on {dht} (UDP)"));
     }
     let mut peers = net.peers.clone();
+    let mut files = files;
     let meta = match source {
         Source::Torrent(m) => m,
         Source::Magnet(magnet) => {
+            files = files.or_else(|| magnet.select_only.clone());
             // x.pe peers of the link join the --peer ones (host names are not resolved here).
             peers.extend(
                 magnet
@@ -200,6 +207,23 @@ async fn run_torrent(
         output
     } else {
         resolve_save_path(&output, &meta.info.name)
+    };
+    let wanted_files = match files {
+        None => None,
+        Some(indices) => {
+            let n = meta.info.files.len();
+            if let Some(bad) = indices.iter().find(|i| **i as usize >= n) {
+                bail!(
+                    "there is no file {bad}: the torrent has {n} files (0 to {})",
+                    n - 1
+                );
+            }
+            let mut wanted = vec![false; n];
+            for i in indices {
+                wanted[i as usize] = true;
+            }
+            Some(wanted)
+        }
     };
     reporter.note(&format!(
         "listening on {}, {} ({})",
@@ -227,6 +251,7 @@ async fn run_torrent(
             request_timeout: Duration::from_secs(net.tracker_timeout.max(1)),
             ..TierConfig::default()
         },
+        wanted_files,
     };
     let handle = session.add_torrent(meta, opts, |_, _| {}).await?;
     let mut status_rx = handle.status.clone();
@@ -284,6 +309,7 @@ pub fn run_seed(args: &SeedArgs) -> anyhow::Result<()> {
         save,
         true,
         true,
+        None,
         &args.net,
     ))? {
         Ending::Failed(e) => bail!("{e}"),
@@ -300,11 +326,17 @@ pub fn run_download(args: &DownloadArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let files = args
+        .files
+        .as_deref()
+        .map(shoal_metainfo::parse_select_only)
+        .transpose()?;
     match runtime()?.block_on(run_torrent(
         source,
         args.output.clone(),
         false,
         args.seed,
+        files,
         &args.net,
     ))? {
         Ending::Complete => Ok(()),

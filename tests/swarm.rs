@@ -264,3 +264,62 @@ fn leechers_that_only_know_the_seeder_meet_through_peer_exchange() {
         "the leechers never traded: peer exchange did not introduce them"
     );
 }
+
+#[test]
+fn selected_files_only_and_skipped_files_are_never_created() {
+    let dir = scratch("select");
+    let folder = dir.join("seed/album");
+    write_random_file(&folder.join("a.bin"), 100_000, 1);
+    write_random_file(&folder.join("b.bin"), 300_000, 2);
+    write_random_file(&folder.join("c.bin"), 100_000, 3);
+    let torrent = dir.join("album.torrent");
+    let out = run_shoal(&[
+        "create",
+        folder.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "--piece-size",
+        "32KiB",
+    ]);
+    assert!(out.status.success());
+    let mut seed = shoal_seed(&torrent, &dir.join("seed"), "127.0.0.2", &[], "seed", &dir);
+    let seed_addr = seed.listening_addr();
+    let dl_dir = dir.join("dl");
+    let mut dl = shoal_download(
+        &torrent,
+        &dl_dir,
+        "127.0.0.3",
+        &[seed_addr],
+        &["--files", "1"],
+        "dl",
+        &dir,
+    );
+    let done = dl.wait_event("complete", LONG);
+    assert_eq!(dl.wait_exit(Duration::from_secs(20)), Some(0));
+    assert!(same_bytes(
+        &folder.join("b.bin"),
+        &dl_dir.join("album/b.bin")
+    ));
+    // The files around it share pieces with it, but are never created: their bytes of the shared
+    // pieces live in the hidden part file.
+    assert!(!dl_dir.join("album/a.bin").exists());
+    assert!(!dl_dir.join("album/c.bin").exists());
+    assert!(
+        done["total"].as_u64().unwrap() < 500_000,
+        "only the wanted pieces count: {done}"
+    );
+    // A file index that does not exist is a clear error.
+    let bad = run_shoal(&[
+        "download",
+        torrent.to_str().unwrap(),
+        "-o",
+        dir.join("x").to_str().unwrap(),
+        "--files",
+        "7",
+        "--no-dht",
+        "--listen",
+        "127.0.0.3:0",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no file 7"));
+}

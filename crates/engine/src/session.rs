@@ -85,6 +85,8 @@ pub struct TorrentOptions {
     pub trackers: Vec<Vec<String>>,
     /// Announce timing and failover.
     pub tracker_config: shoal_tracker::TierConfig,
+    /// Per file (torrent order, pad files included): false to skip it. `None` wants all.
+    pub wanted_files: Option<Vec<bool>>,
 }
 
 struct Shared {
@@ -226,6 +228,7 @@ impl Session {
         let nodes: Vec<String> = meta.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
         let meta = Arc::new(meta);
         let storage = open_and_check(meta.clone(), &opts, on_check).await?;
+        let wanted_files = opts.wanted_files.clone();
         if opts.seed_only {
             let valid = storage.verified().count();
             let total = meta.info.num_pieces();
@@ -250,6 +253,7 @@ impl Session {
             max_peers: self.shared.config.max_peers_per_torrent,
             connect_timeout: self.shared.config.connect_timeout,
             seed_only: opts.seed_only,
+            wanted_files,
         };
         let tracker_source = crate::tracker_source::TrackerSource {
             info_hash,
@@ -547,6 +551,7 @@ async fn open_and_check(
         Mode::ReadWrite
     };
     so.resume = opts.resume.clone();
+    so.wanted_files = opts.wanted_files.clone();
     let total = meta.info.total_length;
     let storage = tokio::task::spawn_blocking(move || -> Result<Storage, EngineError> {
         let (storage, startup) = Storage::open(&meta.info, meta.info_hash, so)?;

@@ -128,6 +128,29 @@ pub struct TorrentContext {
     pub connect_timeout: Duration,
     /// Whether storage is read-only (the initial seeder).
     pub seed_only: bool,
+    /// Per file: false to skip it (`None`: all wanted).
+    pub wanted_files: Option<Vec<bool>>,
+}
+
+/// Which pieces hold data of a wanted file (a piece shared with a skipped file is still needed).
+fn wanted_pieces(info: &shoal_metainfo::Info, wanted_files: Option<&[bool]>) -> Vec<bool> {
+    let n = info.num_pieces() as usize;
+    let Some(wanted_files) = wanted_files else {
+        return vec![true; n];
+    };
+    let mut pieces = vec![false; n];
+    let plen = info.piece_length as u64;
+    for (i, f) in info.files.iter().enumerate() {
+        if f.is_pad() || f.length == 0 || !wanted_files.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let first = (f.offset / plen) as usize;
+        let last = ((f.offset + f.length - 1) / plen) as usize;
+        for p in pieces.iter_mut().take(last.min(n - 1) + 1).skip(first) {
+            *p = true;
+        }
+    }
+    pieces
 }
 
 /// The actor's state.
@@ -173,12 +196,24 @@ impl TorrentActor {
             seed,
         )
         .expect("a validated torrent has a valid layout");
+        let wanted = wanted_pieces(info, ctx.wanted_files.as_deref());
+        for (piece, w) in wanted.iter().enumerate() {
+            if !w {
+                let _ = picker.set_piece_priority(piece as u32, 0);
+            }
+        }
         let mut verified_bytes = 0;
         let verified = ctx.storage.verified();
         for piece in verified.ones() {
             let _ = picker.piece_verified(piece);
-            verified_bytes += info.piece_size(piece) as u64;
+            if wanted[piece as usize] {
+                verified_bytes += info.piece_size(piece) as u64;
+            }
         }
+        let wanted_bytes: u64 = (0..info.num_pieces())
+            .filter(|p| wanted[*p as usize])
+            .map(|p| info.piece_size(p) as u64)
+            .sum();
         let (disk_tx, disk_rx) = mpsc::unbounded_channel();
         let now = ctx.clock.now();
         let mut book = PeerBook::new();
@@ -190,7 +225,7 @@ impl TorrentActor {
                 TorrentState::Downloading
             },
             verified_bytes,
-            total_bytes: info.total_length,
+            total_bytes: wanted_bytes,
             pieces_have: picker.num_have(),
             pieces_total: info.num_pieces(),
             ..Default::default()
@@ -887,7 +922,9 @@ impl TorrentActor {
             warn!("picker refused verified piece {piece}: {e}");
             return;
         }
-        self.status.verified_bytes += self.ctx.meta.info.piece_size(piece) as u64;
+        if self.picker.piece_priority(piece) > 0 {
+            self.status.verified_bytes += self.ctx.meta.info.piece_size(piece) as u64;
+        }
         self.status.pieces_have = self.picker.num_have();
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {

@@ -17,6 +17,6 @@ pub mod sanitize;
 
 pub use create::{auto_piece_length, CreatedTorrent, TorrentBuilder, MIN_PIECE_LENGTH};
 pub use error::MetainfoError;
-pub use magnet::{percent_decode, percent_encode, Magnet};
+pub use magnet::{parse_select_only, percent_decode, percent_encode, Magnet};
 pub use model::{FileAttr, FileEntry, Info, Metainfo};
 pub use parse::{info_hash_of, MAX_PIECES, MAX_TORRENT_FILE_SIZE};

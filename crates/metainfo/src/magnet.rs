@@ -69,8 +69,9 @@ pub fn percent_encode(s: &[u8]) -> String {
     out
 }
 
-/// Parses BEP 53 `so`: comma-separated indices and inclusive ranges, e.g. `0,2,4-6`.
-fn parse_select_only(s: &str) -> Result<Vec<u32>, MetainfoError> {
+/// Parses a BEP 53 file selection (`so=`, `--files`): comma-separated indices and inclusive
+/// ranges, e.g. `0,2,4-6`; sorted and de-duplicated.
+pub fn parse_select_only(s: &str) -> Result<Vec<u32>, MetainfoError> {
     const MAX_SELECTED: u64 = 1 << 20;
     let bad = || MetainfoError::Magnet(format!("bad 'so' file selection {s:?}"));
     let mut out = Vec::new();
