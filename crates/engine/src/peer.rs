@@ -79,6 +79,8 @@ pub struct Peer {
     pub connected_at: Time,
     /// When its last block arrived.
     pub last_block_at: Option<Time>,
+    /// When our queue to it last went from empty to non-empty (silence counts from then).
+    pub waiting_since: Option<Time>,
     /// When its last message of any kind arrived.
     pub last_message_at: Time,
     /// It stopped sending blocks while we had requests out (queue of one, no reciprocation).
@@ -131,6 +133,7 @@ impl Peer {
             uploaded: 0,
             connected_at: now,
             last_block_at: None,
+            waiting_since: None,
             last_message_at: now,
             snubbed_since: None,
             timeouts: 0,

@@ -827,6 +827,9 @@ impl TorrentActor {
         let layout = *self.picker.layout();
         let mut msgs = Vec::with_capacity(blocks.len());
         if let Some(peer) = self.peers.get_mut(&key) {
+            if peer.requests.is_empty() {
+                peer.waiting_since = Some(now);
+            }
             for b in blocks {
                 peer.requests.insert(b, now);
                 msgs.push(Message::Request(BlockRef {
@@ -1051,10 +1054,12 @@ impl TorrentActor {
         // Snubbing and silence.
         let mut drop = Vec::new();
         for (key, p) in self.peers.iter_mut() {
-            let since_block = now
-                - p.last_block_at
-                    .unwrap_or(p.connected_at)
-                    .max(p.connected_at);
+            // Silence counts from the last block, or from when we started waiting on it.
+            let quiet_from = [p.last_block_at, p.waiting_since]
+                .into_iter()
+                .flatten()
+                .fold(p.connected_at, Time::max);
+            let since_block = now - quiet_from;
             if !p.requests.is_empty() && p.snubbed_since.is_none() && since_block >= SNUB_AFTER {
                 debug!(peer = key, "snubbed: no block for {since_block:?}");
                 p.snubbed_since = Some(now);
