@@ -191,7 +191,8 @@ pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
             .join(format!("leecher{}", i + 1))
             .to_string_lossy()
             .to_string();
-        let ip = format!("127.0.{}.{}", 1 + (i + 10) / 250, 10 + (i % 240));
+        // At most 200 leechers: 127.0.0.10 to 127.0.0.209.
+        let ip = format!("127.0.0.{}", 10 + i);
         members.push(spawn(
             &format!("leecher{}", i + 1),
             &s(&[
