@@ -19,12 +19,6 @@ fn dht_node(dir: &Path) -> (Proc, String) {
     (p, addr)
 }
 
-fn info_hash(torrent: &Path) -> String {
-    let out = run_shoal(&["info", torrent.to_str().unwrap(), "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["info_hash"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn shoal_swarm_with_no_tracker_finds_peers_through_the_dht() {
     let dir = scratch("dht_shoal");

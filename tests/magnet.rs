@@ -10,12 +10,6 @@ use support::*;
 
 const LONG: Duration = Duration::from_secs(120);
 
-fn info_hash(torrent: &std::path::Path) -> String {
-    let out = run_shoal(&["info", torrent.to_str().unwrap(), "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["info_hash"].as_str().unwrap().to_string()
-}
-
 /// A peer that speaks ut_metadata but sends `size` bytes of garbage as the info dictionary.
 fn lying_metadata_peer(ip: &str, size: usize) -> String {
     let listener = TcpListener::bind((ip, 0)).unwrap();

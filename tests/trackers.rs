@@ -130,12 +130,6 @@ fn start_opentracker(dir: &Path, hashes: &[String]) -> OpenTracker {
     t
 }
 
-fn info_hash(torrent: &Path) -> String {
-    let out = run_shoal(&["info", torrent.to_str().unwrap(), "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["info_hash"].as_str().unwrap().to_string()
-}
-
 /// A raw HTTP scrape: the number after `8:completei` for our hash.
 fn scrape_complete(port: u16, hash_hex: &str) -> Option<u64> {
     let enc: String = (0..20)

@@ -353,3 +353,10 @@ pub fn opentracker_available() -> bool {
     eprintln!("SKIPPED: opentracker is not installed (scripts/test.sh installs it)");
     false
 }
+
+/// The info-hash of a .torrent, as `shoal info --json` reports it.
+pub fn info_hash(torrent: &Path) -> String {
+    let out = run_shoal(&["info", torrent.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("shoal info --json");
+    v["info_hash"].as_str().expect("info_hash").to_string()
+}
