@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of shoal: unit, property, conformance, end-to-end and interop tests.
 # First installs the reference peers with apt when they are missing (python3-libtorrent,
-# opentracker), so a
-# fresh machine (and .ci/run) can simply call this script. Extra arguments go to `cargo test`.
+# opentracker), so a fresh machine (and .ci/run) can simply call this script. Extra arguments go
+# to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
