@@ -25,9 +25,14 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::connection::{self, RateLimits};
-use crate::peer::{Peer, MAX_PENDING_UPLOADS, OUR_REQQ};
+use crate::peer::{Peer, OUR_REQQ};
 use crate::peer_book::PeerBook;
 use crate::status::{TorrentState, TorrentStatus};
+
+mod bans;
+mod pex;
+mod requests;
+mod uploads;
 
 /// A connection's key in the picker and choker: a slot number, never reused in a torrent.
 pub type PeerKey = u32;
@@ -649,70 +654,6 @@ impl TorrentActor {
         }
     }
 
-    fn on_request(&mut self, key: PeerKey, req: BlockRef) -> Result<(), String> {
-        let info = &self.ctx.meta.info;
-        let valid = req.piece < info.num_pieces()
-            && req.length > 0
-            && req.length <= BLOCK_SIZE
-            && req.begin as u64 + req.length as u64 <= info.piece_size(req.piece) as u64;
-        if !valid {
-            return Err(format!("invalid request {req:?}"));
-        }
-        let have = self.picker.have(req.piece);
-        let Some(peer) = self.peers.get_mut(&key) else {
-            return Ok(());
-        };
-        let queued = peer.upload_queue.len() + peer.pending_uploads;
-        if peer.am_choking || !have || queued >= OUR_REQQ {
-            if peer.fast {
-                self.send(key, Message::Reject(req));
-            }
-            return Ok(());
-        }
-        peer.upload_queue.push_back(req);
-        self.pump_uploads(key);
-        Ok(())
-    }
-
-    /// Starts disk reads for the peer's queued requests, a bounded number at a time.
-    fn pump_uploads(&mut self, key: PeerKey) {
-        loop {
-            let Some(peer) = self.peers.get_mut(&key) else {
-                return;
-            };
-            let in_writer = peer
-                .link
-                .piece_bytes
-                .load(std::sync::atomic::Ordering::Acquire);
-            if peer.pending_uploads >= MAX_PENDING_UPLOADS
-                || in_writer + peer.pending_uploads * BLOCK_SIZE as usize
-                    >= crate::connection::WRITER_PIECE_BYTES
-            {
-                return;
-            }
-            let Some(req) = peer.upload_queue.pop_front() else {
-                return;
-            };
-            peer.pending_uploads += 1;
-            peer.cancelled.remove(&req);
-            self.disk_inflight += 1;
-            let storage = self.ctx.storage.clone();
-            let tx = self.disk_tx.clone();
-            let job = move || {
-                let result = storage.read_block(req.piece, req.begin, req.length);
-                let _ = tx.send(DiskDone::Read {
-                    peer: key,
-                    req,
-                    result,
-                });
-            };
-            if self.ctx.pool.submit(job).is_err() {
-                self.fatal("the disk pool stopped".into());
-                return;
-            }
-        }
-    }
-
     fn on_piece(
         &mut self,
         key: PeerKey,
@@ -791,56 +732,6 @@ impl TorrentActor {
         };
         if self.ctx.pool.submit(job).is_err() {
             self.fatal("the disk pool stopped".into());
-        }
-    }
-
-    // ----- requests -----
-
-    fn fill_all_requests(&mut self) {
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for k in keys {
-            self.fill_requests(k);
-        }
-    }
-
-    /// Tops up the peer's queue of requests to its target depth.
-    fn fill_requests(&mut self, key: PeerKey) {
-        if self.disk_inflight >= MAX_DISK_INFLIGHT || self.fatal.is_some() {
-            return;
-        }
-        let now = self.now();
-        let Some(peer) = self.peers.get(&key) else {
-            return;
-        };
-        if peer.peer_choking || !peer.am_interested {
-            return;
-        }
-        let room = peer.queue_target().saturating_sub(peer.requests.len());
-        if room == 0 {
-            return;
-        }
-        let deadline = now + peer.rtt.timeout();
-        let blocks = self.picker.pick(key, room, now, deadline);
-        if blocks.is_empty() {
-            return;
-        }
-        let layout = *self.picker.layout();
-        let mut msgs = Vec::with_capacity(blocks.len());
-        if let Some(peer) = self.peers.get_mut(&key) {
-            if peer.requests.is_empty() {
-                peer.waiting_since = Some(now);
-            }
-            for b in blocks {
-                peer.requests.insert(b, now);
-                msgs.push(Message::Request(BlockRef {
-                    piece: b.piece,
-                    begin: b.offset(),
-                    length: layout.block_len(b),
-                }));
-            }
-        }
-        for m in msgs {
-            self.send(key, m);
         }
     }
 
@@ -942,56 +833,6 @@ impl TorrentActor {
             self.status.state = TorrentState::Seeding;
             self.flush_resume(true);
             self.publish_status();
-        }
-    }
-
-    fn on_hash_failed(&mut self, piece: u32, contributors: Vec<u64>, _last: PeerKey) {
-        self.status.hash_failures += 1;
-        let keys: Vec<PeerKey> = contributors.iter().map(|&c| c as PeerKey).collect();
-        let sole = keys.len() == 1;
-        let mut worst: Option<(u32, PeerKey)> = None;
-        let mut to_ban = Vec::new();
-        for &k in &keys {
-            let Some(p) = self.peers.get(&k) else {
-                continue;
-            };
-            let ip = p.addr.ip();
-            let points = self.ban_points.entry(ip).or_default();
-            *points += if sole { BAN_POINTS } else { 1 };
-            if *points >= BAN_POINTS {
-                to_ban.push(ip);
-            }
-            if worst.is_none_or(|(w, _)| *points > w) {
-                worst = Some((*points, k));
-            }
-        }
-        warn!(piece, ?contributors, "piece failed its hash check");
-        // Let the most suspected contributor alone fetch the piece again, to find the culprit.
-        let restrict = worst.map(|(_, k)| k).filter(|_| !sole);
-        if let Err(e) = self.picker.piece_failed(piece, restrict) {
-            warn!("picker: {e}");
-        }
-        for ip in to_ban {
-            self.ban(ip);
-        }
-        self.fill_all_requests();
-    }
-
-    fn ban(&mut self, ip: IpAddr) {
-        if self.book.is_banned(ip) {
-            return;
-        }
-        warn!(%ip, "banning peer: it sent data that failed the hash check");
-        self.book.ban(ip);
-        self.status.banned.push(ip);
-        let keys: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.addr.ip() == ip)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in keys {
-            self.disconnect(k, "banned");
         }
     }
 
@@ -1118,66 +959,6 @@ impl TorrentActor {
         self.dial_due();
         self.send_pex(now);
         self.publish_status();
-    }
-
-    /// BEP 11: tells each peer that speaks `ut_pex` which peers we are connected to (what changed
-    /// since the last message), at most once a minute.
-    fn send_pex(&mut self, now: Time) {
-        if self.ctx.meta.info.private {
-            return;
-        }
-        let connected: Vec<(PeerKey, SocketAddr)> = self
-            .peers
-            .iter()
-            .filter_map(|(k, p)| p.listen_addr().map(|a| (*k, a)))
-            .collect();
-        let mut out = Vec::new();
-        for (key, p) in self.peers.iter_mut() {
-            let Some(their_id) = p.extended.as_ref().and_then(|e| e.id_of("ut_pex")) else {
-                continue;
-            };
-            if now < p.next_pex_at {
-                continue;
-            }
-            p.next_pex_at = now + PEX_INTERVAL;
-            let current: std::collections::HashSet<SocketAddr> = connected
-                .iter()
-                .filter(|(k, _)| k != key)
-                .map(|(_, a)| *a)
-                .collect();
-            let msg = shoal_wire::PexMessage {
-                added: current
-                    .difference(&p.pex_sent)
-                    .copied()
-                    .take(shoal_wire::MAX_PEX_PEERS)
-                    .collect(),
-                dropped: p
-                    .pex_sent
-                    .difference(&current)
-                    .copied()
-                    .take(shoal_wire::MAX_PEX_PEERS)
-                    .collect(),
-            };
-            if msg.added.is_empty() && msg.dropped.is_empty() {
-                continue;
-            }
-            for a in &msg.added {
-                p.pex_sent.insert(*a);
-            }
-            for d in &msg.dropped {
-                p.pex_sent.remove(d);
-            }
-            out.push((
-                *key,
-                Message::Extended {
-                    id: their_id,
-                    payload: msg.encode(),
-                },
-            ));
-        }
-        for (k, m) in out {
-            self.send(k, m);
-        }
     }
 
     fn set_choke(&mut self, key: PeerKey, choke: bool) {
