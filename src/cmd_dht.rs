@@ -62,23 +62,16 @@ enum DhtCommand {
     },
 }
 
+/// The given nodes, or the public routers when none are given.
 async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
-    let hosts: Vec<String> = if hosts.is_empty() {
-        shoal_dht::DEFAULT_BOOTSTRAP
+    if hosts.is_empty() {
+        let routers: Vec<String> = shoal_dht::DEFAULT_BOOTSTRAP
             .iter()
             .map(|s| s.to_string())
-            .collect()
-    } else {
-        hosts.to_vec()
-    };
-    let mut out = Vec::new();
-    for h in &hosts {
-        match tokio::net::lookup_host(h.as_str()).await {
-            Ok(a) => out.extend(a.filter(|a| a.is_ipv4())),
-            Err(e) => eprintln!("warning: {h}: {e}"),
-        }
+            .collect();
+        return shoal_engine::session::resolve(&routers).await;
     }
-    out
+    shoal_engine::session::resolve(hosts).await
 }
 
 fn print(json: bool, value: serde_json::Value, text: String) {

@@ -211,7 +211,9 @@ async fn fetch_from(
         }
     };
     let pieces = size.div_ceil(METADATA_PIECE_SIZE as u64) as u32;
-    let mut info = Vec::with_capacity(size as usize);
+    // Grows as pieces really arrive: the announced size is the peer's word, not a reason to
+    // allocate up to 16 MiB per connection.
+    let mut info = Vec::new();
     for piece in 0..pieces {
         send(
             &mut stream,

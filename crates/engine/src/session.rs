@@ -262,7 +262,7 @@ impl Session {
             tiers: opts.trackers.clone(),
             config: opts.tracker_config.clone(),
         };
-        let actor = TorrentActor::new(ctx, tx.clone(), rx, status_tx);
+        let actor = TorrentActor::new(ctx, tx.clone(), rx, status_tx)?;
         let task = tokio::spawn(actor.run());
         let trackers = crate::tracker_source::spawn(
             tracker_source,
@@ -447,20 +447,27 @@ async fn save_dht_state(dht: &shoal_dht::driver::Dht, path: &std::path::Path) {
     match dht.save_state().await {
         Ok(state) => {
             let bytes = state.encode();
-            let tmp = path.with_extension("tmp");
-            let write = std::fs::create_dir_all(path.parent().unwrap_or(path))
-                .and_then(|_| std::fs::write(&tmp, bytes))
-                .and_then(|_| std::fs::rename(&tmp, path));
-            if let Err(e) = write {
-                warn!("cannot save DHT state to {}: {e}", path.display());
+            let path = path.to_path_buf();
+            // File I/O stays off the async workers.
+            let write = tokio::task::spawn_blocking(move || {
+                let tmp = path.with_extension("tmp");
+                std::fs::create_dir_all(path.parent().unwrap_or(&path))
+                    .and_then(|_| std::fs::write(&tmp, bytes))
+                    .and_then(|_| std::fs::rename(&tmp, &path))
+                    .map_err(|e| format!("cannot save DHT state to {}: {e}", path.display()))
+            })
+            .await;
+            if let Ok(Err(e)) = write {
+                warn!("{e}");
             }
         }
         Err(e) => warn!("cannot save DHT state: {e}"),
     }
 }
 
-/// Resolves `host:port` strings (names too), keeping IPv4 addresses.
-async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
+/// Resolves `host:port` strings (names too), keeping IPv4 addresses; names that do not resolve
+/// are logged and skipped.
+pub async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for h in hosts {
         match tokio::net::lookup_host(h.as_str()).await {

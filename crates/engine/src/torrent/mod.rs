@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::connection::{self, RateLimits};
-use crate::peer::{Peer, OUR_REQQ};
+use crate::peer::{Peer, MAX_PENDING_UPLOADS, OUR_REQQ};
 use crate::peer_book::PeerBook;
 use crate::status::{TorrentState, TorrentStatus};
 
@@ -192,16 +192,18 @@ impl TorrentActor {
         events_tx: mpsc::Sender<Event>,
         events_rx: mpsc::Receiver<Event>,
         status_tx: watch::Sender<TorrentStatus>,
-    ) -> Self {
+    ) -> Result<Self, crate::EngineError> {
         let info = &ctx.meta.info;
         let seed = rand::random();
+        // Metainfo validation makes this succeed; a torrent it somehow let through is an error
+        // for that torrent, not a panic.
         let mut picker = Picker::new(
             info.num_pieces(),
             info.piece_length,
             info.total_length,
             seed,
         )
-        .expect("a validated torrent has a valid layout");
+        .map_err(|e| crate::EngineError::Stopped(format!("invalid piece layout: {e}")))?;
         let wanted = wanted_pieces(info, ctx.wanted_files.as_deref());
         for (piece, w) in wanted.iter().enumerate() {
             if !w {
@@ -238,7 +240,7 @@ impl TorrentActor {
         };
         // Receivers see the real totals from the start, never an empty default.
         status_tx.send_replace(status.clone());
-        TorrentActor {
+        Ok(TorrentActor {
             choker: Choker::new(ChokerConfig::default(), rand::random()),
             choker_next: now,
             book,
@@ -261,7 +263,7 @@ impl TorrentActor {
             disk_tx,
             disk_rx,
             status_tx,
-        }
+        })
     }
 
     /// Runs until shutdown or a fatal storage error.
@@ -547,7 +549,9 @@ impl TorrentActor {
             Message::Cancel(req) => {
                 if let Some(pos) = peer.upload_queue.iter().position(|r| *r == req) {
                     peer.upload_queue.remove(pos);
-                } else if peer.pending_uploads > 0 {
+                } else if peer.pending_uploads > 0 && peer.cancelled.len() < MAX_PENDING_UPLOADS {
+                    // Only a read in flight can be cancelled, and at most that many are: a flood
+                    // of made-up cancels cannot grow the set.
                     peer.cancelled.insert(req);
                 }
             }
