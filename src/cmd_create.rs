@@ -7,8 +7,10 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use shoal_engine::events::{Created, JsonEvent};
 use shoal_metainfo::TorrentBuilder;
 
+use crate::output::{errln, outln};
 use crate::units::{human_bytes, parse_size};
 
 /// Arguments of `shoal create`.
@@ -119,29 +121,39 @@ pub fn run(args: &CreateArgs) -> anyhow::Result<()> {
             output.display()
         );
     }
-    // Write beside the target and rename, so a crash never leaves a half-written .torrent.
-    let tmp = output.with_extension("torrent.part");
-    std::fs::write(&tmp, &created.bytes)
+    // Write beside the target and rename, so a crash never leaves a half-written .torrent. The
+    // temporary name is new (`create_new`), so no file of the user's is ever overwritten by it.
+    let tmp = {
+        let mut name = output.as_os_str().to_owned();
+        name.push(format!(".{}.shoal-tmp", std::process::id()));
+        PathBuf::from(name)
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &created.bytes))
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &output).with_context(|| format!("cannot write {}", output.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, &output) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", output.display()));
+    }
 
     let magnet = m.magnet().to_string();
     if args.json {
-        let obj = serde_json::json!({
-            "event": "created",
-            "torrent": output.display().to_string(),
-            "info_hash": m.info_hash.to_hex(),
-            "name": m.info.name,
-            "total_size": m.info.total_length,
-            "piece_length": m.info.piece_length,
-            "num_pieces": m.info.num_pieces(),
-            "files": m.info.files.len(),
-            "magnet": magnet,
-            "seconds": seconds,
-        });
-        println!("{obj}");
+        crate::output::event(&JsonEvent::Created(Created {
+            torrent: output.display().to_string(),
+            info_hash: m.info_hash.to_hex(),
+            magnet: magnet.clone(),
+            name: m.info.name.clone(),
+            total_size: m.info.total_length,
+            piece_length: m.info.piece_length as u64,
+            num_pieces: m.info.num_pieces(),
+            files: m.info.files.len(),
+            seconds,
+        }));
     } else {
-        eprintln!(
+        errln!(
             "created {} ({}, {} files, {} pieces of {}) in {:.2}s, {:.0} MB/s",
             output.display(),
             human_bytes(m.info.total_length),
@@ -151,8 +163,8 @@ pub fn run(args: &CreateArgs) -> anyhow::Result<()> {
             seconds,
             m.info.total_length as f64 / seconds.max(1e-9) / 1e6,
         );
-        println!("info hash: {}", m.info_hash);
-        println!("magnet:    {magnet}");
+        outln!("info hash: {}", m.info_hash);
+        outln!("magnet:    {magnet}");
     }
     Ok(())
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use serde_json::json;
+use shoal_engine::events::JsonEvent;
+
+use crate::output::{self, outln};
 use shoal_core::Id20;
 use shoal_dht::driver::Dht;
 use shoal_dht::{DhtConfig, DhtState};
@@ -74,11 +76,11 @@ async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
     shoal_engine::session::resolve(hosts).await
 }
 
-fn print(json: bool, value: serde_json::Value, text: String) {
+fn print(json: bool, value: JsonEvent, text: String) {
     if json {
-        println!("{value}");
+        output::event(&value);
     } else {
-        println!("{text}");
+        outln!("{text}");
     }
 }
 
@@ -96,33 +98,39 @@ pub fn run(args: &DhtArgs) -> anyhow::Result<()> {
                 state,
                 json,
             } => {
-                let saved = state
-                    .as_ref()
-                    .and_then(|p| std::fs::read(p).ok())
-                    .and_then(|b| DhtState::decode(&b).ok());
+                // A --state file that holds something else is refused, never overwritten.
+                let saved = match state.as_ref().map(std::fs::read) {
+                    Some(Ok(b)) if !b.is_empty() => Some(DhtState::decode(&b).map_err(|e| {
+                        anyhow::anyhow!(
+                            "{} is not a DHT state file ({e}); give a new file",
+                            state.as_ref().map_or_else(String::new, |p| p.display().to_string())
+                        )
+                    })?),
+                    _ => None,
+                };
                 let dht = Dht::bind_with_state(*listen, DhtConfig::for_addr(listen), saved)
                     .await
                     .with_context(|| format!("cannot bind {listen}"))?;
                 let addr = dht.local_addr();
-                print(*json, json!({"event": "listening", "addr": addr.to_string()}), format!("DHT node listening on {addr} (UDP)"));
+                print(*json, JsonEvent::Listening { addr, proto: None }, format!("DHT node listening on {addr} (UDP)"));
                 if !bootstrap.is_empty() {
                     let n = dht.bootstrap(resolve(bootstrap).await).await?;
-                    print(*json, json!({"event": "bootstrapped", "nodes": n}), format!("joined: {n} nodes in the table"));
+                    print(*json, JsonEvent::Bootstrapped { nodes: n }, format!("joined: {n} nodes in the table"));
                 }
-                let stop = tokio::signal::ctrl_c();
+                let stop = crate::cmd_torrent::shutdown_signal();
                 tokio::pin!(stop);
                 loop {
                     tokio::select! {
                         _ = &mut stop => break,
                         _ = tokio::time::sleep(Duration::from_secs(5)) => {
                             let s = dht.status().await?;
-                            print(*json, json!({"event": "status", "id": s.id.to_hex(), "nodes": s.table_len, "lookups": s.lookups}),
+                            print(*json, JsonEvent::Status { id: s.id.to_hex(), nodes: s.table_len, lookups: s.lookups },
                                 format!("id {} nodes {} lookups {}", s.id, s.table_len, s.lookups));
                         }
                     }
                 }
                 if let Some(p) = state {
-                    std::fs::write(p, dht.save_state().await?.encode())
+                    shoal_storage::write_atomic(p, &dht.save_state().await?.encode())
                         .with_context(|| format!("cannot write {}", p.display()))?;
                 }
                 Ok(())
@@ -145,16 +153,16 @@ pub fn run(args: &DhtArgs) -> anyhow::Result<()> {
                 let mut count = 0;
                 while let Some(peer) = rx.recv().await {
                     count += 1;
-                    print(*json, json!({"event": "peer", "addr": peer.to_string()}), peer.to_string());
+                    print(*json, JsonEvent::Peer { addr: peer }, peer.to_string());
                 }
-                print(*json, json!({"event": "done", "peers": count}), format!("{count} peers found"));
+                print(*json, JsonEvent::Done { peers: count }, format!("{count} peers found"));
                 Ok(())
             }
             DhtCommand::Ping { addr, listen, json } => {
                 let dht = Dht::bind(*listen, DhtConfig::for_addr(listen)).await?;
                 match dht.ping(*addr).await? {
                     Some(id) => {
-                        print(*json, json!({"event": "pong", "addr": addr.to_string(), "id": id.to_hex()}), format!("{addr} answered: id {id}"));
+                        print(*json, JsonEvent::Pong { addr: *addr, id: id.to_hex() }, format!("{addr} answered: id {id}"));
                         Ok(())
                     }
                     None => bail!("{addr} did not answer"),

@@ -6,6 +6,7 @@ use clap::Args;
 use serde_json::json;
 use shoal_metainfo::{Magnet, Metainfo};
 
+use crate::output::outln;
 use crate::units::human_bytes;
 
 /// Arguments of `shoal info`.
@@ -36,19 +37,19 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
                 "select_only": m.select_only,
                 "magnet": m.to_string(),
             });
-            println!("{obj}");
+            outln!("{obj}");
         } else {
-            println!("magnet link (metadata is fetched from peers when downloading)");
-            println!("info hash: {}", m.info_hash);
-            println!(
+            outln!("magnet link (metadata is fetched from peers when downloading)");
+            outln!("info hash: {}", m.info_hash);
+            outln!(
                 "name:      {}",
                 m.display_name.as_deref().unwrap_or("(none)")
             );
             for t in &m.trackers {
-                println!("tracker:   {t}");
+                outln!("tracker:   {t}");
             }
             for p in &m.peers {
-                println!("peer:      {p}");
+                outln!("peer:      {p}");
             }
         }
         return Ok(());
@@ -87,45 +88,45 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
             "created_by": m.created_by,
             "magnet": m.magnet().to_string(),
         });
-        println!("{obj}");
+        outln!("{obj}");
         return Ok(());
     }
-    println!("name:         {}", i.name);
-    println!("info hash:    {}", m.info_hash);
-    println!(
+    outln!("name:         {}", i.name);
+    outln!("info hash:    {}", m.info_hash);
+    outln!(
         "size:         {} ({} bytes) in {} files",
         human_bytes(i.payload_length()),
         i.payload_length(),
         i.files.iter().filter(|f| !f.is_pad()).count()
     );
-    println!(
+    outln!(
         "pieces:       {} x {}",
         i.num_pieces(),
         human_bytes(i.piece_length as u64)
     );
-    println!("private:      {}", if i.private { "yes" } else { "no" });
+    outln!("private:      {}", if i.private { "yes" } else { "no" });
     if let Some(c) = &m.comment {
-        println!("comment:      {c}");
+        outln!("comment:      {c}");
     }
     if let Some(c) = &m.created_by {
-        println!("created by:   {c}");
+        outln!("created by:   {c}");
     }
     if let Some(d) = m.creation_date {
-        println!("created:      {d} (unix time)");
+        outln!("created:      {d} (unix time)");
     }
     for (n, tier) in m.trackers.iter().enumerate() {
-        println!("tracker tier {n}: {}", tier.join(" "));
+        outln!("tracker tier {n}: {}", tier.join(" "));
     }
     for (h, p) in &m.nodes {
-        println!("dht node:     {h}:{p}");
+        outln!("dht node:     {h}:{p}");
     }
     for u in &m.url_list {
-        println!("web seed:     {u}");
+        outln!("web seed:     {u}");
     }
-    println!("magnet:       {}", m.magnet());
-    println!("files:");
+    outln!("magnet:       {}", m.magnet());
+    outln!("files:");
     for f in i.files.iter().filter(|f| !f.is_pad()) {
-        println!("  {:>12}  {}", f.length, f.display_path());
+        outln!("  {:>12}  {}", f.length, f.display_path());
     }
     Ok(())
 }

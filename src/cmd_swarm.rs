@@ -12,9 +12,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::RngCore;
-use serde_json::{json, Value};
+use shoal_engine::events::{JsonEvent, LeecherSummary, SwarmSummary, Transfer};
 use shoal_metainfo::TorrentBuilder;
 
+use crate::output::{self, errln, outln};
 use crate::units::{human_bytes, parse_size};
 
 /// Arguments of `shoal swarm`.
@@ -26,7 +27,8 @@ pub struct SwarmArgs {
     /// Size of the shared file, e.g. `64MiB`.
     #[arg(long, default_value = "64MiB")]
     size: String,
-    /// Working folder (data, torrent, logs); default `./shoal-swarm`.
+    /// Working folder (data, torrent, logs); default `./shoal-swarm`. It must be new, empty, or
+    /// one an earlier `shoal swarm` made (only what that run made is replaced).
     #[arg(long, default_value = "shoal-swarm")]
     dir: PathBuf,
     /// Upload cap of the initial seeder, so leechers have a reason to trade (e.g. `16MiB`).
@@ -40,12 +42,91 @@ pub struct SwarmArgs {
     json: bool,
 }
 
+/// The file that marks a folder as made by `shoal swarm`.
+const MARKER: &str = ".shoal-swarm";
+
+/// Prepares the working folder without ever touching a user's files: a missing or empty folder
+/// is made ours; a folder with our marker has the previous run's entries (and only those)
+/// removed; anything else is refused.
+fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--dir {} is a file, not a folder", dir.display());
+    }
+    if dir.is_dir() {
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .filter_map(Result::ok);
+        let empty = entries.next().is_none();
+        if !empty {
+            if !dir.join(MARKER).is_file() {
+                bail!(
+                    "--dir {} is not empty and was not made by shoal swarm; give a new or empty folder",
+                    dir.display()
+                );
+            }
+            remove_previous_run(dir)?;
+        }
+    }
+    std::fs::create_dir_all(dir.join("seed"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(
+        dir.join(MARKER),
+        "made by `shoal swarm`; a later run may replace what it made here\n",
+    )
+    .with_context(|| format!("cannot write to {}", dir.display()))?;
+    Ok(())
+}
+
+/// Whether a name in the working folder is one `shoal swarm` makes.
+fn made_by_swarm(name: &str) -> bool {
+    let numbered = |prefix: &str, rest: &str| {
+        name.strip_prefix(prefix)
+            .and_then(|n| n.strip_suffix(rest))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    matches!(
+        name,
+        "seed" | "state" | "swarm.torrent" | "dht-node.log" | "seeder.log"
+    ) || numbered("leecher", "")
+        || numbered("leecher", ".log")
+}
+
+fn remove_previous_run(dir: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !made_by_swarm(name) {
+            continue;
+        }
+        let path = entry.path();
+        let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        result.with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// A child process whose JSON lines arrive on a channel; killed when dropped.
 struct Member {
     name: String,
     child: Child,
-    last: Value,
+    /// Its last event line (`None` before the first).
+    last: Option<JsonEvent>,
     done_at: Option<Duration>,
+}
+
+impl Member {
+    /// The transfer figures of its last progress-like line.
+    fn transfer(&self) -> Transfer {
+        self.last
+            .as_ref()
+            .and_then(JsonEvent::transfer)
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for Member {
@@ -59,7 +140,7 @@ fn spawn(
     name: &str,
     args: &[String],
     dir: &Path,
-    tx: &mpsc::Sender<(usize, Value)>,
+    tx: &mpsc::Sender<(usize, JsonEvent)>,
     index: usize,
 ) -> anyhow::Result<Member> {
     let exe = std::env::current_exe().context("cannot find the shoal executable")?;
@@ -76,34 +157,43 @@ fn spawn(
     let tx = tx.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if tx.send((index, v)).is_err() {
-                    return;
+            match serde_json::from_str::<JsonEvent>(&line) {
+                Ok(ev) => {
+                    if tx.send((index, ev)).is_err() {
+                        return;
+                    }
                 }
+                Err(e) => tracing::warn!("unexpected line from a swarm member ({e}): {line}"),
             }
         }
     });
     Ok(Member {
         name: name.to_string(),
         child,
-        last: Value::Null,
+        last: None,
         done_at: None,
     })
 }
 
+/// Waits for member `index` to print `listening` (or `dht`) and returns the address.
 fn wait_addr(
-    rx: &mpsc::Receiver<(usize, Value)>,
+    rx: &mpsc::Receiver<(usize, JsonEvent)>,
     members: &mut [Member],
     index: usize,
     event: &str,
 ) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok((i, v)) = rx.recv_timeout(Duration::from_millis(100)) {
-            if i == index && v["event"] == event {
-                return Ok(v["addr"].as_str().unwrap_or_default().to_string());
+        if let Ok((i, ev)) = rx.recv_timeout(Duration::from_millis(100)) {
+            if i == index && ev.name() == event {
+                match ev {
+                    JsonEvent::Listening { addr, .. } | JsonEvent::Dht { addr } => {
+                        return Ok(addr.to_string())
+                    }
+                    _ => {}
+                }
             }
-            members[i].last = v;
+            members[i].last = Some(ev);
         }
     }
     bail!("{} did not start (see its log)", members[index].name)
@@ -126,9 +216,7 @@ pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
     );
     parse_size(&args.seed_rate).map_err(anyhow::Error::msg)?;
     let dir = &args.dir;
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir.join("seed"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    prepare_dir(dir)?;
     let data = dir.join("seed").join("swarm.bin");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&data)?);
@@ -146,7 +234,7 @@ pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
     let torrent = dir.join("swarm.torrent");
     std::fs::write(&torrent, &created.bytes)?;
     let t = torrent.to_string_lossy().to_string();
-    eprintln!(
+    errln!(
         "swarm: {} ({}), info-hash {}, 1 seeder + {} leechers, DHT only",
         data.display(),
         human_bytes(size),
@@ -246,42 +334,38 @@ pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
                 dir.display()
             );
         }
-        if let Ok((i, v)) = rx.recv_timeout(Duration::from_millis(100)) {
-            if v["event"] == "error" {
-                bail!("{}: {}", members[i].name, v["message"]);
+        if let Ok((i, ev)) = rx.recv_timeout(Duration::from_millis(100)) {
+            if let JsonEvent::Error { message } = &ev {
+                bail!("{}: {message}", members[i].name);
             }
-            if i >= 2
-                && members[i].done_at.is_none()
-                && v["total"].as_u64() > Some(0)
-                && v["downloaded"] == v["total"]
-            {
-                members[i].done_at = Some(start.elapsed());
+            if let Some(t) = ev.transfer() {
+                // A leecher is done at its `complete` line (or a progress line at 100 %).
+                if i >= 2
+                    && members[i].done_at.is_none()
+                    && (matches!(ev, JsonEvent::Complete(_)) || t.is_complete())
+                {
+                    members[i].done_at = Some(start.elapsed());
+                }
+                if let Some(bar) = &bars[i] {
+                    bar.set_position(t.downloaded);
+                    bar.set_message(format!(
+                        "down {}/s up {}/s peers {} sent {}",
+                        human_bytes(t.down_rate),
+                        human_bytes(t.up_rate),
+                        t.peers,
+                        human_bytes(t.uploaded),
+                    ));
+                }
             }
-            if let Some(bar) = &bars[i] {
-                bar.set_position(v["downloaded"].as_u64().unwrap_or(0));
-                bar.set_message(format!(
-                    "down {}/s up {}/s peers {} sent {}",
-                    human_bytes(v["down_rate"].as_u64().unwrap_or(0)),
-                    human_bytes(v["up_rate"].as_u64().unwrap_or(0)),
-                    v["peers"],
-                    human_bytes(v["uploaded"].as_u64().unwrap_or(0)),
-                ));
-            }
-            members[i].last = v;
+            members[i].last = Some(ev);
         }
         if multi.is_none() && !args.json && last_print.elapsed() >= Duration::from_secs(2) {
             last_print = Instant::now();
             let line: Vec<String> = members[2..]
                 .iter()
-                .map(|m| {
-                    format!(
-                        "{} {:>3}%",
-                        m.name,
-                        m.last["downloaded"].as_u64().unwrap_or(0) * 100 / size
-                    )
-                })
+                .map(|m| format!("{} {:>3}%", m.name, m.transfer().downloaded * 100 / size))
                 .collect();
-            eprintln!(
+            errln!(
                 "{:>6.1}s  {}",
                 start.elapsed().as_secs_f64(),
                 line.join("  ")
@@ -298,68 +382,96 @@ pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
     // Collect the final lines (their `stopped` events carry the totals).
     let stop_deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < stop_deadline
-        && members[1..].iter().any(|m| m.last["event"] != "stopped")
+        && members[1..]
+            .iter()
+            .any(|m| !matches!(m.last, Some(JsonEvent::Stopped(_))))
     {
-        if let Ok((i, v)) = rx.recv_timeout(Duration::from_millis(100)) {
-            members[i].last = v;
+        if let Ok((i, ev)) = rx.recv_timeout(Duration::from_millis(100)) {
+            members[i].last = Some(ev);
         }
     }
     for b in bars.iter().flatten() {
         b.finish();
     }
-    let seeder_up = members[1].last["uploaded"].as_u64().unwrap_or(0);
-    let leechers: Vec<Value> = members[2..]
+    let seeder_up = members[1].transfer().uploaded;
+    let per_leecher: Vec<LeecherSummary> = members[2..]
         .iter()
         .map(|m| {
-            json!({
-                "name": m.name,
-                "seconds": m.done_at.map(|d| d.as_secs_f64()),
-                "received": m.last["received"],
-                "uploaded": m.last["uploaded"],
-            })
+            let t = m.transfer();
+            LeecherSummary {
+                name: m.name.clone(),
+                seconds: m.done_at.map(|d| d.as_secs_f64()),
+                received: t.received,
+                uploaded: t.uploaded,
+            }
         })
         .collect();
-    let leecher_up: u64 = leechers
-        .iter()
-        .map(|l| l["uploaded"].as_u64().unwrap_or(0))
-        .sum();
-    let summary = json!({
-        "event": "summary",
-        "size": size,
-        "leechers": args.leechers,
-        "seconds": total_time.as_secs_f64(),
-        "seeder_uploaded": seeder_up,
-        "seeder_copies": seeder_up as f64 / size as f64,
-        "leechers_uploaded": leecher_up,
-        "leecher_share": leecher_up as f64 / (leecher_up + seeder_up).max(1) as f64,
-        "per_leecher": leechers,
-    });
+    let leecher_up: u64 = per_leecher.iter().map(|l| l.uploaded).sum();
+    let summary = SwarmSummary {
+        size,
+        leechers: args.leechers,
+        seconds: total_time.as_secs_f64(),
+        seeder_uploaded: seeder_up,
+        seeder_copies: seeder_up as f64 / size as f64,
+        leechers_uploaded: leecher_up,
+        leecher_share: leecher_up as f64 / (leecher_up + seeder_up).max(1) as f64,
+        per_leecher,
+    };
     if args.json {
-        println!("{summary}");
+        output::event(&JsonEvent::Summary(summary));
     } else {
-        println!(
+        outln!(
             "all {} leechers complete in {:.1} s ({} each)",
             args.leechers,
             total_time.as_secs_f64(),
             human_bytes(size)
         );
-        println!(
+        outln!(
             "the seeder uploaded {} ({:.2} copies); leechers uploaded {} to each other ({:.0} % of all data moved)",
             human_bytes(seeder_up),
-            seeder_up as f64 / size as f64,
+            summary.seeder_copies,
             human_bytes(leecher_up),
-            summary["leecher_share"].as_f64().unwrap_or(0.0) * 100.0
+            summary.leecher_share * 100.0
         );
-        for l in &leechers {
-            println!(
+        for l in &summary.per_leecher {
+            outln!(
                 "  {:<10} done at {:>6.1} s, received {}, uploaded {}",
-                l["name"].as_str().unwrap_or(""),
-                l["seconds"].as_f64().unwrap_or(0.0),
-                human_bytes(l["received"].as_u64().unwrap_or(0)),
-                human_bytes(l["uploaded"].as_u64().unwrap_or(0)),
+                l.name,
+                l.seconds.unwrap_or(0.0),
+                human_bytes(l.received),
+                human_bytes(l.uploaded),
             );
         }
-        println!("data, torrent and logs: {}", dir.display());
+        outln!("data, torrent and logs: {}", dir.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_a_swarm_makes_are_its_own() {
+        for ours in [
+            "seed",
+            "state",
+            "swarm.torrent",
+            "leecher1",
+            "leecher12.log",
+            "seeder.log",
+        ] {
+            assert!(made_by_swarm(ours), "{ours}");
+        }
+        for theirs in [
+            "leecher",
+            "leecherx",
+            "leecher1.txt",
+            "notes.txt",
+            ".ssh",
+            "Documents",
+        ] {
+            assert!(!made_by_swarm(theirs), "{theirs}");
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use serde_json::json;
+use shoal_engine::events::JsonEvent;
 use shoal_engine::{
     DhtSettings, ResumeLocation, Session, SessionConfig, TierConfig, TorrentOptions, TorrentState,
 };
@@ -128,7 +128,8 @@ fn state_dir() -> ResumeLocation {
     }
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C, SIGTERM, or stdout closed by its reader: each stops the torrent cleanly.
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -139,11 +140,15 @@ async fn shutdown_signal() {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
+            _ = crate::output::stdout_gone() => {},
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = crate::output::stdout_gone() => {},
+        }
     }
 }
 
@@ -173,9 +178,12 @@ async fn run_torrent(
 ) -> anyhow::Result<Ending> {
     let mut reporter = Reporter::new(net.json, if seed_only { "seeding" } else { "downloading" });
     let session = Session::bind(session_config(net)?).await?;
-    reporter.json_line(json!({"event": "listening", "addr": session.local_addr().to_string()}));
+    reporter.event(&JsonEvent::Listening {
+        addr: session.local_addr(),
+        proto: None,
+    });
     if let Some(dht) = session.dht_addr() {
-        reporter.json_line(json!({"event": "dht", "addr": dht.to_string()}));
+        reporter.event(&JsonEvent::Dht { addr: dht });
         reporter.note(&format!("DHT node on {dht} (UDP)"));
     }
     let mut peers = net.peers.clone();
@@ -199,7 +207,10 @@ async fn run_torrent(
             let meta = session
                 .fetch_metadata(&magnet, peers.clone(), METADATA_DEADLINE)
                 .await?;
-            reporter.json_line(json!({"event": "metadata", "info_hash": meta.info_hash.to_hex(), "name": meta.info.name}));
+            reporter.event(&JsonEvent::Metadata {
+                info_hash: meta.info_hash.to_hex(),
+                name: meta.info.name.clone(),
+            });
             meta
         }
     };
@@ -253,35 +264,63 @@ async fn run_torrent(
         },
         wanted_files,
     };
+    let info_hash = meta.info_hash;
     let handle = session.add_torrent(meta, opts, |_, _| {}).await?;
     let mut status_rx = handle.status.clone();
+    {
+        let s = status_rx.borrow();
+        reporter.event(&JsonEvent::Ready {
+            info_hash: info_hash.to_hex(),
+            pieces: s.pieces_have,
+            pieces_total: s.pieces_total,
+        });
+    }
     let signal = shutdown_signal();
     tokio::pin!(signal);
+    // Progress lines come from this timer, not from the torrent's status updates, so they keep
+    // their once-a-second pace however busy the torrent is.
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A seeder never "completes"; a download whose data is already complete does, at once.
+    let mut completed = seed_only;
     let ending = loop {
-        let s = status_rx.borrow_and_update().clone();
-        reporter.update(&s);
-        match &s.state {
-            TorrentState::Error(e) => break Ending::Failed(e.clone()),
-            TorrentState::Seeding if !seed_only && !keep_seeding => break Ending::Complete,
-            _ => {}
-        }
         tokio::select! {
             changed = status_rx.changed() => if changed.is_err() { break Ending::Failed("the torrent stopped".into()) },
+            _ = ticker.tick() => reporter.progress_line(&status_rx.borrow()),
             _ = &mut signal => break Ending::Interrupted,
+        }
+        let s = status_rx.borrow_and_update().clone();
+        reporter.update(&s);
+        if let TorrentState::Error(e) = &s.state {
+            break Ending::Failed(e.clone());
+        }
+        if !completed && s.is_complete() {
+            // Reported the moment the last wanted piece verifies, before any shutdown work.
+            completed = true;
+            reporter.complete(&s);
+            if !keep_seeding {
+                break Ending::Complete;
+            }
         }
     };
     let last = handle.shutdown().await;
     session.save_dht_state().await;
     match &ending {
-        Ending::Complete => reporter.finish("complete", &last),
-        Ending::Interrupted if seed_only || last.is_complete() => reporter.finish("stopped", &last),
-        Ending::Interrupted => reporter.finish("interrupted", &last),
+        Ending::Complete => reporter.finish(None, &last),
+        Ending::Interrupted if seed_only || last.is_complete() => {
+            reporter.finish(Some(JsonEvent::Stopped), &last)
+        }
+        Ending::Interrupted => reporter.finish(Some(JsonEvent::Interrupted), &last),
         Ending::Failed(e) => {
-            reporter.json_line(json!({"event": "error", "message": e}));
+            reporter.finish(None, &last);
+            reporter.event(&JsonEvent::Error { message: e.clone() });
         }
     }
     Ok(ending)
 }
+
+/// How often `--json` prints a `progress` line.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

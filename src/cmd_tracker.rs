@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use shoal_core::Id20;
+use shoal_engine::events::{JsonEvent, Transfer};
 use shoal_tracker::{RunningTracker, ServerConfig, SwarmConfig};
+
+use crate::output::{self, errln};
 
 /// Arguments of `shoal tracker`.
 #[derive(Args, Debug)]
@@ -79,23 +82,29 @@ pub fn run(args: &TrackerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {listen}"))?;
         let http = tracker.http_addr().context("no HTTP address")?;
         if args.json {
-            println!("{{\"event\":\"listening\",\"addr\":\"{http}\"}}");
+            output::event(&JsonEvent::Listening {
+                addr: http,
+                proto: None,
+            });
             if let Some(u) = tracker.udp_addr() {
-                println!("{{\"event\":\"listening\",\"addr\":\"{u}\",\"proto\":\"udp\"}}");
+                output::event(&JsonEvent::Listening {
+                    addr: u,
+                    proto: Some("udp".into()),
+                });
             }
         } else {
-            eprintln!("tracker listening on http://{http}/announce");
+            errln!("tracker listening on http://{http}/announce");
             if let Some(u) = tracker.udp_addr() {
-                eprintln!("tracker listening on udp://{u}/announce");
+                errln!("tracker listening on udp://{u}/announce");
             }
-            eprintln!("press Ctrl-C to stop");
+            errln!("press Ctrl-C to stop");
         }
-        wait_for_shutdown().await?;
+        crate::cmd_torrent::shutdown_signal().await;
         tracker.shutdown().await;
         if args.json {
-            println!("{{\"event\":\"stopped\"}}");
+            output::event(&JsonEvent::Stopped(Transfer::default()));
         } else {
-            eprintln!("tracker stopped");
+            errln!("tracker stopped");
         }
         anyhow::Ok(())
     })
@@ -112,22 +121,4 @@ fn port_free_for_both(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
         }
     }
     anyhow::bail!("found no port free for both TCP and UDP on {}", addr.ip())
-}
-
-/// Waits for Ctrl-C, or SIGTERM on Unix.
-async fn wait_for_shutdown() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    Ok(())
 }

@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shoal_metainfo::Metainfo;
 use shoal_storage::{resolve_save_path, RecheckOptions, RecheckProgress};
 
+use crate::output::outln;
 use crate::units::human_bytes;
 
 /// Arguments of `shoal verify`.
@@ -113,11 +114,11 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
             "bytes_checked": report.bytes_read,
             "seconds": seconds,
         });
-        println!("{out}");
+        outln!("{out}");
         return Ok(());
     }
     let rate = report.bytes_read as f64 / seconds.max(1e-9);
-    println!(
+    outln!(
         "{}: {valid}/{total} pieces valid, {} bad, {} missing ({} checked in {seconds:.2} s, {}/s)",
         data.display(),
         report.bad.len(),
@@ -133,7 +134,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
         } else {
             String::new()
         };
-        println!("bad pieces: {}{tail}", shown.join(", "));
+        outln!("bad pieces: {}{tail}", shown.join(", "));
     }
     Ok(())
 }

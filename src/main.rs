@@ -7,12 +7,15 @@ mod cmd_swarm;
 mod cmd_torrent;
 mod cmd_tracker;
 mod cmd_verify;
+mod output;
 mod progress;
 mod units;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::output::errln;
 
 /// shoal: a BitTorrent client.
 #[derive(Parser, Debug)]
@@ -60,6 +63,7 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    output::install_panic_hook();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match &cli.command {
@@ -74,6 +78,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout left (`shoal … | head`): end quietly, as coreutils do.
+        Err(_) if output::stdout_closed() => ExitCode::FAILURE,
         Err(e) => {
             // One clear line: the error and those of its causes it does not already quote.
             let mut line = e.to_string();
@@ -83,7 +89,7 @@ fn main() -> ExitCode {
                     line = format!("{line}: {text}");
                 }
             }
-            eprintln!("error: {line}");
+            errln!("error: {line}");
             ExitCode::FAILURE
         }
     }

@@ -1,19 +1,18 @@
 //! The live progress display of `seed` and `download`: a bar on a terminal, or JSON lines.
 
 use std::io::IsTerminal;
-use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use shoal_engine::events::{JsonEvent, Transfer};
 use shoal_engine::TorrentStatus;
 
+use crate::output::{self, errln};
 use crate::units::human_bytes;
 
 /// Reports a torrent's progress on stderr (terminal) or stdout (`--json`).
 pub struct Reporter {
     json: bool,
     bar: Option<ProgressBar>,
-    last_json: Option<Instant>,
     label: &'static str,
 }
 
@@ -30,21 +29,13 @@ impl Reporter {
             bar.set_prefix(label);
             bar
         });
-        Reporter {
-            json,
-            bar,
-            last_json: None,
-            label,
-        }
+        Reporter { json, bar, label }
     }
 
-    /// Prints one JSON line on stdout (and flushes it, so scripts see it at once).
-    pub fn json_line(&self, value: serde_json::Value) {
+    /// Prints one event line on stdout (with `--json` only).
+    pub fn event(&self, ev: &JsonEvent) {
         if self.json {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{value}");
-            let _ = out.flush();
+            output::event(ev);
         }
     }
 
@@ -52,81 +43,80 @@ impl Reporter {
     pub fn note(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(text),
-            None if !self.json => eprintln!("{text}"),
+            None if !self.json => errln!("{text}"),
             None => {}
         }
     }
 
-    fn fields(s: &TorrentStatus) -> serde_json::Value {
-        json!({
-            "downloaded": s.verified_bytes,
-            "uploaded": s.uploaded,
-            "received": s.downloaded,
-            "total": s.total_bytes,
-            "peers": s.peers,
-            "down_rate": s.down_rate.round() as u64,
-            "up_rate": s.up_rate.round() as u64,
-            "pieces": s.pieces_have,
-            "pieces_total": s.pieces_total,
-            "hash_failures": s.hash_failures,
-            "banned": s.banned.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
-            "trackers": s.trackers.iter().map(|t| json!({
-                "url": t.url, "ok": t.ok, "message": t.message, "peers": t.peers,
-            })).collect::<Vec<_>>(),
-        })
+    /// Shows a status snapshot on the bar (as often as it changes).
+    pub fn update(&mut self, s: &TorrentStatus) {
+        let Some(bar) = &self.bar else { return };
+        bar.set_length(s.total_bytes);
+        bar.set_position(s.verified_bytes);
+        let eta = if s.down_rate > 1.0 && s.verified_bytes < s.total_bytes {
+            format!(
+                " eta {}s",
+                ((s.total_bytes - s.verified_bytes) as f64 / s.down_rate) as u64
+            )
+        } else {
+            String::new()
+        };
+        let trackers = if s.trackers.is_empty() {
+            String::new()
+        } else {
+            let ok = s.trackers.iter().filter(|t| t.ok).count();
+            format!(" trackers {ok}/{} ok", s.trackers.len())
+        };
+        bar.set_message(format!(
+            "down {}/s up {}/s peers {} uploaded {}{trackers}{eta}",
+            human_bytes(s.down_rate as u64),
+            human_bytes(s.up_rate as u64),
+            s.peers,
+            human_bytes(s.uploaded),
+        ));
     }
 
-    /// Shows a status snapshot; JSON lines at most once a second.
-    pub fn update(&mut self, s: &TorrentStatus) {
+    /// The periodic `progress` line (the caller's one-second timer decides when).
+    pub fn progress_line(&self, s: &TorrentStatus) {
+        self.event(&JsonEvent::Progress(Transfer::from(s)));
+    }
+
+    /// The moment every wanted piece is verified: the bar shows 100 % and `complete` is printed.
+    pub fn complete(&mut self, s: &TorrentStatus) {
         if let Some(bar) = &self.bar {
             bar.set_length(s.total_bytes);
-            bar.set_position(s.verified_bytes);
-            let eta = if s.down_rate > 1.0 && s.verified_bytes < s.total_bytes {
-                format!(
-                    " eta {}s",
-                    ((s.total_bytes - s.verified_bytes) as f64 / s.down_rate) as u64
-                )
-            } else {
-                String::new()
-            };
-            let trackers = if s.trackers.is_empty() {
-                String::new()
-            } else {
-                let ok = s.trackers.iter().filter(|t| t.ok).count();
-                format!(" trackers {ok}/{} ok", s.trackers.len())
-            };
-            bar.set_message(format!(
-                "down {}/s up {}/s peers {} uploaded {}{trackers}{eta}",
-                human_bytes(s.down_rate as u64),
-                human_bytes(s.up_rate as u64),
-                s.peers,
-                human_bytes(s.uploaded),
-            ));
+            bar.set_position(s.total_bytes);
         }
-        if self.json
-            && self
-                .last_json
-                .is_none_or(|t| t.elapsed().as_millis() >= 1000)
-        {
-            self.last_json = Some(Instant::now());
-            let mut v = Self::fields(s);
-            v["event"] = json!("progress");
-            self.json_line(v);
+        self.event(&JsonEvent::Complete(Transfer::from(s)));
+        if let Some(bar) = &self.bar {
+            bar.println(format!(
+                "{}: complete: {} verified",
+                self.label,
+                human_bytes(s.verified_bytes)
+            ));
+        } else if !self.json {
+            errln!(
+                "{}: complete: {} verified",
+                self.label,
+                human_bytes(s.verified_bytes)
+            );
         }
     }
 
-    /// Final line: `complete` (or the given event) with the last status.
-    pub fn finish(&mut self, event: &str, s: &TorrentStatus) {
+    /// The final line: `stopped` or `interrupted` with the last status (`complete` was printed
+    /// when it happened, so a finished download only clears the bar).
+    pub fn finish(&mut self, ending: Option<fn(Transfer) -> JsonEvent>, s: &TorrentStatus) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let mut v = Self::fields(s);
-        v["event"] = json!(event);
-        self.json_line(v);
+        let Some(make) = ending else { return };
+        let ev = make(Transfer::from(s));
+        self.event(&ev);
         if !self.json {
-            eprintln!(
-                "{}: {event}: {} of {} verified, {} uploaded",
+            errln!(
+                "{}: {}: {} of {} verified, {} uploaded",
                 self.label,
+                ev.name(),
                 human_bytes(s.verified_bytes),
                 human_bytes(s.total_bytes),
                 human_bytes(s.uploaded)

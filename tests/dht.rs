@@ -14,7 +14,7 @@ const LONG: Duration = Duration::from_secs(120);
 fn dht_node(dir: &Path) -> (Proc, String) {
     let mut cmd = shoal();
     cmd.args(["dht", "node", "--listen", "127.0.0.1:0", "--json"]);
-    let mut p = Proc::spawn(cmd, "dht-node", dir);
+    let mut p = Proc::spawn_shoal(cmd, "dht-node", dir);
     let addr = p.listening_addr();
     (p, addr)
 }

@@ -88,7 +88,7 @@ fn magnet_download_from_a_shoal_seeder() {
         "--json",
         "--no-dht",
     ]);
-    let mut dl = Proc::spawn(cmd, "dl", &dir);
+    let mut dl = Proc::spawn_shoal(cmd, "dl", &dir);
     let meta = dl.wait_event("metadata", LONG);
     assert_eq!(meta["name"], "m.bin");
     dl.wait_event("complete", LONG);
@@ -167,7 +167,7 @@ fn peer_with_corrupt_metadata_is_dropped_and_download_completes() {
         "--no-dht",
     ])
     .env("XDG_STATE_HOME", dir.join("seed-state"));
-    let mut seed = Proc::spawn(cmd, "seed", &dir);
+    let mut seed = Proc::spawn_shoal(cmd, "seed", &dir);
     seed.listening_addr();
     dl.wait_event("metadata", LONG);
     dl.wait_event("complete", LONG);

@@ -132,6 +132,11 @@ fn start_opentracker(dir: &Path, hashes: &[String]) -> OpenTracker {
 
 /// A raw HTTP scrape: the number after `8:completei` for our hash.
 fn scrape_complete(port: u16, hash_hex: &str) -> Option<u64> {
+    scrape(port, hash_hex).map(|(complete, _, _)| complete)
+}
+
+/// A raw HTTP scrape of our hash: (complete, downloaded, incomplete).
+fn scrape(port: u16, hash_hex: &str) -> Option<(u64, u64, u64)> {
     let enc: String = (0..20)
         .map(|i| format!("%{}", &hash_hex[2 * i..2 * i + 2]))
         .collect();
@@ -144,8 +149,48 @@ fn scrape_complete(port: u16, hash_hex: &str) -> Option<u64> {
     let mut body = Vec::new();
     s.read_to_end(&mut body).ok()?;
     let text = String::from_utf8_lossy(&body);
-    let n = text.split("8:completei").nth(1)?.split('e').next()?;
-    n.parse().ok()
+    let field =
+        |key: &str| -> Option<u64> { text.split(key).nth(1)?.split('e').next()?.parse().ok() };
+    Some((
+        field("8:completei")?,
+        field("10:downloadedi")?,
+        field("10:incompletei")?,
+    ))
+}
+
+#[test]
+fn completion_is_reported_when_it_happens_and_exit_waits_only_for_stopped() {
+    let dir = scratch("tracker_event_order");
+    let (_tracker, port) = shoal_tracker(false, "tracker", &dir);
+    let url = format!("http://127.0.0.1:{port}/announce");
+    let (torrent, data) = make_torrent_with_trackers(&dir, "o.bin", (1 << 20) + 7, &[url]);
+    let hash = info_hash(&torrent);
+    let mut seed = shoal_seed(&torrent, &data, "127.0.0.2", &[], "seed", &dir);
+    seed.listening_addr();
+    seed.wait_for(LONG, trackers_ok);
+    let out = dir.join("dl");
+    let mut dl = shoal_download(&torrent, &out, "127.0.0.3", &[], &["--no-dht"], "dl", &dir);
+    assert_eq!(dl.wait_exit(LONG), Some(0));
+    assert!(same_bytes(&data, &out.join("o.bin")));
+    // The lines, in order: listening, ready, progress..., complete, and nothing after.
+    let names: Vec<&str> = dl
+        .seen
+        .iter()
+        .map(|v| v["event"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names.first(), Some(&"listening"), "{names:?}");
+    assert_eq!(names.get(1), Some(&"ready"), "{names:?}");
+    assert_eq!(names.last(), Some(&"complete"), "{names:?}");
+    assert!(
+        names[2..names.len() - 1].iter().all(|n| *n == "progress"),
+        "{names:?}"
+    );
+    let complete = dl.last_event("complete").unwrap();
+    assert_eq!(complete["downloaded"], complete["total"]);
+    assert_eq!(complete["pieces"], complete["pieces_total"]);
+    // Before it exited, the tracker heard `completed` and then `stopped`: one completed
+    // download, and only the seeder left in the swarm.
+    assert_eq!(scrape(port, &hash), Some((1, 1, 0)));
 }
 
 #[test]

@@ -67,9 +67,14 @@ pub fn repo_root() -> PathBuf {
 }
 
 use std::io::{BufRead, BufReader};
+
+use shoal_engine::events::JsonEvent;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// Marks a line that does not parse as a [`JsonEvent`].
+const CONTRACT_VIOLATION: &str = "test-support: contract violation";
 
 /// A running process (shoal or a libtorrent peer) whose stdout JSON lines are collected; killed
 /// when dropped.
@@ -83,7 +88,17 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `cmd` with stdout piped (stderr goes to a file in `log_dir`).
-    pub fn spawn(mut cmd: Command, name: &str, log_dir: &Path) -> Proc {
+    pub fn spawn(cmd: Command, name: &str, log_dir: &Path) -> Proc {
+        Self::spawn_inner(cmd, name, log_dir, false)
+    }
+
+    /// Starts shoal: as [`Proc::spawn`], and every line must follow the `--json` contract
+    /// (`shoal_engine::events::JsonEvent`); a line that does not fails the test when seen.
+    pub fn spawn_shoal(cmd: Command, name: &str, log_dir: &Path) -> Proc {
+        Self::spawn_inner(cmd, name, log_dir, true)
+    }
+
+    fn spawn_inner(mut cmd: Command, name: &str, log_dir: &Path, typed: bool) -> Proc {
         let err = std::fs::File::create(log_dir.join(format!("{name}.stderr"))).expect("log file");
         cmd.stdout(Stdio::piped()).stderr(err).stdin(Stdio::null());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
@@ -92,6 +107,14 @@ impl Proc {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
+                if typed {
+                    if let Err(e) = serde_json::from_str::<JsonEvent>(&line) {
+                        let _ = tx.send(serde_json::json!({
+                            "event": CONTRACT_VIOLATION, "line": line, "error": e.to_string(),
+                        }));
+                        continue;
+                    }
+                }
                 if let Ok(v) = serde_json::from_str(&line) {
                     if tx.send(v).is_err() {
                         return;
@@ -118,6 +141,11 @@ impl Proc {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(v) => {
+                    assert!(
+                        v["event"] != CONTRACT_VIOLATION,
+                        "{}: a line breaks the --json contract: {v}",
+                        self.name
+                    );
                     self.seen.push(v.clone());
                     if pred(&v) {
                         return v;
@@ -157,6 +185,14 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("{}: did not exit within {timeout:?}", self.name);
+    }
+
+    /// Every line seen so far, typed (for shoal processes).
+    pub fn events(&self) -> Vec<JsonEvent> {
+        self.seen
+            .iter()
+            .filter_map(|v| serde_json::from_value(v.clone()).ok())
+            .collect()
     }
 
     /// The last line with `{"event": event}` seen so far.
@@ -210,7 +246,7 @@ pub fn shoal_seed(
         .args(no_dht_unless_asked(extra))
         .args(extra)
         .env("XDG_STATE_HOME", logs.join(format!("{name}-state")));
-    Proc::spawn(cmd, name, logs)
+    Proc::spawn_shoal(cmd, name, logs)
 }
 
 /// `shoal download TORRENT -o OUT --listen IP:0 --json --peer …` plus `extra`.
@@ -235,7 +271,7 @@ pub fn shoal_download(
     for p in peers {
         cmd.args(["--peer", p]);
     }
-    Proc::spawn(cmd, name, logs)
+    Proc::spawn_shoal(cmd, name, logs)
 }
 
 /// A libtorrent peer (tests/interop/lt_peer.py).
@@ -299,7 +335,7 @@ pub fn shoal_tracker(udp: bool, name: &str, logs: &Path) -> (Proc, u16) {
     if udp {
         cmd.arg("--udp");
     }
-    let mut p = Proc::spawn(cmd, name, logs);
+    let mut p = Proc::spawn_shoal(cmd, name, logs);
     let addr = p.listening_addr();
     let port = addr
         .rsplit(':')

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod connection;
 pub mod dht_source;
 mod error;
+pub mod events;
 pub mod metadata;
 pub mod peer;
 pub mod peer_book;

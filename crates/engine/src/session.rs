@@ -96,10 +96,42 @@ struct Shared {
     clock: Clock,
     rates: Arc<RateLimits>,
     pool: Arc<DiskPool>,
-    torrents: Mutex<HashMap<Id20, mpsc::Sender<Event>>>,
+    torrents: Arc<Registry>,
     trackers: Arc<shoal_tracker::TrackerClient>,
     dht: Option<(shoal_dht::driver::Dht, watch::Receiver<bool>)>,
+    /// Where the DHT state is saved (`None`: not saved).
+    dht_state_file: Option<PathBuf>,
 }
+
+/// A torrent known to the session: where its events go, and whether it serves peers yet (it is
+/// registered before its data check, so peers that arrive while it checks are kept, not refused).
+struct Registration {
+    events: mpsc::Sender<Event>,
+    ready: watch::Receiver<bool>,
+}
+
+/// The session's torrents by info-hash. A torrent leaves it when it stops, so it can be added
+/// again.
+type Registry = Mutex<HashMap<Id20, Registration>>;
+
+/// Removes a torrent's registration when dropped (an `add_torrent` that did not finish).
+struct Unregister<'a> {
+    registry: &'a Registry,
+    info_hash: Id20,
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.info_hash);
+    }
+}
+
+/// How long an incoming peer of a torrent that is still checking its data is kept waiting (its
+/// handshake is answered at once; what it sends queues in the socket).
+const CHECKING_WAIT: Duration = Duration::from_secs(120);
 
 /// A running client: accepts peers and runs torrents.
 pub struct Session {
@@ -121,6 +153,10 @@ pub struct TorrentHandle {
     task: tokio::task::JoinHandle<()>,
     trackers: Option<crate::tracker_source::TrackerTask>,
     dht_task: Option<tokio::task::JoinHandle<()>>,
+    /// Keeps the torrent's registration "ready"; the registration is removed at shutdown.
+    _ready: watch::Sender<bool>,
+    registry: Arc<Registry>,
+    info_hash: Id20,
 }
 
 /// Events queued to a torrent actor before peers must wait.
@@ -147,12 +183,16 @@ impl Session {
             n => n,
         };
         let clock = Clock::new();
-        let dht = match &config.dht {
-            Some(settings) => Some(start_dht(listen_addr, settings).await?),
-            None => None,
+        let (dht, dht_state_file) = match &config.dht {
+            Some(settings) => {
+                let (dht, ready, file) = start_dht(listen_addr, settings).await?;
+                (Some((dht, ready)), file)
+            }
+            None => (None, None),
         };
         let shared = Arc::new(Shared {
             dht,
+            dht_state_file,
             peer_id: new_peer_id(),
             listen_addr,
             rates: Arc::new(RateLimits::new(
@@ -170,7 +210,7 @@ impl Session {
                 },
             )),
             config,
-            torrents: Mutex::new(HashMap::new()),
+            torrents: Arc::new(Mutex::new(HashMap::new())),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         info!(%listen_addr, peer_id = %String::from_utf8_lossy(&shared.peer_id.0[..8]), "listening");
@@ -194,15 +234,8 @@ impl Session {
 
     /// Writes the DHT node's id and good nodes to its state file (if it has one).
     pub async fn save_dht_state(&self) {
-        if let (Some((dht, _)), Some(path)) = (
-            &self.shared.dht,
-            self.shared
-                .config
-                .dht
-                .as_ref()
-                .and_then(|d| d.state_file.clone()),
-        ) {
-            save_dht_state(dht, &path).await;
+        if let (Some((dht, _)), Some(path)) = (&self.shared.dht, &self.shared.dht_state_file) {
+            save_dht_state(dht, path).await;
         }
     }
 
@@ -215,15 +248,31 @@ impl Session {
         on_check: impl Fn(u64, u64) + Send + 'static,
     ) -> Result<TorrentHandle, EngineError> {
         let info_hash = meta.info_hash;
-        if self
-            .shared
-            .torrents
-            .lock()
-            .map(|t| t.contains_key(&info_hash))
-            .unwrap_or(false)
+        // Registered before the data check: incoming peers wait for it instead of being refused.
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let (ready_tx, ready_rx) = watch::channel(false);
         {
-            return Err(EngineError::Duplicate(info_hash));
+            let mut torrents = self
+                .shared
+                .torrents
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if torrents.contains_key(&info_hash) {
+                return Err(EngineError::Duplicate(info_hash));
+            }
+            torrents.insert(
+                info_hash,
+                Registration {
+                    events: tx.clone(),
+                    ready: ready_rx,
+                },
+            );
         }
+        // Undone on every early return (and if this future is dropped mid-check).
+        let registration = Unregister {
+            registry: &self.shared.torrents,
+            info_hash,
+        };
         let private = meta.info.private;
         let nodes: Vec<String> = meta.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
         let meta = Arc::new(meta);
@@ -240,7 +289,6 @@ impl Session {
                 });
             }
         }
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let (status_tx, status_rx) = watch::channel(TorrentStatus::default());
         let ctx = TorrentContext {
             meta,
@@ -264,6 +312,9 @@ impl Session {
         };
         let actor = TorrentActor::new(ctx, tx.clone(), rx, status_tx)?;
         let task = tokio::spawn(actor.run());
+        // From here peers are answered, the waiting ones first.
+        let _ = ready_tx.send(true);
+        std::mem::forget(registration);
         let trackers = crate::tracker_source::spawn(
             tracker_source,
             self.shared.trackers.clone(),
@@ -293,9 +344,6 @@ impl Session {
             }
             _ => None,
         };
-        if let Ok(mut t) = self.shared.torrents.lock() {
-            t.insert(info_hash, tx.clone());
-        }
         if !opts.peers.is_empty() {
             let _ = tx.send(Event::AddPeers(opts.peers)).await;
         }
@@ -305,6 +353,9 @@ impl Session {
             task,
             trackers,
             dht_task,
+            _ready: ready_tx,
+            registry: self.shared.torrents.clone(),
+            info_hash,
         })
     }
 }
@@ -434,6 +485,10 @@ impl TorrentHandle {
             let _ = done_rx.await;
         }
         let _ = self.task.await;
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.info_hash);
         let status = self.status.borrow().clone();
         status
     }
@@ -450,11 +505,8 @@ async fn save_dht_state(dht: &shoal_dht::driver::Dht, path: &std::path::Path) {
             let path = path.to_path_buf();
             // File I/O stays off the async workers.
             let write = tokio::task::spawn_blocking(move || {
-                let tmp = path.with_extension("tmp");
-                std::fs::create_dir_all(path.parent().unwrap_or(&path))
-                    .and_then(|_| std::fs::write(&tmp, bytes))
-                    .and_then(|_| std::fs::rename(&tmp, &path))
-                    .map_err(|e| format!("cannot save DHT state to {}: {e}", path.display()))
+                shoal_storage::write_atomic(&path, &bytes)
+                    .map_err(|e| format!("cannot save DHT state: {e}"))
             })
             .await;
             if let Ok(Err(e)) = write {
@@ -483,20 +535,17 @@ pub async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
 async fn start_dht(
     listen: SocketAddr,
     settings: &DhtSettings,
-) -> Result<(shoal_dht::driver::Dht, watch::Receiver<bool>), EngineError> {
+) -> Result<
+    (
+        shoal_dht::driver::Dht,
+        watch::Receiver<bool>,
+        Option<PathBuf>,
+    ),
+    EngineError,
+> {
     use shoal_dht::driver::Dht;
     use shoal_dht::DhtConfig;
-    let state = settings
-        .state_file
-        .as_ref()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|bytes| match shoal_dht::DhtState::decode(&bytes) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                warn!("ignoring the saved DHT state: {e}");
-                None
-            }
-        });
+    let (state, state_file) = load_dht_state(settings.state_file.as_deref());
     let saved_nodes: Vec<SocketAddr> = state
         .as_ref()
         .map(|s| s.nodes.iter().map(|n| n.addr).collect())
@@ -523,7 +572,7 @@ async fn start_dht(
     } else {
         settings.bootstrap.clone()
     };
-    if let Some(path) = settings.state_file.clone() {
+    if let Some(path) = state_file.clone() {
         let dht = dht.clone();
         tokio::spawn(async move {
             loop {
@@ -543,7 +592,36 @@ async fn start_dht(
         let _ = tx.send(true);
     });
     info!(addr = %dht.local_addr(), "DHT node running");
-    Ok((dht, rx))
+    Ok((dht, rx, state_file))
+}
+
+/// Reads the DHT state file. Returns the state, and the path to save to: `None` when the file
+/// holds something that is not DHT state (it may be a user's file given by mistake, and is never
+/// overwritten).
+fn load_dht_state(
+    path: Option<&std::path::Path>,
+) -> (Option<shoal_dht::DhtState>, Option<PathBuf>) {
+    let Some(path) = path else {
+        return (None, None);
+    };
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.is_empty() => (None, Some(path.to_path_buf())),
+        Ok(bytes) => match shoal_dht::DhtState::decode(&bytes) {
+            Ok(s) => (Some(s), Some(path.to_path_buf())),
+            Err(e) => {
+                warn!(
+                    "{} is not a DHT state file ({e}); it is left alone and the DHT state is not saved",
+                    path.display()
+                );
+                (None, None)
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, Some(path.to_path_buf())),
+        Err(e) => {
+            warn!("cannot read the DHT state {}: {e}", path.display());
+            (None, None)
+        }
+    }
 }
 
 async fn open_and_check(
@@ -619,18 +697,24 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 async fn incoming(mut stream: TcpStream, addr: SocketAddr, shared: &Shared) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (theirs, leftover) = read_handshake(&mut stream, shared.config.connect_timeout).await?;
-    let actor = shared
-        .torrents
-        .lock()
-        .ok()
-        .and_then(|t| t.get(&theirs.info_hash).cloned());
-    let Some(actor) = actor else {
+    let registered = shared.torrents.lock().ok().and_then(|t| {
+        t.get(&theirs.info_hash)
+            .map(|r| (r.events.clone(), r.ready.clone()))
+    });
+    let Some((actor, mut ready)) = registered else {
         return Err(std::io::Error::other("unknown info-hash"));
     };
     // The handshake's DHT bit is cleared for private torrents by the actor's dialer; for
     // incoming connections we answer with the full capability set (DHT only matters if used).
     let ours = Handshake::new(theirs.info_hash, shared.peer_id);
     stream.write_all(&ours.encode()).await?;
+    // A torrent still checking its data gets the peer once it can serve (as libtorrent keeps
+    // such peers); the handshake is answered already, so the peer does not time out on it.
+    match tokio::time::timeout(CHECKING_WAIT, ready.wait_for(|r| *r)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => return Err(std::io::Error::other("the torrent stopped while checking")),
+        Err(_) => return Err(std::io::Error::other("the torrent is still checking")),
+    }
     let _ = actor
         .send(Event::Connected {
             addr,

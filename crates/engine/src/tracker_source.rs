@@ -27,9 +27,16 @@ pub struct TrackerTask {
 
 impl TrackerTask {
     /// Sends `stopped` to the trackers (bounded) and ends the task.
-    pub async fn stop(self) {
+    /// Returns as soon as every tracker has answered `stopped` or failed; [`STOP_GRACE`] is
+    /// a bound, not a wait.
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(STOP_GRACE + Duration::from_secs(1), self.join).await;
+        if tokio::time::timeout(STOP_GRACE + Duration::from_secs(1), &mut self.join)
+            .await
+            .is_err()
+        {
+            self.join.abort();
+        }
     }
 }
 
@@ -96,22 +103,51 @@ async fn run(
 ) {
     // A torrent that starts complete never sends `completed` (BEP 3: only on finishing).
     let mut completed_sent = status.borrow().is_complete();
-    let mut stopping = false;
-    let mut stop_deadline = None;
+    // Set once shutdown began: `stopped` announces must end by then.
+    let mut stop_deadline: Option<tokio::time::Instant> = None;
+    // Whether the set has been told to stop (it is, right after the job in flight).
+    let mut set_stopped = false;
     let mut reports: Vec<TrackerReport> = Vec::new();
-    while !set.is_done() {
+    loop {
         while let Some(job) = set.poll_announce(clock.now()) {
             let s = stats(&status.borrow());
             let url = job.url.to_string();
-            let result = client.run_job(&job, s).await;
+            let announce = client.run_job(&job, s);
+            tokio::pin!(announce);
+            // A regular announce gives way to shutdown (its tracker is told `stopped` instead);
+            // `started`, `completed` and `stopped` get what is left of the grace period, so a
+            // download that ends at once still counts as completed at the tracker.
+            let result = loop {
+                tokio::select! {
+                    r = &mut announce => break Some(r),
+                    _ = sleep_until_opt(stop_deadline) => return,
+                    _ = stop.changed(), if stop_deadline.is_none() => {
+                        stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+                    }
+                }
+                if stop_deadline.is_some() && job.event == shoal_tracker::Event::None {
+                    break None;
+                }
+            };
             let now = clock.now();
+            let Some(result) = result else {
+                // Abandoned for shutdown: the set must not wait for this job's answer.
+                set.on_failure(
+                    &job,
+                    &shoal_tracker::TrackerError::Timeout(Duration::ZERO),
+                    now,
+                );
+                set.stop(now);
+                set_stopped = true;
+                continue;
+            };
             let report = match &result {
                 Ok(reply) => {
                     info!(tracker = %url, peers = reply.peers.len(), "announce ok");
                     if let Some(w) = &reply.warning {
                         warn!(tracker = %url, "tracker warning: {w}");
                     }
-                    if !reply.peers.is_empty() && !stopping {
+                    if !reply.peers.is_empty() && stop_deadline.is_none() {
                         let _ = events.send(Event::AddPeers(reply.peers.clone())).await;
                     }
                     set.on_response(&job, reply, now);
@@ -135,31 +171,25 @@ async fn run(
             };
             reports.retain(|r| r.url != url);
             reports.push(report);
-            let _ = events.send(Event::TrackerReports(reports.clone())).await;
-            if stop_deadline.is_some_and(|d: tokio::time::Instant| tokio::time::Instant::now() >= d)
-            {
-                return;
+            if stop_deadline.is_none() {
+                let _ = events.send(Event::TrackerReports(reports.clone())).await;
+            } else if !set_stopped {
+                // Shutdown began while this job was out.
+                set.stop(now);
+                set_stopped = true;
             }
+        }
+        // Done once every tracker answered `stopped` or failed: shutdown waits no longer.
+        if set.is_done() {
+            return;
         }
         let wake = set
             .next_deadline()
             .map(|t| tokio::time::Instant::from_std(clock.instant(t)));
-        let sleep = async {
-            match wake {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        let give_up = async {
-            match stop_deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = sleep => {}
-            _ = give_up => return,
-            changed = status.changed(), if !stopping => {
+            _ = sleep_until_opt(wake) => {}
+            _ = sleep_until_opt(stop_deadline) => return,
+            changed = status.changed(), if stop_deadline.is_none() => {
                 if changed.is_err() {
                     return;
                 }
@@ -168,12 +198,20 @@ async fn run(
                     set.completed(clock.now());
                 }
             }
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
+            _ = stop.changed(), if stop_deadline.is_none() => {
                 stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
                 set.stop(clock.now());
+                set_stopped = true;
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no `at`.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -636,6 +636,48 @@ mod tests {
     }
 
     #[test]
+    fn stop_ends_in_done_as_soon_as_every_tracker_answered_or_failed() {
+        // The driver's shutdown: a regular announce in flight is abandoned (reported failed),
+        // `stop()` follows, the `stopped` job goes out, and its answer makes the set done with
+        // nothing left to wait for.
+        let mut s = set(&[&["http://a/announce"]]);
+        let j = s.poll_announce(Time::ZERO).unwrap();
+        s.on_response(&j, &ok(10), Time::ZERO);
+        let regular = s.poll_announce(Time::from_secs(60)).unwrap();
+        assert_eq!(regular.event, Event::None);
+        s.on_failure(&regular, &fail(), Time::from_secs(61));
+        s.stop(Time::from_secs(61));
+        assert!(!s.is_done());
+        let stopped = s.poll_announce(Time::from_secs(61)).unwrap();
+        assert_eq!(stopped.event, Event::Stopped);
+        s.on_response(&stopped, &ok(10), Time::from_secs(61));
+        assert!(s.is_done());
+        assert_eq!(s.next_deadline(), None);
+        assert!(s.poll_announce(Time::from_secs(61)).is_none());
+
+        // `stop()` while `started` is out: once `started` is answered, `stopped` follows at once.
+        let mut s = set(&[&["http://a/announce"]]);
+        let started = s.poll_announce(Time::ZERO).unwrap();
+        s.stop(Time::ZERO);
+        assert!(!s.is_done(), "the tracker may have taken `started`");
+        s.on_response(&started, &ok(10), Time::ZERO);
+        let stopped = s.poll_announce(Time::ZERO).unwrap();
+        assert_eq!(stopped.event, Event::Stopped);
+        s.on_response(&stopped, &ok(10), Time::ZERO);
+        assert!(s.is_done());
+
+        // Two tiers: the first answers `stopped`, the second is never asked.
+        let mut s = set(&[&["http://a/announce"], &["http://b/announce"]]);
+        let j = s.poll_announce(Time::ZERO).unwrap();
+        s.on_response(&j, &ok(10), Time::ZERO);
+        s.stop(Time::from_secs(1));
+        let stopped = s.poll_announce(Time::from_secs(1)).unwrap();
+        assert_eq!(stopped.url.to_string(), "http://a:80/announce");
+        s.on_response(&stopped, &ok(10), Time::from_secs(1));
+        assert!(s.is_done());
+    }
+
+    #[test]
     fn completed_during_a_job_goes_out_next_and_stale_outcomes_are_ignored() {
         let mut s = set(&[&["http://a/announce"]]);
         let j = s.poll_announce(Time::ZERO).unwrap();

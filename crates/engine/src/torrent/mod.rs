@@ -273,15 +273,16 @@ impl TorrentActor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let done: Option<oneshot::Sender<()>> = loop {
             tokio::select! {
-                // Disk results first: they free memory and unblock requests.
+                // Disk results first: they free memory and unblock requests. The tick comes
+                // before peer events so a busy data path never starves deadlines and status.
                 biased;
                 Some(d) = self.disk_rx.recv() => self.on_disk(d),
+                _ = tick.tick() => self.on_tick(),
                 ev = self.events_rx.recv() => match ev {
                     None => break None,
                     Some(Event::Shutdown(done)) => break Some(done),
                     Some(ev) => self.on_event(ev),
                 },
-                _ = tick.tick() => self.on_tick(),
             }
             if self.fatal.is_some() {
                 break None;

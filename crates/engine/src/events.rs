@@ -1,0 +1,416 @@
+//! The `--json` contract: every event line `shoal seed`, `download`, `swarm`, `tracker`, `dht` and
+//! `create` print on stdout, one JSON object per line, tagged by `"event"`.
+//!
+//! Writers serialise these types and readers (`shoal swarm`, the tests, scripts) parse them, so a
+//! field cannot be renamed in one place and silently missed in another. Field names are a public
+//! contract: add fields, never rename or remove one. The README documents each event.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::status::{TorrentStatus, TrackerReport};
+
+/// One line of `--json` output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum JsonEvent {
+    /// A socket is bound (peers' TCP port; the tracker's HTTP or UDP port; a DHT node's UDP port).
+    Listening {
+        /// The bound address.
+        addr: SocketAddr,
+        /// `"udp"` for a tracker's UDP socket; absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proto: Option<String>,
+    },
+    /// The session's DHT node is bound (UDP).
+    Dht {
+        /// Its address.
+        addr: SocketAddr,
+    },
+    /// A magnet link's metadata arrived and matched its info-hash.
+    Metadata {
+        /// The info-hash, 40 lower-case hex digits.
+        info_hash: String,
+        /// The torrent's name.
+        name: String,
+    },
+    /// The torrent's data is checked and it serves peers: connections are answered from now on
+    /// (ones that arrived while it was checking were kept and are answered now).
+    Ready {
+        /// The info-hash, 40 lower-case hex digits.
+        info_hash: String,
+        /// Verified pieces.
+        pieces: u32,
+        /// All pieces.
+        pieces_total: u32,
+    },
+    /// Progress, at least once a second while a torrent runs.
+    Progress(Transfer),
+    /// Every wanted piece is verified (printed the moment the last one is).
+    Complete(Transfer),
+    /// Stopped by Ctrl-C or SIGTERM after completing (or while seeding); also a tracker's exit.
+    Stopped(Transfer),
+    /// Stopped by Ctrl-C or SIGTERM before completing; the same command resumes.
+    Interrupted(Transfer),
+    /// The torrent stopped on an error; verified data is kept.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+    /// `shoal swarm`'s final summary.
+    Summary(SwarmSummary),
+    /// `shoal create`: the torrent was written.
+    Created(Created),
+    /// `shoal dht node`: joined the network.
+    Bootstrapped {
+        /// Nodes in the routing table.
+        nodes: usize,
+    },
+    /// `shoal dht node`: periodic state.
+    Status {
+        /// The node id, hex.
+        id: String,
+        /// Nodes in the routing table.
+        nodes: usize,
+        /// Lookups running.
+        lookups: usize,
+    },
+    /// `shoal dht get-peers`: one peer found.
+    Peer {
+        /// Its address.
+        addr: SocketAddr,
+    },
+    /// `shoal dht get-peers`: the lookup ended.
+    Done {
+        /// Peers found.
+        peers: usize,
+    },
+    /// `shoal dht ping`: the node answered.
+    Pong {
+        /// Its address.
+        addr: SocketAddr,
+        /// Its node id, hex.
+        id: String,
+    },
+}
+
+/// A torrent's transfer figures: the body of `progress`, `complete`, `stopped`, `interrupted`.
+/// `stopped` lines of `shoal tracker` carry none of them, so every field has a default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Transfer {
+    /// Bytes of verified wanted pieces.
+    pub downloaded: u64,
+    /// Payload bytes sent to peers this run.
+    pub uploaded: u64,
+    /// Payload bytes received from peers this run (waste included).
+    pub received: u64,
+    /// Bytes of all wanted pieces.
+    pub total: u64,
+    /// Connected peers.
+    pub peers: usize,
+    /// Download rate, bytes per second.
+    pub down_rate: u64,
+    /// Upload rate, bytes per second.
+    pub up_rate: u64,
+    /// Verified pieces.
+    pub pieces: u32,
+    /// All pieces.
+    pub pieces_total: u32,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u32,
+    /// IPs banned for sending bad data.
+    pub banned: Vec<IpAddr>,
+    /// Each tracker's last announce.
+    pub trackers: Vec<TrackerLine>,
+}
+
+/// One tracker's last announce, as the `trackers` list of [`Transfer`] shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerLine {
+    /// The tracker's URL.
+    pub url: String,
+    /// Whether the last announce succeeded.
+    pub ok: bool,
+    /// "ok", the tracker's warning, or the error.
+    pub message: String,
+    /// Peers in the last answer.
+    pub peers: usize,
+}
+
+impl From<&TrackerReport> for TrackerLine {
+    fn from(t: &TrackerReport) -> Self {
+        TrackerLine {
+            url: t.url.clone(),
+            ok: t.ok,
+            message: t.message.clone(),
+            peers: t.peers,
+        }
+    }
+}
+
+impl From<&TorrentStatus> for Transfer {
+    fn from(s: &TorrentStatus) -> Self {
+        Transfer {
+            downloaded: s.verified_bytes,
+            uploaded: s.uploaded,
+            received: s.downloaded,
+            total: s.total_bytes,
+            peers: s.peers,
+            down_rate: s.down_rate.max(0.0).round() as u64,
+            up_rate: s.up_rate.max(0.0).round() as u64,
+            pieces: s.pieces_have,
+            pieces_total: s.pieces_total,
+            hash_failures: s.hash_failures,
+            banned: s.banned.clone(),
+            trackers: s.trackers.iter().map(TrackerLine::from).collect(),
+        }
+    }
+}
+
+impl Transfer {
+    /// Whether every wanted byte is verified (and there is something to verify).
+    pub fn is_complete(&self) -> bool {
+        self.total > 0 && self.downloaded == self.total
+    }
+}
+
+/// `shoal swarm --json`'s summary.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SwarmSummary {
+    /// Bytes of the shared file.
+    pub size: u64,
+    /// Leechers started.
+    pub leechers: usize,
+    /// Seconds until the last leecher completed.
+    pub seconds: f64,
+    /// Payload bytes the initial seeder uploaded.
+    pub seeder_uploaded: u64,
+    /// `seeder_uploaded / size`.
+    pub seeder_copies: f64,
+    /// Payload bytes the leechers uploaded, summed.
+    pub leechers_uploaded: u64,
+    /// The leechers' share of all bytes moved, 0 to 1.
+    pub leecher_share: f64,
+    /// Each leecher.
+    pub per_leecher: Vec<LeecherSummary>,
+}
+
+/// One leecher in a [`SwarmSummary`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeecherSummary {
+    /// `leecher1`, `leecher2`, …
+    pub name: String,
+    /// Seconds from the start until it completed (`null` if it did not).
+    pub seconds: Option<f64>,
+    /// Payload bytes it received.
+    pub received: u64,
+    /// Payload bytes it uploaded.
+    pub uploaded: u64,
+}
+
+/// `shoal create --json`'s line.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Created {
+    /// Path of the .torrent written.
+    pub torrent: String,
+    /// The info-hash, 40 lower-case hex digits.
+    pub info_hash: String,
+    /// The magnet link.
+    pub magnet: String,
+    /// The torrent's name.
+    pub name: String,
+    /// Bytes of all files.
+    pub total_size: u64,
+    /// Bytes per piece.
+    pub piece_length: u64,
+    /// Pieces.
+    pub num_pieces: u32,
+    /// Files (pad files included).
+    pub files: usize,
+    /// Seconds hashing took.
+    pub seconds: f64,
+}
+
+impl JsonEvent {
+    /// The event's name, as the `event` field carries it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JsonEvent::Listening { .. } => "listening",
+            JsonEvent::Dht { .. } => "dht",
+            JsonEvent::Metadata { .. } => "metadata",
+            JsonEvent::Ready { .. } => "ready",
+            JsonEvent::Progress(_) => "progress",
+            JsonEvent::Complete(_) => "complete",
+            JsonEvent::Stopped(_) => "stopped",
+            JsonEvent::Interrupted(_) => "interrupted",
+            JsonEvent::Error { .. } => "error",
+            JsonEvent::Summary(_) => "summary",
+            JsonEvent::Created(_) => "created",
+            JsonEvent::Bootstrapped { .. } => "bootstrapped",
+            JsonEvent::Status { .. } => "status",
+            JsonEvent::Peer { .. } => "peer",
+            JsonEvent::Done { .. } => "done",
+            JsonEvent::Pong { .. } => "pong",
+        }
+    }
+
+    /// The transfer figures of `progress`, `complete`, `stopped` and `interrupted`.
+    pub fn transfer(&self) -> Option<&Transfer> {
+        match self {
+            JsonEvent::Progress(t)
+            | JsonEvent::Complete(t)
+            | JsonEvent::Stopped(t)
+            | JsonEvent::Interrupted(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The top-level keys of an event's JSON line, sorted.
+    fn keys(ev: &JsonEvent) -> Vec<String> {
+        let v = serde_json::to_value(ev).unwrap();
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    fn sorted(names: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    /// The contract, pinned: these names are what scripts read. Adding a field means adding it
+    /// here and in the README; renaming one is a breaking change.
+    #[test]
+    fn field_names_are_the_documented_ones() {
+        let transfer = [
+            "event",
+            "downloaded",
+            "uploaded",
+            "received",
+            "total",
+            "peers",
+            "down_rate",
+            "up_rate",
+            "pieces",
+            "pieces_total",
+            "hash_failures",
+            "banned",
+            "trackers",
+        ];
+        for ev in [
+            JsonEvent::Progress(Transfer::default()),
+            JsonEvent::Complete(Transfer::default()),
+            JsonEvent::Stopped(Transfer::default()),
+            JsonEvent::Interrupted(Transfer::default()),
+        ] {
+            assert_eq!(keys(&ev), sorted(&transfer), "{}", ev.name());
+        }
+        let addr: SocketAddr = "127.0.0.1:6881".parse().unwrap();
+        let cases: Vec<(JsonEvent, &[&str])> = vec![
+            (
+                JsonEvent::Listening { addr, proto: None },
+                &["event", "addr"],
+            ),
+            (JsonEvent::Dht { addr }, &["event", "addr"]),
+            (
+                JsonEvent::Metadata {
+                    info_hash: "ab".into(),
+                    name: "n".into(),
+                },
+                &["event", "info_hash", "name"],
+            ),
+            (
+                JsonEvent::Ready {
+                    info_hash: "ab".into(),
+                    pieces: 1,
+                    pieces_total: 2,
+                },
+                &["event", "info_hash", "pieces", "pieces_total"],
+            ),
+            (
+                JsonEvent::Error {
+                    message: "m".into(),
+                },
+                &["event", "message"],
+            ),
+            (
+                JsonEvent::Summary(SwarmSummary::default()),
+                &[
+                    "event",
+                    "size",
+                    "leechers",
+                    "seconds",
+                    "seeder_uploaded",
+                    "seeder_copies",
+                    "leechers_uploaded",
+                    "leecher_share",
+                    "per_leecher",
+                ],
+            ),
+            (
+                JsonEvent::Created(Created::default()),
+                &[
+                    "event",
+                    "torrent",
+                    "info_hash",
+                    "magnet",
+                    "name",
+                    "total_size",
+                    "piece_length",
+                    "num_pieces",
+                    "files",
+                    "seconds",
+                ],
+            ),
+        ];
+        for (ev, names) in cases {
+            assert_eq!(keys(&ev), sorted(names), "{}", ev.name());
+        }
+        let tracker = serde_json::to_value(TrackerLine::default()).unwrap();
+        let mut tk: Vec<String> = tracker.as_object().unwrap().keys().cloned().collect();
+        tk.sort();
+        assert_eq!(tk, sorted(&["url", "ok", "message", "peers"]));
+    }
+
+    #[test]
+    fn lines_round_trip_and_the_tag_is_the_name() {
+        let t = Transfer {
+            downloaded: 5,
+            total: 10,
+            banned: vec!["127.0.0.9".parse().unwrap()],
+            trackers: vec![TrackerLine {
+                url: "http://t/announce".into(),
+                ok: true,
+                message: "ok".into(),
+                peers: 3,
+            }],
+            ..Transfer::default()
+        };
+        for ev in [
+            JsonEvent::Progress(t.clone()),
+            JsonEvent::Complete(t.clone()),
+            JsonEvent::Listening {
+                addr: "127.0.0.2:1".parse().unwrap(),
+                proto: Some("udp".into()),
+            },
+        ] {
+            let line = serde_json::to_string(&ev).unwrap();
+            assert!(
+                line.starts_with(&format!("{{\"event\":\"{}\"", ev.name())),
+                "{line}"
+            );
+            assert_eq!(serde_json::from_str::<JsonEvent>(&line).unwrap(), ev);
+        }
+        // The tracker's bare `{"event":"stopped"}` of older versions still parses.
+        let bare: JsonEvent = serde_json::from_str(r#"{"event":"stopped"}"#).unwrap();
+        assert_eq!(bare, JsonEvent::Stopped(Transfer::default()));
+    }
+}
