@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Benchmark: one seeder, one leecher over loopback, shoal->shoal against libtorrent->libtorrent
 in the same run. Reports the leecher's throughput, CPU seconds per GiB and peak anonymous memory,
-median of RUNS, and the ratios. Usage: benches/transfer.py [SIZE_MIB] [RUNS]
+median of RUNS, and the ratios. A third pair, shoal->shoal with shoal's embedded tracker in the
+torrent as the only peer source, shows what a tracker costs (announce at start, `stopped` at
+exit): its time should be within 10 % of the run without one.
+Usage: benches/transfer.py [SIZE_MIB] [RUNS]
 (run through benches/transfer.sh, which builds shoal in release mode first)."""
 import json
 import os
@@ -26,12 +29,20 @@ if not os.path.exists(data) or os.path.getsize(data) != size_mib << 20:
 torrent = os.path.join(work, f"payload-{size_mib}.torrent")
 subprocess.run([SHOAL, "create", data, "-o", torrent, "--piece-size", "256KiB", "--force",
                 "--no-date"], check=True, capture_output=True)
+# The same data with shoal's embedded tracker in the torrent (the info-hash is the same).
+tracker = subprocess.Popen([SHOAL, "tracker", "--listen", "127.0.0.1:0", "--json"],
+                           stdout=subprocess.PIPE, text=True, stderr=subprocess.DEVNULL)
+tracker_addr = json.loads(tracker.stdout.readline())["addr"]
+torrent_tr = os.path.join(work, f"payload-{size_mib}-tracker.torrent")
+subprocess.run([SHOAL, "create", data, "-o", torrent_tr, "--piece-size", "256KiB", "--force",
+                "--no-date", "-t", f"http://{tracker_addr}/announce"], check=True,
+               capture_output=True)
 with open(data, "rb") as f:  # warm the page cache
     while f.read(1 << 24):
         pass
 
 
-def first_json(proc, event, timeout=30):
+def first_json(proc, event, timeout=30, pred=lambda v: True):
     deadline = time.time() + timeout
     while time.time() < deadline:
         line = proc.stdout.readline()
@@ -41,7 +52,7 @@ def first_json(proc, event, timeout=30):
             v = json.loads(line)
         except ValueError:
             continue
-        if v.get("event") == event:
+        if v.get("event") == event and pred(v):
             return v
     raise RuntimeError(f"no {event} event")
 
@@ -75,14 +86,19 @@ def run_pair(kind):
     out = os.path.join(work, f"out-{kind}")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    if kind == "shoal":
-        seed = subprocess.Popen([SHOAL, "seed", torrent, os.path.dirname(data), "--listen",
+    if kind.startswith("shoal"):
+        t = torrent_tr if kind == "shoal+tracker" else torrent
+        seed = subprocess.Popen([SHOAL, "seed", t, os.path.dirname(data), "--listen",
                                  "127.0.0.2:0", "--json", "--no-dht"], stdout=subprocess.PIPE, text=True,
                                 stderr=subprocess.DEVNULL,
                                 env=dict(os.environ, XDG_STATE_HOME=os.path.join(work, "state")))
         addr = first_json(seed, "listening")["addr"]
-        leech = [SHOAL, "download", torrent, "-o", out, "--listen", "127.0.0.3:0", "--peer", addr,
-                 "--json", "--no-dht"]
+        leech = [SHOAL, "download", t, "-o", out, "--listen", "127.0.0.3:0", "--json", "--no-dht"]
+        if kind == "shoal+tracker":
+            # The seeder's announce is in before the leecher asks for peers.
+            first_json(seed, "progress", pred=lambda v: any(r["ok"] for r in v["trackers"]))
+        else:
+            leech += ["--peer", addr]
     else:
         seed = subprocess.Popen(["/usr/bin/python3", LT_PEER, "seed", torrent,
                                  os.path.dirname(data), "127.0.0.4", "--timeout", "600"],
@@ -100,12 +116,13 @@ def run_pair(kind):
     return result
 
 
-results = {"shoal": [], "libtorrent": []}
+KINDS = ("libtorrent", "shoal", "shoal+tracker")
+results = {k: [] for k in KINDS}
 for i in range(runs):
-    for kind in ("libtorrent", "shoal"):
+    for kind in KINDS:
         results[kind].append(run_pair(kind))
         w, c, a, h = results[kind][-1]
-        print(f"run {i + 1} {kind:10s}: {size_mib / w * 1.048576:7.0f} MB/s  {c:6.2f} CPU s  "
+        print(f"run {i + 1} {kind:13s}: {size_mib / w * 1.048576:7.0f} MB/s  {c:6.2f} CPU s  "
               f"RssAnon {a / 1024:6.1f} MiB  VmHWM {h / 1024:6.1f} MiB", flush=True)
 
 gib = size_mib / 1024
@@ -116,9 +133,12 @@ def med(kind, i):
 
 
 print(f"\nmedian of {runs}, {size_mib} MiB, 256 KiB pieces, loopback TCP, page cache warm (leecher):")
-for kind in ("libtorrent", "shoal"):
-    print(f"  {kind:10s} {size_mib * 1.048576 / med(kind, 0):7.0f} MB/s  "
+for kind in KINDS:
+    print(f"  {kind:13s} {size_mib * 1.048576 / med(kind, 0):7.0f} MB/s  "
           f"{med(kind, 1) / gib:5.2f} CPU s/GiB  {med(kind, 2) / 1024:6.1f} MiB anon peak")
 print(f"  ratios shoal/libtorrent: throughput {med('libtorrent', 0) / med('shoal', 0):.2f}x, "
       f"CPU per GiB {med('shoal', 1) / med('libtorrent', 1):.2f}x, "
       f"anon memory {med('shoal', 2) / max(med('libtorrent', 2), 1):.2f}x")
+print(f"  shoal with a tracker / without: wall time {med('shoal+tracker', 0) / med('shoal', 0):.2f}x "
+      f"({med('shoal+tracker', 0):.2f} s vs {med('shoal', 0):.2f} s, to exit)")
+tracker.terminate()
