@@ -191,3 +191,25 @@ fn refusals_give_precise_errors() {
     let missing = Metainfo::from_file(&data_dir().join("does-not-exist.torrent")).unwrap_err();
     assert!(missing.to_string().contains("does-not-exist.torrent"));
 }
+
+#[test]
+fn libtorrent_size_limits() {
+    // libtorrent's load_torrent_limits::max_buffer_size: 10,000,000 bytes.
+    let mut big = b"d4:info".to_vec();
+    big.resize(10_000_001, b' ');
+    assert!(matches!(
+        Metainfo::from_bytes(&big),
+        Err(MetainfoError::TooLarge { .. })
+    ));
+    // max_decode_tokens: 3,000,000 values; far fewer bytes than the size limit.
+    let mut many = b"d4:infod4:name1:a6:lengthi5e12:piece lengthi16384e6:pieces20:".to_vec();
+    many.extend([0x11; 20]);
+    many.extend(b"e3:padl");
+    many.extend(b"le".repeat(1_500_000));
+    many.extend(b"ee");
+    let err = Metainfo::from_bytes(&many).unwrap_err();
+    assert!(err.to_string().contains("tokens"), "{err}");
+    many.truncate(many.len() - 2 - 2 * 1_000);
+    many.extend(b"ee");
+    assert!(Metainfo::from_bytes(&many).is_ok());
+}
