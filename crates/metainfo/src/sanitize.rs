@@ -175,10 +175,26 @@ pub fn make_unique(
         .collect();
     // Folders first, so that no file can take a folder's name.
     let mut taken: HashSet<String> = HashSet::new();
+    let mut previous: &[String] = &[];
     for (p, _) in files {
-        for n in 1..p.len() {
-            taken.insert(p[..n].join("/").to_ascii_lowercase());
+        let folders = &p[..p.len().saturating_sub(1)];
+        // Folders shared with the previous file are in already.
+        let shared = folders
+            .iter()
+            .zip(previous)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut prefix = String::new();
+        for (n, element) in folders.iter().enumerate() {
+            if n > 0 {
+                prefix.push('/');
+            }
+            prefix.push_str(&element.to_ascii_lowercase());
+            if n >= shared {
+                taken.insert(prefix.clone());
+            }
         }
+        previous = folders;
     }
     // The file that holds each taken path, with its pad size, to let equal pad files share.
     let mut holder: std::collections::HashMap<String, Option<u64>> = Default::default();
