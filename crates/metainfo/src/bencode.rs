@@ -43,6 +43,9 @@ pub enum BencodeError {
     /// Lists and dictionaries nested deeper than the limit.
     #[error("bencoded nesting depth exceeded (limit {0})")]
     DepthExceeded(usize),
+    /// More values than the limit (libtorrent's `max_decode_tokens`).
+    #[error("bencoded data has more than {0} tokens")]
+    TooManyTokens(usize),
     /// Bytes after the end of the top-level value.
     #[error("trailing data after the bencoded value at byte {0}")]
     TrailingData(usize),

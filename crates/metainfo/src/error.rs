@@ -82,6 +82,33 @@ pub enum MetainfoError {
     /// A hybrid torrent whose v1 and v2 parts disagree.
     #[error("the v1 and v2 file metadata does not match: {0}")]
     InconsistentHybrid(String),
+    /// A `file tree` (BEP 52) without `meta version` 2.
+    #[error("the torrent contains v2 keys but does not specify meta version 2")]
+    MissingMetaVersion,
+    /// A `meta version` above 2.
+    #[error("the torrent file has an unknown meta version ({0})")]
+    UnknownMetaVersion(i64),
+    /// `meta version` 2 without a `file tree`.
+    #[error("the v2 torrent file has no file tree")]
+    MissingFileTree,
+    /// A v2 `file tree` or a v1 file entry that is not shaped as it must be.
+    #[error("failed to parse files from torrent file: {0}")]
+    FileParseFailed(String),
+    /// A v2 file with data but without a valid `pieces root`.
+    #[error("a v2 file entry has no root hash")]
+    MissingPiecesRoot,
+    /// A v2 file with the pad attribute.
+    #[error("a file in the v2 metadata has the pad attribute set")]
+    InvalidPadFile,
+    /// A path (or symlink target) of more than 100 elements.
+    #[error("directory structure in torrent file exceeds depth limit ({0} elements)")]
+    DirectoryTooDeep(usize),
+    /// Too many files with the same name to rename them apart.
+    #[error("too many duplicate filenames")]
+    TooManyDuplicateFilenames,
+    /// A torrent with `meta version` whose info dictionary is not canonical bencode.
+    #[error("invalid bencoding: an info dictionary with 'meta version' must have sorted, unique keys and no leading zeros")]
+    NonCanonicalV2,
     /// A magnet URI that cannot be used.
     #[error("invalid magnet link: {0}")]
     Magnet(String),

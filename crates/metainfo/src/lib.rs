@@ -14,6 +14,7 @@ mod magnet;
 pub mod model;
 mod parse;
 pub mod sanitize;
+mod value;
 
 pub use create::{auto_piece_length, CreatedTorrent, TorrentBuilder, MIN_PIECE_LENGTH};
 pub use error::MetainfoError;

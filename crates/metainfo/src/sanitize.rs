@@ -1,118 +1,235 @@
 //! Path sanitising: a torrent can never make shoal write outside its target folder.
 //!
-//! The rules follow libtorrent 2.0 where it has them (its tests name the expected results):
-//! - path separators (`/`, `\`) inside an element are removed, so `temp/../../abc` as a name gives
-//!   `temp....abc`; an element made only of removed characters becomes `_`;
-//! - empty, `.` and `..` elements are dropped;
-//! - bytes that are not valid UTF-8 become `_`; NUL and Unicode direction overrides are removed;
-//! - an element longer than 240 bytes is truncated, keeping its extension;
-//! - two files that end up with the same path are renamed `name.1`, `name.2`, ….
+//! The rules are libtorrent's (`sanitize_append_path_element` and `resolve_duplicate_filenames`
+//! at the commit the conformance set names), element by element:
+//! - `/` and `\` are removed, so `temp/../../abc` as a name gives `temp....abc`; so are NUL and the
+//!   invisible formatting characters that can disguise a name (direction marks, overrides and
+//!   isolates, zero-width characters, word joiners, the BOM);
+//! - control characters (C0, DEL, C1) and each invalid UTF-8 sequence become one `_`;
+//! - an element that ends up empty or made only of one or two dots is dropped from a torrent
+//!   name, and becomes `_` inside a file path, so a path keeps its number of elements;
+//! - an element is cut once it reaches 240 bytes, keeping an extension whose dot is among the
+//!   last 9 bytes;
+//! - two files whose paths are equal ignoring ASCII case (or a file named like a folder) are told
+//!   apart by a counter before the extension: `name.1.ext`, `name.2.ext`, …; pad files of equal
+//!   size may share a name. More than [`MAX_DUPLICATE_FILENAMES`] failed tries refuse the torrent.
 
 use std::collections::HashSet;
 
-/// Longest element kept, in bytes (libtorrent truncates to 240 and keeps the extension).
+use crate::MetainfoError;
+
+/// Length in bytes at which an element is cut (libtorrent: 240, then the extension).
 pub const MAX_ELEMENT_LEN: usize = 240;
 
-/// Unicode characters that reorder text on screen and can disguise a file's real extension.
-const DIRECTION_OVERRIDES: &[char] = &[
-    '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}',
-];
+/// Most failed renaming tries for duplicate file names (libtorrent's `max_duplicate_filenames`).
+pub const MAX_DUPLICATE_FILENAMES: usize = 500;
 
-/// Decodes UTF-8, replacing each invalid sequence with `_` (as libtorrent does).
+/// Decodes UTF-8, replacing each invalid sequence with `_` (for text such as comments).
 pub fn lossy_utf8(raw: &[u8]) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
-    loop {
-        match std::str::from_utf8(rest) {
-            Ok(s) => {
-                out.push_str(s);
-                return out;
-            }
-            Err(e) => {
-                let valid = e.valid_up_to();
-                // SAFETY-free: the prefix is valid UTF-8 by the error's own report.
-                out.push_str(std::str::from_utf8(&rest[..valid]).unwrap_or_default());
-                out.push('_');
-                let skip = e.error_len().unwrap_or(rest.len() - valid);
-                rest = &rest[valid + skip..];
-            }
+    while !rest.is_empty() {
+        let (cp, len) = parse_codepoint(rest);
+        match cp.and_then(char::from_u32) {
+            Some(c) => out.push(c),
+            None => out.push('_'),
         }
-    }
-}
-
-/// Sanitises one path element. `None` means the element is dropped (empty, `.` or `..`).
-pub fn sanitize_element(raw: &[u8]) -> Option<String> {
-    if raw.is_empty() || raw == b"." || raw == b".." {
-        return None;
-    }
-    let decoded = lossy_utf8(raw);
-    let mut kept: String = decoded
-        .chars()
-        .filter(|c| !matches!(c, '/' | '\\' | '\0') && !DIRECTION_OVERRIDES.contains(c))
-        .collect();
-    if kept.is_empty() {
-        kept.push('_');
-    }
-    // After removing separators, a lone "." or ".." would still walk the tree.
-    if kept == "." || kept == ".." {
-        kept = "_".to_string();
-    }
-    Some(truncate_element(kept))
-}
-
-fn truncate_element(s: String) -> String {
-    if s.len() <= MAX_ELEMENT_LEN {
-        return s;
-    }
-    let (stem, ext) = match s.rfind('.') {
-        Some(dot) if dot > 0 && s.len() - dot <= 20 => s.split_at(dot),
-        _ => (s.as_str(), ""),
-    };
-    let mut cut = MAX_ELEMENT_LEN.min(stem.len());
-    while !stem.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}{}", &stem[..cut], ext)
-}
-
-/// Sanitises a list of elements; a path with no elements left becomes `_`.
-pub fn sanitize_path<'a>(elements: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
-    let mut out: Vec<String> = elements.into_iter().filter_map(sanitize_element).collect();
-    if out.is_empty() {
-        out.push("_".to_string());
+        rest = &rest[len.min(rest.len())..];
     }
     out
 }
 
-/// Renames files whose path equals an earlier file's path, or a folder that other files live in,
-/// by adding `.1`, `.2`, … before the extension of the last element.
-pub fn make_unique(paths: &mut [Vec<String>]) {
-    let dirs: HashSet<Vec<String>> = paths
-        .iter()
-        .flat_map(|p| (1..p.len()).map(move |n| p[..n].to_vec()))
-        .collect();
-    let mut seen: HashSet<Vec<String>> = HashSet::with_capacity(paths.len());
-    for path in paths.iter_mut() {
-        if !seen.contains(path) && !dirs.contains(path) {
-            seen.insert(path.clone());
-            continue;
+/// One UTF-8 sequence at the start of `s` (not empty): its code point, or `None` if invalid,
+/// and how many bytes it takes. Invalid sequences take the length their lead byte announces
+/// (up to 5), or one byte for a byte that cannot lead, as libtorrent's `parse_utf8_codepoint`.
+fn parse_codepoint(s: &[u8]) -> (Option<u32>, usize) {
+    let b = s[0];
+    let len = match b {
+        0x00..=0x7f => return (Some(b as u32), 1),
+        _ if b >> 5 == 0b110 => 2,
+        _ if b >> 4 == 0b1110 => 3,
+        _ if b >> 3 == 0b11110 => 4,
+        _ if b >> 2 == 0b111110 => 5,
+        _ => return (None, 1),
+    };
+    if len > s.len() {
+        return (None, s.len());
+    }
+    if len > 4 {
+        return (None, len);
+    }
+    let mut cp = (b as u32) & (0x7f >> len);
+    for &c in &s[1..len] {
+        if c & 0xc0 != 0x80 {
+            return (None, len);
         }
-        let last = path.pop().unwrap_or_default();
-        let (stem, ext) = match last.rfind('.') {
-            Some(dot) if dot > 0 => last.split_at(dot),
-            _ => (last.as_str(), ""),
+        cp = (cp << 6) | (c as u32 & 0x3f);
+    }
+    let min = [0, 0, 0x80, 0x800, 0x10000][len];
+    if cp < min || cp > 0x10ffff || (0xd800..=0xdfff).contains(&cp) {
+        return (None, len);
+    }
+    (Some(cp), len)
+}
+
+/// Characters removed from names: separators, NUL, and invisible formatting characters.
+fn is_removed(cp: u32) -> bool {
+    matches!(cp, 0 | 0x2f | 0x5c | 0x061c | 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x2064
+        | 0x2066..=0x2069 | 0xfeff)
+}
+
+/// Characters replaced by `_`: control characters.
+fn is_replaced(cp: u32) -> bool {
+    cp < 0x20 || cp == 0x7f || (0x80..=0x9f).contains(&cp)
+}
+
+/// Sanitises one element. `force` is for file paths, where every element must give one: there an
+/// element that would vanish becomes `_`; without it (a torrent name) `None` is returned.
+pub fn sanitize_path_element(raw: &[u8], force: bool) -> Option<String> {
+    if raw == b"." && !force {
+        return None;
+    }
+    if raw.is_empty() {
+        return Some("_".to_string());
+    }
+    let mut out = String::new();
+    let mut added = 0usize;
+    let mut dots = 0usize;
+    let mut found_extension = false;
+    let mut i = 0;
+    while i < raw.len() {
+        let (cp, len) = parse_codepoint(&raw[i..]);
+        let c = match cp {
+            Some(cp) if is_removed(cp) => {
+                i += len;
+                continue;
+            }
+            Some(cp) if !is_replaced(cp) => char::from_u32(cp),
+            _ => None,
         };
-        // Bounded: at most paths.len() names are taken, so one of the first len+1 is free.
-        for n in 1..=seen.len() + dirs.len() + 1 {
-            let mut candidate = path.clone();
-            candidate.push(format!("{stem}.{n}{ext}"));
-            if !seen.contains(&candidate) && !dirs.contains(&candidate) {
-                *path = candidate;
-                break;
+        let Some(c) = c else {
+            out.push('_');
+            added += 1;
+            i += len;
+            continue;
+        };
+        out.push(c);
+        if c == '.' {
+            dots += 1;
+        }
+        added += len;
+        if added >= MAX_ELEMENT_LEN && !found_extension {
+            // Keep an extension whose dot is among the last 9 bytes and after this character.
+            let floor = raw.len().saturating_sub(10).max(i);
+            match (floor + 1..raw.len()).rev().find(|&j| raw[j] == b'.') {
+                Some(dot) => {
+                    found_extension = true;
+                    i = dot;
+                    continue;
+                }
+                None => break,
             }
         }
-        seen.insert(path.clone());
+        i += len;
     }
+    if added == dots && added <= 2 {
+        return force.then(|| "_".to_string());
+    }
+    Some(out)
+}
+
+/// Sanitises one element of a torrent name: `None` when nothing is left of it.
+pub fn sanitize_element(raw: &[u8]) -> Option<String> {
+    sanitize_path_element(raw, false)
+}
+
+/// Sanitises the elements of a file path: each gives exactly one element.
+pub fn sanitize_path<'a>(elements: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
+    elements
+        .into_iter()
+        .filter_map(|e| sanitize_path_element(e, true))
+        .collect()
+}
+
+/// `path` split into (everything before the extension, the extension with its dot), as
+/// libtorrent's `remove_extension` and `extension` on the full path: the extension is the last
+/// element's, from its last dot, even at the element's start.
+fn split_extension(path: &str) -> (&str, &str) {
+    let last = path.rfind('/').map_or(0, |s| s + 1);
+    match path[last..].rfind('.') {
+        Some(dot) if last + dot > 0 => path.split_at(last + dot),
+        _ => (path, ""),
+    }
+}
+
+/// Gives every file a path no other file or folder has, ignoring ASCII case, as libtorrent does:
+/// a file whose path is taken gets a counter before its extension. Pad files of equal size may
+/// share a path. `files` holds each file's path and, for pad files, its size. Returns the new
+/// paths by file index, or an error after more than [`MAX_DUPLICATE_FILENAMES`] taken candidates.
+pub fn make_unique(
+    files: &[(Vec<String>, Option<u64>)],
+) -> Result<Vec<(usize, Vec<String>)>, MetainfoError> {
+    let joined: Vec<String> = files
+        .iter()
+        .map(|(p, _)| p.join("/").to_ascii_lowercase())
+        .collect();
+    // Folders first, so that no file can take a folder's name.
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut previous: &[String] = &[];
+    for (p, _) in files {
+        let folders = &p[..p.len().saturating_sub(1)];
+        // Folders shared with the previous file are in already.
+        let shared = folders
+            .iter()
+            .zip(previous)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut prefix = String::new();
+        for (n, element) in folders.iter().enumerate() {
+            if n > 0 {
+                prefix.push('/');
+            }
+            prefix.push_str(&element.to_ascii_lowercase());
+            if n >= shared {
+                taken.insert(prefix.clone());
+            }
+        }
+        previous = folders;
+    }
+    // The file that holds each taken path, with its pad size, to let equal pad files share.
+    let mut holder: std::collections::HashMap<String, Option<u64>> = Default::default();
+    let mut renamed = Vec::new();
+    let mut collisions = 0usize;
+    for (i, (path, pad)) in files.iter().enumerate() {
+        let key = &joined[i];
+        if !taken.contains(key) {
+            taken.insert(key.clone());
+            holder.insert(key.clone(), *pad);
+            continue;
+        }
+        if pad.is_some() && holder.get(key).is_some_and(|h| h == pad) {
+            continue;
+        }
+        let full = path.join("/");
+        let (base, ext) = split_extension(&full);
+        let mut n = 0u64;
+        let new = loop {
+            n += 1;
+            let candidate = format!("{base}.{n}{ext}");
+            let lower = candidate.to_ascii_lowercase();
+            if !taken.contains(&lower) {
+                taken.insert(lower.clone());
+                holder.insert(lower, *pad);
+                break candidate;
+            }
+            collisions += 1;
+            if collisions > MAX_DUPLICATE_FILENAMES {
+                return Err(MetainfoError::TooManyDuplicateFilenames);
+            }
+        };
+        renamed.push((i, new.split('/').map(str::to_string).collect()));
+    }
+    Ok(renamed)
 }
 
 #[cfg(test)]
@@ -123,18 +240,48 @@ mod tests {
         sanitize_element(s)
     }
 
+    fn forced(s: &[u8]) -> String {
+        sanitize_path_element(s, true).unwrap()
+    }
+
     #[test]
     fn libtorrent_examples() {
         assert_eq!(el(b"temp/../../abc").unwrap(), "temp....abc");
-        assert_eq!(el(b"/").unwrap(), "_");
-        assert_eq!(el(b"\\").unwrap(), "_");
+        assert_eq!(el(b"/"), None);
+        assert_eq!(el(b"//\\"), None);
+        assert_eq!(forced(b"/"), "_");
         assert_eq!(el(b"\\est2").unwrap(), "est2");
         assert_eq!(el(b".."), None);
         assert_eq!(el(b"."), None);
-        assert_eq!(el(b""), None);
+        assert_eq!(el(b"").unwrap(), "_");
+        assert_eq!(forced(b".."), "_");
+        assert_eq!(forced(b"."), "_");
         assert_eq!(el(b"\xffestMB").unwrap(), "_estMB");
+        assert_eq!(el(b"\0\0\xed\0\x80").unwrap(), "_");
+        assert_eq!(el(b"a...b").unwrap(), "a...b");
+        assert_eq!(el(b"abc...").unwrap(), "abc...");
+        assert_eq!(el(b"\x08").unwrap(), "_");
+        assert_eq!(el(b"\x08?filename=4").unwrap(), "_?filename=4");
+        assert_eq!(el(b"filename\xc2\xa1").unwrap(), "filename\u{a1}");
+        assert_eq!(el(b"filename\xc2").unwrap(), "filename_");
+        assert_eq!(el(b"filename\xe2\x9f").unwrap(), "filename_");
+        assert_eq!(el(b"filename\xf0\x9f\x92").unwrap(), "filename_");
+        assert_eq!(
+            el(b"filename\xf8\x9f\x9f\x9f\x9ffoobar").unwrap(),
+            "filename_foobar"
+        );
+        assert_eq!(el(b"filename\xc0\xae").unwrap(), "filename_");
+        assert_eq!(el(b"filename\xe0\x80\xae").unwrap(), "filename_");
+        assert_eq!(el(b"filename\xf0\x80\x80\xae").unwrap(), "filename_");
+        assert_eq!(el("foo\u{200e}bar".as_bytes()).unwrap(), "foobar");
+        assert_eq!(el("foo\u{202b}bar".as_bytes()).unwrap(), "foobar");
+        assert_eq!(el("foo\u{2067}bar\u{feff}".as_bytes()).unwrap(), "foobar");
+        assert_eq!(el("a\u{85}b\x7f".as_bytes()).unwrap(), "a_b_");
         assert_eq!(sanitize_path([&b"/"[..], b"/", b"bar"]), ["_", "_", "bar"]);
-        assert_eq!(sanitize_path([&b".."[..], b"..", b"bar"]), ["bar"]);
+        assert_eq!(
+            sanitize_path([&b".."[..], b"..", b"bar"]),
+            ["_", "_", "bar"]
+        );
         assert_eq!(sanitize_path([&b""[..]]), ["_"]);
     }
 
@@ -149,38 +296,64 @@ mod tests {
             b"/.",
             b"./.",
         ] {
-            if let Some(s) = el(raw) {
-                assert!(!s.contains('/') && !s.contains('\\') && !s.contains('\0'));
-                assert!(s != "." && s != ".." && !s.is_empty(), "{s:?}");
+            for force in [false, true] {
+                if let Some(s) = sanitize_path_element(raw, force) {
+                    assert!(!s.contains('/') && !s.contains('\\') && !s.contains('\0'));
+                    assert!(s != "." && s != ".." && !s.is_empty(), "{s:?}");
+                }
             }
         }
     }
 
     #[test]
-    fn long_names_keep_extension() {
+    fn long_names_keep_a_short_extension() {
         let name = format!("{}.23456789", "abcdefghij0123456789".repeat(15));
         let s = el(name.as_bytes()).unwrap();
         assert_eq!(s.len(), 249);
         assert!(s.ends_with(".23456789"));
-        let multibyte = "é".repeat(200);
-        assert!(el(multibyte.as_bytes()).unwrap().len() <= MAX_ELEMENT_LEN);
+        let long_ext = format!("{}.extension1", "x".repeat(300));
+        assert_eq!(el(long_ext.as_bytes()).unwrap(), "x".repeat(240));
+        let multibyte = format!("a{}.txt", "\u{20ac}".repeat(100));
+        let s = el(multibyte.as_bytes()).unwrap();
+        assert_eq!(s.len(), 241 + 4);
+        assert!(s.ends_with("\u{20ac}.txt"));
+    }
+
+    fn paths(list: &[&str]) -> Vec<(Vec<String>, Option<u64>)> {
+        list.iter()
+            .map(|p| (p.split('/').map(str::to_string).collect(), None))
+            .collect()
     }
 
     #[test]
     fn duplicates_are_renamed() {
-        let mut paths = vec![
-            vec!["t".to_string(), "foo".to_string()],
-            vec!["t".to_string(), "foo".to_string()],
-            vec!["t".to_string(), "a.txt".to_string()],
-            vec!["t".to_string(), "a.txt".to_string()],
-            vec!["t".to_string(), "d".to_string()],
-            vec!["t".to_string(), "d".to_string(), "x".to_string()],
-        ];
-        make_unique(&mut paths);
-        assert_eq!(paths[1], ["t", "foo.1"]);
-        assert_eq!(paths[3], ["t", "a.1.txt"]);
-        assert_eq!(paths[4], ["t", "d.1"]);
-        let set: HashSet<_> = paths.iter().collect();
-        assert_eq!(set.len(), paths.len());
+        let files = paths(&[
+            "t/foo", "t/foo", "t/a.txt", "t/A.TXT", "t/d", "t/d/x", "t/.h", "t/.h",
+        ]);
+        let renamed = make_unique(&files).unwrap();
+        let get = |i: usize| {
+            renamed
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map(|(_, p)| p.join("/"))
+        };
+        assert_eq!(get(0), None);
+        assert_eq!(get(1).unwrap(), "t/foo.1");
+        assert_eq!(get(3).unwrap(), "t/A.1.TXT");
+        assert_eq!(get(4).unwrap(), "t/d.1");
+        assert_eq!(get(7).unwrap(), "t/.1.h");
+    }
+
+    #[test]
+    fn equal_pad_files_share_a_name_and_renaming_is_bounded() {
+        let mut files = paths(&["t/.pad/7", "t/.pad/7", "t/.pad/7"]);
+        files[0].1 = Some(7);
+        files[1].1 = Some(7);
+        files[2].1 = Some(9);
+        let renamed = make_unique(&files).unwrap();
+        assert_eq!(renamed.len(), 1);
+        assert_eq!(renamed[0].0, 2);
+        assert!(make_unique(&paths(&["t/a"; 33])).is_ok());
+        assert!(make_unique(&paths(&["t/a"; 34])).is_err());
     }
 }

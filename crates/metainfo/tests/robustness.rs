@@ -10,9 +10,13 @@ fn corpus() -> Vec<Vec<u8>> {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/data/conformance/metainfo");
     let mut out = Vec::new();
-    for sub in ["libtorrent", "webtorrent-fixtures"] {
+    for sub in ["libtorrent", "webtorrent-fixtures", "crafted"] {
         for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
-            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "torrent") {
+                continue;
+            }
+            let bytes = std::fs::read(path).unwrap();
             // Big files make each iteration slow without adding shapes.
             if bytes.len() < 64 * 1024 {
                 out.push(bytes);
