@@ -192,6 +192,14 @@ impl<P: PeerKey> Choker<P> {
         }
     }
 
+    /// The peer left: its slot (regular or optimistic) is free at once, for
+    /// [`fill_free_slots`](Self::fill_free_slots) to give to a waiting peer.
+    pub fn remove_peer(&mut self, peer: P) {
+        self.peers.remove(&peer);
+        self.unchoked.remove(&peer);
+        self.optimistic.remove(&peer);
+    }
+
     /// Between rounds, unchokes interested peers at once while regular slots are free (as
     /// libtorrent does), so a new peer does not wait up to a whole round for its first data.
     /// The next round ranks them like everyone else. Returns the peers to send `unchoke` to.

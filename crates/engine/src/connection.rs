@@ -1,9 +1,9 @@
 //! One peer connection: dialling with a timeout, the handshake, and the reader and writer tasks
-//! that move messages between the socket and the torrent actor.
+//! that move messages between the socket and the torrent driver. They know nothing of the
+//! torrent: bytes become messages, messages become bytes, and the end of the socket is reported.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +15,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use shoal_torrent::CloseReason;
 
 use crate::clock::Clock;
 use crate::rate_limit::TokenBucket;
@@ -120,18 +122,11 @@ pub async fn read_handshake(
     Ok((hs, rest))
 }
 
-/// Block bytes queued in a writer above which the actor starts no more disk reads for that peer:
-/// with an upload cap the writer drains slowly, and requests must wait where a `cancel` can still
-/// reach them (the actor's queue), not in the socket's.
-pub const WRITER_PIECE_BYTES: usize = 256 * 1024;
-
-/// The actor's end of a running connection. Dropping it stops both tasks and closes the socket.
+/// The driver's end of a running connection. Dropping it stops both tasks and closes the socket.
 #[derive(Debug)]
 pub struct PeerLink {
     /// Messages to send to the peer.
     pub tx: mpsc::Sender<Message>,
-    /// Block bytes handed to the writer and not yet written.
-    pub piece_bytes: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -155,7 +150,6 @@ pub fn spawn(
 ) -> PeerLink {
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
-    let piece_bytes = Arc::new(AtomicUsize::new(0));
     let reader = tokio::spawn(read_loop(
         rd,
         key,
@@ -165,21 +159,8 @@ pub fn spawn(
         rates.clone(),
         clock,
     ));
-    let writer = tokio::spawn(write_loop(
-        wr,
-        key,
-        rx,
-        events,
-        rates,
-        clock,
-        piece_bytes.clone(),
-    ));
-    PeerLink {
-        tx,
-        piece_bytes,
-        reader,
-        writer,
-    }
+    let writer = tokio::spawn(write_loop(wr, key, rx, events, rates, clock));
+    PeerLink { tx, reader, writer }
 }
 
 async fn read_loop(
@@ -201,9 +182,8 @@ async fn read_loop(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = events
-                        .send(Event::PeerClosed(key, format!("protocol error: {e}")))
-                        .await;
+                    let reason = CloseReason::Io(format!("protocol error: {e}"));
+                    let _ = events.send(Event::PeerClosed(key, reason)).await;
                     return;
                 }
             }
@@ -212,9 +192,9 @@ async fn read_loop(
             buf.reserve(64 * 1024);
         }
         match rd.read_buf(&mut buf).await {
-            Ok(0) => break "closed by peer".to_string(),
+            Ok(0) => break CloseReason::ClosedByPeer,
             Ok(n) => throttle(&rates.download, n, &clock).await,
-            Err(e) => break format!("read error: {e}"),
+            Err(e) => break CloseReason::Io(format!("read error: {e}")),
         }
     };
     let _ = events.send(Event::PeerClosed(key, reason)).await;
@@ -227,7 +207,6 @@ async fn write_loop(
     events: mpsc::Sender<Event>,
     rates: Arc<RateLimits>,
     clock: Clock,
-    piece_bytes: Arc<AtomicUsize>,
 ) {
     let mut out = BytesMut::with_capacity(WRITE_BATCH);
     let reason = loop {
@@ -254,15 +233,13 @@ async fn write_loop(
         }
         throttle(&rates.upload, payload, &clock).await;
         if let Err(e) = wr.write_all(&out).await {
-            break format!("write error: {e}");
+            break CloseReason::Io(format!("write error: {e}"));
         }
         out.clear();
-        if payload > 0 {
-            let before = piece_bytes.fetch_sub(payload, Ordering::AcqRel);
-            // Crossing below the threshold: the actor may start reads for this peer again.
-            if before >= WRITER_PIECE_BYTES && before - payload < WRITER_PIECE_BYTES {
-                let _ = events.try_send(Event::WriterDrained(key));
-            }
+        // Block bytes written: the machine may start more reads for this peer. Awaited, never
+        // dropped, so uploads to it cannot stall for want of this news.
+        if payload > 0 && events.send(Event::Sent(key, payload)).await.is_err() {
+            return;
         }
     };
     let _ = events.send(Event::PeerClosed(key, reason)).await;

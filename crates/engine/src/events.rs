@@ -122,6 +122,8 @@ pub struct Transfer {
     pub hash_failures: u32,
     /// IPs banned for sending bad data.
     pub banned: Vec<IpAddr>,
+    /// Connections closed because the peer broke the protocol.
+    pub violations: u32,
     /// Each tracker's last announce.
     pub trackers: Vec<TrackerLine>,
 }
@@ -164,6 +166,7 @@ impl From<&TorrentStatus> for Transfer {
             pieces_total: s.pieces_total,
             hash_failures: s.hash_failures,
             banned: s.banned.clone(),
+            violations: s.violations,
             trackers: s.trackers.iter().map(TrackerLine::from).collect(),
         }
     }
@@ -303,6 +306,7 @@ mod tests {
             "pieces_total",
             "hash_failures",
             "banned",
+            "violations",
             "trackers",
         ];
         for ev in [

@@ -1,10 +1,11 @@
-//! The running client: a session that listens for peers, one actor per torrent that coordinates
-//! the picker, choker and storage, and one task pair per peer connection.
+//! The running client, as a thin tokio driver around the sans-IO torrent machine
+//! (`shoal-torrent`): a session that listens for peers, one driver task per torrent that feeds
+//! its machine and carries out what it asks for, and one task pair per peer connection.
 //!
-//! Data flow: socket -> reader task (wire framing, limits) -> torrent actor -> picker marks the
-//! block -> disk pool writes and hashes it -> verified: `have` to every peer. The actor asks the
-//! picker for blocks when a peer's queue has room, with deadlines from that peer's RTT estimate;
-//! missed deadlines hand blocks to other peers. Every 10 s the choker picks whom to serve.
+//! Data flow: socket -> reader task (wire framing, limits) -> driver -> `Torrent::handle_message`
+//! -> the machine decides (requests, choking, bans) -> `poll_transmit` to the writer tasks,
+//! `poll_disk` to the disk pool (writes, hashing, reads) -> results back through
+//! `handle_disk`. Time enters only as `handle_timeout` at `poll_timeout`.
 
 pub mod clock;
 pub mod connection;
@@ -12,8 +13,6 @@ pub mod dht_source;
 mod error;
 pub mod events;
 pub mod metadata;
-pub mod peer;
-pub mod peer_book;
 pub mod peer_id;
 pub mod rate_limit;
 pub mod session;

@@ -56,6 +56,8 @@ pub struct TorrentStatus {
     pub hash_failures: u32,
     /// IPs banned for sending bad data.
     pub banned: Vec<IpAddr>,
+    /// Connections closed for a protocol violation.
+    pub violations: u32,
     /// Each tracker's last announce.
     pub trackers: Vec<TrackerReport>,
 }

@@ -689,6 +689,37 @@ impl<P: PeerKey> Picker<P> {
         self.peers.get(&peer).map_or(0, |e| e.requests.len())
     }
 
+    /// The blocks outstanding to `peer`, in order. The picker is the one record of who was
+    /// asked for what.
+    pub fn requests_of(&self, peer: P) -> Vec<Block> {
+        self.peers
+            .get(&peer)
+            .map_or_else(Vec::new, |e| e.requests.iter().copied().collect())
+    }
+
+    /// Whether `block` is outstanding to `peer`, and since when.
+    pub fn request_sent_at(&self, peer: P, block: Block) -> Option<Time> {
+        let pp = self.partial.get(&block.piece)?;
+        match pp.blocks.get(block.index as usize)? {
+            BlockState::Requested(reqs) => reqs.iter().find(|r| r.peer == peer).map(|r| r.sent_at),
+            _ => None,
+        }
+    }
+
+    /// Who sent each block of a started piece (`None` for blocks not received): the evidence a
+    /// smart ban keeps when the piece fails its hash check. Empty for a piece not in progress.
+    pub fn block_senders(&self, piece: u32) -> Vec<Option<P>> {
+        self.partial.get(&piece).map_or_else(Vec::new, |pp| {
+            pp.blocks
+                .iter()
+                .map(|b| match b {
+                    BlockState::Received { from } => Some(*from),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
     /// The state of one block.
     pub fn block_state(&self, block: Block) -> Result<BlockState<P>, PickerError> {
         self.layout.check_block(block)?;

@@ -510,6 +510,27 @@ impl Storage {
         }
     }
 
+    /// SHA-1 of each block of `piece` as it is on disk now (missing bytes read as zeros): the
+    /// evidence a smart ban compares after a hash failure. Pad bytes read as zeros, as they are
+    /// hashed.
+    pub fn block_hashes(&self, piece: u32) -> Result<Vec<[u8; 20]>> {
+        if piece >= self.layout.num_pieces() {
+            return Err(StorageError::PieceOutOfRange(piece));
+        }
+        let size = self.layout.piece_size(piece);
+        let mut buf = vec![0u8; BLOCK_SIZE as usize];
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < size {
+            let len = BLOCK_SIZE.min(size - at) as usize;
+            buf[..len].fill(0);
+            self.read_range_lenient(piece, at, &mut buf[..len])?;
+            out.push(Sha1::digest(&buf[..len]).into());
+            at += len as u32;
+        }
+        Ok(out)
+    }
+
     /// Read `buf.len()` bytes at `offset` in piece `piece` (a peer's request). The data must be
     /// on disk: missing bytes are an error naming the file.
     pub fn read_block(&self, piece: u32, offset: u32, len: u32) -> Result<Vec<u8>> {

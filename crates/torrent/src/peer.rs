@@ -1,14 +1,13 @@
-//! What the torrent actor knows about one connected peer.
+//! What the machine knows about one connection. Outstanding requests are not here: the picker is
+//! their one record (`Picker::requests_of`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_core::{Id20, RttConfig, RttEstimator, Time};
 use shoal_picker::Block;
 use shoal_wire::{BlockRef, ExtendedHandshake};
-
-use crate::connection::PeerLink;
 
 /// Requests kept in flight to a peer that has not told us its `reqq`: libtorrent's default
 /// `max_allowed_in_request_queue` is 500, Transmission advertises 512, aria2 sends none.
@@ -19,10 +18,15 @@ pub const MAX_QUEUE: usize = 250;
 pub const INITIAL_QUEUE: usize = 16;
 /// Seconds of the peer's rate kept in flight (libtorrent: rate x 3 s / 16 KiB).
 pub const QUEUE_SECONDS: f64 = 3.0;
-/// Blocks remembered as released (timed out or cancelled) so a late copy is still welcome.
+/// Blocks remembered as released (timed out, cancelled, reassigned) so a late copy from the
+/// same peer is still welcome.
 const RELEASED_MEMORY: usize = 1024;
 /// Disk reads in flight for one peer's requests; the rest wait in its upload queue.
 pub const MAX_PENDING_UPLOADS: usize = 32;
+/// Block bytes handed to a connection's writer and not yet written, above which no more disk
+/// reads start for that peer: with an upload cap the writer drains slowly, and requests must wait
+/// where a `cancel` can still reach them (here), not in the socket.
+pub const WRITER_PIECE_BYTES: usize = 256 * 1024;
 /// Requests a peer may queue with us: the `reqq` shoal advertises (libtorrent advertises 2000,
 /// Transmission 512). More are rejected.
 pub const OUR_REQQ: usize = 500;
@@ -41,9 +45,7 @@ pub fn request_rtt_config() -> RttConfig {
 /// One connected peer.
 #[derive(Debug)]
 pub struct Peer {
-    /// The connection's tasks.
-    pub link: PeerLink,
-    /// The peer's address.
+    /// The peer's address (its socket's remote address).
     pub addr: SocketAddr,
     /// Whether we dialled it.
     pub outgoing: bool,
@@ -51,8 +53,15 @@ pub struct Peer {
     pub peer_id: Id20,
     /// It speaks BEP 6.
     pub fast: bool,
+    /// It speaks BEP 10.
+    pub extended_bit: bool,
     /// Its BEP 10 handshake, once received.
     pub extended: Option<ExtendedHandshake>,
+    /// The address the peer book knows it by (dialled address, or an incoming peer's listen
+    /// address once its extended handshake tells it).
+    pub book_addr: Option<SocketAddr>,
+    /// It exchanged data with us (a block either way): the peer book counts it a success.
+    pub useful: bool,
     /// We choke it.
     pub am_choking: bool,
     /// We are interested in it.
@@ -61,11 +70,9 @@ pub struct Peer {
     pub peer_choking: bool,
     /// It is interested in us.
     pub peer_interested: bool,
-    /// Our outstanding requests to it, with when each was sent.
-    pub requests: HashMap<Block, Time>,
     released: HashSet<Block>,
     released_order: VecDeque<Block>,
-    /// Blocks received that were never requested.
+    /// Blocks received that were never requested from it.
     pub unsolicited: u32,
     /// Round-trip estimate of its block requests.
     pub rtt: RttEstimator,
@@ -83,18 +90,22 @@ pub struct Peer {
     pub waiting_since: Option<Time>,
     /// When its last message of any kind arrived.
     pub last_message_at: Time,
-    /// It stopped sending blocks while we had requests out (queue of one, no reciprocation).
+    /// Snubbed (the choker's verdict): one request at a time, no reciprocation.
     pub snubbed_since: Option<Time>,
-    /// Requests timed out.
+    /// Requests timed out or reassigned.
     pub timeouts: u32,
-    /// Disk reads queued to answer its requests.
+    /// Disk reads in flight for its requests.
     pub pending_uploads: usize,
+    /// Block bytes handed to its writer and not yet written.
+    pub writer_bytes: usize,
     /// Its requests waiting for a disk read, in arrival order.
     pub upload_queue: VecDeque<BlockRef>,
     /// Requests it cancelled while their reads were in flight.
     pub cancelled: HashSet<BlockRef>,
     /// Its download rate, bytes per second (smoothed).
     pub down_rate: f64,
+    /// Smoothed time between its blocks (for stall detection), if known.
+    pub block_gap: Option<Duration>,
     /// Listen addresses we told it about in `ut_pex` (BEP 11).
     pub pex_sent: HashSet<SocketAddr>,
     /// When to send it the next `ut_pex` message.
@@ -104,26 +115,20 @@ pub struct Peer {
 
 impl Peer {
     /// A freshly connected peer.
-    pub fn new(
-        link: PeerLink,
-        addr: SocketAddr,
-        outgoing: bool,
-        peer_id: Id20,
-        fast: bool,
-        now: Time,
-    ) -> Self {
+    pub fn new(addr: SocketAddr, outgoing: bool, peer_id: Id20, fast: bool, now: Time) -> Self {
         Peer {
-            link,
             addr,
             outgoing,
             peer_id,
             fast,
+            extended_bit: false,
             extended: None,
+            book_addr: outgoing.then_some(addr),
+            useful: false,
             am_choking: true,
             am_interested: false,
             peer_choking: true,
             peer_interested: false,
-            requests: HashMap::new(),
             released: HashSet::new(),
             released_order: VecDeque::new(),
             unsolicited: 0,
@@ -138,9 +143,11 @@ impl Peer {
             snubbed_since: None,
             timeouts: 0,
             pending_uploads: 0,
+            writer_bytes: 0,
             upload_queue: VecDeque::new(),
             cancelled: HashSet::new(),
             down_rate: 0.0,
+            block_gap: None,
             pex_sent: HashSet::new(),
             // The first message soon after connecting, then once a minute (BEP 11's limit).
             next_pex_at: now + Duration::from_secs(2),
@@ -161,9 +168,9 @@ impl Peer {
             .max(1)
     }
 
-    /// Gives up on a request (timed out, cancelled, choked): a late copy is still accepted.
+    /// Remembers a request we gave up on (timed out, rejected, reassigned): a late copy from
+    /// this same peer is still accepted.
     pub fn release(&mut self, block: Block) {
-        self.requests.remove(&block);
         if self.released.insert(block) {
             self.released_order.push_back(block);
             if self.released_order.len() > RELEASED_MEMORY {
@@ -174,20 +181,24 @@ impl Peer {
         }
     }
 
-    /// Whether a block arriving now was asked for (outstanding or released); takes it off the
-    /// outstanding set and feeds the RTT estimate.
-    pub fn take_request(&mut self, block: Block, now: Time) -> bool {
-        if let Some(sent) = self.requests.remove(&block) {
-            self.rtt.sample(now - sent);
-            return true;
-        }
+    /// Whether a block not outstanding to it is a late copy of one we released.
+    pub fn take_released(&mut self, block: Block) -> bool {
         self.released.remove(&block)
     }
 
-    /// Counts payload bytes for the rate estimate.
-    pub fn count_download(&mut self, bytes: usize) {
+    /// Counts a block's payload for the rate estimate and the stall detector.
+    pub fn count_block(&mut self, bytes: usize, now: Time) {
         self.downloaded += bytes as u64;
         self.rate_bytes += bytes as u64;
+        if let Some(last) = self.last_block_at {
+            let gap = now - last;
+            // A smoothed gap (1/8 weight, as RFC 6298's SRTT).
+            self.block_gap = Some(match self.block_gap {
+                Some(g) => (g * 7 + gap) / 8,
+                None => gap,
+            });
+        }
+        self.last_block_at = Some(now);
     }
 
     /// Where it accepts connections: its address if we dialled it, else its IP with the port

@@ -1,20 +1,20 @@
-//! BEP 11 peer exchange: what the actor tells its peers about its other peers.
+//! BEP 11 peer exchange: what the machine tells its peers about its other peers.
 
 use std::net::SocketAddr;
 
 use shoal_core::Time;
 use shoal_wire::Message;
 
-use super::{PeerKey, TorrentActor, PEX_INTERVAL};
+use crate::torrent::{ConnId, Torrent, PEX_INTERVAL};
 
-impl TorrentActor {
+impl Torrent {
     /// BEP 11: tells each peer that speaks `ut_pex` which peers we are connected to (what changed
     /// since the last message), at most once a minute.
     pub(super) fn send_pex(&mut self, now: Time) {
-        if self.ctx.meta.info.private {
+        if self.config.private {
             return;
         }
-        let connected: Vec<(PeerKey, SocketAddr)> = self
+        let connected: Vec<(ConnId, SocketAddr)> = self
             .peers
             .iter()
             .filter_map(|(k, p)| p.listen_addr().map(|a| (*k, a)))

@@ -1,7 +1,13 @@
 //! The addresses a torrent knows, when each may be dialled, and which are banned.
 //!
-//! Sans-IO: the torrent actor feeds it sources (`--peer`, trackers, DHT, incoming), connection
-//! outcomes and the time, and asks which addresses to dial now.
+//! Sans-IO: the torrent machine feeds it sources (`--peer`, trackers, DHT, PEX, incoming peers'
+//! listen addresses), connection outcomes and the time, and asks which addresses to dial now.
+//!
+//! Lifecycle of an address: known -> in use (being dialled, or connected either way) -> closed.
+//! A connection that exchanged data is a *success*: its address's failure count goes back to 0
+//! and, when it closes, it is dialled again after [`BASE_BACKOFF`]. Only attempts that never got
+//! that far count as failures, so a peer that comes and goes over a long session is never given
+//! up, while an address that never answers is given up after [`MAX_FAILURES`].
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -84,8 +90,16 @@ impl PeerBook {
             .min()
     }
 
-    /// A connection to `addr` is being attempted or was accepted.
+    /// A connection to `addr` is being attempted, or is up (we dialled it, or it is the listen
+    /// address of a peer that connected to us): it is not dialled while in use. An address not yet
+    /// known is added (if the book has room).
     pub fn connecting(&mut self, addr: SocketAddr, now: Time) {
+        if self.banned.contains(&addr.ip()) || addr.port() == 0 {
+            return;
+        }
+        if !self.entries.contains_key(&addr) && self.entries.len() >= MAX_KNOWN {
+            return;
+        }
         let e = self.entries.entry(addr).or_insert(Entry {
             failures: 0,
             next_attempt: now,
@@ -101,7 +115,28 @@ impl PeerBook {
         }
     }
 
-    /// A connection failed or ended: retry after an exponential back-off with jitter.
+    /// A connection that was up has closed. If it had [`succeeded`](Self::succeeded), the
+    /// address is due again after [`BASE_BACKOFF`] with no failure counted; otherwise this
+    /// counts as a failure (see [`failed`](Self::failed)).
+    pub fn closed(&mut self, addr: SocketAddr, succeeded: bool, now: Time, rng: &mut impl Rng) {
+        if !succeeded {
+            return self.failed(addr, now, rng);
+        }
+        if let Some(e) = self.entries.get_mut(&addr) {
+            e.connected = false;
+            e.failures = 0;
+            let jitter = rng.random_range(0.75..1.25);
+            e.next_attempt = now + BASE_BACKOFF.mul_f64(jitter);
+        }
+    }
+
+    /// Whether `addr` is in use (being dialled or connected).
+    pub fn in_use(&self, addr: SocketAddr) -> bool {
+        self.entries.get(&addr).is_some_and(|e| e.connected)
+    }
+
+    /// A dial failed, or a connection ended before exchanging anything: retry after an
+    /// exponential back-off with jitter; given up after [`MAX_FAILURES`] in a row.
     pub fn failed(&mut self, addr: SocketAddr, now: Time, rng: &mut impl Rng) {
         if let Some(e) = self.entries.get_mut(&addr) {
             e.connected = false;
@@ -168,6 +203,49 @@ mod tests {
         assert!(book.due(now + MAX_BACKOFF, 10).is_empty(), "given up");
         assert!(delays.windows(2).all(|w| w[1] >= w[0].mul_f64(0.5)));
         assert!(delays.last().unwrap() > &Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_peer_that_keeps_coming_back_is_never_given_up() {
+        // A seeding session of many reconnects: every connection exchanged data, so none counts
+        // as a failure and the address is always due again soon after it leaves.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let mut book = PeerBook::new();
+        let a: SocketAddr = "127.0.0.2:6881".parse().unwrap();
+        let mut now = Time::ZERO;
+        book.add(a, now);
+        for _ in 0..(MAX_FAILURES * 4) {
+            assert_eq!(book.due(now, 10), vec![a]);
+            book.connecting(a, now);
+            book.succeeded(a);
+            now += Duration::from_secs(30);
+            book.closed(a, true, now, &mut rng);
+            let next = book.next_due().expect("due again");
+            assert!(next - now <= BASE_BACKOFF.mul_f64(1.25));
+            now = next;
+        }
+        // A connection that never exchanged anything still counts as a failure.
+        book.connecting(a, now);
+        book.closed(a, false, now, &mut rng);
+        assert!(book.next_due().unwrap() > now);
+    }
+
+    #[test]
+    fn an_incoming_peers_listen_address_is_dialled_again_after_it_leaves() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut book = PeerBook::new();
+        let listen: SocketAddr = "127.0.0.3:7000".parse().unwrap();
+        // It connected to us and told us where it listens: in use, not dialled.
+        book.connecting(listen, Time::ZERO);
+        assert!(book.in_use(listen));
+        assert!(book.due(Time::ZERO, 10).is_empty());
+        book.succeeded(listen);
+        book.closed(listen, true, Time::from_secs(60), &mut rng);
+        assert!(!book.in_use(listen));
+        assert_eq!(
+            book.due(Time::from_secs(60) + BASE_BACKOFF * 2, 10),
+            vec![listen]
+        );
     }
 
     #[test]

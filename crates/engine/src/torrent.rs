@@ -1,0 +1,503 @@
+//! The torrent driver: one tokio task per torrent that feeds the sans-IO
+//! [`shoal_torrent::Torrent`] machine with peer messages, disk results and time, and carries out
+//! what it asks for — messages to connection tasks, jobs to the disk pool, dials.
+//!
+//! Every decision (requests, choking, bans, timeouts, whom to dial) is the machine's; this file
+//! only moves bytes and time. Connection tasks know nothing of the torrent: they turn a socket
+//! into [`Event::PeerMessage`]s and a queue of messages back into bytes.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use shoal_core::{Id20, Time};
+use shoal_metainfo::Metainfo;
+use shoal_storage::{DiskPool, Storage, TrySubmitError, WriteOutcome};
+use shoal_torrent::{
+    CloseReason, ConnId, DiskDone, DiskJob, PeerHello, Torrent, TorrentConfig, TorrentEvent,
+    WriteResult,
+};
+use shoal_wire::frame::Limits;
+use shoal_wire::{Handshake, Message};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, warn};
+
+use crate::clock::Clock;
+use crate::connection::{self, RateLimits};
+use crate::status::{TorrentState, TorrentStatus};
+
+/// A connection's key (the machine's [`ConnId`]).
+pub type PeerKey = ConnId;
+
+pub use shoal_torrent::{UT_METADATA_ID, UT_PEX_ID};
+
+/// How often the status snapshot is published at most (and at least once per machine timer).
+const STATUS_INTERVAL: Duration = Duration::from_millis(250);
+/// How long resume data written at completion may be due (the machine asks; storage decides).
+const RESUME_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What reaches the driver.
+pub enum Event {
+    /// A message from a peer.
+    PeerMessage(PeerKey, Message),
+    /// A peer's connection ended (EOF, I/O or framing error).
+    PeerClosed(PeerKey, CloseReason),
+    /// A connection's writer wrote this many bytes of block payload.
+    Sent(PeerKey, usize),
+    /// A connection with a completed handshake, outgoing or incoming.
+    Connected {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// Whether we dialled it.
+        outgoing: bool,
+        /// The socket.
+        stream: TcpStream,
+        /// Its handshake.
+        handshake: Handshake,
+        /// Bytes that followed the handshake.
+        leftover: BytesMut,
+    },
+    /// A dial failed.
+    DialFailed(SocketAddr, String),
+    /// More peer addresses (command line, trackers, DHT).
+    AddPeers(Vec<SocketAddr>),
+    /// The trackers' latest results, for the status.
+    TrackerReports(Vec<crate::status::TrackerReport>),
+    /// Stop: flush resume data, close connections, then answer.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Everything the driver needs from the session.
+pub struct TorrentContext {
+    /// The torrent.
+    pub meta: Arc<Metainfo>,
+    /// Its storage (opened and checked).
+    pub storage: Arc<Storage>,
+    /// The session's disk pool.
+    pub pool: Arc<DiskPool>,
+    /// Our peer id.
+    pub peer_id: Id20,
+    /// Our listen address (to advertise the port and to bind outgoing connections).
+    pub listen_addr: SocketAddr,
+    /// Session clock.
+    pub clock: Clock,
+    /// Session rate limits.
+    pub rates: Arc<RateLimits>,
+    /// Most peers connected at once.
+    pub max_peers: usize,
+    /// Connect and handshake timeout.
+    pub connect_timeout: Duration,
+    /// Whether storage is read-only (the initial seeder).
+    pub seed_only: bool,
+    /// Per file: false to skip it (`None`: all wanted).
+    pub wanted_files: Option<Vec<bool>>,
+}
+
+/// Which pieces hold data of a wanted file (a piece shared with a skipped file is still needed).
+fn wanted_pieces(info: &shoal_metainfo::Info, wanted_files: Option<&[bool]>) -> Option<Vec<bool>> {
+    let wanted_files = wanted_files?;
+    let n = info.num_pieces() as usize;
+    let mut pieces = vec![false; n];
+    let plen = info.piece_length as u64;
+    for (i, f) in info.files.iter().enumerate() {
+        if f.is_pad() || f.length == 0 || !wanted_files.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let first = (f.offset / plen) as usize;
+        let last = ((f.offset + f.length - 1) / plen) as usize;
+        for p in pieces.iter_mut().take(last.min(n - 1) + 1).skip(first) {
+            *p = true;
+        }
+    }
+    Some(pieces)
+}
+
+/// A disk job bound to its storage and answer channel, ready for a pool thread.
+type DiskWork = Box<dyn FnOnce() + Send + 'static>;
+
+/// The driver's state.
+pub struct TorrentActor {
+    ctx: TorrentContext,
+    machine: Torrent,
+    links: HashMap<PeerKey, connection::PeerLink>,
+    events_tx: mpsc::Sender<Event>,
+    events_rx: mpsc::Receiver<Event>,
+    disk_tx: mpsc::UnboundedSender<DiskDone>,
+    disk_rx: mpsc::UnboundedReceiver<DiskDone>,
+    /// Jobs the pool's queue had no room for; retried after each completion (never blocking a
+    /// runtime thread).
+    disk_backlog: VecDeque<DiskWork>,
+    disk_inflight: usize,
+    status_tx: watch::Sender<TorrentStatus>,
+    status: TorrentStatus,
+    last_publish: Time,
+    fatal: Option<String>,
+}
+
+impl TorrentActor {
+    /// Builds the driver and its machine; [`run`](Self::run) drives it.
+    pub fn new(
+        ctx: TorrentContext,
+        events_tx: mpsc::Sender<Event>,
+        events_rx: mpsc::Receiver<Event>,
+        status_tx: watch::Sender<TorrentStatus>,
+    ) -> Result<Self, crate::EngineError> {
+        let info = &ctx.meta.info;
+        let now = ctx.clock.now();
+        let config = TorrentConfig {
+            info_hash: ctx.meta.info_hash,
+            peer_id: ctx.peer_id,
+            num_pieces: info.num_pieces(),
+            piece_length: info.piece_length,
+            total_length: info.total_length,
+            private: info.private,
+            info_bytes: Bytes::from(ctx.meta.info_bytes.to_vec()),
+            listen_port: ctx.listen_addr.port(),
+            own_addr: Some(ctx.listen_addr),
+            max_peers: ctx.max_peers,
+            wanted: wanted_pieces(info, ctx.wanted_files.as_deref()),
+            have: ctx.storage.verified().ones().collect(),
+            seed_only: ctx.seed_only,
+            seed: rand::random(),
+        };
+        // Metainfo validation makes this succeed; a torrent it somehow let through is an error
+        // for that torrent, not a panic.
+        let machine = Torrent::new(config, now).map_err(crate::EngineError::Stopped)?;
+        let (disk_tx, disk_rx) = mpsc::unbounded_channel();
+        let mut actor = TorrentActor {
+            ctx,
+            machine,
+            links: HashMap::new(),
+            events_tx,
+            events_rx,
+            disk_tx,
+            disk_rx,
+            disk_backlog: VecDeque::new(),
+            disk_inflight: 0,
+            status_tx,
+            status: TorrentStatus::default(),
+            last_publish: now,
+            fatal: None,
+        };
+        actor.refresh_status();
+        // Receivers see the real totals from the start, never an empty default.
+        actor.status_tx.send_replace(actor.status.clone());
+        Ok(actor)
+    }
+
+    fn now(&self) -> Time {
+        self.ctx.clock.now()
+    }
+
+    /// Runs until shutdown or a fatal storage error.
+    pub async fn run(mut self) {
+        let done: Option<oneshot::Sender<()>> = loop {
+            self.carry_out();
+            if self.fatal.is_some() {
+                break None;
+            }
+            let wake = self
+                .machine
+                .poll_timeout()
+                .map(|t| tokio::time::Instant::from_std(self.ctx.clock.instant(t)));
+            tokio::select! {
+                // Disk results first: they free memory and unblock requests. The machine's
+                // timers come before peer events, so a busy data path never starves deadlines.
+                biased;
+                Some(d) = self.disk_rx.recv() => {
+                    self.disk_inflight = self.disk_inflight.saturating_sub(1);
+                    let now = self.now();
+                    self.machine.handle_disk(now, d);
+                }
+                _ = sleep_until(wake) => {
+                    let now = self.now();
+                    self.machine.handle_timeout(now);
+                    self.publish_status(true);
+                }
+                ev = self.events_rx.recv() => match ev {
+                    None => break None,
+                    Some(Event::Shutdown(done)) => break Some(done),
+                    Some(ev) => self.on_event(ev),
+                },
+            }
+        };
+        self.stop().await;
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+        // Keep answering (and ignoring) until every sender is gone, so no sender blocks.
+        self.events_rx.close();
+    }
+
+    async fn stop(&mut self) {
+        let now = self.now();
+        self.machine.shutdown(now);
+        self.carry_out();
+        self.links.clear();
+        // Wait for queued jobs (writes whose pieces can still count, the final resume write).
+        while self.disk_inflight > 0 || !self.disk_backlog.is_empty() {
+            match tokio::time::timeout(Duration::from_secs(10), self.disk_rx.recv()).await {
+                Ok(Some(d)) => {
+                    self.disk_inflight = self.disk_inflight.saturating_sub(1);
+                    let now = self.now();
+                    self.machine.handle_disk(now, d);
+                    self.carry_out();
+                }
+                _ => break,
+            }
+        }
+        let storage = self.ctx.storage.clone();
+        let result = tokio::task::spawn_blocking(move || storage.close()).await;
+        if let Ok(Err(e)) = result {
+            warn!("writing resume data at shutdown failed: {e}");
+        }
+        self.refresh_status();
+        if self.fatal.is_none() {
+            self.status.state = if self.machine.is_complete() {
+                TorrentState::Seeding
+            } else {
+                TorrentState::Stopped
+            };
+        }
+        let _ = self.status_tx.send(self.status.clone());
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        let now = self.now();
+        match ev {
+            Event::PeerMessage(key, msg) => self.machine.handle_message(now, key, msg),
+            Event::PeerClosed(key, reason) => {
+                self.links.remove(&key);
+                self.machine.handle_closed(now, key, reason);
+            }
+            Event::Sent(key, bytes) => self.machine.handle_sent(now, key, bytes),
+            Event::Connected {
+                addr,
+                outgoing,
+                stream,
+                handshake,
+                leftover,
+            } => {
+                let hello = PeerHello {
+                    addr,
+                    outgoing,
+                    peer_id: handshake.peer_id,
+                    fast: handshake.supports_fast(),
+                    extended: handshake.supports_extended(),
+                };
+                match self.machine.handle_connected(now, hello) {
+                    Ok(key) => {
+                        let limits = Limits::for_pieces(self.ctx.meta.info.num_pieces());
+                        let link = connection::spawn(
+                            stream,
+                            key,
+                            leftover,
+                            limits,
+                            self.events_tx.clone(),
+                            self.ctx.rates.clone(),
+                            self.ctx.clock,
+                        );
+                        self.links.insert(key, link);
+                    }
+                    Err(reason) => debug!(%addr, "connection refused: {reason}"),
+                }
+            }
+            Event::DialFailed(addr, error) => {
+                debug!(%addr, "dial failed: {error}");
+                self.machine.handle_dial_failed(now, addr);
+            }
+            Event::AddPeers(addrs) => self.machine.add_peers(now, addrs),
+            Event::TrackerReports(reports) => self.status.trackers = reports,
+            Event::Shutdown(_) => {}
+        }
+    }
+
+    /// Carries out everything the machine asked for (events, disk jobs, messages, dials) until
+    /// it asks for nothing more.
+    fn carry_out(&mut self) {
+        let mut changed = false;
+        loop {
+            let mut any = false;
+            while let Some(ev) = self.machine.poll_event() {
+                any = true;
+                match ev {
+                    TorrentEvent::PeerClosed { conn, .. } => {
+                        // Dropping the link stops its tasks and closes the socket.
+                        self.links.remove(&conn);
+                        changed = true;
+                    }
+                    TorrentEvent::PeerConnected { .. }
+                    | TorrentEvent::Complete
+                    | TorrentEvent::Banned(_) => changed = true,
+                    TorrentEvent::Fatal(message) => {
+                        self.fatal = Some(message);
+                        changed = true;
+                    }
+                    TorrentEvent::PieceVerified(_) | TorrentEvent::HashFailed(_) => {}
+                }
+            }
+            while let Some(job) = self.machine.poll_disk() {
+                any = true;
+                let storage = self.ctx.storage.clone();
+                let tx = self.disk_tx.clone();
+                self.disk_backlog.push_back(Box::new(move || {
+                    let _ = tx.send(run_disk_job(&storage, job));
+                }));
+            }
+            while let Some((key, msg)) = self.machine.poll_transmit() {
+                any = true;
+                let Some(link) = self.links.get(&key) else {
+                    continue;
+                };
+                if link.tx.try_send(msg).is_err() {
+                    // Its queue stayed full: the peer is not reading.
+                    self.links.remove(&key);
+                    let now = self.now();
+                    self.machine
+                        .handle_closed(now, key, CloseReason::NotReading);
+                }
+            }
+            while let Some(addr) = self.machine.poll_dial() {
+                any = true;
+                self.dial(addr);
+            }
+            if !any {
+                break;
+            }
+        }
+        self.submit_disk();
+        self.publish_status(changed);
+    }
+
+    /// Hands queued jobs to the pool; what its queue has no room for waits here for the next
+    /// completion, so no runtime thread ever blocks on the disk.
+    fn submit_disk(&mut self) {
+        while let Some(job) = self.disk_backlog.pop_front() {
+            match self.ctx.pool.try_submit(job) {
+                Ok(()) => self.disk_inflight += 1,
+                Err(TrySubmitError::Full(job)) => {
+                    self.disk_backlog.push_front(job);
+                    break;
+                }
+                Err(TrySubmitError::Closed(_)) => {
+                    self.fatal = Some("the disk pool stopped".into());
+                    break;
+                }
+            }
+        }
+    }
+
+    fn dial(&mut self, addr: SocketAddr) {
+        let ours = Handshake::new(self.ctx.meta.info_hash, self.ctx.peer_id);
+        let ours = if self.ctx.meta.info.private {
+            ours.without_dht()
+        } else {
+            ours
+        };
+        let bind_ip = Some(self.ctx.listen_addr.ip());
+        let timeout = self.ctx.connect_timeout;
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            let ev = match connection::dial(addr, bind_ip, ours, timeout).await {
+                Ok((stream, handshake, leftover)) => Event::Connected {
+                    addr,
+                    outgoing: true,
+                    stream,
+                    handshake,
+                    leftover,
+                },
+                Err(e) => Event::DialFailed(addr, e.to_string()),
+            };
+            let _ = tx.send(ev).await;
+        });
+    }
+
+    fn refresh_status(&mut self) {
+        let s = self.machine.stats();
+        self.status.verified_bytes = s.verified_bytes;
+        self.status.total_bytes = s.wanted_bytes;
+        self.status.pieces_have = s.pieces_have;
+        self.status.pieces_total = s.pieces_total;
+        self.status.downloaded = s.downloaded;
+        self.status.uploaded = s.uploaded;
+        self.status.peers = s.peers;
+        self.status.down_rate = s.down_rate;
+        self.status.up_rate = s.up_rate;
+        self.status.hash_failures = s.hash_failures;
+        self.status.banned = s.banned;
+        self.status.violations = s.violations;
+        self.status.state = match (&s.fatal, s.complete) {
+            (Some(e), _) => TorrentState::Error(e.clone()),
+            (None, true) => TorrentState::Seeding,
+            (None, false) => TorrentState::Downloading,
+        };
+    }
+
+    /// Publishes the status snapshot: at once when something the display shows changed state,
+    /// otherwise at most every [`STATUS_INTERVAL`].
+    fn publish_status(&mut self, urgent: bool) {
+        let now = self.now();
+        if !urgent && now - self.last_publish < STATUS_INTERVAL {
+            return;
+        }
+        self.last_publish = now;
+        self.refresh_status();
+        if let Some(e) = &self.fatal {
+            self.status.state = TorrentState::Error(e.clone());
+        }
+        let _ = self.status_tx.send(self.status.clone());
+    }
+}
+
+/// Runs one disk job on a pool thread.
+fn run_disk_job(storage: &Storage, job: DiskJob) -> DiskDone {
+    match job {
+        DiskJob::Write { conn, block, data } => {
+            let result = storage
+                .write_block(block.piece, block.offset(), &data, u64::from(conn))
+                .map(|o| match o {
+                    WriteOutcome::Stored => WriteResult::Stored,
+                    WriteOutcome::Duplicate => WriteResult::Duplicate,
+                    WriteOutcome::Verified => WriteResult::PieceVerified,
+                    WriteOutcome::HashFailed { .. } => WriteResult::PieceFailed,
+                })
+                .map_err(|e| e.to_string());
+            DiskDone::Written {
+                conn,
+                block,
+                result,
+            }
+        }
+        DiskJob::Read { conn, req } => DiskDone::Read {
+            conn,
+            req,
+            result: storage
+                .read_block(req.piece, req.begin, req.length)
+                .map(Bytes::from)
+                .map_err(|e| e.to_string()),
+        },
+        DiskJob::HashBlocks { piece } => DiskDone::BlockHashes {
+            piece,
+            result: storage.block_hashes(piece).map_err(|e| e.to_string()),
+        },
+        DiskJob::FlushResume { force } => {
+            let result = if force {
+                storage.flush_resume()
+            } else {
+                storage.flush_resume_if_due(RESUME_INTERVAL)
+            };
+            DiskDone::ResumeFlushed(result.map(|_| ()).map_err(|e| e.to_string()))
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,963 @@
+//! The [`Torrent`] state machine: one torrent's peers, requests, uploads, choking and bans.
+//!
+//! Inputs are method calls with the time (`handle_*`, [`Torrent::add_peers`]); outputs are
+//! polled (`poll_transmit`, `poll_disk`, `poll_dial`, `poll_event`) and
+//! [`Torrent::poll_timeout`] says when to call [`Torrent::handle_timeout`] next. Nothing here
+//! touches a socket, a thread or a clock, so the engine's tokio driver and the swarm simulator run
+//! the same code.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use shoal_choker::{Choker, ChokerConfig, PeerStats};
+use shoal_core::{Id20, Time};
+use shoal_picker::{Block, Picker};
+use shoal_wire::{BlockRef, ExtendedHandshake, Message};
+use tracing::{debug, info, warn};
+
+use crate::peer::{Peer, OUR_REQQ};
+use crate::peer_book::PeerBook;
+use crate::smart_ban::SmartBan;
+use crate::violation::{CloseReason, PeerViolation};
+
+/// A connection's key: a number never reused within a torrent.
+pub type ConnId = u32;
+
+/// The extension id under which shoal receives `ut_metadata` (BEP 9/10).
+pub const UT_METADATA_ID: u8 = 3;
+/// The extension id under which shoal receives `ut_pex` (BEP 11).
+pub const UT_PEX_ID: u8 = 1;
+/// Time between two `ut_pex` messages to one peer (BEP 11: at most once a minute).
+pub(crate) const PEX_INTERVAL: Duration = Duration::from_secs(60);
+/// Block writes on their way to disk before we stop asking peers for more (4 MiB; measured: 512
+/// gave the same throughput with 5 MiB more anonymous memory). Reads are counted apart, so
+/// uploading never throttles downloading.
+pub(crate) const MAX_DISK_WRITES: usize = 256;
+/// A snubbed peer that stays silent this much longer is dropped.
+pub(crate) const SNUBBED_DROP_AFTER: Duration = Duration::from_secs(60);
+/// A peer that sends nothing at all (not even a keep-alive) for this long is dropped
+/// (BEP 3 keep-alives come every 2 minutes).
+pub(crate) const IDLE_DROP_AFTER: Duration = Duration::from_secs(150);
+/// Blocks tolerated from a peer that were never requested from it before it is dropped (they are
+/// never written).
+pub(crate) const MAX_UNSOLICITED: u32 = 16;
+/// Connection attempts in progress at once.
+pub(crate) const MAX_HALF_OPEN: usize = 8;
+/// How often rates and the status are updated.
+pub(crate) const RATE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often resume data is offered for writing while pieces complete.
+pub(crate) const RESUME_INTERVAL: Duration = Duration::from_secs(5);
+/// Snubbing: a peer we want from that sends no block for this long loses its regular unchoke
+/// slot and gets one request at a time (libtorrent's 20 s; one policy, decided by the choker).
+pub(crate) const SNUB_AFTER: Duration = Duration::from_secs(20);
+
+/// The facts a torrent machine starts from.
+#[derive(Clone, Debug)]
+pub struct TorrentConfig {
+    /// The info-hash.
+    pub info_hash: Id20,
+    /// Our peer id.
+    pub peer_id: Id20,
+    /// Pieces.
+    pub num_pieces: u32,
+    /// Bytes per piece (the last may be shorter).
+    pub piece_length: u32,
+    /// Bytes in all.
+    pub total_length: u64,
+    /// BEP 27: no PEX, no metadata exchange.
+    pub private: bool,
+    /// The bencoded info dictionary, served over `ut_metadata` (BEP 9).
+    pub info_bytes: Bytes,
+    /// Our listen port (extended handshake `p`).
+    pub listen_port: u16,
+    /// Our own listen address, never dialled.
+    pub own_addr: Option<SocketAddr>,
+    /// Most peers connected at once.
+    pub max_peers: usize,
+    /// Per piece: false to skip it (`None`: every piece is wanted).
+    pub wanted: Option<Vec<bool>>,
+    /// Pieces already verified (from resume data or a check).
+    pub have: Vec<u32>,
+    /// Read-only storage (the initial seeder): no writes, no resume data.
+    pub seed_only: bool,
+    /// Seed of every random choice (picker, choker, back-off jitter).
+    pub seed: u64,
+}
+
+/// A completed write, as the disk reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteResult {
+    /// Stored; the piece is not complete yet.
+    Stored,
+    /// The block was already there.
+    Duplicate,
+    /// It completed its piece, which passed the hash check.
+    PieceVerified,
+    /// It completed its piece, which failed the hash check.
+    PieceFailed,
+}
+
+/// Work for the disk, polled with [`Torrent::poll_disk`]. Each job is answered with one
+/// [`DiskDone`] through [`Torrent::handle_disk`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskJob {
+    /// Write a block (and hash its piece when it completes it).
+    Write {
+        /// The peer that sent it.
+        conn: ConnId,
+        /// The block.
+        block: Block,
+        /// Its data.
+        data: Bytes,
+    },
+    /// Read a block a peer asked for.
+    Read {
+        /// The peer that asked.
+        conn: ConnId,
+        /// What it asked for.
+        req: BlockRef,
+    },
+    /// Hash each block of a piece (evidence for the smart ban).
+    HashBlocks {
+        /// The piece.
+        piece: u32,
+    },
+    /// Write resume data if pieces completed since the last write (`force`: at completion).
+    FlushResume {
+        /// Write now rather than when due.
+        force: bool,
+    },
+}
+
+/// The disk's answer to a [`DiskJob`].
+#[derive(Clone, Debug)]
+pub enum DiskDone {
+    /// Answer to [`DiskJob::Write`].
+    Written {
+        /// The peer that sent the block.
+        conn: ConnId,
+        /// The block.
+        block: Block,
+        /// What happened, or the storage error.
+        result: Result<WriteResult, String>,
+    },
+    /// Answer to [`DiskJob::Read`].
+    Read {
+        /// The peer that asked.
+        conn: ConnId,
+        /// What it asked for.
+        req: BlockRef,
+        /// The data, or the storage error.
+        result: Result<Bytes, String>,
+    },
+    /// Answer to [`DiskJob::HashBlocks`].
+    BlockHashes {
+        /// The piece.
+        piece: u32,
+        /// SHA-1 of each block, in order, or the storage error.
+        result: Result<Vec<[u8; 20]>, String>,
+    },
+    /// Answer to [`DiskJob::FlushResume`].
+    ResumeFlushed(Result<(), String>),
+}
+
+/// What a connecting peer's handshake said.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerHello {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// We dialled it.
+    pub outgoing: bool,
+    /// Its peer id.
+    pub peer_id: Id20,
+    /// It speaks BEP 6 (fast extension).
+    pub fast: bool,
+    /// It speaks BEP 10 (extension protocol).
+    pub extended: bool,
+}
+
+/// What happened, polled with [`Torrent::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TorrentEvent {
+    /// A peer's connection is registered.
+    PeerConnected {
+        /// Its key.
+        conn: ConnId,
+        /// Its address.
+        addr: SocketAddr,
+    },
+    /// A connection ended; the driver drops it if it still holds it.
+    PeerClosed {
+        /// Its key.
+        conn: ConnId,
+        /// Its address.
+        addr: SocketAddr,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A piece passed its hash check.
+    PieceVerified(u32),
+    /// A piece failed its hash check.
+    HashFailed(u32),
+    /// Every wanted piece is verified.
+    Complete,
+    /// An IP is banned for sending data that failed the hash check.
+    Banned(IpAddr),
+    /// The torrent stopped on a storage error (verified data is kept).
+    Fatal(String),
+}
+
+/// Counters and states for the status display.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TorrentStats {
+    /// Bytes of verified wanted pieces.
+    pub verified_bytes: u64,
+    /// Bytes of all wanted pieces.
+    pub wanted_bytes: u64,
+    /// Verified pieces.
+    pub pieces_have: u32,
+    /// All pieces.
+    pub pieces_total: u32,
+    /// Payload bytes received (waste included).
+    pub downloaded: u64,
+    /// Payload bytes sent.
+    pub uploaded: u64,
+    /// Download rate, bytes per second.
+    pub down_rate: f64,
+    /// Upload rate, bytes per second.
+    pub up_rate: f64,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u32,
+    /// Banned IPs.
+    pub banned: Vec<IpAddr>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Connections closed for a protocol violation.
+    pub violations: u32,
+    /// Every wanted piece is verified.
+    pub complete: bool,
+    /// Stopped on a storage error.
+    pub fatal: Option<String>,
+}
+
+/// One torrent's state machine. See the module docs.
+pub struct Torrent {
+    pub(crate) config: TorrentConfig,
+    pub(crate) picker: Picker<ConnId>,
+    pub(crate) choker: Choker<ConnId>,
+    pub(crate) choker_next: Time,
+    pub(crate) book: PeerBook,
+    pub(crate) peers: HashMap<ConnId, Peer>,
+    next_conn: ConnId,
+    pub(crate) dialing: usize,
+    pub(crate) disk_writes: usize,
+    pub(crate) disk_reads: usize,
+    resume_pending: bool,
+    next_resume: Time,
+    pub(crate) smart_ban: SmartBan,
+    /// Pieces whose per-block hashes were asked for, and why.
+    pub(crate) hashing: HashMap<u32, crate::bans::Evidence>,
+    /// Failed attempts per piece (for narrowing down a repeat offender).
+    pub(crate) failures: HashMap<u32, u32>,
+    /// The IP of every connection that may still be named in the picker's block senders.
+    pub(crate) conn_ips: HashMap<ConnId, IpAddr>,
+    conn_order: VecDeque<ConnId>,
+    pub(crate) rng: StdRng,
+    pub(crate) stats: TorrentStats,
+    uploaded_window: u64,
+    downloaded_window: u64,
+    last_rate_update: Time,
+    transmits: VecDeque<(ConnId, Message)>,
+    disk_jobs: VecDeque<DiskJob>,
+    dials: VecDeque<SocketAddr>,
+    events: VecDeque<TorrentEvent>,
+}
+
+/// Connection IPs remembered for the smart ban after their connection closed.
+const MAX_CONN_IPS: usize = 4096;
+
+impl Torrent {
+    /// A machine for a torrent whose data is checked: `config.have` lists the verified pieces.
+    pub fn new(config: TorrentConfig, now: Time) -> Result<Torrent, String> {
+        let mut picker = Picker::new(
+            config.num_pieces,
+            config.piece_length,
+            config.total_length,
+            config.seed,
+        )
+        .map_err(|e| format!("invalid piece layout: {e}"))?;
+        let wanted = |p: u32| {
+            config
+                .wanted
+                .as_ref()
+                .is_none_or(|w| w.get(p as usize).copied().unwrap_or(false))
+        };
+        for p in 0..config.num_pieces {
+            if !wanted(p) {
+                let _ = picker.set_piece_priority(p, 0);
+            }
+        }
+        let layout = *picker.layout();
+        let mut verified_bytes = 0;
+        for &p in &config.have {
+            if picker.piece_verified(p).is_ok() && wanted(p) {
+                verified_bytes += u64::from(layout.piece_len(p));
+            }
+        }
+        let wanted_bytes = (0..config.num_pieces)
+            .filter(|p| wanted(*p))
+            .map(|p| u64::from(layout.piece_len(p)))
+            .sum();
+        let mut book = PeerBook::new();
+        book.own_addr = config.own_addr;
+        let choker = Choker::new(
+            ChokerConfig {
+                snub_after: SNUB_AFTER,
+                ..ChokerConfig::default()
+            },
+            config.seed ^ 0x5eed,
+        );
+        let stats = TorrentStats {
+            verified_bytes,
+            wanted_bytes,
+            pieces_have: picker.num_have(),
+            pieces_total: config.num_pieces,
+            complete: picker.is_complete(),
+            ..TorrentStats::default()
+        };
+        Ok(Torrent {
+            rng: StdRng::seed_from_u64(config.seed ^ 0xb00c),
+            config,
+            picker,
+            choker,
+            choker_next: now,
+            book,
+            peers: HashMap::new(),
+            next_conn: 0,
+            dialing: 0,
+            disk_writes: 0,
+            disk_reads: 0,
+            resume_pending: false,
+            next_resume: now + RESUME_INTERVAL,
+            smart_ban: SmartBan::new(),
+            hashing: HashMap::new(),
+            failures: HashMap::new(),
+            conn_ips: HashMap::new(),
+            conn_order: VecDeque::new(),
+            stats,
+            uploaded_window: 0,
+            downloaded_window: 0,
+            last_rate_update: now,
+            transmits: VecDeque::new(),
+            disk_jobs: VecDeque::new(),
+            dials: VecDeque::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    // ----- outputs -----
+
+    /// The next message to send, and to whom.
+    pub fn poll_transmit(&mut self) -> Option<(ConnId, Message)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next disk job.
+    pub fn poll_disk(&mut self) -> Option<DiskJob> {
+        self.disk_jobs.pop_front()
+    }
+
+    /// The next address to dial; answer with [`Torrent::handle_connected`] or
+    /// [`Torrent::handle_dial_failed`].
+    pub fn poll_dial(&mut self) -> Option<SocketAddr> {
+        self.dials.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<TorrentEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Torrent::handle_timeout`] must run next: the earliest of the request deadlines,
+    /// the stall and idle checks of each peer, the choker's next call, the rate update, PEX,
+    /// resume data and the next dial. `None` once stopped.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if self.stats.fatal.is_some() {
+            return None;
+        }
+        let mut next = self.last_rate_update + RATE_INTERVAL;
+        next = next.min(self.choker_next);
+        if let Some(t) = self.picker.next_deadline() {
+            next = next.min(t);
+        }
+        if self.resume_pending {
+            next = next.min(self.next_resume);
+        }
+        if self.dial_room() > 0 {
+            if let Some(t) = self.book.next_due() {
+                next = next.min(t);
+            }
+        }
+        for (&conn, p) in &self.peers {
+            next = next.min(p.last_message_at + IDLE_DROP_AFTER);
+            if let Some(since) = p.snubbed_since {
+                next = next.min(since + SNUBBED_DROP_AFTER);
+            }
+            if let Some(t) = self.stall_deadline(conn, p) {
+                next = next.min(t);
+            }
+            if !self.config.private && p.extended.is_some() {
+                next = next.min(p.next_pex_at);
+            }
+        }
+        Some(next)
+    }
+
+    /// Counters for the status display.
+    pub fn stats(&self) -> TorrentStats {
+        let mut s = self.stats.clone();
+        s.peers = self.peers.len();
+        s
+    }
+
+    /// Whether every wanted piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.picker.is_complete()
+    }
+
+    /// Whether `piece` is verified.
+    pub fn have(&self, piece: u32) -> bool {
+        self.picker.have(piece)
+    }
+
+    /// The connected peers' addresses.
+    pub fn peer_addrs(&self) -> Vec<(ConnId, SocketAddr)> {
+        self.peers.iter().map(|(k, p)| (*k, p.addr)).collect()
+    }
+
+    /// Whether `ip` is banned.
+    pub fn is_banned(&self, ip: IpAddr) -> bool {
+        self.book.is_banned(ip)
+    }
+
+    // ----- inputs -----
+
+    /// More peer addresses (command line, trackers, DHT, PEX).
+    pub fn add_peers(&mut self, now: Time, addrs: impl IntoIterator<Item = SocketAddr>) {
+        for a in addrs {
+            self.book.add(a, now);
+        }
+        self.dial_due(now);
+    }
+
+    /// A dial from [`Torrent::poll_dial`] failed (refused, timed out, wrong handshake).
+    pub fn handle_dial_failed(&mut self, now: Time, addr: SocketAddr) {
+        self.dialing = self.dialing.saturating_sub(1);
+        self.book.failed(addr, now, &mut self.rng);
+        self.dial_due(now);
+    }
+
+    /// A connection with a completed handshake, dialled or accepted. Returns its key, or why it
+    /// is refused (the driver then closes it).
+    pub fn handle_connected(&mut self, now: Time, hello: PeerHello) -> Result<ConnId, CloseReason> {
+        if hello.outgoing {
+            self.dialing = self.dialing.saturating_sub(1);
+        }
+        let refused = if self.stats.fatal.is_some() {
+            Some(CloseReason::Shutdown)
+        } else if self.book.is_banned(hello.addr.ip()) {
+            Some(CloseReason::Banned)
+        } else if hello.peer_id == self.config.peer_id {
+            Some(CloseReason::SelfConnection)
+        } else if self.peers.len() >= self.config.max_peers {
+            Some(CloseReason::TooManyPeers)
+        } else if self.peers.values().any(|p| p.peer_id == hello.peer_id) {
+            Some(CloseReason::Duplicate)
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            debug!(addr = %hello.addr, "refusing connection: {reason}");
+            if hello.outgoing {
+                self.book.failed(hello.addr, now, &mut self.rng);
+            }
+            return Err(reason);
+        }
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        if hello.outgoing {
+            self.book.connecting(hello.addr, now);
+        }
+        self.remember_ip(conn, hello.addr.ip());
+        let mut peer = Peer::new(hello.addr, hello.outgoing, hello.peer_id, hello.fast, now);
+        peer.extended_bit = hello.extended;
+        self.peers.insert(conn, peer);
+        self.picker.add_peer(conn);
+        info!(addr = %hello.addr, conn, outgoing = hello.outgoing, "peer connected");
+        self.events.push_back(TorrentEvent::PeerConnected {
+            conn,
+            addr: hello.addr,
+        });
+        if hello.extended {
+            let hs = self.extended_handshake(hello.addr);
+            self.send(conn, hs);
+        }
+        let n = self.picker.num_have();
+        if hello.fast && n == 0 {
+            self.send(conn, Message::HaveNone);
+        } else if hello.fast && n == self.config.num_pieces {
+            self.send(conn, Message::HaveAll);
+        } else if n > 0 {
+            let bits = self.our_bitfield();
+            self.send(conn, Message::Bitfield(bits));
+        }
+        Ok(conn)
+    }
+
+    /// The driver saw the connection end (EOF, I/O error, framing error, queue full).
+    pub fn handle_closed(&mut self, now: Time, conn: ConnId, reason: CloseReason) {
+        self.close(now, conn, reason);
+    }
+
+    /// The connection's writer wrote `bytes` of block payload (upload back-pressure).
+    pub fn handle_sent(&mut self, now: Time, conn: ConnId, bytes: usize) {
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.writer_bytes = p.writer_bytes.saturating_sub(bytes);
+        }
+        self.pump_uploads(now, conn);
+    }
+
+    /// A message from a peer. A protocol violation closes the connection.
+    pub fn handle_message(&mut self, now: Time, conn: ConnId, msg: Message) {
+        if let Err(v) = self.on_message(now, conn, msg) {
+            self.close(now, conn, CloseReason::Violation(v));
+        }
+    }
+
+    /// Runs everything due at `now` (see [`Torrent::poll_timeout`]).
+    pub fn handle_timeout(&mut self, now: Time) {
+        if self.stats.fatal.is_some() {
+            return;
+        }
+        self.expire_requests(now);
+        self.detect_stalls(now);
+        self.drop_silent(now);
+        if now >= self.choker_next {
+            self.run_choker(now);
+        }
+        if now >= self.last_rate_update + RATE_INTERVAL {
+            self.update_rates(now);
+        }
+        if self.resume_pending && now >= self.next_resume {
+            self.flush_resume(now, false);
+        }
+        self.dial_due(now);
+        self.send_pex(now);
+    }
+
+    /// Closes every connection (the torrent is stopping) and asks for a final resume write.
+    pub fn shutdown(&mut self, now: Time) {
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for c in conns {
+            self.close(now, c, CloseReason::Shutdown);
+        }
+        self.dials.clear();
+        if !self.config.seed_only {
+            self.disk_jobs
+                .push_back(DiskJob::FlushResume { force: true });
+        }
+    }
+
+    // ----- internals shared by the other files -----
+
+    /// Queues a message to a peer.
+    pub(crate) fn send(&mut self, conn: ConnId, msg: Message) {
+        if self.peers.contains_key(&conn) {
+            self.transmits.push_back((conn, msg));
+        }
+    }
+
+    pub(crate) fn push_disk(&mut self, job: DiskJob) {
+        self.disk_jobs.push_back(job);
+    }
+
+    pub(crate) fn push_event(&mut self, ev: TorrentEvent) {
+        self.events.push_back(ev);
+    }
+
+    fn remember_ip(&mut self, conn: ConnId, ip: IpAddr) {
+        self.conn_ips.insert(conn, ip);
+        self.conn_order.push_back(conn);
+        while self.conn_order.len() > MAX_CONN_IPS {
+            if let Some(old) = self.conn_order.pop_front() {
+                if !self.peers.contains_key(&old) {
+                    self.conn_ips.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Removes a connection: its requests go back to the picker for the others, its unchoke
+    /// slot is given to a waiting peer at once, and the peer book learns how it went.
+    pub(crate) fn close(&mut self, now: Time, conn: ConnId, reason: CloseReason) {
+        let Some(peer) = self.peers.remove(&conn) else {
+            return;
+        };
+        if reason.is_violation() {
+            self.stats.violations += 1;
+            warn!(addr = %peer.addr, conn, "closing connection: {reason}");
+        } else {
+            info!(addr = %peer.addr, conn, "peer disconnected: {reason}");
+        }
+        self.picker.remove_peer(conn);
+        self.transmits.retain(|(c, _)| *c != conn);
+        if let Some(addr) = peer.book_addr {
+            if !self.book.is_banned(addr.ip()) {
+                self.book.closed(addr, peer.useful, now, &mut self.rng);
+            }
+        }
+        self.events.push_back(TorrentEvent::PeerClosed {
+            conn,
+            addr: peer.addr,
+            reason,
+        });
+        // A slot it held goes to a waiting peer now, not at the next round.
+        let held_slot = self.choker.is_unchoked(conn);
+        self.choker.remove_peer(conn);
+        if held_slot {
+            self.fill_free_slots(now);
+        }
+        self.fill_all_requests(now);
+        self.dial_due(now);
+    }
+
+    pub(crate) fn fill_free_slots(&mut self, now: Time) {
+        let stats = self.peer_stats();
+        for p in self.choker.fill_free_slots(now, &stats) {
+            self.set_choke(p, false);
+        }
+    }
+
+    pub(crate) fn fatal(&mut self, now: Time, message: String) {
+        if self.stats.fatal.is_some() {
+            return;
+        }
+        warn!("torrent stopped: {message}");
+        self.stats.fatal = Some(message.clone());
+        self.events.push_back(TorrentEvent::Fatal(message));
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for c in conns {
+            self.close(now, c, CloseReason::Shutdown);
+        }
+    }
+
+    pub(crate) fn flush_resume(&mut self, now: Time, force: bool) {
+        if self.config.seed_only {
+            return;
+        }
+        self.resume_pending = false;
+        self.next_resume = now + RESUME_INTERVAL;
+        self.disk_jobs.push_back(DiskJob::FlushResume { force });
+    }
+
+    pub(crate) fn on_piece_verified(&mut self, now: Time, piece: u32) {
+        if self.picker.have(piece) {
+            return;
+        }
+        if let Err(e) = self.picker.piece_verified(piece) {
+            warn!("picker refused verified piece {piece}: {e}");
+            return;
+        }
+        self.failures.remove(&piece);
+        if self.picker.piece_priority(piece) > 0 {
+            self.stats.verified_bytes += u64::from(self.picker.layout().piece_len(piece));
+        }
+        self.stats.pieces_have = self.picker.num_have();
+        self.events.push_back(TorrentEvent::PieceVerified(piece));
+        self.resume_pending = true;
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for c in conns {
+            if !self.picker.peer_has(c, piece) {
+                self.send(c, Message::Have(piece));
+            }
+            self.update_interest(now, c);
+        }
+        if self.smart_ban.has_evidence(piece) {
+            self.request_block_hashes(piece, crate::bans::Evidence::Passed);
+        }
+        if self.picker.is_complete() && !self.stats.complete {
+            info!("download complete");
+            self.stats.complete = true;
+            self.events.push_back(TorrentEvent::Complete);
+            self.flush_resume(now, true);
+        }
+    }
+
+    pub(crate) fn update_interest(&mut self, now: Time, conn: ConnId) {
+        let interesting = self.picker.is_interesting(conn);
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if interesting != peer.am_interested {
+            peer.am_interested = interesting;
+            let msg = if interesting {
+                Message::Interested
+            } else {
+                Message::NotInterested
+            };
+            self.send(conn, msg);
+        }
+        if interesting {
+            self.fill_requests(now, conn);
+        }
+    }
+
+    pub(crate) fn set_choke(&mut self, conn: ConnId, choke: bool) {
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if p.am_choking == choke {
+            return;
+        }
+        p.am_choking = choke;
+        self.send(
+            conn,
+            if choke {
+                Message::Choke
+            } else {
+                Message::Unchoke
+            },
+        );
+    }
+
+    pub(crate) fn peer_stats(&self) -> Vec<PeerStats<ConnId>> {
+        let mut v: Vec<PeerStats<ConnId>> = self
+            .peers
+            .iter()
+            .map(|(k, p)| PeerStats {
+                peer: *k,
+                downloaded: p.downloaded,
+                uploaded: p.uploaded,
+                peer_interested: p.peer_interested,
+                am_interested: p.am_interested,
+                peer_choking: p.peer_choking,
+                requests_out: self.picker.outstanding(*k),
+                connected_at: p.connected_at,
+                last_block_at: [p.last_block_at, p.waiting_since]
+                    .into_iter()
+                    .flatten()
+                    .max(),
+            })
+            .collect();
+        // Deterministic order for the choker (HashMap order is not).
+        v.sort_by_key(|s| s.peer);
+        v
+    }
+
+    fn run_choker(&mut self, now: Time) {
+        let stats = self.peer_stats();
+        let seeding = self.picker.is_complete();
+        let decision = self.choker.tick(now, seeding, &stats);
+        for p in decision.unchoke {
+            self.set_choke(p, false);
+        }
+        for p in decision.choke {
+            self.set_choke(p, true);
+        }
+        // The one snub policy: the choker's verdict. Its blocks go to others now (late copies
+        // from it stay welcome) and it gets one request at a time until it delivers.
+        for p in decision.snubbed {
+            self.snub(now, p);
+        }
+        self.choker_next = decision.next_call.min(now + Duration::from_secs(10));
+    }
+
+    fn update_rates(&mut self, now: Time) {
+        let elapsed = now - self.last_rate_update;
+        for p in self.peers.values_mut() {
+            p.update_rate(elapsed);
+        }
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let alpha = (secs / 2.0).min(1.0);
+        self.stats.down_rate +=
+            alpha * (self.downloaded_window as f64 / secs - self.stats.down_rate);
+        self.stats.up_rate += alpha * (self.uploaded_window as f64 / secs - self.stats.up_rate);
+        self.downloaded_window = 0;
+        self.uploaded_window = 0;
+        self.last_rate_update = now;
+    }
+
+    pub(crate) fn count_download(&mut self, bytes: usize) {
+        self.stats.downloaded += bytes as u64;
+        self.downloaded_window += bytes as u64;
+    }
+
+    pub(crate) fn count_upload(&mut self, bytes: usize) {
+        self.stats.uploaded += bytes as u64;
+        self.uploaded_window += bytes as u64;
+    }
+
+    fn drop_silent(&mut self, now: Time) {
+        let mut drop = Vec::new();
+        for (&conn, p) in &self.peers {
+            if let Some(since) = p.snubbed_since {
+                if now - since >= SNUBBED_DROP_AFTER && p.last_block_at.is_none_or(|t| t < since) {
+                    drop.push((conn, CloseReason::SnubbedAndSilent));
+                    continue;
+                }
+            }
+            if now - p.last_message_at >= IDLE_DROP_AFTER {
+                drop.push((conn, CloseReason::Idle));
+            }
+        }
+        drop.sort_by_key(|d| d.0);
+        for (conn, reason) in drop {
+            self.close(now, conn, reason);
+        }
+    }
+
+    fn dial_room(&self) -> usize {
+        if self.stats.fatal.is_some() {
+            return 0;
+        }
+        self.config
+            .max_peers
+            .saturating_sub(self.peers.len() + self.dialing)
+            .min(MAX_HALF_OPEN.saturating_sub(self.dialing))
+    }
+
+    pub(crate) fn dial_due(&mut self, now: Time) {
+        let room = self.dial_room();
+        if room == 0 {
+            return;
+        }
+        // A seed has nothing to fetch from other seeds, but still dials: they may be leechers.
+        for addr in self.book.due(now, room) {
+            self.book.connecting(addr, now);
+            self.dialing += 1;
+            self.dials.push_back(addr);
+        }
+    }
+
+    fn extended_handshake(&self, addr: SocketAddr) -> Message {
+        let mut hs = ExtendedHandshake {
+            client: Some(concat!("shoal ", env!("CARGO_PKG_VERSION")).to_string()),
+            listen_port: Some(self.config.listen_port),
+            reqq: Some(OUR_REQQ as u32),
+            your_ip: Some(addr.ip()),
+            metadata_size: Some(self.config.info_bytes.len() as u64),
+            upload_only: self.picker.is_complete(),
+            ..Default::default()
+        };
+        // BEP 27: private torrents exchange neither metadata nor peers.
+        if !self.config.private {
+            hs.extensions
+                .insert("ut_metadata".to_string(), UT_METADATA_ID);
+            hs.extensions.insert("ut_pex".to_string(), UT_PEX_ID);
+        }
+        Message::Extended {
+            id: 0,
+            payload: hs.encode(),
+        }
+    }
+
+    fn our_bitfield(&self) -> Bytes {
+        let n = self.config.num_pieces;
+        let mut bits = vec![0u8; n.div_ceil(8) as usize];
+        for i in 0..n {
+            if self.picker.have(i) {
+                bits[(i / 8) as usize] |= 0x80 >> (i % 8);
+            }
+        }
+        Bytes::from(bits)
+    }
+
+    // ----- peer messages -----
+
+    fn on_message(&mut self, now: Time, conn: ConnId, msg: Message) -> Result<(), PeerViolation> {
+        let num_pieces = self.config.num_pieces;
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return Ok(());
+        };
+        peer.last_message_at = now;
+        match msg {
+            Message::KeepAlive
+            | Message::Unknown { .. }
+            | Message::Suggest(_)
+            | Message::Port(_) => {}
+            Message::Choke => {
+                peer.peer_choking = true;
+                if !peer.fast {
+                    // Without BEP 6 a choke discards every request we had out.
+                    for b in self.picker.abort_peer_requests(conn) {
+                        if let Some(p) = self.peers.get_mut(&conn) {
+                            p.release(b);
+                        }
+                    }
+                    self.fill_all_requests(now);
+                }
+            }
+            Message::Unchoke => {
+                peer.peer_choking = false;
+                self.fill_requests(now, conn);
+            }
+            Message::Interested => {
+                peer.peer_interested = true;
+                self.fill_free_slots(now);
+            }
+            Message::NotInterested => peer.peer_interested = false,
+            Message::Have(piece) => {
+                self.picker
+                    .peer_have(conn, piece)
+                    .map_err(|_| PeerViolation::HaveOutOfRange(piece))?;
+                self.update_interest(now, conn);
+            }
+            Message::Bitfield(bits) => {
+                self.picker
+                    .peer_bitfield(conn, &bits)
+                    .map_err(|e| PeerViolation::BadBitfield(e.to_string()))?;
+                self.update_interest(now, conn);
+            }
+            Message::HaveAll | Message::HaveNone if !peer.fast => {
+                return Err(PeerViolation::FastWithoutExtension)
+            }
+            Message::HaveAll => {
+                self.picker
+                    .peer_have_all(conn)
+                    .map_err(|e| PeerViolation::BadBitfield(e.to_string()))?;
+                self.update_interest(now, conn);
+            }
+            Message::HaveNone => {
+                self.picker
+                    .peer_have_none(conn)
+                    .map_err(|e| PeerViolation::BadBitfield(e.to_string()))?;
+                self.update_interest(now, conn);
+            }
+            Message::Request(req) => self.on_request(now, conn, req)?,
+            Message::Cancel(req) => self.on_cancel(conn, req),
+            Message::Reject(req) => {
+                let block = Block::new(req.piece, req.begin / shoal_picker::BLOCK_SIZE);
+                if self.picker.abort_request(conn, block) {
+                    if let Some(p) = self.peers.get_mut(&conn) {
+                        p.release(block);
+                    }
+                    self.fill_all_requests(now);
+                }
+            }
+            Message::AllowedFast(piece) => {
+                if piece >= num_pieces {
+                    return Err(PeerViolation::AllowedFastOutOfRange(piece));
+                }
+            }
+            Message::Piece { piece, begin, data } => {
+                self.on_block(now, conn, piece, begin, data)?
+            }
+            Message::Extended { id, payload } => self.on_extended(now, conn, id, payload)?,
+        }
+        Ok(())
+    }
+}
