@@ -162,6 +162,7 @@ impl TorrentActor {
             have: ctx.storage.verified().ones().collect(),
             seed_only: ctx.seed_only,
             seed: rand::random(),
+            pick_mode: Default::default(),
         };
         // Metainfo validation makes this succeed; a torrent it somehow let through is an error
         // for that torrent, not a panic.

@@ -40,4 +40,4 @@ pub use torrent::{
 pub use violation::{CloseReason, PeerViolation};
 
 /// A block of a piece (re-exported from the picker).
-pub use shoal_picker::Block;
+pub use shoal_picker::{Block, PickMode};

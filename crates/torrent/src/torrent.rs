@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use shoal_choker::{Choker, ChokerConfig, PeerStats};
 use shoal_core::{Id20, Time};
-use shoal_picker::{Block, Picker};
+use shoal_picker::{Block, PickMode, Picker};
 use shoal_wire::{BlockRef, ExtendedHandshake, Message};
 use tracing::{debug, info, warn};
 
@@ -86,6 +86,8 @@ pub struct TorrentConfig {
     pub seed_only: bool,
     /// Seed of every random choice (picker, choker, back-off jitter).
     pub seed: u64,
+    /// How new pieces are chosen (rarest first; the others exist for streaming and simulations).
+    pub pick_mode: PickMode,
 }
 
 /// A completed write, as the disk reports it.
@@ -290,6 +292,7 @@ impl Torrent {
             config.seed,
         )
         .map_err(|e| format!("invalid piece layout: {e}"))?;
+        picker.set_mode(config.pick_mode);
         let wanted = |p: u32| {
             config
                 .wanted

@@ -139,6 +139,7 @@ impl Net {
             },
             seed_only: seed,
             seed: 7 + i as u64,
+            pick_mode: Default::default(),
         };
         let torrent = Torrent::new(config, self.now).unwrap();
         let mut blocks = HashMap::new();
