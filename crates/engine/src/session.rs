@@ -136,14 +136,28 @@ const CHECKING_WAIT: Duration = Duration::from_secs(120);
 /// A running client: accepts peers and runs torrents.
 pub struct Session {
     shared: Arc<Shared>,
-    accept: tokio::task::JoinHandle<()>,
+    /// Every task the session started for itself (the accept loop, the DHT's bootstrap and
+    /// state saver): aborted when it is dropped, so nothing it started outlives it — the DHT
+    /// node stops once its last handle is gone.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.accept.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
+
+/// Incoming connections in their handshake (or waiting for a torrent that checks its data) at
+/// once. The next `accept` waits for a free place, so a flood of connections queues in the
+/// kernel's backlog instead of spawning tasks without bound.
+const MAX_INCOMING_PENDING: usize = 256;
+/// Back-off after a failed `accept` (out of descriptors, say): doubling from this...
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// ...up to this.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A running torrent.
 pub struct TorrentHandle {
@@ -183,9 +197,11 @@ impl Session {
             n => n,
         };
         let clock = Clock::new();
+        let mut tasks = Vec::new();
         let (dht, dht_state_file) = match &config.dht {
             Some(settings) => {
-                let (dht, ready, file) = start_dht(listen_addr, settings).await?;
+                let (dht, ready, file, dht_tasks) = start_dht(listen_addr, settings).await?;
+                tasks.extend(dht_tasks);
                 (Some((dht, ready)), file)
             }
             None => (None, None),
@@ -212,9 +228,9 @@ impl Session {
             config,
             torrents: Arc::new(Mutex::new(HashMap::new())),
         });
-        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        tasks.push(tokio::spawn(accept_loop(listener, shared.clone())));
         info!(%listen_addr, peer_id = %String::from_utf8_lossy(&shared.peer_id.0[..8]), "listening");
-        Ok(Session { shared, accept })
+        Ok(Session { shared, tasks })
     }
 
     /// The bound listen address.
@@ -532,17 +548,7 @@ pub async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
 
 /// Binds the DHT on the listen address's IP and port (UDP), or a free port if that is taken,
 /// loads its saved state, and joins the network in the background.
-async fn start_dht(
-    listen: SocketAddr,
-    settings: &DhtSettings,
-) -> Result<
-    (
-        shoal_dht::driver::Dht,
-        watch::Receiver<bool>,
-        Option<PathBuf>,
-    ),
-    EngineError,
-> {
+async fn start_dht(listen: SocketAddr, settings: &DhtSettings) -> Result<DhtStarted, EngineError> {
     use shoal_dht::driver::Dht;
     use shoal_dht::DhtConfig;
     let (state, state_file) = load_dht_state(settings.state_file.as_deref());
@@ -572,17 +578,18 @@ async fn start_dht(
     } else {
         settings.bootstrap.clone()
     };
+    let mut tasks = Vec::new();
     if let Some(path) = state_file.clone() {
         let dht = dht.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(DHT_SAVE_INTERVAL).await;
                 save_dht_state(&dht, &path).await;
             }
-        });
+        }));
     }
     let handle = dht.clone();
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         let mut addrs = resolve(&bootstrap).await;
         addrs.extend(saved_nodes);
         match handle.bootstrap(addrs).await {
@@ -590,10 +597,19 @@ async fn start_dht(
             Err(e) => warn!("DHT bootstrap failed: {e}"),
         }
         let _ = tx.send(true);
-    });
+    }));
     info!(addr = %dht.local_addr(), "DHT node running");
-    Ok((dht, rx, state_file))
+    Ok((dht, rx, state_file, tasks))
 }
+
+/// A started DHT: its handle, a flag set once bootstrapped, where its state is saved, and the
+/// tasks started for it.
+type DhtStarted = (
+    shoal_dht::driver::Dht,
+    watch::Receiver<bool>,
+    Option<PathBuf>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
 
 /// Reads the DHT state file. Returns the state, and the path to save to: `None` when the file
 /// holds something that is not DHT state (it may be a user's file given by mistake, and is never
@@ -676,12 +692,26 @@ async fn open_and_check(
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_INCOMING_PENDING));
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
+        // A place first: at the cap, connections wait in the kernel's backlog.
+        let Ok(place) = places.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, addr) = match listener.accept().await {
-            Ok(x) => x,
+            Ok(x) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                x
+            }
             Err(e) => {
-                warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                if backoff == ACCEPT_BACKOFF_MIN {
+                    warn!("accept failed: {e}; backing off");
+                } else {
+                    debug!("accept failed again: {e}");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };
@@ -690,6 +720,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             if let Err(e) = incoming(stream, addr, &shared).await {
                 debug!(%addr, "incoming connection dropped: {e}");
             }
+            drop(place);
         });
     }
 }

@@ -458,12 +458,12 @@ fn run_disk_job(storage: &Storage, job: DiskJob) -> DiskDone {
     match job {
         DiskJob::Write { conn, block, data } => {
             let result = storage
-                .write_block(block.piece, block.offset(), &data, u64::from(conn))
+                .write_block(block.piece, block.offset(), &data)
                 .map(|o| match o {
                     WriteOutcome::Stored => WriteResult::Stored,
                     WriteOutcome::Duplicate => WriteResult::Duplicate,
                     WriteOutcome::Verified => WriteResult::PieceVerified,
-                    WriteOutcome::HashFailed { .. } => WriteResult::PieceFailed,
+                    WriteOutcome::HashFailed => WriteResult::PieceFailed,
                 })
                 .map_err(|e| e.to_string());
             DiskDone::Written {

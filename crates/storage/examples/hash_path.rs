@@ -82,7 +82,7 @@ fn main() {
                         for off in (0..size).step_by(BLOCK_SIZE as usize) {
                             let len = (BLOCK_SIZE as usize).min(size - off);
                             let out = s
-                                .write_block(p, off as u32, &data[base + off..base + off + len], 0)
+                                .write_block(p, off as u32, &data[base + off..base + off + len])
                                 .unwrap();
                             if off + len == size {
                                 assert_eq!(out, WriteOutcome::Verified);

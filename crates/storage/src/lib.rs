@@ -17,9 +17,9 @@
 //! ```text
 //! open:     Storage::open(info, info_hash, opts) -> Startup::{Fresh, Resumed, NeedsRecheck{warning}}
 //!           NeedsRecheck -> storage.recheck(&RecheckOptions::default(), &progress) on a thread
-//! download: pool.try_submit(move || storage.write_block(piece, offset, &bytes, peer_id)) ->
-//!           Stored | Duplicate | Verified (send `have`) | HashFailed{contributors} (re-request
-//!           the piece, suspect those peers)
+//! download: pool.try_submit(move || storage.write_block(piece, offset, &bytes)) ->
+//!           Stored | Duplicate | Verified (send `have`) | HashFailed (re-request the piece;
+//!           storage.block_hashes(piece) is the evidence for a smart ban)
 //! upload:   pool job: storage.read_block(piece, offset, len)
 //! resume:   storage.flush_resume_if_due(Duration::from_secs(5)) every second or so (on the pool);
 //!           storage.close() on clean shutdown

@@ -4,8 +4,8 @@
 //! 1. [`Storage::open`] tells whether resume data was trusted or a recheck is needed;
 //! 2. [`Storage::recheck`] if so;
 //! 3. [`Storage::write_block`] for every block received; the call that completes a piece hashes
-//!    it and answers [`WriteOutcome::Verified`] or [`WriteOutcome::HashFailed`] with the
-//!    contributors to suspect;
+//!    it and answers [`WriteOutcome::Verified`] or [`WriteOutcome::HashFailed`] (then
+//!    [`Storage::block_hashes`] gives per-block evidence for a smart ban);
 //! 4. [`Storage::flush_resume_if_due`] now and then, [`Storage::close`] on shutdown;
 //! 5. [`Storage::read_block`] to serve peers.
 
@@ -114,15 +114,13 @@ pub enum WriteOutcome {
     /// This block completed the piece and it hashed correctly: it is done.
     Verified,
     /// This block completed the piece and the hash was wrong: the piece is reset (every block
-    /// must come again) and these contributors sent its blocks.
-    HashFailed {
-        /// Distinct contributor ids of the piece's blocks, ascending.
-        contributors: Vec<u64>,
-    },
+    /// must come again). Who sent which block is the caller's record (the picker's), not
+    /// storage's; [`Storage::block_hashes`] gives the evidence a smart ban needs.
+    HashFailed,
 }
 
 struct PieceState {
-    received: Vec<Option<u64>>,
+    received: Vec<bool>,
     count: u32,
     hasher: Sha1,
     hashed_upto: u32,
@@ -351,15 +349,9 @@ impl Storage {
         self.wanted.get(file).copied().unwrap_or(false)
     }
 
-    /// Store one block (16 KiB, aligned; the last block of a piece may be shorter) received from
-    /// `contributor` (any id of the caller's, e.g. a peer's). Blocking: call it on the disk pool.
-    pub fn write_block(
-        &self,
-        piece: u32,
-        offset: u32,
-        data: &[u8],
-        contributor: u64,
-    ) -> Result<WriteOutcome> {
+    /// Store one block (16 KiB, aligned; the last block of a piece may be shorter). Blocking:
+    /// call it on the disk pool.
+    pub fn write_block(&self, piece: u32, offset: u32, data: &[u8]) -> Result<WriteOutcome> {
         let size = self.layout.piece_size(piece);
         if piece >= self.layout.num_pieces() {
             return Err(StorageError::PieceOutOfRange(piece));
@@ -389,7 +381,7 @@ impl Storage {
                 map.entry(piece)
                     .or_insert_with(|| {
                         Arc::new(Mutex::new(PieceState {
-                            received: vec![None; self.layout.blocks_in_piece(piece) as usize],
+                            received: vec![false; self.layout.blocks_in_piece(piece) as usize],
                             count: 0,
                             hasher: Sha1::new(),
                             hashed_upto: 0,
@@ -404,7 +396,7 @@ impl Storage {
             if st.retired {
                 continue;
             }
-            return self.write_locked(piece, offset, data, contributor, &mut st);
+            return self.write_locked(piece, offset, data, &mut st);
         }
         Ok(WriteOutcome::Duplicate)
     }
@@ -414,11 +406,10 @@ impl Storage {
         piece: u32,
         offset: u32,
         data: &[u8],
-        contributor: u64,
         st: &mut PieceState,
     ) -> Result<WriteOutcome> {
         let block = (offset / BLOCK_SIZE) as usize;
-        if st.received[block].is_some() {
+        if st.received[block] {
             return Ok(WriteOutcome::Duplicate);
         }
         let spans = self.layout.piece_spans(piece, offset, data.len())?;
@@ -439,7 +430,7 @@ impl Storage {
                     .write_at(self.part_idx, part_offset(stream), chunk)?;
             }
         }
-        st.received[block] = Some(contributor);
+        st.received[block] = true;
         st.count += 1;
         if self.hash_in_memory {
             if touches_pad {
@@ -486,10 +477,7 @@ impl Storage {
             lock(&self.flush).dirty = true;
             Ok(WriteOutcome::Verified)
         } else {
-            let mut contributors: Vec<u64> = st.received.iter().flatten().copied().collect();
-            contributors.sort_unstable();
-            contributors.dedup();
-            Ok(WriteOutcome::HashFailed { contributors })
+            Ok(WriteOutcome::HashFailed)
         }
     }
 

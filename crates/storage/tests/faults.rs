@@ -21,7 +21,7 @@ fn fixture() -> Fixture {
 fn write_piece(f: &Fixture, s: &Storage, piece: u32) -> Result<WriteOutcome, StorageError> {
     let mut last = WriteOutcome::Stored;
     for (o, b) in f.blocks(piece) {
-        last = s.write_block(piece, o, &b, 1)?;
+        last = s.write_block(piece, o, &b)?;
     }
     Ok(last)
 }

@@ -30,7 +30,7 @@ fn complete(f: &Fixture) -> tempfile::TempDir {
     let (s, _) = Storage::open(&f.info, f.info_hash, StorageOptions::new(dir.path())).unwrap();
     for p in 0..f.num_pieces() {
         for (o, b) in f.blocks(p) {
-            s.write_block(p, o, &b, 0).unwrap();
+            s.write_block(p, o, &b).unwrap();
         }
     }
     s.close().unwrap();
@@ -182,7 +182,7 @@ fn state_folder_location() {
     opts.resume = ResumeLocation::StateDir(state.path().to_path_buf());
     let (s, _) = Storage::open(&f.info, f.info_hash, opts.clone()).unwrap();
     for (o, b) in f.blocks(0) {
-        s.write_block(0, o, &b, 0).unwrap();
+        s.write_block(0, o, &b).unwrap();
     }
     s.close().unwrap();
     let expected = state

@@ -50,7 +50,7 @@ fn download_all(f: &Fixture, s: &Storage, seed: u64) {
     jobs.shuffle(&mut rng);
     let mut verified = 0;
     for (p, o, b) in jobs {
-        match s.write_block(p, o, &b, p as u64).unwrap() {
+        match s.write_block(p, o, &b).unwrap() {
             WriteOutcome::Verified => verified += 1,
             WriteOutcome::Stored => {}
             other => panic!("piece {p}: {other:?}"),
@@ -109,37 +109,44 @@ fn round_trip_many_files_both_hash_paths() {
 }
 
 #[test]
-fn hash_failure_resets_and_names_contributors_and_pads_are_zeros() {
+fn hash_failure_resets_keeps_block_evidence_and_pads_are_zeros() {
     let f = Fixture::new("t", &sizes(), 32_768, 9);
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = Storage::open(&f.info, f.info_hash, StorageOptions::new(dir.path())).unwrap();
-    // Piece 0: block 0 from peer 7 is corrupt, block 1 from peer 8 is fine.
+    // Piece 0: block 0 is corrupt, block 1 is fine.
     let blocks = f.blocks(0);
     let mut bad = blocks[0].1.clone();
     bad[3] ^= 0xff;
-    assert_eq!(s.write_block(0, 0, &bad, 7).unwrap(), WriteOutcome::Stored);
+    assert_eq!(s.write_block(0, 0, &bad).unwrap(), WriteOutcome::Stored);
     assert_eq!(
-        s.write_block(0, 0, &blocks[0].1, 9).unwrap(),
+        s.write_block(0, 0, &blocks[0].1).unwrap(),
         WriteOutcome::Duplicate
     );
     assert_eq!(
-        s.write_block(0, blocks[1].0, &blocks[1].1, 8).unwrap(),
-        WriteOutcome::HashFailed {
-            contributors: vec![7, 8]
-        }
+        s.write_block(0, blocks[1].0, &blocks[1].1).unwrap(),
+        WriteOutcome::HashFailed
     );
     assert!(!s.have(0));
+    // The evidence for a smart ban: each block's hash as stored, the bad one included.
+    let sha = |b: &[u8]| -> [u8; 20] {
+        use sha1::Digest;
+        sha1::Sha1::digest(b).into()
+    };
+    assert_eq!(
+        s.block_hashes(0).unwrap(),
+        vec![sha(&bad), sha(&blocks[1].1)]
+    );
     // After the reset every block is needed again, and good data verifies.
     assert_eq!(
-        s.write_block(0, 0, &blocks[0].1, 1).unwrap(),
+        s.write_block(0, 0, &blocks[0].1).unwrap(),
         WriteOutcome::Stored
     );
     assert_eq!(
-        s.write_block(0, blocks[1].0, &blocks[1].1, 1).unwrap(),
+        s.write_block(0, blocks[1].0, &blocks[1].1).unwrap(),
         WriteOutcome::Verified
     );
     assert_eq!(
-        s.write_block(0, 0, &blocks[0].1, 1).unwrap(),
+        s.write_block(0, 0, &blocks[0].1).unwrap(),
         WriteOutcome::Duplicate
     );
     // Piece 3 covers the pad at 100_000..131_072: a peer sending garbage there still passes,
@@ -154,14 +161,14 @@ fn hash_failure_resets_and_names_contributors_and_pads_are_zeros() {
                 *x = 0xAA;
             }
         }
-        let out = s.write_block(p, o, &b, 2).unwrap();
+        let out = s.write_block(p, o, &b).unwrap();
         assert!(matches!(out, WriteOutcome::Stored | WriteOutcome::Verified));
     }
     assert!(s.have(p));
     // Bad arguments are errors, not panics.
-    assert!(s.write_block(999, 0, &[0; 16384], 0).is_err());
-    assert!(s.write_block(0, 1, &[0; 16384], 0).is_err());
-    assert!(s.write_block(1, 0, &[0; 100], 0).is_err());
+    assert!(s.write_block(999, 0, &[0; 16384]).is_err());
+    assert!(s.write_block(0, 1, &[0; 16384]).is_err());
+    assert!(s.write_block(1, 0, &[0; 100]).is_err());
     assert!(s.read_block(1, 0, 40_000).is_err());
 }
 
@@ -186,7 +193,7 @@ fn skipped_files_are_never_created_and_straddling_pieces_verify() {
     needed.dedup();
     for &p in &needed {
         for (o, b) in f.blocks(p) {
-            s.write_block(p, o, &b, 0).unwrap();
+            s.write_block(p, o, &b).unwrap();
         }
         assert!(s.have(p), "piece {p}");
         let size = f.piece(p).len() as u32;
@@ -233,7 +240,7 @@ fn pool_writes_and_recheck_with_progress() {
             let tx = tx.clone();
             expected += 1;
             pool.run(
-                move || s.write_block(p, o, &b, 0),
+                move || s.write_block(p, o, &b),
                 move |r| tx.send(r).unwrap(),
             )
             .unwrap();
@@ -285,7 +292,7 @@ fn pool_writes_and_recheck_with_progress() {
         progress.pieces.load(std::sync::atomic::Ordering::Relaxed),
         f.num_pieces()
     );
-    assert!(ro.write_block(0, 0, &[0; 16384], 0).is_err());
+    assert!(ro.write_block(0, 0, &[0; 16384]).is_err());
 }
 
 #[test]
