@@ -19,6 +19,9 @@ enum Behaviour {
     GoesSilentAfter(u32),
     /// Serves every block with its bytes flipped.
     Corrupt,
+    /// Sends 16 blocks nobody asked for (garbage) right after unchoking, then serves every
+    /// requested block with some of its bytes flipped.
+    JunkThenCorrupt,
     /// Sends a 4 GiB length prefix right after the handshake.
     HugePrefix,
 }
@@ -105,6 +108,21 @@ fn serve(
     msg.push(5);
     msg.extend_from_slice(&bits);
     msg.extend_from_slice(&[0, 0, 0, 1, 1]); // unchoke
+    if behaviour == Behaviour::JunkThenCorrupt {
+        // Blocks of the first pieces, never requested from us: they must never be written
+        // (an honest seeder completing those pieces would otherwise share the blame).
+        for i in 0..16u32 {
+            let (piece, begin) = (i / 4, (i % 4) * 16384);
+            if (piece as usize) * piece_len + begin as usize + 16384 > data.len() {
+                break;
+            }
+            msg.extend_from_slice(&(9 + 16384u32).to_be_bytes());
+            msg.push(7);
+            msg.extend_from_slice(&piece.to_be_bytes());
+            msg.extend_from_slice(&begin.to_be_bytes());
+            msg.extend_from_slice(&[0xEE; 16384]);
+        }
+    }
     s.write_all(&msg).unwrap();
     loop {
         let mut len = [0u8; 4];
@@ -131,6 +149,9 @@ fn serve(
         let mut block = data[start..start + length].to_vec();
         if behaviour == Behaviour::Corrupt {
             block.iter_mut().for_each(|b| *b ^= 0x5a);
+        }
+        if behaviour == Behaviour::JunkThenCorrupt {
+            block[length / 2] ^= 0x01;
         }
         let mut out = ((9 + length) as u32).to_be_bytes().to_vec();
         out.push(7);
@@ -233,6 +254,47 @@ fn peer_sending_corrupt_blocks_is_banned_and_download_completes() {
         .filter_map(|v| v.as_str())
         .collect();
     assert_eq!(banned, ["127.0.0.67"]);
+}
+
+#[test]
+fn a_hostile_peer_never_gets_the_honest_seeder_banned() {
+    // The fault found with a hostile peer: have-all, unchoke, 16 blocks nobody requested, then
+    // bad data. Unrequested blocks are never written; bans need per-block evidence, so the
+    // honest seeder whose blocks complete the same pieces is never banned.
+    let dir = scratch("hostile_mixing");
+    let (torrent, data) = make_torrent(&dir, "f.bin", 2 << 20, "64KiB");
+    let bytes = std::fs::read(&data).unwrap();
+    let (fake, report) = fake_seeder("127.0.0.68", bytes, 64 << 10, Behaviour::JunkThenCorrupt);
+    let mut seed = shoal_seed(
+        &torrent,
+        &data,
+        "127.0.0.2",
+        &["--max-upload-rate", "512KiB"],
+        "seed",
+        &dir,
+    );
+    let seed_addr = seed.listening_addr();
+    let out = dir.join("dl");
+    let mut dl = shoal_download(
+        &torrent,
+        &out,
+        "127.0.0.3",
+        &[fake, seed_addr],
+        &[],
+        "dl",
+        &dir,
+    );
+    let done = dl.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out.join("f.bin")));
+    assert!(report.served.load(Ordering::SeqCst) > 0);
+    let banned: Vec<&str> = done["banned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(!banned.contains(&"127.0.0.2"), "the honest seeder was banned: {banned:?}");
+    assert_eq!(banned, ["127.0.0.68"]);
 }
 
 #[test]
