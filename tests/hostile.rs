@@ -293,7 +293,10 @@ fn a_hostile_peer_never_gets_the_honest_seeder_banned() {
         .iter()
         .filter_map(|v| v.as_str())
         .collect();
-    assert!(!banned.contains(&"127.0.0.2"), "the honest seeder was banned: {banned:?}");
+    assert!(
+        !banned.contains(&"127.0.0.2"),
+        "the honest seeder was banned: {banned:?}"
+    );
     assert_eq!(banned, ["127.0.0.68"]);
 }
 

@@ -20,7 +20,21 @@ use shoal_torrent::CloseReason;
 
 use crate::clock::Clock;
 use crate::rate_limit::TokenBucket;
-use crate::torrent::{Event, PeerKey};
+
+/// Identifies a connection to whoever receives its [`LinkEvent`]s.
+pub type LinkId = u32;
+
+/// What a connection's tasks report. The receiver (the torrent driver) wraps these in its own
+/// event type through `From`, so connections know nothing of torrents.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A message arrived.
+    Message(LinkId, Message),
+    /// The connection ended (EOF, I/O or framing error).
+    Closed(LinkId, CloseReason),
+    /// The writer wrote this many bytes of block payload.
+    Sent(LinkId, usize),
+}
 
 /// Send a keep-alive after this long without writing anything (BEP 3: peers drop connections
 /// silent for two minutes; libtorrent and Transmission send one every 2 minutes minus a margin).
@@ -138,13 +152,13 @@ impl Drop for PeerLink {
     }
 }
 
-/// Starts the reader and writer tasks of an established connection.
-pub fn spawn(
+/// Starts the reader and writer tasks of an established connection; they report to `events`.
+pub fn spawn<E: From<LinkEvent> + Send + 'static>(
     stream: TcpStream,
-    key: PeerKey,
+    key: LinkId,
     leftover: BytesMut,
     limits: Limits,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<E>,
     rates: Arc<RateLimits>,
     clock: Clock,
 ) -> PeerLink {
@@ -163,12 +177,12 @@ pub fn spawn(
     PeerLink { tx, reader, writer }
 }
 
-async fn read_loop(
+async fn read_loop<E: From<LinkEvent>>(
     mut rd: OwnedReadHalf,
-    key: PeerKey,
+    key: LinkId,
     mut buf: BytesMut,
     limits: Limits,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<E>,
     rates: Arc<RateLimits>,
     clock: Clock,
 ) {
@@ -176,14 +190,18 @@ async fn read_loop(
         loop {
             match decode_frame(&mut buf, &limits) {
                 Ok(Some(msg)) => {
-                    if events.send(Event::PeerMessage(key, msg)).await.is_err() {
+                    if events
+                        .send(LinkEvent::Message(key, msg).into())
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
                     let reason = CloseReason::Io(format!("protocol error: {e}"));
-                    let _ = events.send(Event::PeerClosed(key, reason)).await;
+                    let _ = events.send(LinkEvent::Closed(key, reason).into()).await;
                     return;
                 }
             }
@@ -197,14 +215,14 @@ async fn read_loop(
             Err(e) => break CloseReason::Io(format!("read error: {e}")),
         }
     };
-    let _ = events.send(Event::PeerClosed(key, reason)).await;
+    let _ = events.send(LinkEvent::Closed(key, reason).into()).await;
 }
 
-async fn write_loop(
+async fn write_loop<E: From<LinkEvent>>(
     mut wr: OwnedWriteHalf,
-    key: PeerKey,
+    key: LinkId,
     mut rx: mpsc::Receiver<Message>,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<E>,
     rates: Arc<RateLimits>,
     clock: Clock,
 ) {
@@ -238,9 +256,14 @@ async fn write_loop(
         out.clear();
         // Block bytes written: the machine may start more reads for this peer. Awaited, never
         // dropped, so uploads to it cannot stall for want of this news.
-        if payload > 0 && events.send(Event::Sent(key, payload)).await.is_err() {
+        if payload > 0
+            && events
+                .send(LinkEvent::Sent(key, payload).into())
+                .await
+                .is_err()
+        {
             return;
         }
     };
-    let _ = events.send(Event::PeerClosed(key, reason)).await;
+    let _ = events.send(LinkEvent::Closed(key, reason).into()).await;
 }

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::connection::dial;
-use crate::torrent::UT_METADATA_ID;
+use shoal_torrent::UT_METADATA_ID;
 
 /// Largest info dictionary accepted (libtorrent's `max_metadata_size` is 30 MiB; real ones are
 /// rarely above a few MB).

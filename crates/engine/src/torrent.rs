@@ -20,16 +20,16 @@ use shoal_torrent::{
     WriteResult,
 };
 use shoal_wire::frame::Limits;
-use shoal_wire::{Handshake, Message};
+use shoal_wire::Handshake;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use crate::clock::Clock;
-use crate::connection::{self, RateLimits};
+use crate::connection::{self, LinkEvent, RateLimits};
 use crate::status::{TorrentState, TorrentStatus};
 
-/// A connection's key (the machine's [`ConnId`]).
+/// A connection's key: the machine's [`ConnId`], which is also the connection tasks' link id.
 pub type PeerKey = ConnId;
 
 pub use shoal_torrent::{UT_METADATA_ID, UT_PEX_ID};
@@ -41,12 +41,8 @@ const RESUME_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What reaches the driver.
 pub enum Event {
-    /// A message from a peer.
-    PeerMessage(PeerKey, Message),
-    /// A peer's connection ended (EOF, I/O or framing error).
-    PeerClosed(PeerKey, CloseReason),
-    /// A connection's writer wrote this many bytes of block payload.
-    Sent(PeerKey, usize),
+    /// A connection's news: a message, its end, bytes written.
+    Link(LinkEvent),
     /// A connection with a completed handshake, outgoing or incoming.
     Connected {
         /// The peer's address.
@@ -68,6 +64,12 @@ pub enum Event {
     TrackerReports(Vec<crate::status::TrackerReport>),
     /// Stop: flush resume data, close connections, then answer.
     Shutdown(oneshot::Sender<()>),
+}
+
+impl From<LinkEvent> for Event {
+    fn from(e: LinkEvent) -> Self {
+        Event::Link(e)
+    }
 }
 
 /// Everything the driver needs from the session.
@@ -269,12 +271,12 @@ impl TorrentActor {
     fn on_event(&mut self, ev: Event) {
         let now = self.now();
         match ev {
-            Event::PeerMessage(key, msg) => self.machine.handle_message(now, key, msg),
-            Event::PeerClosed(key, reason) => {
+            Event::Link(LinkEvent::Message(key, msg)) => self.machine.handle_message(now, key, msg),
+            Event::Link(LinkEvent::Closed(key, reason)) => {
                 self.links.remove(&key);
                 self.machine.handle_closed(now, key, reason);
             }
-            Event::Sent(key, bytes) => self.machine.handle_sent(now, key, bytes),
+            Event::Link(LinkEvent::Sent(key, bytes)) => self.machine.handle_sent(now, key, bytes),
             Event::Connected {
                 addr,
                 outgoing,
