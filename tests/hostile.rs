@@ -215,17 +215,25 @@ fn peer_that_stops_answering_mid_piece_is_routed_around() {
     );
 }
 
-#[test]
-fn peer_sending_corrupt_blocks_is_banned_and_download_completes() {
-    let dir = scratch("hostile_corrupt");
-    let (torrent, data) = make_torrent(&dir, "f.bin", 4 << 20, "64KiB");
+/// A shoal seeder on 127.0.0.2 (upload capped at `seed_rate`) and a fake seeder on `fake_ip`
+/// behaving as told; a shoal leecher downloads from both. Returns the leecher's `complete`
+/// line, the banned IPs in it, and what the fake saw; the file is checked byte for byte.
+fn download_beside_a_fake(
+    name: &str,
+    fake_ip: &str,
+    behaviour: Behaviour,
+    piece: usize,
+    seed_rate: &str,
+) -> (serde_json::Value, Vec<String>, Arc<FakeReport>) {
+    let dir = scratch(name);
+    let (torrent, data) = make_torrent(&dir, "f.bin", 4 << 20, &format!("{}KiB", piece >> 10));
     let bytes = std::fs::read(&data).unwrap();
-    let (fake, report) = fake_seeder("127.0.0.67", bytes, 64 << 10, Behaviour::Corrupt);
+    let (fake, report) = fake_seeder(fake_ip, bytes, piece, behaviour);
     let mut seed = shoal_seed(
         &torrent,
         &data,
         "127.0.0.2",
-        &["--max-upload-rate", "1MiB"],
+        &["--max-upload-rate", seed_rate],
         "seed",
         &dir,
     );
@@ -242,17 +250,29 @@ fn peer_sending_corrupt_blocks_is_banned_and_download_completes() {
     );
     let done = dl.wait_event("complete", LONG);
     assert!(same_bytes(&data, &out.join("f.bin")));
+    let banned = done["banned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    (done, banned, report)
+}
+
+#[test]
+fn peer_sending_corrupt_blocks_is_banned_and_download_completes() {
+    let (done, banned, report) = download_beside_a_fake(
+        "hostile_corrupt",
+        "127.0.0.67",
+        Behaviour::Corrupt,
+        64 << 10,
+        "1MiB",
+    );
     assert!(
         report.served.load(Ordering::SeqCst) > 0,
         "the corrupt peer did send data"
     );
     assert!(done["hash_failures"].as_u64().unwrap() >= 1);
-    let banned: Vec<&str> = done["banned"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
     assert_eq!(banned, ["127.0.0.67"]);
 }
 
@@ -261,40 +281,16 @@ fn a_hostile_peer_never_gets_the_honest_seeder_banned() {
     // The fault found with a hostile peer: have-all, unchoke, 16 blocks nobody requested, then
     // bad data. Unrequested blocks are never written; bans need per-block evidence, so the
     // honest seeder whose blocks complete the same pieces is never banned.
-    let dir = scratch("hostile_mixing");
-    let (torrent, data) = make_torrent(&dir, "f.bin", 2 << 20, "64KiB");
-    let bytes = std::fs::read(&data).unwrap();
-    let (fake, report) = fake_seeder("127.0.0.68", bytes, 64 << 10, Behaviour::JunkThenCorrupt);
-    let mut seed = shoal_seed(
-        &torrent,
-        &data,
-        "127.0.0.2",
-        &["--max-upload-rate", "512KiB"],
-        "seed",
-        &dir,
+    let (_, banned, report) = download_beside_a_fake(
+        "hostile_mixing",
+        "127.0.0.68",
+        Behaviour::JunkThenCorrupt,
+        64 << 10,
+        "512KiB",
     );
-    let seed_addr = seed.listening_addr();
-    let out = dir.join("dl");
-    let mut dl = shoal_download(
-        &torrent,
-        &out,
-        "127.0.0.3",
-        &[fake, seed_addr],
-        &[],
-        "dl",
-        &dir,
-    );
-    let done = dl.wait_event("complete", LONG);
-    assert!(same_bytes(&data, &out.join("f.bin")));
     assert!(report.served.load(Ordering::SeqCst) > 0);
-    let banned: Vec<&str> = done["banned"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
     assert!(
-        !banned.contains(&"127.0.0.2"),
+        !banned.iter().any(|b| b == "127.0.0.2"),
         "the honest seeder was banned: {banned:?}"
     );
     assert_eq!(banned, ["127.0.0.68"]);

@@ -207,7 +207,7 @@ pub fn parse_integer(text: &[u8]) -> Option<i64> {
 }
 
 /// Checks `<len>:<bytes>` at `pos`; returns the span of the bytes and the position after them.
-fn scan_string(buf: &[u8], pos: usize) -> Result<(Range<usize>, usize), BencodeError> {
+pub(crate) fn scan_string(buf: &[u8], pos: usize) -> Result<(Range<usize>, usize), BencodeError> {
     let bad = BencodeError::BadStringLength(pos);
     let rest = &buf[pos..];
     // 19 digits overflow no usize on 64-bit and exceed any real input.

@@ -223,31 +223,14 @@ impl<'a> Reader<'a> {
     /// `<len>:<bytes>`; a length with a leading zero is a soft error.
     fn string(&mut self) -> Result<&'a [u8], BencodeError> {
         let start = self.pos;
-        let bad = BencodeError::BadStringLength(start);
-        let rest = &self.buf[start..];
-        let colon = rest
-            .iter()
-            .take(20)
-            .position(|&b| b == b':')
-            .ok_or(bad.clone())?;
-        let digits = &rest[..colon];
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(bad);
-        }
-        if digits.len() > 1 && digits[0] == b'0' {
+        let (span, end) = crate::bencode::scan_string(self.buf, start)?;
+        // The digits run from `start` to the colon just before the data.
+        let digits = span.start - 1 - start;
+        if digits > 1 && self.buf[start] == b'0' {
             self.soft_error = true;
         }
-        let len: usize = std::str::from_utf8(digits)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or(bad.clone())?;
-        let data_start = start + colon + 1;
-        let data_end = data_start.checked_add(len).ok_or(bad.clone())?;
-        if data_end > self.buf.len() {
-            return Err(bad);
-        }
-        self.pos = data_end;
-        Ok(&self.buf[data_start..data_end])
+        self.pos = end;
+        Ok(&self.buf[span])
     }
 }
 

@@ -51,6 +51,11 @@ impl Content {
         self.hashes.len() as u32
     }
 
+    pub fn layout(&self) -> shoal_picker::Layout {
+        shoal_picker::Layout::new(self.num_pieces(), self.piece_len, self.data.len() as u64)
+            .unwrap()
+    }
+
     fn piece_range(&self, piece: u32) -> std::ops::Range<usize> {
         let start = piece as usize * self.piece_len as usize;
         start..(start + self.piece_len as usize).min(self.data.len())
@@ -144,9 +149,7 @@ impl Net {
         let torrent = Torrent::new(config, self.now).unwrap();
         let mut blocks = HashMap::new();
         if seed {
-            let layout =
-                shoal_picker::Layout::new(c.num_pieces(), c.piece_len, c.data.len() as u64)
-                    .unwrap();
+            let layout = c.layout();
             for p in 0..c.num_pieces() {
                 for b in 0..layout.blocks_in_piece(p) {
                     let block = Block::new(p, b);
@@ -311,12 +314,7 @@ impl Net {
                     node.blocks.entry(block)
                 {
                     e.insert(data);
-                    let layout = shoal_picker::Layout::new(
-                        content.num_pieces(),
-                        content.piece_len,
-                        content.data.len() as u64,
-                    )
-                    .unwrap();
+                    let layout = content.layout();
                     let n = layout.blocks_in_piece(piece);
                     if (0..n).all(|b| node.blocks.contains_key(&Block::new(piece, b))) {
                         let mut h = Sha1::new();
@@ -469,12 +467,7 @@ impl Net {
             return false;
         }
         let mut data = Vec::new();
-        let layout = shoal_picker::Layout::new(
-            self.content.num_pieces(),
-            self.content.piece_len,
-            self.content.data.len() as u64,
-        )
-        .unwrap();
+        let layout = self.content.layout();
         for p in 0..self.content.num_pieces() {
             for b in 0..layout.blocks_in_piece(p) {
                 match n.blocks.get(&Block::new(p, b)) {
