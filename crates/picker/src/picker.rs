@@ -668,7 +668,7 @@ impl<P: PeerKey> Picker<P> {
 
     /// Frees one request (the peer rejected it, or we cancelled it). True if it was outstanding.
     pub fn abort_request(&mut self, peer: P, block: Block) -> bool {
-        self.drop_request(peer, block)
+        self.layout.check_block(block).is_ok() && self.drop_request(peer, block)
     }
 
     /// Frees every request outstanding to `peer` (it choked us without the fast extension, or it
@@ -745,7 +745,10 @@ impl<P: PeerKey> Picker<P> {
         let Some(pp) = self.partial.get_mut(&block.piece) else {
             return false;
         };
-        let slot = &mut pp.blocks[block.index as usize];
+        // A block index from a peer's message may be out of range: not a request of ours.
+        let Some(slot) = pp.blocks.get_mut(block.index as usize) else {
+            return false;
+        };
         let BlockState::Requested(reqs) = slot else {
             return false;
         };

@@ -424,3 +424,15 @@ fn an_untouched_piece_returns_to_the_rarest_order() {
     assert!(!p.partial.contains_key(&0));
     assert_eq!(p.pick(1, 1, t(0), t(9)), vec![Block::new(0, 0)]);
 }
+
+#[test]
+fn aborting_a_block_out_of_range_is_harmless() {
+    // A peer's `reject` names any index it likes: it is not a request of ours.
+    let mut p = picker(4, 4, 1);
+    seed(&mut p, 1);
+    let got = p.pick(1, 4, t(0), t(10));
+    assert!(!got.is_empty());
+    assert!(!p.abort_request(1, Block::new(got[0].piece, 11)));
+    assert!(!p.abort_request(1, Block::new(99, 0)));
+    assert_eq!(p.outstanding(1), got.len());
+}
