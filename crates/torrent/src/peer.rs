@@ -16,6 +16,8 @@ pub const DEFAULT_REQQ: usize = 250;
 pub const MAX_QUEUE: usize = 250;
 /// Slow start: requests in flight before the peer's rate is known.
 pub const INITIAL_QUEUE: usize = 16;
+/// The fewest requests kept in flight to a peer whose rate is known (libtorrent's minimum).
+pub const MIN_QUEUE: usize = 2;
 /// Seconds of the peer's rate kept in flight (libtorrent: rate x 3 s / 16 KiB).
 pub const QUEUE_SECONDS: f64 = 3.0;
 /// Blocks remembered as released (timed out, cancelled, reassigned) so a late copy from the
@@ -156,16 +158,23 @@ impl Peer {
     }
 
     /// How many requests to keep in flight: the peer's rate x 3 s in blocks (slow start before
-    /// the rate is known), capped by its `reqq`; one while snubbed.
+    /// the rate is known, at least 2 after), capped by its `reqq`; one while snubbed.
+    ///
+    /// The slow-start depth is only a floor while the rate is unknown: a slow peer kept at 16
+    /// requests queues them for longer than their deadline (16 blocks at 20 KiB/s is 13 s), so
+    /// they time out, are fetched again elsewhere and the late copies waste both uplinks
+    /// (measured in `crates/swarmsim`).
     pub fn queue_target(&self) -> usize {
         if self.snubbed_since.is_some() {
             return 1;
         }
         let by_rate = (self.down_rate * QUEUE_SECONDS / 16384.0) as usize;
-        by_rate
-            .max(INITIAL_QUEUE)
-            .min(self.reqq.min(MAX_QUEUE))
-            .max(1)
+        let floor = if self.down_rate > 0.0 {
+            MIN_QUEUE
+        } else {
+            INITIAL_QUEUE
+        };
+        by_rate.max(floor).min(self.reqq.min(MAX_QUEUE)).max(1)
     }
 
     /// Remembers a request we gave up on (timed out, rejected, reassigned): a late copy from
@@ -218,5 +227,30 @@ impl Peer {
         let alpha = (secs / 2.0).min(1.0);
         self.down_rate += alpha * (sample - self.down_rate);
         self.rate_bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> Peer {
+        let addr = "127.0.0.2:6881".parse().unwrap();
+        Peer::new(addr, true, Id20([1; 20]), true, Time::ZERO)
+    }
+
+    #[test]
+    fn slow_start_depth_only_until_the_rate_is_known() {
+        let mut p = peer();
+        assert_eq!(p.queue_target(), INITIAL_QUEUE);
+        // 20 KiB/s: three seconds of it is under 4 blocks, not 16.
+        p.down_rate = 20.0 * 1024.0;
+        assert_eq!(p.queue_target(), 3);
+        p.down_rate = 1.0;
+        assert_eq!(p.queue_target(), MIN_QUEUE);
+        p.down_rate = 10.0 * 1024.0 * 1024.0;
+        assert_eq!(p.queue_target(), MAX_QUEUE.min(DEFAULT_REQQ));
+        p.snubbed_since = Some(Time::ZERO);
+        assert_eq!(p.queue_target(), 1);
     }
 }

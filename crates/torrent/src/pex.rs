@@ -20,7 +20,12 @@ impl Torrent {
             .filter_map(|(k, p)| p.listen_addr().map(|a| (*k, a)))
             .collect();
         let mut out = Vec::new();
-        for (key, p) in self.peers.iter_mut() {
+        // In key and address order: hash-map order must not reach the wire.
+        for key in self.conns_sorted() {
+            let Some(p) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            let key = &key;
             let Some(their_id) = p.extended.as_ref().and_then(|e| e.id_of("ut_pex")) else {
                 continue;
             };
@@ -28,23 +33,29 @@ impl Torrent {
                 continue;
             }
             p.next_pex_at = now + PEX_INTERVAL;
-            let current: std::collections::HashSet<SocketAddr> = connected
+            let current: std::collections::BTreeSet<SocketAddr> = connected
                 .iter()
                 .filter(|(k, _)| k != key)
                 .map(|(_, a)| *a)
                 .collect();
             let msg = shoal_wire::PexMessage {
                 added: current
-                    .difference(&p.pex_sent)
+                    .iter()
+                    .filter(|a| !p.pex_sent.contains(a))
                     .copied()
                     .take(shoal_wire::MAX_PEX_PEERS)
                     .collect(),
-                dropped: p
-                    .pex_sent
-                    .difference(&current)
-                    .copied()
-                    .take(shoal_wire::MAX_PEX_PEERS)
-                    .collect(),
+                dropped: {
+                    let mut d: Vec<SocketAddr> = p
+                        .pex_sent
+                        .iter()
+                        .filter(|a| !current.contains(a))
+                        .copied()
+                        .collect();
+                    d.sort_unstable();
+                    d.truncate(shoal_wire::MAX_PEX_PEERS);
+                    d
+                },
             };
             if msg.added.is_empty() && msg.dropped.is_empty() {
                 continue;

@@ -28,9 +28,7 @@ pub const STALL_GAPS: u32 = 8;
 
 impl Torrent {
     pub(crate) fn fill_all_requests(&mut self, now: Time) {
-        let mut conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        conns.sort_unstable();
-        for c in conns {
+        for c in self.conns_sorted() {
             self.fill_requests(now, c);
         }
     }

@@ -564,7 +564,7 @@ impl Torrent {
 
     /// Closes every connection (the torrent is stopping) and asks for a final resume write.
     pub fn shutdown(&mut self, now: Time) {
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        let conns = self.conns_sorted();
         for c in conns {
             self.close(now, c, CloseReason::Shutdown);
         }
@@ -638,6 +638,14 @@ impl Torrent {
         self.dial_due(now);
     }
 
+    /// The connections in key order (the machine's outputs must not follow hash-map order, or
+    /// two runs with the same seed differ).
+    pub(crate) fn conns_sorted(&self) -> Vec<ConnId> {
+        let mut conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        conns.sort_unstable();
+        conns
+    }
+
     pub(crate) fn fill_free_slots(&mut self, now: Time) {
         let stats = self.peer_stats();
         for p in self.choker.fill_free_slots(now, &stats) {
@@ -652,7 +660,7 @@ impl Torrent {
         warn!("torrent stopped: {message}");
         self.stats.fatal = Some(message.clone());
         self.events.push_back(TorrentEvent::Fatal(message));
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        let conns = self.conns_sorted();
         for c in conns {
             self.close(now, c, CloseReason::Shutdown);
         }
@@ -682,7 +690,7 @@ impl Torrent {
         self.stats.pieces_have = self.picker.num_have();
         self.events.push_back(TorrentEvent::PieceVerified(piece));
         self.resume_pending = true;
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        let conns = self.conns_sorted();
         for c in conns {
             if !self.picker.peer_has(c, piece) {
                 self.send(c, Message::Have(piece));
