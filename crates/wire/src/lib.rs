@@ -3,8 +3,10 @@
 //!
 //! Everything here is sans-IO: [`Handshake`] and [`Message`] encode to and decode from bytes,
 //! [`frame::decode_frame`] cuts messages out of a receive buffer under hard [`Limits`], and
-//! [`MessageCodec`] is the thin tokio-util adapter over it that the engine uses on sockets.
+//! `MessageCodec` (feature `tokio-codec`) is a thin tokio-util adapter over it; without the
+//! feature the crate has no tokio in its tree.
 
+#[cfg(feature = "tokio-codec")]
 mod codec;
 mod error;
 mod extended;
@@ -14,6 +16,7 @@ mod message;
 mod metadata;
 mod pex;
 
+#[cfg(feature = "tokio-codec")]
 pub use codec::{CodecError, MessageCodec};
 pub use error::WireError;
 pub use extended::{ExtendedHandshake, EXTENDED_HANDSHAKE_ID};
