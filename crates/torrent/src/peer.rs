@@ -25,10 +25,15 @@ pub const QUEUE_SECONDS: f64 = 3.0;
 const RELEASED_MEMORY: usize = 1024;
 /// Disk reads in flight for one peer's requests; the rest wait in its upload queue.
 pub const MAX_PENDING_UPLOADS: usize = 32;
-/// Block bytes handed to a connection's writer and not yet written, above which no more disk
-/// reads start for that peer: with an upload cap the writer drains slowly, and requests must wait
-/// where a `cancel` can still reach them (here), not in the socket.
+/// The most block bytes handed to a connection's writer and not yet written; past it no more disk
+/// reads start for that peer. Requests must wait where a `cancel` can still reach them (here),
+/// not in the socket: the budget is half a second of the peer's upload rate (libtorrent's
+/// `send_buffer_watermark_factor` of 50 %), between [`WRITER_MIN_BYTES`] and this.
 pub const WRITER_PIECE_BYTES: usize = 256 * 1024;
+/// The smallest writer budget, and the budget before the peer's upload rate is known: 4 blocks.
+pub const WRITER_MIN_BYTES: usize = 64 * 1024;
+/// Seconds of a peer's upload rate its writer may hold.
+pub const WRITER_SECONDS: f64 = 0.5;
 /// Requests a peer may queue with us: the `reqq` shoal advertises (libtorrent advertises 2000,
 /// Transmission 512). More are rejected.
 pub const OUR_REQQ: usize = 500;
@@ -100,6 +105,9 @@ pub struct Peer {
     pub pending_uploads: usize,
     /// Block bytes handed to its writer and not yet written.
     pub writer_bytes: usize,
+    /// Its upload rate (block bytes our writer put on the wire), bytes per second (smoothed).
+    pub up_rate: f64,
+    up_rate_bytes: u64,
     /// Its requests waiting for a disk read, in arrival order.
     pub upload_queue: VecDeque<BlockRef>,
     /// Requests it cancelled while their reads were in flight.
@@ -146,6 +154,8 @@ impl Peer {
             timeouts: 0,
             pending_uploads: 0,
             writer_bytes: 0,
+            up_rate: 0.0,
+            up_rate_bytes: 0,
             upload_queue: VecDeque::new(),
             cancelled: HashSet::new(),
             down_rate: 0.0,
@@ -227,6 +237,22 @@ impl Peer {
         let alpha = (secs / 2.0).min(1.0);
         self.down_rate += alpha * (sample - self.down_rate);
         self.rate_bytes = 0;
+        let up = self.up_rate_bytes as f64 / secs;
+        self.up_rate += alpha * (up - self.up_rate);
+        self.up_rate_bytes = 0;
+    }
+
+    /// The writer put `bytes` of block data on the wire.
+    pub fn count_sent(&mut self, bytes: usize) {
+        self.writer_bytes = self.writer_bytes.saturating_sub(bytes);
+        self.up_rate_bytes += bytes as u64;
+    }
+
+    /// How many block bytes its writer may hold: half a second of its upload rate, within
+    /// [`WRITER_MIN_BYTES`] and [`WRITER_PIECE_BYTES`]. A slow uplink keeps few blocks past the
+    /// reach of `cancel`; a fast one keeps the socket full.
+    pub fn writer_budget(&self) -> usize {
+        ((self.up_rate * WRITER_SECONDS) as usize).clamp(WRITER_MIN_BYTES, WRITER_PIECE_BYTES)
     }
 }
 
@@ -252,5 +278,23 @@ mod tests {
         assert_eq!(p.queue_target(), MAX_QUEUE.min(DEFAULT_REQQ));
         p.snubbed_since = Some(Time::ZERO);
         assert_eq!(p.queue_target(), 1);
+    }
+
+    #[test]
+    fn the_writer_holds_half_a_second_of_the_peers_upload_rate() {
+        let mut p = peer();
+        assert_eq!(p.writer_budget(), WRITER_MIN_BYTES);
+        // 32 KiB/s uploaded over a second: 16 KiB of budget is below the floor.
+        p.writer_bytes = 64 * 1024;
+        p.count_sent(32 * 1024);
+        p.update_rate(Duration::from_secs(2));
+        assert_eq!(p.writer_bytes, 32 * 1024);
+        assert_eq!(p.writer_budget(), WRITER_MIN_BYTES);
+        // 300 KiB/s: 150 KiB.
+        p.up_rate = 300.0 * 1024.0;
+        assert_eq!(p.writer_budget(), 150 * 1024);
+        // Loopback speeds: capped.
+        p.up_rate = 1e9;
+        assert_eq!(p.writer_budget(), WRITER_PIECE_BYTES);
     }
 }

@@ -529,7 +529,7 @@ impl Torrent {
     /// The connection's writer wrote `bytes` of block payload (upload back-pressure).
     pub fn handle_sent(&mut self, now: Time, conn: ConnId, bytes: usize) {
         if let Some(p) = self.peers.get_mut(&conn) {
-            p.writer_bytes = p.writer_bytes.saturating_sub(bytes);
+            p.count_sent(bytes);
         }
         self.pump_uploads(now, conn);
     }

@@ -6,7 +6,7 @@ use shoal_core::Time;
 use shoal_picker::BLOCK_SIZE;
 use shoal_wire::{BlockRef, Message};
 
-use crate::peer::{MAX_PENDING_UPLOADS, OUR_REQQ, WRITER_PIECE_BYTES};
+use crate::peer::{MAX_PENDING_UPLOADS, OUR_REQQ};
 use crate::torrent::{ConnId, DiskJob, Torrent};
 use crate::violation::PeerViolation;
 
@@ -70,7 +70,7 @@ impl Torrent {
             };
             if peer.pending_uploads >= MAX_PENDING_UPLOADS
                 || peer.writer_bytes + peer.pending_uploads * BLOCK_SIZE as usize
-                    >= WRITER_PIECE_BYTES
+                    >= peer.writer_budget()
             {
                 return;
             }

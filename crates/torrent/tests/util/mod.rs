@@ -276,9 +276,6 @@ impl Net {
                 let Some(&(j, cj)) = self.links.get(&(i, conn)) else {
                     continue;
                 };
-                if self.cut.contains(&(i, j)) {
-                    continue;
-                }
                 if let Message::Piece { data, .. } = &msg {
                     let n = data.len();
                     match self.nodes[i].upload_rate {
@@ -293,6 +290,10 @@ impl Net {
                             continue;
                         }
                     }
+                }
+                // A cut link still writes (the writer drains), but nothing arrives.
+                if self.cut.contains(&(i, j)) {
+                    continue;
                 }
                 self.nodes[j].torrent.handle_message(now, cj, msg);
             }
