@@ -86,7 +86,7 @@ def run_pair(kind):
     out = os.path.join(work, f"out-{kind}")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    if kind.startswith("shoal"):
+    if kind in ("shoal", "shoal+tracker"):
         t = torrent_tr if kind == "shoal+tracker" else torrent
         seed = subprocess.Popen([SHOAL, "seed", t, os.path.dirname(data), "--listen",
                                  "127.0.0.2:0", "--json", "--no-dht"], stdout=subprocess.PIPE, text=True,
@@ -99,6 +99,15 @@ def run_pair(kind):
             first_json(seed, "progress", pred=lambda v: any(r["ok"] for r in v["trackers"]))
         else:
             leech += ["--peer", addr]
+    elif kind == "shoal->lt":
+        # shoal seeding, libtorrent downloading: the initial seeder's side.
+        seed = subprocess.Popen([SHOAL, "seed", torrent, os.path.dirname(data), "--listen",
+                                 "127.0.0.2:0", "--json", "--no-dht"], stdout=subprocess.PIPE,
+                                text=True, stderr=subprocess.DEVNULL,
+                                env=dict(os.environ, XDG_STATE_HOME=os.path.join(work, "state")))
+        addr = first_json(seed, "listening")["addr"]
+        leech = ["/usr/bin/python3", LT_PEER, "download", torrent, out, "127.0.0.5", "--peer",
+                 addr, "--timeout", "600"]
     else:
         seed = subprocess.Popen(["/usr/bin/python3", LT_PEER, "seed", torrent,
                                  os.path.dirname(data), "127.0.0.4", "--timeout", "600"],
@@ -116,7 +125,7 @@ def run_pair(kind):
     return result
 
 
-KINDS = ("libtorrent", "shoal", "shoal+tracker")
+KINDS = ("libtorrent", "shoal", "shoal+tracker", "shoal->lt")
 results = {k: [] for k in KINDS}
 for i in range(runs):
     for kind in KINDS:
@@ -139,6 +148,8 @@ for kind in KINDS:
 print(f"  ratios shoal/libtorrent: throughput {med('libtorrent', 0) / med('shoal', 0):.2f}x, "
       f"CPU per GiB {med('shoal', 1) / med('libtorrent', 1):.2f}x, "
       f"anon memory {med('shoal', 2) / max(med('libtorrent', 2), 1):.2f}x")
+print(f"  seeding: shoal -> libtorrent / libtorrent -> libtorrent: throughput "
+      f"{med('libtorrent', 0) / med('shoal->lt', 0):.2f}x")
 print(f"  shoal with a tracker / without: wall time {med('shoal+tracker', 0) / med('shoal', 0):.2f}x "
       f"({med('shoal+tracker', 0):.2f} s vs {med('shoal', 0):.2f} s, to exit)")
 tracker.terminate()

@@ -322,8 +322,14 @@ async fn run_torrent(
 /// How often `--json` prints a `progress` line.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The async runtime of `seed` and `download`: one worker thread. The network side only moves
+/// bytes between sockets and the torrent machine, and every extra thread costs wake-ups and
+/// context switches: measured on 2 cores, 1 GiB over loopback, one worker (with one disk thread)
+/// moved 678 MB/s at 1.53 CPU s/GiB, two workers 502 MB/s at 1.86 (libtorrent also runs its
+/// network on one thread).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")

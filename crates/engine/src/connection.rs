@@ -28,8 +28,9 @@ pub type LinkId = u32;
 /// event type through `From`, so connections know nothing of torrents.
 #[derive(Debug)]
 pub enum LinkEvent {
-    /// A message arrived.
-    Message(LinkId, Message),
+    /// Messages arrived: every whole message one read brought, in order (one hand-off per read,
+    /// not per message).
+    Messages(LinkId, Vec<Message>),
     /// The connection ended (EOF, I/O or framing error).
     Closed(LinkId, CloseReason),
     /// The writer wrote this many bytes of block payload.
@@ -187,24 +188,26 @@ async fn read_loop<E: From<LinkEvent>>(
     clock: Clock,
 ) {
     let reason = loop {
-        loop {
+        let mut batch = Vec::new();
+        let failed = loop {
             match decode_frame(&mut buf, &limits) {
-                Ok(Some(msg)) => {
-                    if events
-                        .send(LinkEvent::Message(key, msg).into())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let reason = CloseReason::Io(format!("protocol error: {e}"));
-                    let _ = events.send(LinkEvent::Closed(key, reason).into()).await;
-                    return;
-                }
+                Ok(Some(msg)) => batch.push(msg),
+                Ok(None) => break None,
+                Err(e) => break Some(CloseReason::Io(format!("protocol error: {e}"))),
             }
+        };
+        // What came before a framing error still counts.
+        if !batch.is_empty()
+            && events
+                .send(LinkEvent::Messages(key, batch).into())
+                .await
+                .is_err()
+        {
+            return;
+        }
+        if let Some(reason) = failed {
+            let _ = events.send(LinkEvent::Closed(key, reason).into()).await;
+            return;
         }
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);

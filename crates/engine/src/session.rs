@@ -40,7 +40,10 @@ pub struct SessionConfig {
     /// Timeout for connecting and for the handshake (libtorrent: 15 s connect; 10 s is plenty
     /// for a handshake that is one round trip).
     pub connect_timeout: Duration,
-    /// Disk and hashing threads (0: one per core).
+    /// Disk and hashing threads (0: one per core). Default 1: measured on 2 cores, 1 GiB over
+    /// loopback, one thread moved 678 MB/s at 1.53 CPU s/GiB where two moved 503 MB/s at 1.96
+    /// (two threads writing blocks of the same piece contend for its hash state, and every
+    /// hand-off between them is a wake-up).
     pub disk_threads: usize,
     /// The Mainline DHT, or `None` to run without it.
     pub dht: Option<DhtSettings>,
@@ -63,7 +66,7 @@ impl Default for SessionConfig {
             max_download_rate: None,
             max_peers_per_torrent: 50,
             connect_timeout: Duration::from_secs(10),
-            disk_threads: 0,
+            disk_threads: 1,
             dht: None,
         }
     }

@@ -127,8 +127,8 @@ pub struct TorrentActor {
     links: HashMap<PeerKey, connection::PeerLink>,
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
-    disk_tx: mpsc::UnboundedSender<DiskDone>,
-    disk_rx: mpsc::UnboundedReceiver<DiskDone>,
+    disk_tx: mpsc::UnboundedSender<Vec<DiskDone>>,
+    disk_rx: mpsc::UnboundedReceiver<Vec<DiskDone>>,
     /// Jobs the pool's queue had no room for; retried after each completion (never blocking a
     /// runtime thread).
     disk_backlog: VecDeque<DiskWork>,
@@ -210,10 +210,12 @@ impl TorrentActor {
                 // Disk results first: they free memory and unblock requests. The machine's
                 // timers come before peer events, so a busy data path never starves deadlines.
                 biased;
-                Some(d) = self.disk_rx.recv() => {
+                Some(done) = self.disk_rx.recv() => {
                     self.disk_inflight = self.disk_inflight.saturating_sub(1);
                     let now = self.now();
-                    self.machine.handle_disk(now, d);
+                    for d in done {
+                        self.machine.handle_disk(now, d);
+                    }
                 }
                 _ = sleep_until(wake) => {
                     let now = self.now();
@@ -243,10 +245,12 @@ impl TorrentActor {
         // Wait for queued jobs (writes whose pieces can still count, the final resume write).
         while self.disk_inflight > 0 || !self.disk_backlog.is_empty() {
             match tokio::time::timeout(Duration::from_secs(10), self.disk_rx.recv()).await {
-                Ok(Some(d)) => {
+                Ok(Some(done)) => {
                     self.disk_inflight = self.disk_inflight.saturating_sub(1);
                     let now = self.now();
-                    self.machine.handle_disk(now, d);
+                    for d in done {
+                        self.machine.handle_disk(now, d);
+                    }
                     self.carry_out();
                 }
                 _ => break,
@@ -271,7 +275,11 @@ impl TorrentActor {
     fn on_event(&mut self, ev: Event) {
         let now = self.now();
         match ev {
-            Event::Link(LinkEvent::Message(key, msg)) => self.machine.handle_message(now, key, msg),
+            Event::Link(LinkEvent::Messages(key, msgs)) => {
+                for msg in msgs {
+                    self.machine.handle_message(now, key, msg);
+                }
+            }
             Event::Link(LinkEvent::Closed(key, reason)) => {
                 self.links.remove(&key);
                 self.machine.handle_closed(now, key, reason);
@@ -342,13 +350,19 @@ impl TorrentActor {
                     TorrentEvent::PieceVerified(_) | TorrentEvent::HashFailed(_) => {}
                 }
             }
+            // Block writes go to the pool together (one hand-off and one wake for the batch);
+            // other jobs one by one.
+            let mut writes = Vec::new();
             while let Some(job) = self.machine.poll_disk() {
                 any = true;
-                let storage = self.ctx.storage.clone();
-                let tx = self.disk_tx.clone();
-                self.disk_backlog.push_back(Box::new(move || {
-                    let _ = tx.send(run_disk_job(&storage, job));
-                }));
+                if matches!(job, DiskJob::Write { .. }) {
+                    writes.push(job);
+                    continue;
+                }
+                self.queue_disk(vec![job]);
+            }
+            if !writes.is_empty() {
+                self.queue_disk(writes);
             }
             while let Some((key, msg)) = self.machine.poll_transmit() {
                 any = true;
@@ -373,6 +387,20 @@ impl TorrentActor {
         }
         self.submit_disk();
         self.publish_status(changed);
+    }
+
+    /// Queues jobs to run one after the other on one pool thread; their answers come back
+    /// together.
+    fn queue_disk(&mut self, jobs: Vec<DiskJob>) {
+        let storage = self.ctx.storage.clone();
+        let tx = self.disk_tx.clone();
+        self.disk_backlog.push_back(Box::new(move || {
+            let done: Vec<DiskDone> = jobs
+                .into_iter()
+                .map(|job| run_disk_job(&storage, job))
+                .collect();
+            let _ = tx.send(done);
+        }));
     }
 
     /// Hands queued jobs to the pool; what its queue has no room for waits here for the next
