@@ -120,6 +120,13 @@ fn wanted_pieces(info: &shoal_metainfo::Info, wanted_files: Option<&[bool]>) -> 
 /// A disk job bound to its storage and answer channel, ready for a pool thread.
 type DiskWork = Box<dyn FnOnce() + Send + 'static>;
 
+/// The answers of one batch of disk jobs.
+struct DiskBatch {
+    /// It was the write batch.
+    writes: bool,
+    done: Vec<DiskDone>,
+}
+
 /// The driver's state.
 pub struct TorrentActor {
     ctx: TorrentContext,
@@ -127,8 +134,13 @@ pub struct TorrentActor {
     links: HashMap<PeerKey, connection::PeerLink>,
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
-    disk_tx: mpsc::UnboundedSender<Vec<DiskDone>>,
-    disk_rx: mpsc::UnboundedReceiver<Vec<DiskDone>>,
+    disk_tx: mpsc::UnboundedSender<DiskBatch>,
+    disk_rx: mpsc::UnboundedReceiver<DiskBatch>,
+    /// Block writes waiting for the write batch on the pool to finish: one write batch is out
+    /// at a time, and what arrives meanwhile goes in the next, so batches grow with the load and
+    /// each costs one hand-off and one wake-up however many blocks it holds.
+    pending_writes: Vec<DiskJob>,
+    write_batch_out: bool,
     /// Jobs the pool's queue had no room for; retried after each completion (never blocking a
     /// runtime thread).
     disk_backlog: VecDeque<DiskWork>,
@@ -178,6 +190,8 @@ impl TorrentActor {
             events_rx,
             disk_tx,
             disk_rx,
+            pending_writes: Vec::new(),
+            write_batch_out: false,
             disk_backlog: VecDeque::new(),
             disk_inflight: 0,
             status_tx,
@@ -210,13 +224,7 @@ impl TorrentActor {
                 // Disk results first: they free memory and unblock requests. The machine's
                 // timers come before peer events, so a busy data path never starves deadlines.
                 biased;
-                Some(done) = self.disk_rx.recv() => {
-                    self.disk_inflight = self.disk_inflight.saturating_sub(1);
-                    let now = self.now();
-                    for d in done {
-                        self.machine.handle_disk(now, d);
-                    }
-                }
+                Some(batch) = self.disk_rx.recv() => self.on_disk_batch(batch),
                 _ = sleep_until(wake) => {
                     let now = self.now();
                     self.machine.handle_timeout(now);
@@ -243,14 +251,13 @@ impl TorrentActor {
         self.carry_out();
         self.links.clear();
         // Wait for queued jobs (writes whose pieces can still count, the final resume write).
-        while self.disk_inflight > 0 || !self.disk_backlog.is_empty() {
+        while self.disk_inflight > 0
+            || !self.disk_backlog.is_empty()
+            || !self.pending_writes.is_empty()
+        {
             match tokio::time::timeout(Duration::from_secs(10), self.disk_rx.recv()).await {
-                Ok(Some(done)) => {
-                    self.disk_inflight = self.disk_inflight.saturating_sub(1);
-                    let now = self.now();
-                    for d in done {
-                        self.machine.handle_disk(now, d);
-                    }
+                Ok(Some(batch)) => {
+                    self.on_disk_batch(batch);
                     self.carry_out();
                 }
                 _ => break,
@@ -270,6 +277,17 @@ impl TorrentActor {
             };
         }
         let _ = self.status_tx.send(self.status.clone());
+    }
+
+    fn on_disk_batch(&mut self, batch: DiskBatch) {
+        self.disk_inflight = self.disk_inflight.saturating_sub(1);
+        if batch.writes {
+            self.write_batch_out = false;
+        }
+        let now = self.now();
+        for d in batch.done {
+            self.machine.handle_disk(now, d);
+        }
     }
 
     fn on_event(&mut self, ev: Event) {
@@ -350,19 +368,14 @@ impl TorrentActor {
                     TorrentEvent::PieceVerified(_) | TorrentEvent::HashFailed(_) => {}
                 }
             }
-            // Block writes go to the pool together (one hand-off and one wake for the batch);
-            // other jobs one by one.
-            let mut writes = Vec::new();
+            // Block writes wait for the next write batch; other jobs go one by one.
             while let Some(job) = self.machine.poll_disk() {
                 any = true;
                 if matches!(job, DiskJob::Write { .. }) {
-                    writes.push(job);
+                    self.pending_writes.push(job);
                     continue;
                 }
-                self.queue_disk(vec![job]);
-            }
-            if !writes.is_empty() {
-                self.queue_disk(writes);
+                self.queue_disk(vec![job], false);
             }
             while let Some((key, msg)) = self.machine.poll_transmit() {
                 any = true;
@@ -385,13 +398,18 @@ impl TorrentActor {
                 break;
             }
         }
+        if !self.write_batch_out && !self.pending_writes.is_empty() {
+            let writes = std::mem::take(&mut self.pending_writes);
+            self.queue_disk(writes, true);
+            self.write_batch_out = true;
+        }
         self.submit_disk();
         self.publish_status(changed);
     }
 
     /// Queues jobs to run one after the other on one pool thread; their answers come back
     /// together.
-    fn queue_disk(&mut self, jobs: Vec<DiskJob>) {
+    fn queue_disk(&mut self, jobs: Vec<DiskJob>, writes: bool) {
         let storage = self.ctx.storage.clone();
         let tx = self.disk_tx.clone();
         self.disk_backlog.push_back(Box::new(move || {
@@ -399,7 +417,7 @@ impl TorrentActor {
                 .into_iter()
                 .map(|job| run_disk_job(&storage, job))
                 .collect();
-            let _ = tx.send(done);
+            let _ = tx.send(DiskBatch { writes, done });
         }));
     }
 
