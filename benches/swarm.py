@@ -51,6 +51,7 @@ def json_lines(proc, sink):
 def run(kind):
     procs = []
     done = {}
+    received = {}
     last_upload = {"seed": 0}
     lock = threading.Lock()
     try:
@@ -99,6 +100,9 @@ def run(kind):
                 if v.get("event") == "complete" and i not in done:
                     with lock:
                         done[i] = time.time() - start
+                        # shoal's lines say how much payload arrived, waste included.
+                        if "received" in v:
+                            received[i] = v["received"]
             threading.Thread(target=json_lines, args=(p, sink), daemon=True).start()
         deadline = time.time() + 600
         while len(done) < leechers and time.time() < deadline:
@@ -107,6 +111,10 @@ def run(kind):
             raise RuntimeError(f"{kind}: only {len(done)} of {leechers} completed")
         time.sleep(1.1)  # one more progress line from the seeder
         with lock:
+            if received:
+                waste = sum(received.values()) / (len(received) * (size_mib << 20)) - 1
+                print(f"    {kind}: duplicate payload received {waste * 100:.2f} % of the file",
+                      flush=True)
             return max(done.values()), last_upload["seed"] / (size_mib << 20)
     finally:
         for p in procs:
