@@ -413,7 +413,13 @@ impl Torrent {
             if let Some(t) = self.stall_deadline(conn, p) {
                 next = next.min(t);
             }
-            if !self.config.private && p.extended.is_some() {
+            // Only peers that speak ut_pex are ever sent PEX (and have `next_pex_at` moved on):
+            // a deadline for the others would stay in the past and spin the driver.
+            if !self.config.private
+                && p.extended
+                    .as_ref()
+                    .is_some_and(|e| e.id_of("ut_pex").is_some())
+            {
                 next = next.min(p.next_pex_at);
             }
         }

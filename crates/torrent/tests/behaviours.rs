@@ -362,3 +362,24 @@ fn two_runs_with_the_same_seeds_send_the_same_messages() {
     }
     assert!(run() == run());
 }
+
+#[test]
+fn a_peer_without_ut_pex_does_not_keep_a_timer_due() {
+    // Its extended handshake names no ut_pex: PEX never goes to it, so no PEX deadline may be
+    // kept for it (the harness fails if a timer stays due after its timeout ran).
+    let mut net = Net::new(small());
+    let seed = net.add_node(true, Behaviour::Honest);
+    let probe = net.add_node(false, Behaviour::Frozen);
+    net.cut.push((probe, seed));
+    let (_, cs) = net.connect(probe, seed);
+    net.inject(
+        seed,
+        cs,
+        Message::Extended {
+            id: 0,
+            payload: ExtendedHandshake::default().encode(),
+        },
+    );
+    net.advance(10 * SEC);
+    assert!(net.nodes[seed].torrent.poll_timeout().unwrap() > net.now);
+}

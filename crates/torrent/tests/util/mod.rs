@@ -430,12 +430,22 @@ impl Net {
                 }
                 self.nodes[to].torrent.handle_message(now, conn, msg);
             }
-            for n in &mut self.nodes {
+            let mut ran = Vec::new();
+            for (i, n) in self.nodes.iter_mut().enumerate() {
                 if n.torrent.poll_timeout().is_some_and(|t| t <= now) {
                     n.torrent.handle_timeout(now);
+                    ran.push(i);
                 }
             }
             self.run();
+            // A timer that stays due after its timeout ran would spin a real driver.
+            for i in ran {
+                let next = self.nodes[i].torrent.poll_timeout();
+                assert!(
+                    next.is_none_or(|t| t > now),
+                    "node {i}: poll_timeout {next:?} still due after handle_timeout({now:?})"
+                );
+            }
             if next >= end {
                 break;
             }
