@@ -216,10 +216,13 @@ impl TorrentActor {
             if self.fatal.is_some() {
                 break None;
             }
+            // Never sooner than 1 ms from now: a deadline stuck in the past (a machine bug)
+            // then costs a wake-up per millisecond instead of starving peer events.
+            let soonest = tokio::time::Instant::now() + Duration::from_millis(1);
             let wake = self
                 .machine
                 .poll_timeout()
-                .map(|t| tokio::time::Instant::from_std(self.ctx.clock.instant(t)));
+                .map(|t| tokio::time::Instant::from_std(self.ctx.clock.instant(t)).max(soonest));
             tokio::select! {
                 // Disk results first: they free memory and unblock requests. The machine's
                 // timers come before peer events, so a busy data path never starves deadlines.

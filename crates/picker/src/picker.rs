@@ -734,6 +734,16 @@ impl<P: PeerKey> Picker<P> {
             }))
     }
 
+    /// Lifts every pin to `peer` (it choked us, stalled or was snubbed): a piece pinned to a
+    /// peer that will not send it must not wait for it forever.
+    pub fn unpin(&mut self, peer: P) {
+        for pp in self.partial.values_mut() {
+            if pp.restricted == Some(peer) {
+                pp.restricted = None;
+            }
+        }
+    }
+
     /// The peer a failed piece is restricted to, if any.
     pub fn restricted_to(&self, piece: u32) -> Option<P> {
         self.partial.get(&piece).and_then(|pp| pp.restricted)

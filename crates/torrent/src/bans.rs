@@ -27,18 +27,24 @@ impl Torrent {
     pub(crate) fn on_hash_failed(&mut self, now: Time, piece: u32) {
         self.stats.hash_failures += 1;
         self.push_event(TorrentEvent::HashFailed(piece));
-        let senders: Vec<Option<IpAddr>> = self
-            .picker
-            .block_senders(piece)
-            .into_iter()
+        let conns = self.picker.block_senders(piece);
+        let senders: Vec<Option<IpAddr>> = conns
+            .iter()
             .map(|c| c.and_then(|c| self.conn_ips.get(&c).copied()))
             .collect();
+        // A block whose sender's IP is no longer known counts as another sender: the "sent
+        // whole by one IP" shortcut must never blame the one IP still on record.
+        let unknown = conns
+            .iter()
+            .zip(&senders)
+            .any(|(c, ip)| c.is_some() && ip.is_none());
         let mut ips: Vec<IpAddr> = senders.iter().flatten().copied().collect();
         ips.sort();
         ips.dedup();
-        warn!(piece, ?ips, "piece failed its hash check");
-        if let [only] = ips[..] {
+        warn!(piece, ?ips, unknown, "piece failed its hash check");
+        if let ([only], false) = (&ips[..], unknown) {
             // Nobody else sent any of it: that peer sent bad data.
+            let only = *only;
             self.ban(now, only);
             self.reset_failed_piece(now, piece, &[]);
             return;

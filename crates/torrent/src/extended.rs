@@ -10,6 +10,10 @@ use shoal_wire::{ExtendedHandshake, Message, MetadataMessage};
 use crate::torrent::{ConnId, Torrent, UT_METADATA_ID, UT_PEX_ID};
 use crate::violation::PeerViolation;
 
+/// The shortest gap between two `ut_pex` messages taken from one peer (BEP 11 says a minute; a
+/// little slack for clocks and queues).
+const PEX_MIN_GAP: std::time::Duration = std::time::Duration::from_secs(45);
+
 impl Torrent {
     pub(crate) fn on_extended(
         &mut self,
@@ -50,6 +54,14 @@ impl Torrent {
         if id == UT_PEX_ID {
             let pex = shoal_wire::PexMessage::decode(&payload)
                 .map_err(|e| PeerViolation::BadExtension(e.to_string()))?;
+            // BEP 11 allows one message a minute; a flood must not fill the peer book.
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                return Ok(());
+            };
+            if peer.last_pex_in.is_some_and(|t| now - t < PEX_MIN_GAP) {
+                return Ok(());
+            }
+            peer.last_pex_in = Some(now);
             self.add_peers(now, pex.added);
             return Ok(());
         }

@@ -99,6 +99,12 @@ pub struct Peer {
     pub last_message_at: Time,
     /// Snubbed (the choker's verdict): one request at a time, no reciprocation.
     pub snubbed_since: Option<Time>,
+    /// Stalled (delivered nothing for many of its usual gaps): one request at a time until it
+    /// delivers a block.
+    pub stalled: bool,
+    /// Blocks we sent `cancel` for to this BEP 6 peer, whose `reject` is still to come: that
+    /// `reject` answers the cancel, not a later request for the same block.
+    pub cancels_out: HashSet<Block>,
     /// Requests timed out or reassigned.
     pub timeouts: u32,
     /// Disk reads in flight for its requests.
@@ -116,6 +122,10 @@ pub struct Peer {
     pub down_rate: f64,
     /// Smoothed time between its blocks (for stall detection), if known.
     pub block_gap: Option<Duration>,
+    /// When its last `ut_pex` message was taken (BEP 11: at most one a minute; more are ignored).
+    pub last_pex_in: Option<Time>,
+    /// It has sent its bitfield (or `have_all` / `have_none`): a second one is a violation.
+    pub sent_bitfield: bool,
     /// Listen addresses we told it about in `ut_pex` (BEP 11).
     pub pex_sent: HashSet<SocketAddr>,
     /// When to send it the next `ut_pex` message.
@@ -151,6 +161,8 @@ impl Peer {
             waiting_since: None,
             last_message_at: now,
             snubbed_since: None,
+            stalled: false,
+            cancels_out: HashSet::new(),
             timeouts: 0,
             pending_uploads: 0,
             writer_bytes: 0,
@@ -160,6 +172,8 @@ impl Peer {
             cancelled: HashSet::new(),
             down_rate: 0.0,
             block_gap: None,
+            last_pex_in: None,
+            sent_bitfield: false,
             pex_sent: HashSet::new(),
             // The first message soon after connecting, then once a minute (BEP 11's limit).
             next_pex_at: now + Duration::from_secs(2),
@@ -175,7 +189,7 @@ impl Peer {
     /// they time out, are fetched again elsewhere and the late copies waste both uplinks
     /// (measured in `crates/swarmsim`).
     pub fn queue_target(&self) -> usize {
-        if self.snubbed_since.is_some() {
+        if self.snubbed_since.is_some() || self.stalled {
             return 1;
         }
         let by_rate = (self.down_rate * QUEUE_SECONDS / 16384.0) as usize;
@@ -197,6 +211,13 @@ impl Peer {
                     self.released.remove(&old);
                 }
             }
+        }
+    }
+
+    /// Records a `cancel` sent to it (BEP 6 peers answer one with `reject` or the block).
+    pub fn cancel_sent(&mut self, block: Block) {
+        if self.fast && self.cancels_out.len() < RELEASED_MEMORY {
+            self.cancels_out.insert(block);
         }
     }
 

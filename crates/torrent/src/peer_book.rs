@@ -53,9 +53,11 @@ impl PeerBook {
         if self.banned.contains(&addr.ip())
             || Some(addr) == self.own_addr
             || addr.port() == 0
-            || self.entries.len() >= MAX_KNOWN
             || self.entries.contains_key(&addr)
         {
+            return false;
+        }
+        if self.entries.len() >= MAX_KNOWN && !self.evict_one() {
             return false;
         }
         self.entries.insert(
@@ -67,6 +69,25 @@ impl PeerBook {
             },
         );
         true
+    }
+
+    /// Makes room when full: an address given up is forgotten first, else one that never
+    /// connected and is waiting longest for its next attempt. Junk from one source (a peer's PEX,
+    /// say) can then never lock out every later address.
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.connected && e.failures > 0)
+            .max_by_key(|(a, e)| (e.failures >= MAX_FAILURES, e.failures, e.next_attempt, **a))
+            .map(|(a, _)| *a);
+        match victim {
+            Some(a) => {
+                self.entries.remove(&a);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Addresses that may be dialled now (not connected, not backing off), at most `max`.
@@ -246,6 +267,26 @@ mod tests {
             book.due(Time::from_secs(60) + BASE_BACKOFF * 2, 10),
             vec![listen]
         );
+    }
+
+    #[test]
+    fn a_full_book_forgets_failed_addresses_for_new_ones() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let mut book = PeerBook::new();
+        let junk = |i: usize| SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 1));
+        for i in 0..MAX_KNOWN {
+            assert!(book.add(junk(i), Time::ZERO));
+        }
+        // Full of untried addresses: a new one waits.
+        let good: SocketAddr = "127.0.0.9:6881".parse().unwrap();
+        assert!(!book.add(good, Time::ZERO));
+        // Once the junk has failed, new addresses get in.
+        for i in 0..10 {
+            book.connecting(junk(i), Time::ZERO);
+            book.failed(junk(i), Time::ZERO, &mut rng);
+        }
+        assert!(book.add(good, Time::ZERO));
+        assert_eq!(book.len(), MAX_KNOWN);
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl Torrent {
                 continue;
             };
             p.release(block);
+            p.cancel_sent(block);
             p.rtt.on_timeout();
             p.timeouts += 1;
             debug!(conn, ?block, "request timed out");
@@ -129,13 +130,15 @@ impl Torrent {
         stalled.sort_unstable();
         for conn in stalled {
             debug!(conn, "peer stalled: its requests go to others");
-            self.release_all(now, conn);
             if let Some(p) = self.peers.get_mut(&conn) {
-                // Its pace is unknown again: it has to prove itself with a block.
+                // One request at a time until it delivers; its pace is unknown again.
+                p.stalled = true;
                 p.block_gap = None;
                 p.timeouts += 1;
                 p.rtt.on_timeout();
             }
+            self.picker.unpin(conn);
+            self.release_all(now, conn);
         }
     }
 
@@ -149,6 +152,7 @@ impl Torrent {
         }
         debug!(conn, "snubbed");
         p.snubbed_since = Some(now);
+        self.picker.unpin(conn);
         self.release_all(now, conn);
     }
 
@@ -163,6 +167,7 @@ impl Torrent {
         if let Some(p) = self.peers.get_mut(&conn) {
             for &b in &blocks {
                 p.release(b);
+                p.cancel_sent(b);
             }
         }
         // Cancel them, so a peer that wakes up does not spend its upload on them.
@@ -218,6 +223,8 @@ impl Torrent {
         }
         peer.count_block(data.len(), now);
         peer.snubbed_since = None;
+        peer.stalled = false;
+        peer.cancels_out.remove(&block);
         if !peer.useful {
             peer.useful = true;
             if let Some(a) = peer.book_addr {
@@ -230,6 +237,7 @@ impl Torrent {
                 for other in cancel {
                     if let Some(p) = self.peers.get_mut(&other) {
                         p.release(block);
+                        p.cancel_sent(block);
                         self.send(
                             other,
                             Message::Cancel(BlockRef {

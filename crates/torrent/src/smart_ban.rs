@@ -12,6 +12,9 @@ pub type BlockHash = [u8; 20];
 
 /// Pieces with evidence kept at once (a hostile swarm cannot grow it without bound).
 const MAX_PIECES: usize = 256;
+/// (sender, hash) records kept in all, whatever the piece size (about 2.5 MiB): with 16 MiB
+/// pieces, 256 pieces of evidence would otherwise be a million records.
+const MAX_RECORDS: usize = 65_536;
 /// Distinct (sender, data) records kept per block across failures.
 const MAX_RECORDS_PER_BLOCK: usize = 4;
 
@@ -21,6 +24,7 @@ pub struct SmartBan {
     /// Per piece, per block: who sent which data in the failed attempts.
     pieces: HashMap<u32, Vec<Vec<(IpAddr, BlockHash)>>>,
     order: VecDeque<u32>,
+    records: usize,
 }
 
 impl SmartBan {
@@ -34,13 +38,21 @@ impl SmartBan {
         self.pieces.contains_key(&piece)
     }
 
+    fn forget_oldest(&mut self) {
+        if let Some(old) = self.order.pop_front() {
+            if let Some(blocks) = self.pieces.remove(&old) {
+                self.records -= blocks.iter().map(Vec::len).sum::<usize>();
+            }
+        }
+    }
+
     /// Records a failed attempt: `senders[i]` sent block `i`, whose data hashed to `hashes[i]`.
     pub fn record_failure(&mut self, piece: u32, senders: &[Option<IpAddr>], hashes: &[BlockHash]) {
         if !self.pieces.contains_key(&piece) {
-            if self.order.len() >= MAX_PIECES {
-                if let Some(old) = self.order.pop_front() {
-                    self.pieces.remove(&old);
-                }
+            while self.order.len() >= MAX_PIECES
+                || (self.records + hashes.len() > MAX_RECORDS && !self.order.is_empty())
+            {
+                self.forget_oldest();
             }
             self.order.push_back(piece);
         }
@@ -56,6 +68,7 @@ impl SmartBan {
             let records = &mut blocks[i];
             if !records.contains(&(*ip, *hash)) && records.len() < MAX_RECORDS_PER_BLOCK {
                 records.push((*ip, *hash));
+                self.records += 1;
             }
         }
     }
@@ -66,6 +79,7 @@ impl SmartBan {
         let Some(blocks) = self.pieces.remove(&piece) else {
             return Vec::new();
         };
+        self.records -= blocks.iter().map(Vec::len).sum::<usize>();
         self.order.retain(|p| *p != piece);
         let mut culprits = Vec::new();
         for (records, good) in blocks.iter().zip(good) {
@@ -110,5 +124,14 @@ mod tests {
         }
         assert_eq!(sb.pieces.len(), MAX_PIECES);
         assert!(!sb.has_evidence(0));
+        // Big pieces: the record budget binds first.
+        let mut sb = SmartBan::new();
+        let senders = vec![Some(ip); 4096];
+        let hashes = vec![[1; 20]; 4096];
+        for p in 0..40 {
+            sb.record_failure(p, &senders, &hashes);
+        }
+        assert!(sb.records <= MAX_RECORDS);
+        assert_eq!(sb.pieces.len(), MAX_RECORDS / 4096);
     }
 }

@@ -492,7 +492,10 @@ impl Torrent {
         if let Some(reason) = refused {
             debug!(addr = %hello.addr, "refusing connection: {reason}");
             if hello.outgoing {
-                self.book.failed(hello.addr, now, &mut self.rng);
+                // Being full is not the address's fault: try it again later, no failure.
+                let not_its_fault = reason == CloseReason::TooManyPeers;
+                self.book
+                    .closed(hello.addr, not_its_fault, now, &mut self.rng);
             }
             return Err(reason);
         }
@@ -601,11 +604,18 @@ impl Torrent {
     fn remember_ip(&mut self, conn: ConnId, ip: IpAddr) {
         self.conn_ips.insert(conn, ip);
         self.conn_order.push_back(conn);
-        while self.conn_order.len() > MAX_CONN_IPS {
-            if let Some(old) = self.conn_order.pop_front() {
-                if !self.peers.contains_key(&old) {
-                    self.conn_ips.remove(&old);
-                }
+        // Forget the oldest closed connections; live ones go back in the line (bounded: at most
+        // `max_peers` of them are live).
+        let mut checked = 0;
+        while self.conn_order.len() > MAX_CONN_IPS && checked < self.conn_order.len() {
+            let Some(old) = self.conn_order.pop_front() else {
+                break;
+            };
+            if self.peers.contains_key(&old) {
+                self.conn_order.push_back(old);
+                checked += 1;
+            } else {
+                self.conn_ips.remove(&old);
             }
         }
     }
@@ -626,7 +636,12 @@ impl Torrent {
         self.transmits.retain(|(c, _)| *c != conn);
         if let Some(addr) = peer.book_addr {
             if !self.book.is_banned(addr.ip()) {
-                self.book.closed(addr, peer.useful, now, &mut self.rng);
+                // A connection that ended badly counts as a failure even if it once delivered,
+                // so a peer that misbehaves is not redialled every 2 s forever.
+                let ended_well = !reason.is_violation()
+                    && !matches!(reason, CloseReason::Idle | CloseReason::SnubbedAndSilent);
+                self.book
+                    .closed(addr, peer.useful && ended_well, now, &mut self.rng);
             }
         }
         self.events.push_back(TorrentEvent::PeerClosed {
@@ -721,6 +736,11 @@ impl Torrent {
         };
         if interesting != peer.am_interested {
             peer.am_interested = interesting;
+            if !interesting {
+                // Nothing is wanted from it any more: a snub (or stall) no longer applies.
+                peer.snubbed_since = None;
+                peer.stalled = false;
+            }
             let msg = if interesting {
                 Message::Interested
             } else {
@@ -741,6 +761,17 @@ impl Torrent {
             return;
         }
         p.am_choking = choke;
+        // A choke discards its queued requests (BEP 3); BEP 6 peers are told each one.
+        let dropped: Vec<BlockRef> = if choke {
+            p.upload_queue.drain(..).collect()
+        } else {
+            Vec::new()
+        };
+        if p.fast {
+            for r in dropped {
+                self.send(conn, Message::Reject(r));
+            }
+        }
         self.send(
             conn,
             if choke {
@@ -908,6 +939,10 @@ impl Torrent {
             | Message::Port(_) => {}
             Message::Choke => {
                 peer.peer_choking = true;
+                // Nothing is wanted from it while it chokes us: not snubbed, and no piece may
+                // wait pinned to it.
+                peer.snubbed_since = None;
+                self.picker.unpin(conn);
                 if !peer.fast {
                     // Without BEP 6 a choke discards every request we had out.
                     for b in self.picker.abort_peer_requests(conn) {
@@ -933,7 +968,12 @@ impl Torrent {
                     .map_err(|_| PeerViolation::HaveOutOfRange(piece))?;
                 self.update_interest(now, conn);
             }
+            Message::Bitfield(_) | Message::HaveAll | Message::HaveNone if peer.sent_bitfield => {
+                // Each one re-counts every piece's availability: one per connection.
+                return Err(PeerViolation::SecondBitfield);
+            }
             Message::Bitfield(bits) => {
+                peer.sent_bitfield = true;
                 self.picker
                     .peer_bitfield(conn, &bits)
                     .map_err(|e| PeerViolation::BadBitfield(e.to_string()))?;
@@ -943,12 +983,14 @@ impl Torrent {
                 return Err(PeerViolation::FastWithoutExtension)
             }
             Message::HaveAll => {
+                peer.sent_bitfield = true;
                 self.picker
                     .peer_have_all(conn)
                     .map_err(|e| PeerViolation::BadBitfield(e.to_string()))?;
                 self.update_interest(now, conn);
             }
             Message::HaveNone => {
+                peer.sent_bitfield = true;
                 self.picker
                     .peer_have_none(conn)
                     .map_err(|e| PeerViolation::BadBitfield(e.to_string()))?;
@@ -958,6 +1000,10 @@ impl Torrent {
             Message::Cancel(req) => self.on_cancel(conn, req),
             Message::Reject(req) => {
                 let block = Block::new(req.piece, req.begin / shoal_picker::BLOCK_SIZE);
+                if peer.cancels_out.remove(&block) {
+                    // The answer to our `cancel`, not to a newer request for the block.
+                    return Ok(());
+                }
                 if self.picker.abort_request(conn, block) {
                     if let Some(p) = self.peers.get_mut(&conn) {
                         p.release(block);

@@ -12,6 +12,9 @@ pub enum PeerViolation {
     /// A bitfield of the wrong length or with spare bits set.
     #[error("bad bitfield: {0}")]
     BadBitfield(String),
+    /// A second bitfield, `have_all` or `have_none` (BEP 3/6: only as the first message).
+    #[error("a second bitfield")]
+    SecondBitfield,
     /// A BEP 6 message from a peer that did not announce the fast extension.
     #[error("fast-extension message without the fast extension")]
     FastWithoutExtension,

@@ -383,3 +383,93 @@ fn a_peer_without_ut_pex_does_not_keep_a_timer_due() {
     net.advance(10 * SEC);
     assert!(net.nodes[seed].torrent.poll_timeout().unwrap() > net.now);
 }
+
+#[test]
+fn a_second_bitfield_is_a_violation() {
+    let mut net = Net::new(small());
+    let seed = net.add_node(true, Behaviour::Honest);
+    let probe = net.add_node(false, Behaviour::Frozen);
+    net.cut.push((probe, seed));
+    let (_, cs) = net.connect(probe, seed);
+    net.inject(seed, cs, Message::HaveNone);
+    net.inject(seed, cs, Message::HaveAll);
+    assert!(net.nodes[seed].events.iter().any(|e| matches!(
+        e,
+        TorrentEvent::PeerClosed {
+            reason: CloseReason::Violation(PeerViolation::SecondBitfield),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_stalled_peer_gets_one_request_at_a_time_until_it_delivers() {
+    let mut net = Net::new(Content::new(64 * 262144, 262144, 8));
+    let good = net.add_node(true, Behaviour::Honest);
+    let frozen = net.add_node(true, Behaviour::Honest);
+    let leech = net.add_node(false, Behaviour::Honest);
+    net.nodes[good].upload_rate = Some(4_000_000);
+    net.nodes[frozen].upload_rate = Some(4_000_000);
+    let conns = net.connect_all(&[(leech, good), (leech, frozen)]);
+    let c_frozen = conns[1].0;
+    net.advance(SEC);
+    net.nodes[frozen].behaviour = Behaviour::Frozen;
+    net.cut.push((frozen, leech));
+    // Past the stall limit: its requests were released.
+    net.advance(2 * SEC);
+    let requests = |net: &Net| net.sent_by(leech, c_frozen, |m| matches!(m, Message::Request(_)));
+    let before = requests(&net);
+    net.advance(3 * SEC);
+    let after = requests(&net);
+    assert!(
+        after - before <= 2,
+        "{} new requests to a stalled peer",
+        after - before
+    );
+}
+
+#[test]
+fn a_block_from_a_forgotten_sender_never_gets_the_honest_one_banned() {
+    // A liar sends one bad block and leaves; thousands of connections later its IP is no longer
+    // on record. The honest seed completes the piece, the hash fails: the honest seed must not
+    // be taken for the only sender.
+    let mut net = Net::new(Content::new(4 * 16384, 4 * 16384, 12));
+    let leech = net.add_node(false, Behaviour::Honest);
+    let liar = net.add_node(false, Behaviour::Frozen);
+    let churn = net.add_node(false, Behaviour::Frozen);
+    let honest = net.add_node(true, Behaviour::Honest);
+    net.cut.push((liar, leech));
+    net.cut.push((churn, leech));
+    let (c_liar, _) = net.connect(leech, liar);
+    net.inject(leech, c_liar, Message::HaveAll);
+    net.inject(leech, c_liar, Message::Unchoke);
+    let first = net.nodes[leech]
+        .sent
+        .iter()
+        .find_map(|(c, m)| match m {
+            Message::Request(r) if *c == c_liar => Some(*r),
+            _ => None,
+        })
+        .expect("a request to the liar");
+    net.inject(
+        leech,
+        c_liar,
+        Message::Piece {
+            piece: first.piece,
+            begin: first.begin,
+            data: Bytes::from(vec![0x66; first.length as usize]),
+        },
+    );
+    net.disconnect(leech, c_liar);
+    for _ in 0..4200 {
+        let (c, _) = net.connect(leech, churn);
+        net.disconnect(leech, c);
+    }
+    net.connect(leech, honest);
+    assert!(net.run_until(60 * SEC, SEC / 10, |n| n.has_all(leech)));
+    let stats = net.nodes[leech].torrent.stats();
+    assert!(stats.hash_failures >= 1, "{stats:?}");
+    assert!(!net.nodes[leech]
+        .torrent
+        .is_banned(net.nodes[honest].addr.ip()));
+}
