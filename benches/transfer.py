@@ -125,7 +125,7 @@ def run_pair(kind):
     return result
 
 
-KINDS = ("libtorrent", "shoal", "shoal+tracker", "shoal->lt")
+KINDS = tuple(os.environ.get("KINDS", "libtorrent,shoal,shoal+tracker,shoal->lt").split(","))
 results = {k: [] for k in KINDS}
 for i in range(runs):
     for kind in KINDS:
@@ -145,6 +145,8 @@ print(f"\nmedian of {runs}, {size_mib} MiB, 256 KiB pieces, loopback TCP, page c
 for kind in KINDS:
     print(f"  {kind:13s} {size_mib * 1.048576 / med(kind, 0):7.0f} MB/s  "
           f"{med(kind, 1) / gib:5.2f} CPU s/GiB  {med(kind, 2) / 1024:6.1f} MiB anon peak")
+if not {"libtorrent", "shoal", "shoal+tracker", "shoal->lt"} <= set(KINDS):
+    sys.exit(0)
 print(f"  ratios shoal/libtorrent: throughput {med('libtorrent', 0) / med('shoal', 0):.2f}x, "
       f"CPU per GiB {med('shoal', 1) / med('libtorrent', 1):.2f}x, "
       f"anon memory {med('shoal', 2) / max(med('libtorrent', 2), 1):.2f}x")
