@@ -202,19 +202,12 @@ fn read_message(s: &mut TcpStream) -> Vec<u8> {
     body
 }
 
-fn hex_to_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 #[test]
 fn a_peer_that_arrives_while_the_seeder_checks_is_answered_once_it_is_ready() {
     let dir = scratch("ready_event");
     // Large enough that the data check (no resume data yet) takes a while.
     let (torrent, data) = make_torrent(&dir, "big.bin", 48 << 20, "256KiB");
-    let info_hash = hex_to_bytes(&info_hash(&torrent));
+    let info_hash = shoal_core::Id20::from_hex(&info_hash(&torrent)).unwrap().0;
     let mut seed = shoal_seed(
         &torrent,
         data.parent().unwrap(),

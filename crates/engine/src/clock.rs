@@ -34,3 +34,12 @@ impl Default for Clock {
         Self::new()
     }
 }
+
+/// Sleeps until `at`, or forever when there is no `at` (a `select!` branch for an optional
+/// deadline).
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

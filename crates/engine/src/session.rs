@@ -554,7 +554,11 @@ pub async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
 async fn start_dht(listen: SocketAddr, settings: &DhtSettings) -> Result<DhtStarted, EngineError> {
     use shoal_dht::driver::Dht;
     use shoal_dht::DhtConfig;
-    let (state, state_file) = load_dht_state(settings.state_file.as_deref());
+    // File I/O stays off the async workers.
+    let path = settings.state_file.clone();
+    let (state, state_file) = tokio::task::spawn_blocking(move || load_dht_state(path.as_deref()))
+        .await
+        .unwrap_or((None, None));
     let saved_nodes: Vec<SocketAddr> = state
         .as_ref()
         .map(|s| s.nodes.iter().map(|n| n.addr).collect())

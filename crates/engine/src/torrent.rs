@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
-use crate::clock::Clock;
+use crate::clock::{sleep_until, Clock};
 use crate::connection::{self, LinkEvent, RateLimits};
 use crate::status::{TorrentState, TorrentStatus};
 
@@ -148,7 +148,6 @@ pub struct TorrentActor {
     status_tx: watch::Sender<TorrentStatus>,
     status: TorrentStatus,
     last_publish: Time,
-    fatal: Option<String>,
 }
 
 impl TorrentActor {
@@ -197,7 +196,6 @@ impl TorrentActor {
             status_tx,
             status: TorrentStatus::default(),
             last_publish: now,
-            fatal: None,
         };
         actor.refresh_status();
         // Receivers see the real totals from the start, never an empty default.
@@ -213,7 +211,7 @@ impl TorrentActor {
     pub async fn run(mut self) {
         let done: Option<oneshot::Sender<()>> = loop {
             self.carry_out();
-            if self.fatal.is_some() {
+            if self.machine.is_failed() {
                 break None;
             }
             // Never sooner than 1 ms from now: a deadline stuck in the past (a machine bug)
@@ -272,7 +270,7 @@ impl TorrentActor {
             warn!("writing resume data at shutdown failed: {e}");
         }
         self.refresh_status();
-        if self.fatal.is_none() {
+        if !self.machine.is_failed() {
             self.status.state = if self.machine.is_complete() {
                 TorrentState::Seeding
             } else {
@@ -363,11 +361,8 @@ impl TorrentActor {
                     }
                     TorrentEvent::PeerConnected { .. }
                     | TorrentEvent::Complete
-                    | TorrentEvent::Banned(_) => changed = true,
-                    TorrentEvent::Fatal(message) => {
-                        self.fatal = Some(message);
-                        changed = true;
-                    }
+                    | TorrentEvent::Banned(_)
+                    | TorrentEvent::Fatal(_) => changed = true,
                     TorrentEvent::PieceVerified(_) | TorrentEvent::HashFailed(_) => {}
                 }
             }
@@ -435,7 +430,9 @@ impl TorrentActor {
                     break;
                 }
                 Err(TrySubmitError::Closed(_)) => {
-                    self.fatal = Some("the disk pool stopped".into());
+                    let now = self.now();
+                    self.machine
+                        .handle_fatal(now, "the disk pool stopped".into());
                     break;
                 }
             }
@@ -497,9 +494,6 @@ impl TorrentActor {
         }
         self.last_publish = now;
         self.refresh_status();
-        if let Some(e) = &self.fatal {
-            self.status.state = TorrentState::Error(e.clone());
-        }
         let _ = self.status_tx.send(self.status.clone());
     }
 }
@@ -543,13 +537,5 @@ fn run_disk_job(storage: &Storage, job: DiskJob) -> DiskDone {
             };
             DiskDone::ResumeFlushed(result.map(|_| ()).map_err(|e| e.to_string()))
         }
-    }
-}
-
-/// Sleeps until `at`, or forever.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::clock::Clock;
+use crate::clock::{sleep_until, Clock};
 use crate::status::{TorrentStatus, TrackerReport};
 use crate::torrent::Event;
 
@@ -120,7 +120,7 @@ async fn run(
             let result = loop {
                 tokio::select! {
                     r = &mut announce => break Some(r),
-                    _ = sleep_until_opt(stop_deadline) => return,
+                    _ = sleep_until(stop_deadline) => return,
                     _ = stop.changed(), if stop_deadline.is_none() => {
                         stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
                     }
@@ -187,8 +187,8 @@ async fn run(
             .next_deadline()
             .map(|t| tokio::time::Instant::from_std(clock.instant(t)));
         tokio::select! {
-            _ = sleep_until_opt(wake) => {}
-            _ = sleep_until_opt(stop_deadline) => return,
+            _ = sleep_until(wake) => {}
+            _ = sleep_until(stop_deadline) => return,
             changed = status.changed(), if stop_deadline.is_none() => {
                 if changed.is_err() {
                     return;
@@ -204,14 +204,6 @@ async fn run(
                 set_stopped = true;
             }
         }
-    }
-}
-
-/// Sleeps until `at`, or forever when there is no `at`.
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

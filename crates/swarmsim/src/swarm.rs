@@ -621,14 +621,7 @@ impl Swarm {
             if let (Some(r), Some(t)) = (&reason, self.active(i)) {
                 t.handle_closed(now, c, r.clone());
             }
-            self.schedule(
-                at,
-                Ev::Closed {
-                    node: end.peer,
-                    conn: end.peer_conn,
-                    link: end.link,
-                },
-            );
+            self.tell_other_end(at, &end);
         }
     }
 
@@ -659,6 +652,18 @@ impl Swarm {
     }
 
     /// Removes `conn` of node `i` if it is still the connection `link`; true if it was.
+    /// The other end of a closed link hears of it at `at`.
+    fn tell_other_end(&mut self, at: Time, end: &End) {
+        self.schedule(
+            at,
+            Ev::Closed {
+                node: end.peer,
+                conn: end.peer_conn,
+                link: end.link,
+            },
+        );
+    }
+
     fn unlink(&mut self, i: usize, conn: ConnId, link: u64) -> bool {
         let node = &mut self.nodes[i];
         if node.conns.get(&conn).is_none_or(|e| e.link != link) {
@@ -814,14 +819,7 @@ impl Swarm {
                     .push((now, i, end.peer, format!("{reason:?}")));
                 self.unlink(i, conn, end.link);
                 let at = now + self.config.latency;
-                self.schedule(
-                    at,
-                    Ev::Closed {
-                        node: end.peer,
-                        conn: end.peer_conn,
-                        link: end.link,
-                    },
-                );
+                self.tell_other_end(at, &end);
             }
             TorrentEvent::PieceVerified(p) => {
                 if self.nodes[i].spec.seed {

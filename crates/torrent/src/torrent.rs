@@ -571,6 +571,17 @@ impl Torrent {
         self.send_pex(now);
     }
 
+    /// The driver cannot do the torrent's disk work any more (its pool stopped): the torrent
+    /// stops as on a storage error ([`TorrentEvent::Fatal`]).
+    pub fn handle_fatal(&mut self, now: Time, message: String) {
+        self.fatal(now, message);
+    }
+
+    /// Whether the torrent stopped on an error.
+    pub fn is_failed(&self) -> bool {
+        self.stats.fatal.is_some()
+    }
+
     /// Closes every connection (the torrent is stopping) and asks for a final resume write.
     pub fn shutdown(&mut self, now: Time) {
         let conns = self.conns_sorted();

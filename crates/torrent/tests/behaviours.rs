@@ -473,3 +473,69 @@ fn a_block_from_a_forgotten_sender_never_gets_the_honest_one_banned() {
         .torrent
         .is_banned(net.nodes[honest].addr.ip()));
 }
+
+#[test]
+fn peer_exchange_is_taken_at_most_once_in_45_seconds_from_a_peer() {
+    // BEP 11 allows one ut_pex a minute: a flood must not fill the peer book with its addresses.
+    let mut net = Net::new(small());
+    let seed = net.add_node(true, Behaviour::Honest);
+    let probe = net.add_node(false, Behaviour::Frozen);
+    net.cut.push((probe, seed));
+    let (_, cs) = net.connect(probe, seed);
+    let pex = |third: u8| Message::Extended {
+        id: shoal_torrent::UT_PEX_ID,
+        payload: shoal_wire::PexMessage {
+            added: (1..=5)
+                .map(|i| format!("10.0.{third}.{i}:6881").parse().unwrap())
+                .collect(),
+            dropped: Vec::new(),
+        }
+        .encode(),
+    };
+    net.inject(seed, cs, pex(1));
+    net.advance(SEC);
+    net.inject(seed, cs, pex(2));
+    let dialled = |net: &Net, third: u8| {
+        net.nodes[seed]
+            .dials
+            .iter()
+            .filter(|a| a.to_string().starts_with(&format!("10.0.{third}.")))
+            .count()
+    };
+    assert_eq!(dialled(&net, 1), 5);
+    assert_eq!(dialled(&net, 2), 0, "the second message came too soon");
+    net.advance(45 * SEC);
+    net.inject(seed, cs, pex(3));
+    assert_eq!(dialled(&net, 3), 5);
+}
+
+#[test]
+fn choking_a_peer_discards_its_queued_requests_with_a_reject_each() {
+    // A slow uplink keeps most of a peer's 40 requests queued; when the seed chokes it (it is no
+    // longer interested, so the next round takes its slot), the queue is dropped and each
+    // request rejected (BEP 6), not read from disk and served later.
+    let mut net = Net::new(Content::new(16 * 65536, 65536, 13));
+    let seed = net.add_node(true, Behaviour::Honest);
+    let probe = net.add_node(false, Behaviour::Frozen);
+    net.nodes[seed].upload_rate = Some(16 * 1024);
+    net.cut.push((probe, seed));
+    let (_, cs) = net.connect(probe, seed);
+    net.inject(seed, cs, Message::Interested);
+    assert_eq!(net.sent_by(seed, cs, |m| *m == Message::Unchoke), 1);
+    for i in 0..40u32 {
+        net.inject(seed, cs, request(i / 4, i % 4, 16384));
+    }
+    net.inject(seed, cs, Message::NotInterested);
+    net.advance(11 * SEC);
+    assert_eq!(net.sent_by(seed, cs, |m| *m == Message::Choke), 1);
+    let served = net.sent_by(seed, cs, |m| matches!(m, Message::Piece { .. }));
+    let rejected = net.sent_by(seed, cs, |m| matches!(m, Message::Reject(_)));
+    assert!(rejected > 0, "served {served}, rejected {rejected}");
+    assert_eq!(served + rejected, 40);
+    // Nothing more goes out after the choke.
+    net.advance(10 * SEC);
+    assert_eq!(
+        net.sent_by(seed, cs, |m| matches!(m, Message::Piece { .. })),
+        served
+    );
+}

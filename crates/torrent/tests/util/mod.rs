@@ -86,6 +86,8 @@ pub struct Node {
     pub events: Vec<TorrentEvent>,
     pub writes: Vec<(ConnId, Block)>,
     pub sent: Vec<(ConnId, Message)>,
+    /// Addresses it asked to dial (the harness connects nothing by itself).
+    pub dials: Vec<SocketAddr>,
     /// Upload capacity in bytes per second (blocks queue behind each other); `None`: instant.
     pub upload_rate: Option<u64>,
     /// When its uplink is free again.
@@ -169,6 +171,7 @@ impl Net {
             events: Vec::new(),
             writes: Vec::new(),
             sent: Vec::new(),
+            dials: Vec::new(),
             upload_rate: None,
             busy_until: Time::ZERO,
         });
@@ -297,7 +300,10 @@ impl Net {
                 }
                 self.nodes[j].torrent.handle_message(now, cj, msg);
             }
-            while self.nodes[i].torrent.poll_dial().is_some() {
+            while let Some(addr) = self.nodes[i].torrent.poll_dial() {
+                // Nobody answers at these addresses (tests connect nodes by hand).
+                self.nodes[i].dials.push(addr);
+                self.nodes[i].torrent.handle_dial_failed(now, addr);
                 progress = true;
             }
         }
