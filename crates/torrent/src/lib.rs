@@ -8,6 +8,7 @@
 //! - **inputs**: [`Torrent::handle_connected`], [`Torrent::handle_message`],
 //!   [`Torrent::handle_closed`], [`Torrent::handle_sent`], [`Torrent::handle_disk`],
 //!   [`Torrent::handle_dial_failed`], [`Torrent::add_peers`], [`Torrent::handle_timeout`],
+//!   [`Torrent::handle_fatal`], [`Torrent::shutdown`],
 //!   each with the current [`Time`](shoal_core::Time);
 //! - **outputs**, polled: [`Torrent::poll_transmit`] (messages per connection),
 //!   [`Torrent::poll_disk`] (writes, reads, hashes, resume data), [`Torrent::poll_dial`],
