@@ -411,10 +411,13 @@ impl TorrentActor {
         let storage = self.ctx.storage.clone();
         let tx = self.disk_tx.clone();
         self.disk_backlog.push_back(Box::new(move || {
-            let done: Vec<DiskDone> = jobs
-                .into_iter()
-                .map(|job| run_disk_job(&storage, job))
-                .collect();
+            let done: Vec<DiskDone> = if writes {
+                run_write_batch(&storage, jobs)
+            } else {
+                jobs.into_iter()
+                    .map(|job| run_disk_job(&storage, job))
+                    .collect()
+            };
             let _ = tx.send(DiskBatch { writes, done });
         }));
     }
@@ -498,25 +501,68 @@ impl TorrentActor {
     }
 }
 
+/// Runs a batch of block writes on a pool thread: blocks that follow each other in a piece are
+/// written together (one vectored write per file instead of one write per block). The answers
+/// come back in the batch's order.
+fn run_write_batch(storage: &Storage, jobs: Vec<DiskJob>) -> Vec<DiskDone> {
+    let mut slots: Vec<Option<DiskDone>> = Vec::with_capacity(jobs.len());
+    let mut writes = Vec::new();
+    for (i, job) in jobs.into_iter().enumerate() {
+        match job {
+            DiskJob::Write { conn, block, data } => {
+                writes.push((i, conn, block, data));
+                slots.push(None);
+            }
+            other => slots.push(Some(run_disk_job(storage, other))),
+        }
+    }
+    // By piece and offset; stable, so of two copies of a block the first to arrive is written.
+    writes.sort_by_key(|w| (w.2.piece, w.2.offset()));
+    let mut start = 0;
+    while start < writes.len() {
+        let mut end = start + 1;
+        while end < writes.len() {
+            let (prev, next) = (&writes[end - 1], &writes[end]);
+            let follows = next.2.piece == prev.2.piece
+                && u64::from(next.2.offset()) == u64::from(prev.2.offset()) + prev.3.len() as u64;
+            if !follows {
+                break;
+            }
+            end += 1;
+        }
+        let run = &writes[start..end];
+        let data: Vec<&[u8]> = run.iter().map(|w| &w.3[..]).collect();
+        let results = storage.write_blocks(run[0].2.piece, run[0].2.offset(), &data);
+        for (w, result) in run.iter().zip(results) {
+            slots[w.0] = Some(DiskDone::Written {
+                conn: w.1,
+                block: w.2,
+                result: write_result(result),
+            });
+        }
+        start = end;
+    }
+    slots.into_iter().flatten().collect()
+}
+
+fn write_result(r: shoal_storage::Result<WriteOutcome>) -> Result<WriteResult, String> {
+    r.map(|o| match o {
+        WriteOutcome::Stored => WriteResult::Stored,
+        WriteOutcome::Duplicate => WriteResult::Duplicate,
+        WriteOutcome::Verified => WriteResult::PieceVerified,
+        WriteOutcome::HashFailed => WriteResult::PieceFailed,
+    })
+    .map_err(|e| e.to_string())
+}
+
 /// Runs one disk job on a pool thread.
 fn run_disk_job(storage: &Storage, job: DiskJob) -> DiskDone {
     match job {
-        DiskJob::Write { conn, block, data } => {
-            let result = storage
-                .write_block(block.piece, block.offset(), &data)
-                .map(|o| match o {
-                    WriteOutcome::Stored => WriteResult::Stored,
-                    WriteOutcome::Duplicate => WriteResult::Duplicate,
-                    WriteOutcome::Verified => WriteResult::PieceVerified,
-                    WriteOutcome::HashFailed => WriteResult::PieceFailed,
-                })
-                .map_err(|e| e.to_string());
-            DiskDone::Written {
-                conn,
-                block,
-                result,
-            }
-        }
+        DiskJob::Write { conn, block, data } => DiskDone::Written {
+            conn,
+            block,
+            result: write_result(storage.write_block(block.piece, block.offset(), &data)),
+        },
         DiskJob::Read { conn, req } => DiskDone::Read {
             conn,
             req,

@@ -1,9 +1,10 @@
 //! Files on disk: opened lazily, kept in a small cache with a cap on descriptors, read and written
-//! with positioned I/O (`pread`/`pwrite` via `FileExt`) so many threads can share one descriptor.
+//! with positioned I/O (`pread`/`pwrite`/`pwritev`) so many threads can share one descriptor.
+//! A file opened for writing is preallocated to its full length once (`fallocate`), when asked.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +30,11 @@ pub(crate) struct FileStore {
     cache: Mutex<Cache>,
     /// Files written since the last [`FileStore::sync_dirty`].
     dirty: Mutex<HashSet<usize>>,
+    /// Per file, the length to preallocate when it is first opened for writing (`None`: never,
+    /// e.g. the part file, or preallocation is off).
+    prealloc: Vec<Option<u64>>,
+    /// Files whose preallocation was already tried (it is tried once per store).
+    preallocated: Mutex<HashSet<usize>>,
 }
 
 /// Size and modification time of a file, or absence.
@@ -46,9 +52,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl FileStore {
     /// `paths` are absolute; `writable` false opens everything read-only (seeding existing data,
-    /// verify); `cap` is the most descriptors kept open at once.
-    pub fn new(paths: Vec<PathBuf>, writable: bool, cap: usize) -> FileStore {
+    /// verify); `cap` is the most descriptors kept open at once; `prealloc` gives, per file, the
+    /// length to preallocate on its first write (shorter than `paths`: the rest are never).
+    pub fn new(
+        paths: Vec<PathBuf>,
+        writable: bool,
+        cap: usize,
+        mut prealloc: Vec<Option<u64>>,
+    ) -> FileStore {
+        prealloc.resize(paths.len(), None);
         FileStore {
+            prealloc,
+            preallocated: Mutex::new(HashSet::new()),
             paths,
             writable,
             cap: cap.max(1),
@@ -119,6 +134,9 @@ impl FileStore {
                 cache.open.remove(&oldest);
             }
         }
+        if for_write {
+            self.preallocate(idx, &file, meta.len());
+        }
         let file = Arc::new(file);
         cache.open.insert(
             idx,
@@ -161,6 +179,68 @@ impl FileStore {
         lock(&self.dirty).insert(idx);
         file.write_all_at(data, offset)
             .map_err(|e| StorageError::from_io("write", &self.paths[idx], e))
+    }
+
+    /// Write `bufs` one after the other from `offset` with as few `pwritev` calls as the kernel
+    /// allows: one system call for a run of blocks instead of one per block.
+    pub fn write_vectored_at(&self, idx: usize, offset: u64, bufs: &[&[u8]]) -> Result<()> {
+        if !self.writable {
+            return Err(StorageError::ReadOnlyStorage);
+        }
+        let file = self
+            .handle(idx, true)?
+            .ok_or(StorageError::ReadOnlyStorage)?;
+        lock(&self.dirty).insert(idx);
+        // Linux takes at most IOV_MAX (1024) slices per call; a run is far shorter, but bound it.
+        const MAX_SLICES: usize = 1024;
+        let (mut first, mut skip, mut at) = (0usize, 0usize, offset);
+        while first < bufs.len() {
+            let end = (first + MAX_SLICES).min(bufs.len());
+            let slices: Vec<IoSlice<'_>> = std::iter::once(&bufs[first][skip..])
+                .chain(bufs[first + 1..end].iter().copied())
+                .map(IoSlice::new)
+                .collect();
+            let wanted: usize = slices.iter().map(|s| s.len()).sum();
+            let n = match rustix::io::pwritev(&*file, &slices, at) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    let e = io::Error::from_raw_os_error(e.raw_os_error());
+                    return Err(StorageError::from_io("write", &self.paths[idx], e));
+                }
+            };
+            if n == 0 && wanted > 0 {
+                let e = io::Error::new(io::ErrorKind::WriteZero, "wrote nothing");
+                return Err(StorageError::from_io("write", &self.paths[idx], e));
+            }
+            at += n as u64;
+            // Step past what was written: whole slices, then part of the next.
+            let mut left = n;
+            while first < bufs.len() && left >= bufs[first].len() - skip {
+                left -= bufs[first].len() - skip;
+                first += 1;
+                skip = 0;
+            }
+            skip += left;
+        }
+        Ok(())
+    }
+
+    /// Allocate file `idx`'s blocks up to its full length, once, when it is shorter. Writing into
+    /// allocated blocks is much cheaper than growing a sparse file block by block (measured here:
+    /// 1 GiB in 16 KiB writes took 0.33 s of system time sparse and 0.25 s preallocated, in
+    /// 256 KiB writes 0.19 s and 0.11 s), and the file is laid out in few extents. Existing bytes
+    /// are never touched; where the file system cannot (or has no room), the file stays sparse
+    /// and a full disk shows at the write that needs the space, as without preallocation.
+    fn preallocate(&self, idx: usize, file: &File, current: u64) {
+        let Some(len) = self.prealloc[idx] else {
+            return;
+        };
+        if current >= len || !lock(&self.preallocated).insert(idx) {
+            return;
+        }
+        // Failure (EOPNOTSUPP, ENOSPC, …) only means the file stays sparse; see above.
+        let _ = rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len);
     }
 
     /// Make sure file `idx` exists (zero-length files of the torrent).
@@ -233,7 +313,7 @@ mod tests {
         let paths: Vec<PathBuf> = (0..10)
             .map(|i| dir.path().join("t").join(format!("f{i}")))
             .collect();
-        let store = FileStore::new(paths.clone(), true, 3);
+        let store = FileStore::new(paths.clone(), true, 3, vec![]);
         for i in 0..10 {
             store.write_at(i, 100, &[i as u8; 10]).unwrap();
             assert!(store.open_count() <= 3);
@@ -245,7 +325,7 @@ mod tests {
             assert_eq!(&buf[100..110], &[i as u8; 10][..]);
         }
         store.sync_dirty().unwrap();
-        let ro = FileStore::new(vec![dir.path().join("missing")], false, 3);
+        let ro = FileStore::new(vec![dir.path().join("missing")], false, 3, vec![]);
         assert_eq!(ro.read_at(0, 0, &mut [0u8; 4]).unwrap(), 0);
         assert!(matches!(
             ro.write_at(0, 0, b"x"),
@@ -258,7 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         fs::create_dir(&p).unwrap();
-        let store = FileStore::new(vec![p.clone()], true, 3);
+        let store = FileStore::new(vec![p.clone()], true, 3, vec![]);
         match store.write_at(0, 0, b"x") {
             Err(StorageError::NotAFile { path }) => assert_eq!(path, p),
             other => panic!("unexpected {other:?}"),

@@ -69,6 +69,11 @@ pub struct StorageOptions {
     /// Bytes of out-of-order blocks a piece may hold in memory for hashing; blocks past this are
     /// read back from disk when the piece completes.
     pub pending_limit_per_piece: usize,
+    /// Allocate each wanted file's full length (`fallocate`) when it is first written, instead
+    /// of growing it sparse block by block: less CPU per byte written (see `FileStore`), few
+    /// extents. Falls back to sparse where the file system cannot. libtorrent and Transmission
+    /// make the same choice available; shoal turns it on by default for the measured saving.
+    pub preallocate: bool,
 }
 
 impl StorageOptions {
@@ -82,6 +87,7 @@ impl StorageOptions {
             resume: ResumeLocation::BesideData,
             hash_in_memory: true,
             pending_limit_per_piece: 256 * 1024,
+            preallocate: true,
         }
     }
 }
@@ -185,6 +191,12 @@ impl Storage {
             .collect();
         paths.push(part_file_path(&opts.save_path, layout.name()));
         let writable = opts.mode == Mode::ReadWrite;
+        let prealloc = layout
+            .files()
+            .iter()
+            .zip(&wanted)
+            .map(|(f, &w)| (writable && opts.preallocate && w && !f.pad).then_some(f.length))
+            .collect();
         let resume_path = match &opts.resume {
             ResumeLocation::BesideData => {
                 Some(resume::default_resume_path(&opts.save_path, layout.name()))
@@ -196,7 +208,7 @@ impl Storage {
             hashes: info.pieces.clone(),
             info_hash,
             save_path: opts.save_path.clone(),
-            files: FileStore::new(paths, writable, opts.max_open_files),
+            files: FileStore::new(paths, writable, opts.max_open_files, prealloc),
             part_idx: n,
             wanted,
             hash_in_memory: opts.hash_in_memory,
@@ -376,22 +388,7 @@ impl Storage {
             if self.have(piece) {
                 return Ok(WriteOutcome::Duplicate);
             }
-            let state = {
-                let mut map = lock(&self.pieces);
-                map.entry(piece)
-                    .or_insert_with(|| {
-                        Arc::new(Mutex::new(PieceState {
-                            received: vec![false; self.layout.blocks_in_piece(piece) as usize],
-                            count: 0,
-                            hasher: Sha1::new(),
-                            hashed_upto: 0,
-                            pending: BTreeMap::new(),
-                            pending_bytes: 0,
-                            retired: false,
-                        }))
-                    })
-                    .clone()
-            };
+            let state = self.piece_state(piece);
             let mut st = lock(&state);
             if st.retired {
                 continue;
@@ -451,7 +448,131 @@ impl Storage {
         if st.count as usize != st.received.len() {
             return Ok(WriteOutcome::Stored);
         }
-        // Complete: hash what was not hashed in memory, from the pending blocks or the disk.
+        self.complete(piece, st)
+    }
+
+    /// The piece's state, made on its first block.
+    fn piece_state(&self, piece: u32) -> Arc<Mutex<PieceState>> {
+        let mut map = lock(&self.pieces);
+        map.entry(piece)
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(PieceState {
+                    received: vec![false; self.layout.blocks_in_piece(piece) as usize],
+                    count: 0,
+                    hasher: Sha1::new(),
+                    hashed_upto: 0,
+                    pending: BTreeMap::new(),
+                    pending_bytes: 0,
+                    retired: false,
+                }))
+            })
+            .clone()
+    }
+
+    /// Store a run of consecutive blocks of one piece, from `offset`, with one vectored write per
+    /// file the run touches instead of one write per block (fewer system calls; measured in the
+    /// README's "where the time goes"). Answers as [`Storage::write_block`] would for each block,
+    /// in order. Anything unusual — a block already held, a pad file, an I/O error — goes block
+    /// by block through `write_block`, which then gives the exact per-block answer.
+    pub fn write_blocks(
+        &self,
+        piece: u32,
+        offset: u32,
+        blocks: &[&[u8]],
+    ) -> Vec<Result<WriteOutcome>> {
+        let one_by_one = || {
+            let mut at = offset;
+            blocks
+                .iter()
+                .map(|b| {
+                    let r = self.write_block(piece, at, b);
+                    at = at.saturating_add(b.len() as u32);
+                    r
+                })
+                .collect()
+        };
+        if blocks.len() < 2
+            || piece >= self.layout.num_pieces()
+            || !self.files.is_writable()
+            || self.have(piece)
+        {
+            return one_by_one();
+        }
+        let size = self.layout.piece_size(piece);
+        let mut at = offset;
+        for b in blocks {
+            if !at.is_multiple_of(BLOCK_SIZE)
+                || at >= size
+                || b.len() as u32 != BLOCK_SIZE.min(size - at)
+            {
+                return one_by_one();
+            }
+            at += b.len() as u32;
+        }
+        let total = (at - offset) as usize;
+        let Ok(spans) = self.layout.piece_spans(piece, offset, total) else {
+            return one_by_one();
+        };
+        if spans.iter().any(|s| s.pad) {
+            return one_by_one();
+        }
+        let state = self.piece_state(piece);
+        let mut st = lock(&state);
+        let first = (offset / BLOCK_SIZE) as usize;
+        if st.retired || st.received[first..first + blocks.len()].iter().any(|&r| r) {
+            drop(st);
+            return one_by_one();
+        }
+        // Slice the run along the file spans.
+        let (mut block, mut pos) = (0usize, 0usize);
+        for s in &spans {
+            let mut slices: Vec<&[u8]> = Vec::new();
+            let mut need = s.len;
+            while need > 0 {
+                let take = need.min(blocks[block].len() - pos);
+                slices.push(&blocks[block][pos..pos + take]);
+                need -= take;
+                pos += take;
+                if pos == blocks[block].len() {
+                    block += 1;
+                    pos = 0;
+                }
+            }
+            let written = if self.wanted[s.file] {
+                self.files.write_vectored_at(s.file, s.file_offset, &slices)
+            } else {
+                let stream = self.layout.files()[s.file].offset + s.file_offset;
+                self.files
+                    .write_vectored_at(self.part_idx, part_offset(stream), &slices)
+            };
+            if written.is_err() {
+                drop(st);
+                return one_by_one();
+            }
+        }
+        let mut out = Vec::with_capacity(blocks.len());
+        let mut at = offset;
+        for b in blocks {
+            let idx = (at / BLOCK_SIZE) as usize;
+            st.received[idx] = true;
+            st.count += 1;
+            if self.hash_in_memory {
+                self.absorb(&mut st, at, b);
+            }
+            at += b.len() as u32;
+            out.push(Ok(WriteOutcome::Stored));
+        }
+        if st.count as usize == st.received.len() {
+            if let Some(last) = out.last_mut() {
+                *last = self.complete(piece, &mut st);
+            }
+        }
+        out
+    }
+
+    /// Hash the complete piece (what was not hashed in memory comes from the pending blocks or
+    /// the disk) and retire its state: verified, or reset for every block to come again.
+    fn complete(&self, piece: u32, st: &mut PieceState) -> Result<WriteOutcome> {
         let size = self.layout.piece_size(piece);
         // Page-aligned, as in recheck: copies from the page cache into it are much faster.
         let mut raw = vec![0u8; 2 * BLOCK_SIZE as usize];
