@@ -136,6 +136,10 @@ impl Drop for Unregister<'_> {
 /// handshake is answered at once; what it sends queues in the socket).
 const CHECKING_WAIT: Duration = Duration::from_secs(120);
 
+/// How long an incoming peer asking for a torrent we do not (yet) have waits for it to be
+/// added before it is refused; accepted connections are capped, so waiting ones are bounded.
+const UNKNOWN_HASH_GRACE: Duration = Duration::from_secs(3);
+
 /// A running client: accepts peers and runs torrents.
 pub struct Session {
     shared: Arc<Shared>,
@@ -735,10 +739,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 async fn incoming(mut stream: TcpStream, addr: SocketAddr, shared: &Shared) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (theirs, leftover) = read_handshake(&mut stream, shared.config.connect_timeout).await?;
-    let registered = shared.torrents.lock().ok().and_then(|t| {
-        t.get(&theirs.info_hash)
-            .map(|r| (r.events.clone(), r.ready.clone()))
-    });
+    let lookup = || {
+        shared.torrents.lock().ok().and_then(|t| {
+            t.get(&theirs.info_hash)
+                .map(|r| (r.events.clone(), r.ready.clone()))
+        })
+    };
+    // A torrent may be about to be added (the listener is up before the command registers its
+    // torrent): an unknown info-hash gets a short grace before the connection is refused.
+    let grace_end = tokio::time::Instant::now() + UNKNOWN_HASH_GRACE;
+    let mut registered = lookup();
+    while registered.is_none() && tokio::time::Instant::now() < grace_end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        registered = lookup();
+    }
     let Some((actor, mut ready)) = registered else {
         return Err(std::io::Error::other("unknown info-hash"));
     };

@@ -55,7 +55,12 @@ impl PieceSet {
         let bit = 1 << (piece % 64);
         let new = *w & bit == 0;
         *w |= bit;
-        self.count += u32::from(new);
+        // Written as a branch: `self.count += u32::from(new)` is miscompiled by rustc 1.95 at
+        // opt-level >= 2 without overflow checks (the count stayed 0 in this module's test
+        // `insert_remove_count` under `--release`).
+        if new {
+            self.count += 1;
+        }
         new
     }
 
@@ -65,7 +70,9 @@ impl PieceSet {
         let bit = 1 << (piece % 64);
         let old = *w & bit != 0;
         *w &= !bit;
-        self.count -= u32::from(old);
+        if old {
+            self.count -= 1;
+        }
         old
     }
 

@@ -1,7 +1,7 @@
 //! The picker: which block to ask whom for.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -80,7 +80,12 @@ struct PeerEntry {
     pieces: PeerPieces,
     /// Blocks requested from this peer and not yet answered.
     requests: BTreeSet<Block>,
+    /// Pieces it suggested (BEP 6 `suggest`), oldest first, at most [`MAX_SUGGESTIONS`].
+    suggested: VecDeque<u32>,
 }
+
+/// Suggestions kept per peer; older ones are forgotten (libtorrent keeps a similar handful).
+pub const MAX_SUGGESTIONS: usize = 16;
 
 /// Rank of a not-yet-started piece: higher priority first, then rarer, then the random tie-break.
 type CandidateKey = (Reverse<u8>, u32, u32, u32);
@@ -293,6 +298,25 @@ impl<P: PeerKey> Picker<P> {
 
     // ----- peers and availability -----
 
+    /// The peer suggested `piece` (BEP 6). A suggested piece is picked from that peer before
+    /// the rarest-first choice when it is just as rare (and as important): a seed that hands
+    /// each downloader different pieces so keeps two downloaders from fetching the same piece
+    /// from it while neither has announced it, at no cost to rarest first. Out-of-range pieces
+    /// are ignored.
+    pub fn suggest(&mut self, peer: P, piece: u32) {
+        if piece >= self.layout.pieces() {
+            return;
+        }
+        if let Some(e) = self.peers.get_mut(&peer) {
+            if !e.suggested.contains(&piece) {
+                if e.suggested.len() >= MAX_SUGGESTIONS {
+                    e.suggested.pop_front();
+                }
+                e.suggested.push_back(piece);
+            }
+        }
+    }
+
     /// A new connection, knowing nothing of its pieces yet (as after BEP 6 `have_none`).
     pub fn add_peer(&mut self, peer: P) {
         if !self.peers.contains_key(&peer) {
@@ -301,6 +325,7 @@ impl<P: PeerKey> Picker<P> {
                 PeerEntry {
                     pieces: PeerPieces::Some(PieceSet::empty(self.layout.pieces())),
                     requests: BTreeSet::new(),
+                    suggested: VecDeque::new(),
                 },
             );
         }
@@ -543,6 +568,13 @@ impl<P: PeerKey> Picker<P> {
             || (self.config.mode == PickMode::RarestFirst
                 && self.have.count() < self.config.random_first_pieces);
         if random {
+            // While the first pieces are picked at random, a suggestion is as good a random
+            // choice as any (and one no other downloader of that seed was given).
+            if self.config.mode == PickMode::RarestFirst {
+                if let Some(p) = self.suggestion(peer, None) {
+                    return Some(p);
+                }
+            }
             return self.choose_random(peer);
         }
         if self.config.mode == PickMode::Sequential {
@@ -550,6 +582,31 @@ impl<P: PeerKey> Picker<P> {
             return (0..self.layout.pieces())
                 .find(|&p| self.is_candidate(p) && self.peer_has(peer, p));
         }
+        let best = self.choose_rarest(peer)?;
+        Some(self.suggestion(peer, Some(best)).unwrap_or(best))
+    }
+
+    /// The first of the peer's suggestions still worth starting whose priority and rarity are
+    /// at least those of `best` (the rarest-first choice; `None`: any); stale suggestions are
+    /// dropped on the way.
+    fn suggestion(&mut self, peer: P, best: Option<u32>) -> Option<u32> {
+        let bar = best.map(|b| (self.key(b).0, self.key(b).1));
+        let mut suggested = std::mem::take(&mut self.peers.get_mut(&peer)?.suggested);
+        // A suggestion stays until its piece is started or had (it may be looked at many times
+        // before a pick actually starts a new piece).
+        suggested.retain(|&p| self.is_candidate(p) && self.peer_has(peer, p));
+        let chosen = suggested.iter().copied().find(|&p| {
+            let k = self.key(p);
+            bar.is_none_or(|bar| (k.0, k.1) <= bar)
+        });
+        if let Some(e) = self.peers.get_mut(&peer) {
+            e.suggested = suggested;
+        }
+        chosen
+    }
+
+    /// The rarest-first choice among the pieces the peer has.
+    fn choose_rarest(&self, peer: P) -> Option<u32> {
         let entry = self.peers.get(&peer)?;
         match &entry.pieces {
             PeerPieces::All => self.candidates.first().map(|k| k.3),

@@ -436,3 +436,37 @@ fn aborting_a_block_out_of_range_is_harmless() {
     assert!(!p.abort_request(1, Block::new(99, 0)));
     assert_eq!(p.outstanding(1), got.len());
 }
+
+#[test]
+fn suggested_pieces_first_when_as_rare() {
+    // Seed 1 has everything; peer 2 holds pieces 0..4, so 4..8 are the rarest (seed only).
+    let mut p = with(8, 1, config(PickMode::RarestFirst, 0), 5);
+    seed(&mut p, 1);
+    add(&mut p, 2, &[0, 1, 2, 3]);
+    // A suggestion that is less rare than the best choice is not taken.
+    p.suggest(1, 2);
+    // Out of range is ignored.
+    p.suggest(1, 99);
+    // Two as-rare suggestions are taken in the order given, before the picker's own choice.
+    p.suggest(1, 6);
+    p.suggest(1, 5);
+    let picks: Vec<u32> = (0..3).map(|_| p.pick(1, 1, t(0), t(9))[0].piece).collect();
+    assert_eq!(&picks[..2], &[6, 5]);
+    assert!([4, 7].contains(&picks[2]), "{picks:?}");
+    // Suggestions are taken during the random first pieces too.
+    let mut q = with(8, 1, config(PickMode::RarestFirst, 4), 5);
+    seed(&mut q, 1);
+    q.suggest(1, 3);
+    assert_eq!(q.pick(1, 1, t(0), t(9))[0].piece, 3);
+    // A suggestion from another peer is not used for this one.
+    let own: Vec<u32> = (0..8)
+        .map(|s| {
+            let mut r = with(8, 1, config(PickMode::RarestFirst, 0), s);
+            seed(&mut r, 1);
+            seed(&mut r, 3);
+            r.suggest(3, 6);
+            r.pick(1, 1, t(0), t(9))[0].piece
+        })
+        .collect();
+    assert!(own.iter().any(|&x| x != 6), "{own:?}");
+}

@@ -28,6 +28,7 @@ pub mod peer_book;
 mod pex;
 mod requests;
 pub mod smart_ban;
+mod suggest;
 mod torrent;
 mod uploads;
 mod violation;

@@ -116,6 +116,8 @@ pub struct Peer {
     up_rate_bytes: u64,
     /// Its requests waiting for a disk read, in arrival order.
     pub upload_queue: VecDeque<BlockRef>,
+    /// Pieces we suggested to it (seeding) that it has not asked for yet.
+    pub suggested_out: Vec<u32>,
     /// Requests it cancelled while their reads were in flight.
     pub cancelled: HashSet<BlockRef>,
     /// Its download rate, bytes per second (smoothed).
@@ -169,6 +171,7 @@ impl Peer {
             up_rate: 0.0,
             up_rate_bytes: 0,
             upload_queue: VecDeque::new(),
+            suggested_out: Vec::new(),
             cancelled: HashSet::new(),
             down_rate: 0.0,
             block_gap: None,

@@ -42,6 +42,7 @@ impl Torrent {
             return Ok(());
         }
         peer.upload_queue.push_back(req);
+        self.suggestion_used(conn, req.piece);
         self.pump_uploads(now, conn);
         Ok(())
     }

@@ -539,3 +539,49 @@ fn choking_a_peer_discards_its_queued_requests_with_a_reject_each() {
         served
     );
 }
+
+#[test]
+fn a_seed_suggests_distinct_pieces_before_the_unchoke_and_one_more_per_request() {
+    let mut net = Net::new(Content::new(16 * 65536, 65536, 21));
+    let seed = net.add_node(true, Behaviour::Honest);
+    let (a, b) = (
+        net.add_node(false, Behaviour::Frozen),
+        net.add_node(false, Behaviour::Frozen),
+    );
+    net.cut.push((a, seed));
+    net.cut.push((b, seed));
+    let (_, ca) = net.connect(a, seed);
+    let (_, cb) = net.connect(b, seed);
+    net.inject(seed, ca, Message::Interested);
+    net.inject(seed, cb, Message::Interested);
+    let suggested = |net: &Net, c| -> Vec<u32> {
+        net.nodes[seed]
+            .sent
+            .iter()
+            .filter_map(|(x, m)| match m {
+                Message::Suggest(p) if *x == c => Some(*p),
+                _ => None,
+            })
+            .collect()
+    };
+    let (sa, sb) = (suggested(&net, ca), suggested(&net, cb));
+    assert_eq!((sa.len(), sb.len()), (4, 4), "{sa:?} {sb:?}");
+    assert!(sa.iter().all(|p| !sb.contains(p)), "{sa:?} {sb:?}");
+    // The suggestions went out before the unchoke.
+    let order: Vec<&Message> = net.nodes[seed]
+        .sent
+        .iter()
+        .filter(|(x, _)| *x == ca)
+        .map(|(_, m)| m)
+        .filter(|m| matches!(m, Message::Suggest(_) | Message::Unchoke))
+        .collect();
+    assert_eq!(order.last(), Some(&&Message::Unchoke));
+    // Asking for a suggested piece brings one more suggestion, again a piece nobody was given.
+    net.inject(seed, ca, request(sa[0], 0, 16384));
+    let sa2 = suggested(&net, ca);
+    assert_eq!(sa2.len(), 5);
+    assert!(
+        !sa.contains(&sa2[4]) && !sb.contains(&sa2[4]),
+        "{sa2:?} {sb:?}"
+    );
+}
