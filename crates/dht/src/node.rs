@@ -51,12 +51,15 @@ use thiserror::Error;
 use tracing::{debug, trace};
 
 use crate::bep42;
+use crate::bep44;
+use crate::item_store::{ItemStore, ItemStoreConfig};
 use crate::krpc::{self, Body, ErrorBody, KrpcError, Msg, Query, QueryKind, Response};
 use crate::lookup::{Lookup, LookupKind, LookupStats};
 use crate::peer_store::{PeerStore, PeerStoreConfig};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::routing_table::{Insert, RoutingTable, RoutingTableConfig};
 use crate::rpc::{Expired, RpcConfig, RpcManager};
+use crate::sample::{Sampler, SamplerConfig};
 use crate::state::DhtState;
 use crate::token::TokenSecrets;
 
@@ -71,6 +74,10 @@ pub struct DhtConfig {
     pub peer_store: PeerStoreConfig,
     /// Per-IP query rate limit.
     pub rate_limit: RateLimitConfig,
+    /// BEP 44 item storage limits.
+    pub items: ItemStoreConfig,
+    /// BEP 51 sampling.
+    pub sampler: SamplerConfig,
     /// BEP 43 read-only: send `ro: 1`, answer no queries.
     pub read_only: bool,
     /// Refuse nodes whose id fails the BEP 42 check (never applied to local addresses, which BEP
@@ -91,6 +98,8 @@ impl Default for DhtConfig {
             rpc: RpcConfig::default(),
             peer_store: PeerStoreConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            items: ItemStoreConfig::default(),
+            sampler: SamplerConfig::default(),
             read_only: false,
             enforce_bep42: false,
             external_ip: None,
@@ -190,6 +199,22 @@ pub enum Event {
         /// Whether our node id is valid for it under BEP 42 (or exempt).
         id_matches: bool,
     },
+    /// Answer to a [`DhtNode::sample_infohashes`] query.
+    Samples {
+        /// The query.
+        id: LookupId,
+        /// Who answered.
+        from: SocketAddr,
+        /// What it answered.
+        reply: SampleReply,
+    },
+    /// A [`DhtNode::sample_infohashes`] query got an error or no answer.
+    SampleFailed {
+        /// The query.
+        id: LookupId,
+        /// Who was asked.
+        addr: SocketAddr,
+    },
     /// Answer to a `ping` command: the node's id, or `None` if it did not answer.
     Pong {
         /// Who was pinged.
@@ -197,6 +222,21 @@ pub enum Event {
         /// Its id, if it answered.
         id: Option<Id20>,
     },
+}
+
+/// A node's answer to `sample_infohashes` (BEP 51), as received: the crawler checks it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SampleReply {
+    /// The answering node's id.
+    pub node_id: Id20,
+    /// The samples; `None` when the node does not speak BEP 51 (it answered like `find_node`).
+    pub samples: Option<Vec<Id20>>,
+    /// `num`: how many info-hashes it stores, if it said.
+    pub num: Option<i64>,
+    /// `interval` in seconds, if it said.
+    pub interval: Option<i64>,
+    /// Nodes close to the target (IPv4 and IPv6).
+    pub nodes: Vec<CompactNode>,
 }
 
 /// Counters of what the node has seen.
@@ -226,6 +266,7 @@ enum Purpose {
     Ping {
         user: bool,
     },
+    Sample(LookupId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,6 +303,8 @@ pub struct DhtNode {
     next_op: u64,
     tokens: TokenSecrets,
     store: PeerStore,
+    items: ItemStore,
+    sampler: Sampler,
     next_store_expiry: Time,
     limiter: RateLimiter,
     rng: StdRng,
@@ -298,6 +341,8 @@ impl DhtNode {
             next_op: 1,
             tokens,
             store: PeerStore::new(config.peer_store),
+            items: ItemStore::new(config.items),
+            sampler: Sampler::new(config.sampler),
             next_store_expiry: now + STORE_EXPIRE_EVERY,
             limiter: RateLimiter::new(config.rate_limit),
             rng,
@@ -350,6 +395,11 @@ impl DhtNode {
     /// The peer store (read only).
     pub fn peer_store(&self) -> &PeerStore {
         &self.store
+    }
+
+    /// The BEP 44 item store (read only).
+    pub fn item_store(&self) -> &ItemStore {
+        &self.items
     }
 
     /// Number of lookups running.
@@ -494,6 +544,30 @@ impl DhtNode {
             Purpose::Ping { user: true },
         ) {
             Ok(())
+        } else {
+            Err(DhtError::Busy)
+        }
+    }
+
+    /// Sends one BEP 51 `sample_infohashes` query to `addr`, asking for nodes near `target`.
+    /// The answer is reported as [`Event::Samples`], an error or timeout as
+    /// [`Event::SampleFailed`]. The crawler ([`crate::crawler`]) decides whom to ask and when.
+    pub fn sample_infohashes(
+        &mut self,
+        now: Time,
+        addr: SocketAddr,
+        target: Id20,
+    ) -> Result<LookupId, DhtError> {
+        let id = LookupId(self.next_op);
+        self.next_op += 1;
+        if self.send_query(
+            now,
+            addr,
+            None,
+            QueryKind::SampleInfohashes { target },
+            Purpose::Sample(id),
+        ) {
+            Ok(id)
         } else {
             Err(DhtError::Busy)
         }
@@ -646,6 +720,7 @@ impl DhtNode {
                     nodes6,
                     values,
                     token: Some(self.tokens.token_for(from.ip())),
+                    ..Response::default()
                 }
             }
             QueryKind::AnnouncePeer {
@@ -665,6 +740,62 @@ impl DhtNode {
                 }
                 self.store
                     .insert(now, info_hash, SocketAddr::new(from.ip(), port));
+                Response {
+                    id: self.id,
+                    ..Response::default()
+                }
+            }
+            QueryKind::SampleInfohashes { target } => {
+                let sample = self.sampler.sample(now, &self.store, &mut self.rng);
+                let nodes = self.closest_for(now, &target, from);
+                let (nodes, nodes6) = split_families(nodes, k);
+                Response {
+                    id: self.id,
+                    nodes,
+                    nodes6,
+                    samples: Some(sample.samples),
+                    num: Some(sample.num),
+                    interval: Some(sample.interval),
+                    ..Response::default()
+                }
+            }
+            QueryKind::Get { target, seq } => {
+                let nodes = self.closest_for(now, &target, from);
+                let (nodes, nodes6) = split_families(nodes, k);
+                let mut r = Response {
+                    id: self.id,
+                    nodes,
+                    nodes6,
+                    token: Some(self.tokens.token_for(from.ip())),
+                    ..Response::default()
+                };
+                if let Some(item) = self.items.get(now, &target) {
+                    match &item.mutable {
+                        // BEP 44: not newer than what the asker has: only the seq.
+                        Some(m) if seq.is_some_and(|s| m.seq <= s) => r.seq = Some(m.seq),
+                        Some(m) => {
+                            r.value = Some(item.value.clone());
+                            r.key = Some(m.key);
+                            r.sig = Some(m.sig);
+                            r.seq = Some(m.seq);
+                        }
+                        None => r.value = Some(item.value.clone()),
+                    }
+                }
+                r
+            }
+            QueryKind::Put(p) => {
+                let stored = if self.tokens.is_valid(&p.token, from.ip()) {
+                    bep44::check_put(&p.value, p.mutable.as_ref()).and_then(|target| {
+                        self.items.put(now, target, &p.value, p.mutable.as_ref())
+                    })
+                } else {
+                    Err(bep44::PutError::BadToken)
+                };
+                if let Err(e) = stored {
+                    self.error(from, tid, e.code(), e.message());
+                    return;
+                }
                 Response {
                     id: self.id,
                     ..Response::default()
@@ -767,6 +898,21 @@ impl DhtNode {
                 self.step(now, id);
             }
             Purpose::AnnouncePeer(id) => self.announce_reply(id, true),
+            Purpose::Sample(id) => {
+                let mut nodes = r.nodes;
+                nodes.extend(r.nodes6);
+                self.events.push_back(Event::Samples {
+                    id,
+                    from,
+                    reply: SampleReply {
+                        node_id: r.id,
+                        samples: r.samples,
+                        num: r.num,
+                        interval: r.interval,
+                        nodes,
+                    },
+                });
+            }
         }
     }
 
@@ -792,6 +938,9 @@ impl DhtNode {
                 }
             }
             Purpose::AnnouncePeer(id) => self.announce_reply(id, false),
+            Purpose::Sample(id) => self
+                .events
+                .push_back(Event::SampleFailed { id, addr: from }),
         }
     }
 
@@ -937,6 +1086,9 @@ impl DhtNode {
                             }
                         }
                         Purpose::AnnouncePeer(id) => self.announce_reply(id, false),
+                        Purpose::Sample(id) => self
+                            .events
+                            .push_back(Event::SampleFailed { id, addr: p.addr }),
                     }
                 }
             }
@@ -945,6 +1097,7 @@ impl DhtNode {
         self.tokens.maybe_rotate(now, fresh);
         if now >= self.next_store_expiry {
             self.store.expire(now);
+            self.items.expire(now);
             self.next_store_expiry = now + STORE_EXPIRE_EVERY;
         }
         if !self.table.is_empty() && now >= self.table.next_refresh() {
