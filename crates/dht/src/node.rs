@@ -1286,6 +1286,79 @@ mod tests {
     }
 
     #[test]
+    fn mutable_items_are_signed_versioned_and_served() {
+        use ed25519_dalek::{Signer, SigningKey};
+        let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+        let other = Id20([1; 20]);
+        let sk = SigningKey::from_bytes(&[7; 32]);
+        let key = sk.verifying_key().to_bytes();
+        let salt = b"salt".to_vec();
+        let target = bep44::mutable_target(&key, &salt);
+        let ask = |n: &mut DhtNode, kind: QueryKind| {
+            n.handle_packet(Time::ZERO, addr(1), &query(other, kind, false));
+            answer_to(&replies(n)).unwrap().body.clone()
+        };
+        let Body::Response(r) = ask(&mut n, QueryKind::Get { target, seq: None }) else {
+            panic!()
+        };
+        let token = r.token.unwrap();
+        let put = |seq: i64, value: &[u8], cas: Option<i64>, good_sig: bool| {
+            let mut sig = sk.sign(&bep44::signed_buffer(&salt, seq, value)).to_bytes();
+            if !good_sig {
+                sig[0] ^= 1;
+            }
+            QueryKind::Put(krpc::PutRequest {
+                token: token.clone(),
+                value: value.to_vec(),
+                mutable: Some(krpc::MutableItem {
+                    key,
+                    sig,
+                    seq,
+                    salt: salt.clone(),
+                    cas,
+                }),
+            })
+        };
+        let code = |b: Body| match b {
+            Body::Error(e) => e.code,
+            Body::Response(_) => 0,
+            Body::Query(_) => -1,
+        };
+        assert_eq!(code(ask(&mut n, put(1, b"5:hello", None, false))), 206);
+        assert_eq!(code(ask(&mut n, put(1, b"5:hello", None, true))), 0);
+        assert_eq!(code(ask(&mut n, put(2, b"5:world", Some(0), true))), 301);
+        assert_eq!(code(ask(&mut n, put(0, b"5:older", None, true))), 302);
+        assert_eq!(code(ask(&mut n, put(2, b"5:world", Some(1), true))), 0);
+        let Body::Response(r) = ask(&mut n, QueryKind::Get { target, seq: None }) else {
+            panic!()
+        };
+        assert_eq!(r.value.as_deref(), Some(&b"5:world"[..]));
+        assert_eq!((r.seq, r.key), (Some(2), Some(key)));
+        // What a requester checks: the key hashes to the target, the signature verifies.
+        assert!(bep44::verify(&key, &r.sig.unwrap(), &salt, 2, b"5:world"));
+        // Not newer than what the asker has: only seq.
+        let Body::Response(r) = ask(
+            &mut n,
+            QueryKind::Get {
+                target,
+                seq: Some(2),
+            },
+        ) else {
+            panic!()
+        };
+        assert_eq!((r.seq, r.value), (Some(2), None));
+        // A token from another IP is refused.
+        n.handle_packet(
+            Time::ZERO,
+            addr(2),
+            &query(other, put(3, b"1:x", None, true), false),
+        );
+        assert!(
+            matches!(&answer_to(&replies(&mut n)).unwrap().body, Body::Error(e) if e.code == 203)
+        );
+    }
+
+    #[test]
     fn queries_are_rate_limited_per_ip() {
         let cfg = DhtConfig {
             rate_limit: RateLimitConfig {
