@@ -11,12 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use serde_json::json;
 use shoal_core::{Id20, Time};
 use shoal_dht::crawler::{CrawlEvent, Crawler, CrawlerConfig};
 use shoal_dht::driver::Dht;
 use shoal_dht::{DhtConfig, SampleReply};
-use shoal_engine::events::JsonEvent;
+use shoal_engine::events::{CrawlReport, JsonEvent};
 use shoal_index::{Index, IndexConfig, Torrent};
 use shoal_metainfo::Metainfo;
 use tokio::sync::mpsc;
@@ -160,6 +159,23 @@ async fn fetch_one(
     }
 }
 
+fn report(c: &Crawler, indexed: u64, failed: u64, fetching: usize, index_size: u64) -> CrawlReport {
+    let s = c.stats();
+    CrawlReport {
+        queries: s.queries,
+        replies: s.replies,
+        failures: s.failures,
+        unsupported: s.unsupported,
+        samples: s.samples,
+        nodes: s.nodes,
+        unique_hashes: s.unique_hashes,
+        indexed,
+        metadata_failed: failed,
+        fetching: fetching as u64,
+        index_size,
+    }
+}
+
 fn crawl(args: &CrawlArgs) -> anyhow::Result<()> {
     if !(args.queries_per_second > 0.0 && args.queries_per_second.is_finite()) {
         bail!("--queries-per-second must be above 0");
@@ -211,6 +227,7 @@ fn crawl(args: &CrawlArgs) -> anyhow::Result<()> {
             ..CrawlerConfig::default()
         };
         let mut crawler = Crawler::new(config, now(), rand::random());
+        crawler.ignore(addr);
         for a in &boot {
             crawler.add_node(now(), *a);
         }
@@ -286,7 +303,13 @@ fn crawl(args: &CrawlArgs) -> anyhow::Result<()> {
                             index.insert(&t, unix_now())?;
                             indexed += 1;
                             if args.json {
-                                outln!("{}", json!({"event": "indexed", "info_hash": t.info_hash.to_hex(), "name": shoal_index::text::clean(&t.name, shoal_index::text::MAX_NAME), "size": t.size, "files": t.files.len(), "peers": t.peers}));
+                                output::event(&JsonEvent::Indexed {
+                                    info_hash: t.info_hash.to_hex(),
+                                    name: shoal_index::text::clean(&t.name, shoal_index::text::MAX_NAME),
+                                    size: t.size,
+                                    files: t.files.len(),
+                                    peers: t.peers,
+                                });
                             }
                         }
                         Fetched::Failed(h, why) => {
@@ -304,7 +327,7 @@ fn crawl(args: &CrawlArgs) -> anyhow::Result<()> {
                 next_status = Instant::now() + STATUS_EVERY;
                 let s = crawler.stats();
                 if args.json {
-                    outln!("{}", json!({"event": "crawl", "queries": s.queries, "replies": s.replies, "nodes": s.nodes, "unique_hashes": s.unique_hashes, "indexed": indexed, "metadata_failed": failed, "fetching": fetching}));
+                    output::event(&JsonEvent::Crawl(report(&crawler, indexed, failed, fetching, index.len()?)));
                 } else {
                     errln!("queries {} replies {} nodes {} info-hashes {} indexed {} fetching {}", s.queries, s.replies, s.nodes, s.unique_hashes, indexed, fetching);
                 }
@@ -313,7 +336,7 @@ fn crawl(args: &CrawlArgs) -> anyhow::Result<()> {
         let s = crawler.stats();
         let total = index.len()?;
         if args.json {
-            outln!("{}", json!({"event": "done", "queries": s.queries, "replies": s.replies, "failures": s.failures, "unsupported": s.unsupported, "samples": s.samples, "nodes": s.nodes, "unique_hashes": s.unique_hashes, "indexed": indexed, "metadata_failed": failed, "index_size": total}));
+            output::event(&JsonEvent::CrawlDone(report(&crawler, indexed, failed, fetching, total)));
         } else {
             outln!(
                 "crawl done: {} queries, {} nodes, {} info-hashes seen, {indexed} indexed ({failed} without metadata); the index holds {total} torrents",

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
-use serde_json::json;
+use shoal_engine::events::{JsonEvent, SearchResult};
 use shoal_index::{Index, IndexConfig};
 
-use crate::output::{errln, outln};
+use crate::output::{self, errln, outln};
 use crate::units::human_bytes;
 
 /// Arguments of `shoal search`.
@@ -61,20 +61,16 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
     }
     for h in &hits {
         if args.json {
-            outln!(
-                "{}",
-                json!({
-                    "event": "result",
-                    "info_hash": h.info_hash.to_hex(),
-                    "name": h.name,
-                    "size": h.size,
-                    "files": h.files,
-                    "peers": h.peers,
-                    "first_seen": h.first_seen,
-                    "last_seen": h.last_seen,
-                    "magnet": h.magnet(),
-                })
-            );
+            output::event(&JsonEvent::Result(SearchResult {
+                info_hash: h.info_hash.to_hex(),
+                name: h.name.clone(),
+                size: h.size,
+                files: h.files,
+                peers: h.peers,
+                first_seen: h.first_seen,
+                last_seen: h.last_seen,
+                magnet: h.magnet(),
+            }));
         } else {
             outln!("{}", h.name);
             outln!(

@@ -136,6 +136,8 @@ pub struct Crawler {
     refilled: Time,
     seen: HashSet<Id20>,
     events: VecDeque<CrawlEvent>,
+    /// Addresses never asked: our own node (other nodes list it in their answers).
+    ignored: Vec<SocketAddr>,
     rng: StdRng,
     stats: CrawlStats,
 }
@@ -153,6 +155,7 @@ impl Crawler {
             refilled: now,
             seen: HashSet::new(),
             events: VecDeque::new(),
+            ignored: Vec::new(),
             rng: StdRng::seed_from_u64(seed),
             stats: CrawlStats::default(),
         }
@@ -172,10 +175,18 @@ impl Crawler {
         self.in_flight
     }
 
+    /// Never asks `addr` (the crawler's own DHT node, which other nodes hand out).
+    pub fn ignore(&mut self, addr: SocketAddr) {
+        self.nodes.remove(&addr);
+        if !self.ignored.contains(&addr) && self.ignored.len() < 16 {
+            self.ignored.push(addr);
+        }
+    }
+
     /// Learns of a node (a bootstrap address, or one from an answer); it is asked when its
     /// turn comes. Unusable addresses (port 0, unspecified, multicast, broadcast) are ignored.
     pub fn add_node(&mut self, now: Time, addr: SocketAddr) {
-        if !usable(&addr) || self.nodes.contains_key(&addr) {
+        if !usable(&addr) || self.nodes.contains_key(&addr) || self.ignored.contains(&addr) {
             return;
         }
         if self.nodes.len() >= self.config.max_nodes {
