@@ -1,0 +1,167 @@
+//! Decentralised keyword search end to end, on loopback: a DHT of libtorrent nodes whose
+//! seeders announce 50 torrents with distinct names; `shoal index crawl`, bootstrapped from one
+//! node, indexes them (BEP 51 samples, `get_peers`, BEP 9 metadata); `shoal search` finds them
+//! by two words of their names; and the magnet of a result downloads.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+/// The crawler's time budget.
+const CRAWL_SECONDS: u64 = 45;
+
+#[test]
+fn crawl_a_libtorrent_dht_then_search_and_download() {
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("search_lt");
+    let mut cmd = Command::new(SYSTEM_PYTHON);
+    cmd.arg(repo_root().join("tests/interop/lt_dht_swarm.py"))
+        .arg(&dir)
+        .args(["--nodes", "24", "--seeders", "5", "--torrents", "50"])
+        .args(["--sample-interval", "10", "--timeout", "300"]);
+    let mut swarm = Proc::spawn(cmd, "lt-swarm", &dir);
+    let boot = swarm.listening_addr();
+    swarm.wait_event("ready", Duration::from_secs(120));
+    // name -> (info-hash, seeder folder)
+    let torrents: HashMap<String, String> = swarm
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "torrent")
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["info_hash"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(torrents.len(), 50);
+
+    let index = dir.join("index.sqlite");
+    let mut crawl = shoal();
+    crawl
+        .args(["index", "crawl", "--index", index.to_str().unwrap()])
+        .args(["--listen", "127.0.0.2:0", "--bootstrap", &boot])
+        .args(["--duration", &CRAWL_SECONDS.to_string()])
+        .args([
+            "--per-node-gap",
+            "5",
+            "--queries-per-second",
+            "10",
+            "--json",
+        ]);
+    let mut crawl = Proc::spawn_shoal(crawl, "crawl", &dir);
+    crawl.listening_addr();
+    let done = crawl.wait_event("crawl_done", Duration::from_secs(CRAWL_SECONDS + 60));
+    assert_eq!(crawl.wait_exit(Duration::from_secs(30)), Some(0));
+    let indexed = done["index_size"].as_u64().unwrap();
+    println!("crawl: {done}");
+    assert!(
+        indexed >= 45,
+        "only {indexed} of 50 torrents indexed: {done}"
+    );
+    // Every indexed torrent is one of the 50, under its own name (metadata checked).
+    for v in crawl.seen.iter().filter(|v| v["event"] == "indexed") {
+        let name = v["name"].as_str().unwrap();
+        assert_eq!(
+            torrents.get(name),
+            v["info_hash"].as_str().map(str::to_string).as_ref()
+        );
+    }
+
+    // Ten of them, each by two words of its name (an adjective and a noun shared with others).
+    let mut names: Vec<&String> = torrents.keys().collect();
+    names.sort();
+    let mut found_magnet = None;
+    for name in names.iter().step_by(5).take(10) {
+        let words: Vec<&str> = name.split(' ').take(2).collect();
+        let out = run_shoal(&[
+            "search",
+            words[0],
+            words[1],
+            "--index",
+            index.to_str().unwrap(),
+            "--limit",
+            "5",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let results: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect();
+        let hit = results
+            .iter()
+            .find(|r| r["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{words:?} did not find {name}: {results:?}"));
+        assert_eq!(hit["info_hash"], torrents[name.as_str()].as_str());
+        assert_eq!(hit["files"], 1);
+        assert!(hit["peers"].as_u64().unwrap() >= 1);
+        found_magnet.get_or_insert((
+            name.to_string(),
+            hit["magnet"].as_str().unwrap().to_string(),
+        ));
+    }
+    // A word that names nothing: success with no result.
+    let out = run_shoal(&[
+        "search",
+        "zeppelin",
+        "--index",
+        index.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+
+    // The magnet of a result downloads, its peers found through the same DHT.
+    let (name, magnet) = found_magnet.unwrap();
+    let out = dir.join("dl");
+    let mut dl = shoal_download(
+        Path::new(&magnet),
+        &out,
+        "127.0.0.3",
+        &[],
+        &["--dht-bootstrap", &boot],
+        "dl",
+        &dir,
+    );
+    let meta = dl.wait_event("metadata", Duration::from_secs(90));
+    assert_eq!(meta["name"], name.as_str());
+    dl.wait_event("complete", Duration::from_secs(90));
+    let seeded = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join(&name))
+        .find(|p| p.is_file())
+        .expect("the seeder's copy");
+    assert!(same_bytes(&seeded, &out.join(&name)));
+}
+
+#[test]
+fn search_without_an_index_is_one_clear_error() {
+    let dir = scratch("search_none");
+    let out = run_shoal(&[
+        "search",
+        "anything",
+        "--index",
+        dir.join("missing.sqlite").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("shoal index crawl"), "{err}");
+    assert!(
+        !dir.join("missing.sqlite").exists(),
+        "a search creates no file"
+    );
+}
