@@ -609,15 +609,30 @@ impl DhtNode {
     }
 
     fn reply(&mut self, to: SocketAddr, tid: Vec<u8>, body: Body) {
-        let msg = Msg {
+        let mut msg = Msg {
             tid,
             version: Some(self.config.version.to_vec()),
             read_only: false,
             ip: Some(to),
             body,
         };
+        let mut bytes = msg.encode();
+        // A `get` answer with a 1000-byte item and both node lists can pass the packet limit:
+        // the nodes give way to the item.
+        if bytes.len() > krpc::MAX_PACKET {
+            if let Body::Response(r) = &mut msg.body {
+                r.nodes6.clear();
+                bytes = msg.encode();
+                if bytes.len() > krpc::MAX_PACKET {
+                    if let Body::Response(r) = &mut msg.body {
+                        r.nodes.clear();
+                    }
+                    bytes = msg.encode();
+                }
+            }
+        }
         self.stats.answered += 1;
-        self.outbox.push_back((to, msg.encode()));
+        self.outbox.push_back((to, bytes));
     }
 
     fn error(&mut self, to: SocketAddr, tid: Vec<u8>, code: i64, message: &str) {
