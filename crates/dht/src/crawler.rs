@@ -414,7 +414,7 @@ mod tests {
                 sent += 1;
                 c.handle_failure(t, to);
             }
-            t = t + Duration::from_millis(10);
+            t += Duration::from_millis(10);
         }
         // 2 at once, then 10 a second for 2 seconds.
         assert!((20..=23).contains(&sent), "{sent}");

@@ -27,11 +27,7 @@ struct SimNode {
 }
 
 fn xor(a: &Id20, b: &Id20) -> [u8; 20] {
-    let mut d = [0u8; 20];
-    for i in 0..20 {
-        d[i] = a.0[i] ^ b.0[i];
-    }
-    d
+    std::array::from_fn(|i| a.0[i] ^ b.0[i])
 }
 
 /// The `k` nodes closest to `target` (by XOR) among ids sorted ascending: the closest share
