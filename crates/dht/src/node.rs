@@ -1531,6 +1531,56 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Valid `get`, `put` and `sample_infohashes` queries and replies with bytes flipped:
+        /// the node answers or drops them, never panics, and its answers stay decodable.
+        #[test]
+        fn mutated_bep44_and_bep51_packets_never_panic(
+            which in 0usize..4,
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..6),
+        ) {
+            let put = QueryKind::Put(krpc::PutRequest {
+                token: vec![1; 8],
+                value: b"d1:ai1e1:bl1:xee".to_vec(),
+                mutable: Some(krpc::MutableItem { key: [3; 32], sig: [4; 64], seq: 5, salt: b"s".to_vec(), cas: Some(4) }),
+            });
+            let kinds = [
+                QueryKind::Get { target: Id20([2; 20]), seq: Some(1) },
+                put,
+                QueryKind::SampleInfohashes { target: Id20([2; 20]) },
+            ];
+            let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+            let mut bytes = if which < 3 {
+                query(Id20([1; 20]), kinds[which].clone(), false)
+            } else {
+                n.sample_infohashes(Time::ZERO, addr(1), Id20::ZERO).unwrap();
+                let (_, q) = replies(&mut n).pop().unwrap();
+                Msg {
+                    tid: q.tid,
+                    version: None,
+                    read_only: false,
+                    ip: None,
+                    body: Body::Response(Response {
+                        id: Id20([1; 20]),
+                        samples: Some(vec![Id20([8; 20]); 30]),
+                        num: Some(-1),
+                        interval: Some(i64::MAX),
+                        ..Response::default()
+                    }),
+                }
+                .encode()
+            };
+            for (i, b) in flips {
+                let len = bytes.len();
+                bytes[i % len] = b;
+            }
+            n.handle_packet(Time::ZERO, addr(1), &bytes);
+            while let Some((_, out)) = n.poll_transmit() {
+                proptest::prop_assert!(out.len() <= krpc::MAX_PACKET);
+                proptest::prop_assert!(decode(&out).is_ok());
+            }
+            while n.poll_event().is_some() {}
+        }
+
         #[test]
         fn arbitrary_packets_never_panic_the_node(
             packets in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 1..20),
