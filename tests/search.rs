@@ -61,6 +61,9 @@ fn crawl_a_libtorrent_dht_then_search_and_download() {
     let done = crawl.wait_event("crawl_done", Duration::from_secs(CRAWL_SECONDS + 60));
     assert_eq!(crawl.wait_exit(Duration::from_secs(30)), Some(0));
     let indexed = done["index_size"].as_u64().unwrap();
+    for v in crawl.seen.iter().filter(|v| v["event"] == "crawl") {
+        println!("crawl status: {v}");
+    }
     println!("crawl: {done}");
     assert!(
         indexed >= 45,
