@@ -168,3 +168,97 @@ fn search_without_an_index_is_one_clear_error() {
         "a search creates no file"
     );
 }
+
+/// shoal nodes serve BEP 51 to shoal's crawler: shoal seeders announce three torrents to a
+/// `shoal dht node`; the crawler, bootstrapped from it, indexes them through the samples shoal
+/// nodes hand out and the metadata shoal seeders serve. Needs no libtorrent.
+#[test]
+fn crawl_a_dht_of_shoal_nodes() {
+    let dir = scratch("search_shoal");
+    let mut node = shoal();
+    node.args(["dht", "node", "--listen", "127.0.0.1:0", "--json"]);
+    let mut node = Proc::spawn_shoal(node, "dht-node", &dir);
+    let boot = node.listening_addr();
+    let names = [
+        "quiet river notes.bin",
+        "copper kettle recipes.bin",
+        "northern lights timelapse.bin",
+    ];
+    let mut seeds = Vec::new();
+    let mut hashes = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let (torrent, data) = make_torrent(&dir, name, 200_000 + i * 1000, "16KiB");
+        let ip = format!("127.0.0.{}", 30 + i);
+        let seed = shoal_seed(
+            &torrent,
+            &data,
+            &ip,
+            &["--dht-bootstrap", &boot],
+            name,
+            &dir,
+        );
+        seeds.push((seed, ip));
+        hashes.push(info_hash(&torrent));
+    }
+    // Wait (bounded) until each seeder's announce is in the DHT, so the first samples hold it.
+    let until = std::time::Instant::now() + Duration::from_secs(90);
+    for (h, (_, ip)) in hashes.iter().zip(&seeds) {
+        loop {
+            let out = run_shoal(&[
+                "dht",
+                "get-peers",
+                h,
+                "--bootstrap",
+                &boot,
+                "--listen",
+                "127.0.0.9:0",
+                "--json",
+            ]);
+            if String::from_utf8_lossy(&out.stdout).contains(&format!("\"{ip}:")) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "{h} never appeared in the DHT"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    let index = dir.join("index.sqlite");
+    let mut crawl = shoal();
+    crawl
+        .args(["index", "crawl", "--index", index.to_str().unwrap()])
+        .args([
+            "--listen",
+            "127.0.0.2:0",
+            "--bootstrap",
+            &boot,
+            "--duration",
+            "15",
+            "--json",
+        ]);
+    let mut crawl = Proc::spawn_shoal(crawl, "crawl", &dir);
+    let done = crawl.wait_event("crawl_done", Duration::from_secs(60));
+    assert_eq!(crawl.wait_exit(Duration::from_secs(30)), Some(0));
+    assert_eq!(done["index_size"], 3, "{done}");
+    for (name, h) in names.iter().zip(&hashes) {
+        let word = name.split(' ').nth(1).unwrap();
+        let out = run_shoal(&["search", word, "--index", index.to_str().unwrap(), "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let first: serde_json::Value =
+            serde_json::from_str(text.lines().next().expect("a result")).unwrap();
+        assert_eq!(first["info_hash"], h.as_str());
+        assert_eq!(first["name"], *name);
+    }
+    // The human form: name, then size, files and peers, then the magnet.
+    let out = run_shoal(&[
+        "search",
+        "copper",
+        "kettle",
+        "--index",
+        index.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("copper kettle recipes.bin\n"), "{text}");
+    assert!(text.contains("magnet:?xt=urn:btih:"), "{text}");
+}
