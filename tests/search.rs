@@ -224,6 +224,34 @@ fn crawl_a_dht_of_shoal_nodes() {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+    // A hostile peer: an info-hash announced for a TCP port that answers with garbage. Its
+    // metadata never comes; nothing is stored for it and nothing panics.
+    let garbage = std::net::TcpListener::bind("127.0.0.40:0").unwrap();
+    let garbage_port = garbage.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in garbage.incoming().flatten() {
+            use std::io::Write;
+            let _ = s.write_all(&[0xff; 4096]);
+        }
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let liar_hash = shoal_core::Id20([0x66; 20]);
+    rt.block_on(async {
+        let d = shoal_dht::driver::Dht::bind(
+            "127.0.0.40:0".parse().unwrap(),
+            shoal_dht::DhtConfig::loopback(),
+        )
+        .await
+        .unwrap();
+        d.bootstrap(vec![boot.parse().unwrap()]).await.unwrap();
+        assert!(
+            d.announce(liar_hash, Some(garbage_port))
+                .await
+                .unwrap()
+                .acked
+                >= 1
+        );
+    });
     let index = dir.join("index.sqlite");
     let mut crawl = shoal();
     crawl
@@ -235,12 +263,14 @@ fn crawl_a_dht_of_shoal_nodes() {
             &boot,
             "--duration",
             "15",
-            "--json",
-        ]);
+        ])
+        .args(["--metadata-timeout", "6", "--json"]);
     let mut crawl = Proc::spawn_shoal(crawl, "crawl", &dir);
     let done = crawl.wait_event("crawl_done", Duration::from_secs(60));
     assert_eq!(crawl.wait_exit(Duration::from_secs(30)), Some(0));
     assert_eq!(done["index_size"], 3, "{done}");
+    assert_eq!(done["unique_hashes"], 4, "{done}");
+    assert!(done["metadata_failed"].as_u64().unwrap() >= 1, "{done}");
     for (name, h) in names.iter().zip(&hashes) {
         let word = name.split(' ').nth(1).unwrap();
         let out = run_shoal(&["search", word, "--index", index.to_str().unwrap(), "--json"]);
