@@ -365,6 +365,20 @@ mod tests {
     /// here and in the README; renaming one is a breaking change.
     #[test]
     fn field_names_are_the_documented_ones() {
+        const CRAWL: &[&str] = &[
+            "event",
+            "queries",
+            "replies",
+            "failures",
+            "unsupported",
+            "samples",
+            "nodes",
+            "unique_hashes",
+            "indexed",
+            "metadata_failed",
+            "fetching",
+            "index_size",
+        ];
         let transfer = [
             "event",
             "downloaded",
@@ -444,6 +458,32 @@ mod tests {
                     "num_pieces",
                     "files",
                     "seconds",
+                ],
+            ),
+            (
+                JsonEvent::Indexed {
+                    info_hash: "h".into(),
+                    name: "n".into(),
+                    size: 1,
+                    files: 1,
+                    peers: 1,
+                },
+                &["event", "info_hash", "name", "size", "files", "peers"],
+            ),
+            (JsonEvent::Crawl(CrawlReport::default()), CRAWL),
+            (JsonEvent::CrawlDone(CrawlReport::default()), CRAWL),
+            (
+                JsonEvent::Result(SearchResult::default()),
+                &[
+                    "event",
+                    "info_hash",
+                    "name",
+                    "size",
+                    "files",
+                    "peers",
+                    "first_seen",
+                    "last_seen",
+                    "magnet",
                 ],
             ),
         ];
