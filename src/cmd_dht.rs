@@ -65,7 +65,7 @@ enum DhtCommand {
 }
 
 /// The given nodes, or the public routers when none are given.
-async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
+pub(crate) async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
     if hosts.is_empty() {
         let routers: Vec<String> = shoal_dht::DEFAULT_BOOTSTRAP
             .iter()

@@ -2,7 +2,9 @@
 
 mod cmd_create;
 mod cmd_dht;
+mod cmd_index;
 mod cmd_info;
+mod cmd_search;
 mod cmd_swarm;
 mod cmd_torrent;
 mod cmd_tracker;
@@ -46,6 +48,10 @@ enum Command {
     Dht(cmd_dht::DhtArgs),
     /// A local swarm: a seeder and N leechers on 127.0.0.x, found through a local DHT.
     Swarm(cmd_swarm::SwarmArgs),
+    /// Search the keyword index for torrents by name or file path.
+    Search(cmd_search::SearchArgs),
+    /// Build the keyword index: crawl the DHT for torrents (BEP 51, BEP 9).
+    Index(cmd_index::IndexArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -75,6 +81,8 @@ fn main() -> ExitCode {
         Command::Tracker(args) => cmd_tracker::run(args),
         Command::Dht(args) => cmd_dht::run(args),
         Command::Swarm(args) => cmd_swarm::run(args),
+        Command::Search(args) => cmd_search::run(args),
+        Command::Index(args) => cmd_index::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

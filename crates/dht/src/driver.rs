@@ -47,7 +47,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::krpc::MAX_PACKET;
-use crate::node::{DhtConfig, DhtError, DhtNode, Event, LookupId, NodeStats};
+use crate::node::{DhtConfig, DhtError, DhtNode, Event, LookupId, NodeStats, SampleReply};
 use crate::state::DhtState;
 
 /// Errors of the [`Dht`] handle.
@@ -102,6 +102,11 @@ enum Command {
     ),
     FindNode(Id20, oneshot::Sender<Result<Vec<CompactNode>, DhtError>>),
     Ping(SocketAddr, oneshot::Sender<Result<Option<Id20>, DhtError>>),
+    Sample(
+        SocketAddr,
+        Id20,
+        oneshot::Sender<Result<Option<SampleReply>, DhtError>>,
+    ),
     SaveState(oneshot::Sender<DhtState>),
     Status(oneshot::Sender<DhtStatus>),
 }
@@ -206,6 +211,16 @@ impl Dht {
         Ok(self.call(|tx| Command::Ping(addr, tx)).await??)
     }
 
+    /// Sends one BEP 51 `sample_infohashes` query to `addr` (nodes wanted near `target`): the
+    /// reply, or `None` after an error or a timeout. The crawler paces these calls.
+    pub async fn sample_infohashes(
+        &self,
+        addr: SocketAddr,
+        target: Id20,
+    ) -> Result<Option<SampleReply>, DriverError> {
+        Ok(self.call(|tx| Command::Sample(addr, target, tx)).await??)
+    }
+
     /// The node id and good nodes, to be written with [`DhtState::encode`].
     pub async fn save_state(&self) -> Result<DhtState, DriverError> {
         self.call(Command::SaveState).await
@@ -227,6 +242,7 @@ struct Waiters {
     announce: HashMap<LookupId, (usize, Reply<AnnounceResult>)>,
     find: HashMap<LookupId, Reply<Vec<CompactNode>>>,
     pings: HashMap<SocketAddr, Vec<Reply<Option<Id20>>>>,
+    samples: HashMap<LookupId, Reply<Option<SampleReply>>>,
 }
 
 fn now_of(origin: Instant) -> Time {
@@ -311,6 +327,14 @@ fn command(node: &mut DhtNode, w: &mut Waiters, now: Time, c: Command) {
                 let _ = tx.send(Err(e));
             }
         },
+        Command::Sample(addr, target, tx) => match node.sample_infohashes(now, addr, target) {
+            Ok(id) => {
+                w.samples.insert(id, tx);
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        },
         Command::SaveState(tx) => {
             let _ = tx.send(node.save_state(now));
         }
@@ -354,6 +378,16 @@ fn dispatch(w: &mut Waiters, node: &DhtNode, e: Event) {
         }
         Event::ExternalIp { ip, id_matches } => {
             debug!(%ip, id_matches, "DHT nodes agree on our external IP");
+        }
+        Event::Samples { id, reply, .. } => {
+            if let Some(tx) = w.samples.remove(&id) {
+                let _ = tx.send(Ok(Some(reply)));
+            }
+        }
+        Event::SampleFailed { id, .. } => {
+            if let Some(tx) = w.samples.remove(&id) {
+                let _ = tx.send(Ok(None));
+            }
         }
         Event::Pong { addr, id } => {
             if let Some(list) = w.pings.remove(&addr) {

@@ -27,6 +27,10 @@ pub const MAX_VALUES: usize = 200;
 /// Bencode nesting allowed in a KRPC message: the deepest legal path is `e` / list or `r` /
 /// `values` list, depth 3; BEP 44 items may nest a little more.
 const MAX_DEPTH: usize = 16;
+/// Most samples kept from one `samples` string (1500 / 20 = 75 is the physical bound).
+pub const MAX_SAMPLES: usize = 75;
+/// Longest salt a `put` may carry (BEP 44).
+pub const MAX_SALT: usize = 64;
 /// Longest error message text kept.
 const MAX_ERROR_TEXT: usize = 256;
 
@@ -132,11 +136,53 @@ pub enum QueryKind {
         /// The token from an earlier `get_peers` reply.
         token: Vec<u8>,
     },
-    /// Any other method (`get`, `put`, `sample_infohashes`, ...): answered with error 204.
+    /// `get` (BEP 44): the item stored under `target`.
+    Get {
+        /// SHA-1 of the immutable value, or of the public key and salt of a mutable item.
+        target: Id20,
+        /// Send the value only if its sequence number is greater than this.
+        seq: Option<i64>,
+    },
+    /// `put` (BEP 44): store an item.
+    Put(PutRequest),
+    /// `sample_infohashes` (BEP 51): a sample of the info-hashes the node stores peers for.
+    SampleInfohashes {
+        /// The id around which `nodes` are wanted (it does not change the samples).
+        target: Id20,
+    },
+    /// Any other method (`vote`, ...): answered with error 204.
     Other {
         /// The method name, lossily decoded.
         method: String,
     },
+}
+
+/// The arguments of a BEP 44 `put`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutRequest {
+    /// The write token from an earlier `get` reply.
+    pub token: Vec<u8>,
+    /// The value `v` exactly as it was bencoded in the packet (hashing and signatures use
+    /// these bytes).
+    pub value: Vec<u8>,
+    /// Present for mutable items.
+    pub mutable: Option<MutableItem>,
+}
+
+/// What makes a BEP 44 item mutable: key, signature, sequence number, salt, and the `cas` of a
+/// put.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MutableItem {
+    /// The ed25519 public key `k`.
+    pub key: [u8; 32],
+    /// The ed25519 signature `sig` of salt, `seq` and `v`.
+    pub sig: [u8; 64],
+    /// The sequence number `seq`.
+    pub seq: i64,
+    /// The salt (empty when absent), at most 64 bytes in a valid put.
+    pub salt: Vec<u8>,
+    /// Compare-and-swap: the `seq` the writer expects to replace.
+    pub cas: Option<i64>,
 }
 
 /// A response. Responses do not name their method, so every optional field is decoded.
@@ -150,8 +196,23 @@ pub struct Response {
     pub nodes6: Vec<CompactNode>,
     /// Peers (`values`), IPv4 or IPv6, at most [`MAX_VALUES`].
     pub values: Vec<SocketAddr>,
-    /// The write token of a `get_peers` reply.
+    /// The write token of a `get_peers` or `get` reply.
     pub token: Option<Vec<u8>>,
+    /// BEP 51 `samples`: info-hashes (at most [`MAX_SAMPLES`]). `Some` even when empty, which
+    /// tells a node that supports `sample_infohashes` from one that does not.
+    pub samples: Option<Vec<Id20>>,
+    /// BEP 51 `interval`: seconds before asking this node for samples again.
+    pub interval: Option<i64>,
+    /// BEP 51 `num`: how many info-hashes the node stores.
+    pub num: Option<i64>,
+    /// BEP 44 `v`: an item's value, as bencoded in the packet.
+    pub value: Option<Vec<u8>>,
+    /// BEP 44 `k`: a mutable item's public key.
+    pub key: Option<[u8; 32]>,
+    /// BEP 44 `sig`: a mutable item's signature.
+    pub sig: Option<[u8; 64]>,
+    /// BEP 44 `seq`: a mutable item's sequence number.
+    pub seq: Option<i64>,
 }
 
 /// An error message (`e: [code, text]`).
@@ -185,8 +246,14 @@ pub fn decode(bytes: &[u8]) -> Result<Msg, KrpcError> {
     let read_only = int_of(top.get(&b"ro"[..])) == Some(1);
     let ip = bytes_of(top.get(&b"ip"[..])).and_then(|b| compact_addr(&b));
     let body = match bytes_of(top.get(&b"y"[..])).as_deref() {
-        Some(b"q") => Body::Query(decode_query(&top, &tid)?),
-        Some(b"r") => Body::Response(decode_response(&top)?),
+        Some(b"q") => {
+            let raw_v = raw_inner(bytes, &scanned, b"a", b"v");
+            Body::Query(decode_query(&top, &tid, raw_v)?)
+        }
+        Some(b"r") => {
+            let raw_v = raw_inner(bytes, &scanned, b"r", b"v");
+            Body::Response(decode_response(&top, raw_v)?)
+        }
         Some(b"e") => Body::Error(decode_error(&top)?),
         _ => return Err(KrpcError::BadType),
     };
@@ -200,6 +267,24 @@ pub fn decode(bytes: &[u8]) -> Result<Msg, KrpcError> {
 }
 
 type Dict = HashMap<Vec<u8>, Value>;
+
+/// The exact bytes of `outer.inner` (a value inside a dictionary of the top-level dictionary):
+/// BEP 44 hashes and signs a value as it was encoded, so it is not re-encoded.
+fn raw_inner(bytes: &[u8], top: &bencode::Scanned, outer: &[u8], inner: &[u8]) -> Option<Vec<u8>> {
+    let span = top.get(bytes, outer)?;
+    let dict = bencode::scan_prefix(bytes, span.start, MAX_DEPTH).ok()?;
+    if !dict.is_dict(bytes) {
+        return None;
+    }
+    dict.get(bytes, inner).map(|r| bytes[r].to_vec())
+}
+
+fn fixed<const N: usize>(v: Option<&Value>) -> Option<[u8; N]> {
+    match v {
+        Some(Value::Bytes(b)) => b.as_slice().try_into().ok(),
+        _ => None,
+    }
+}
 
 fn bytes_of(v: Option<&Value>) -> Option<Vec<u8>> {
     match v {
@@ -243,7 +328,7 @@ fn compact_addr(b: &[u8]) -> Option<SocketAddr> {
     }
 }
 
-fn decode_query(top: &Dict, tid: &[u8]) -> Result<Query, KrpcError> {
+fn decode_query(top: &Dict, tid: &[u8], raw_v: Option<Vec<u8>>) -> Result<Query, KrpcError> {
     let bad = |reason| KrpcError::BadQuery {
         tid: tid.to_vec(),
         reason,
@@ -277,6 +362,35 @@ fn decode_query(top: &Dict, tid: &[u8]) -> Result<Query, KrpcError> {
                 token,
             }
         }
+        b"get" => QueryKind::Get {
+            target: id_of(a, b"target").ok_or_else(|| bad("no 20-byte `target`"))?,
+            seq: int_of(a.get(&b"seq"[..])),
+        },
+        b"sample_infohashes" => QueryKind::SampleInfohashes {
+            target: id_of(a, b"target").ok_or_else(|| bad("no 20-byte `target`"))?,
+        },
+        b"put" => {
+            let token = bytes_of(a.get(&b"token"[..])).ok_or_else(|| bad("no `token`"))?;
+            let value = raw_v.ok_or_else(|| bad("no value `v`"))?;
+            let mutable = match a.get(&b"k"[..]) {
+                None => None,
+                Some(_) => {
+                    let salt = bytes_of(a.get(&b"salt"[..])).unwrap_or_default();
+                    Some(MutableItem {
+                        key: fixed(a.get(&b"k"[..])).ok_or_else(|| bad("`k` is not 32 bytes"))?,
+                        sig: fixed(a.get(&b"sig"[..])).ok_or_else(|| bad("no 64-byte `sig`"))?,
+                        seq: int_of(a.get(&b"seq"[..])).ok_or_else(|| bad("no `seq`"))?,
+                        salt,
+                        cas: int_of(a.get(&b"cas"[..])),
+                    })
+                }
+            };
+            QueryKind::Put(PutRequest {
+                token,
+                value,
+                mutable,
+            })
+        }
         other => QueryKind::Other {
             method: String::from_utf8_lossy(&other[..other.len().min(64)]).into_owned(),
         },
@@ -300,7 +414,7 @@ fn decode_nodes(
     }
 }
 
-fn decode_response(top: &Dict) -> Result<Response, KrpcError> {
+fn decode_response(top: &Dict, raw_v: Option<Vec<u8>>) -> Result<Response, KrpcError> {
     let Some(Value::Dict(r)) = top.get(&b"r"[..]) else {
         return Err(KrpcError::BadReply("no dictionary `r`"));
     };
@@ -319,12 +433,26 @@ fn decode_response(top: &Dict) -> Result<Response, KrpcError> {
         _ => Vec::new(),
     };
     let token = bytes_of(r.get(&b"token"[..]));
+    // A trailing partial hash is dropped, like a partial node.
+    let samples = bytes_of(r.get(&b"samples"[..])).map(|b| {
+        b.chunks_exact(20)
+            .take(MAX_SAMPLES)
+            .filter_map(Id20::from_slice)
+            .collect()
+    });
     Ok(Response {
         id,
         nodes,
         nodes6,
         values,
         token,
+        samples,
+        interval: int_of(r.get(&b"interval"[..])),
+        num: int_of(r.get(&b"num"[..])),
+        value: raw_v,
+        key: fixed(r.get(&b"k"[..])),
+        sig: fixed(r.get(&b"sig"[..])),
+        seq: int_of(r.get(&b"seq"[..])),
     })
 }
 
@@ -348,6 +476,8 @@ enum Enc {
     Bytes(Vec<u8>),
     List(Vec<Enc>),
     Dict(BTreeMap<&'static [u8], Enc>),
+    /// Already bencoded bytes, written as they are.
+    Raw(Vec<u8>),
 }
 
 impl Enc {
@@ -359,6 +489,7 @@ impl Enc {
                 out.push(b'e');
             }
             Enc::Bytes(b) => write_bytes(b, out),
+            Enc::Raw(b) => out.extend_from_slice(b),
             Enc::List(l) => {
                 out.push(b'l');
                 for v in l {
@@ -442,6 +573,33 @@ impl Msg {
                         a.insert(b"token", Enc::Bytes(token.clone()));
                         b"announce_peer".to_vec()
                     }
+                    QueryKind::Get { target, seq } => {
+                        a.insert(b"target", Enc::Bytes(target.0.to_vec()));
+                        if let Some(seq) = seq {
+                            a.insert(b"seq", Enc::Int(*seq));
+                        }
+                        b"get".to_vec()
+                    }
+                    QueryKind::SampleInfohashes { target } => {
+                        a.insert(b"target", Enc::Bytes(target.0.to_vec()));
+                        b"sample_infohashes".to_vec()
+                    }
+                    QueryKind::Put(p) => {
+                        a.insert(b"token", Enc::Bytes(p.token.clone()));
+                        a.insert(b"v", Enc::Raw(p.value.clone()));
+                        if let Some(m) = &p.mutable {
+                            a.insert(b"k", Enc::Bytes(m.key.to_vec()));
+                            a.insert(b"sig", Enc::Bytes(m.sig.to_vec()));
+                            a.insert(b"seq", Enc::Int(m.seq));
+                            if !m.salt.is_empty() {
+                                a.insert(b"salt", Enc::Bytes(m.salt.clone()));
+                            }
+                            if let Some(cas) = m.cas {
+                                a.insert(b"cas", Enc::Int(cas));
+                            }
+                        }
+                        b"put".to_vec()
+                    }
                     QueryKind::Other { method } => method.as_bytes().to_vec(),
                 };
                 top.insert(b"q", Enc::Bytes(method));
@@ -467,6 +625,31 @@ impl Msg {
                         .map(|p| Enc::Bytes(compact_peer(p)))
                         .collect();
                     d.insert(b"values", Enc::List(list));
+                }
+                if let Some(samples) = &r.samples {
+                    let mut b = Vec::with_capacity(samples.len() * 20);
+                    for h in samples {
+                        b.extend_from_slice(&h.0);
+                    }
+                    d.insert(b"samples", Enc::Bytes(b));
+                }
+                if let Some(i) = r.interval {
+                    d.insert(b"interval", Enc::Int(i));
+                }
+                if let Some(n) = r.num {
+                    d.insert(b"num", Enc::Int(n));
+                }
+                if let Some(v) = &r.value {
+                    d.insert(b"v", Enc::Raw(v.clone()));
+                }
+                if let Some(k) = &r.key {
+                    d.insert(b"k", Enc::Bytes(k.to_vec()));
+                }
+                if let Some(sig) = &r.sig {
+                    d.insert(b"sig", Enc::Bytes(sig.to_vec()));
+                }
+                if let Some(seq) = r.seq {
+                    d.insert(b"seq", Enc::Int(seq));
                 }
                 top.insert(b"r", Enc::Dict(d));
             }
@@ -602,6 +785,26 @@ mod tests {
         })
     }
 
+    /// A small bencoded value: a string, an integer, or a list of strings.
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| {
+                let mut out = Vec::new();
+                write_bytes(&b, &mut out);
+                out
+            }),
+            any::<i64>().prop_map(|i| format!("i{i}e").into_bytes()),
+            proptest::collection::vec("[a-z]{0,8}", 0..4).prop_map(|l| {
+                let mut out = vec![b'l'];
+                for s in l {
+                    write_bytes(s.as_bytes(), &mut out);
+                }
+                out.push(b'e');
+                out
+            }),
+        ]
+    }
+
     fn body() -> impl Strategy<Value = Body> {
         let idx = any::<[u8; 20]>().prop_map(Id20);
         prop_oneof![
@@ -636,7 +839,7 @@ mod tests {
                     }
                 )),
             (
-                idx,
+                idx.clone(),
                 proptest::collection::vec(v4node(), 0..8),
                 proptest::collection::vec(v6node(), 0..8),
                 proptest::collection::vec(addr(), 0..20),
@@ -648,9 +851,76 @@ mod tests {
                         nodes,
                         nodes6,
                         values,
-                        token
+                        token,
+                        ..Response::default()
                     }
                 )),
+            (
+                idx.clone(),
+                proptest::option::of(proptest::collection::vec(idx.clone(), 0..20)),
+                proptest::option::of(0i64..100_000),
+                proptest::option::of(any::<i64>()),
+                proptest::option::of(value()),
+                proptest::option::of((
+                    any::<[u8; 32]>(),
+                    any::<[u8; 32]>(),
+                    any::<[u8; 32]>(),
+                    any::<i64>()
+                )),
+            )
+                .prop_map(|(id, samples, interval, num, value, item)| Body::Response(
+                    Response {
+                        id,
+                        samples,
+                        interval,
+                        num,
+                        value,
+                        key: item.map(|i| i.0),
+                        sig: item.map(|i| {
+                            let mut s = [0u8; 64];
+                            s[..32].copy_from_slice(&i.1);
+                            s[32..].copy_from_slice(&i.2);
+                            s
+                        }),
+                        seq: item.map(|i| i.3),
+                        ..Response::default()
+                    }
+                )),
+            (idx.clone(), idx.clone(), proptest::option::of(any::<i64>())).prop_map(
+                |(id, target, seq)| Body::Query(Query {
+                    id,
+                    kind: QueryKind::Get { target, seq }
+                })
+            ),
+            (idx.clone(), idx.clone()).prop_map(|(id, target)| Body::Query(Query {
+                id,
+                kind: QueryKind::SampleInfohashes { target }
+            })),
+            (
+                idx,
+                proptest::collection::vec(any::<u8>(), 0..20),
+                value(),
+                proptest::option::of((
+                    any::<[u8; 32]>(),
+                    any::<i64>(),
+                    proptest::collection::vec(any::<u8>(), 1..64),
+                    proptest::option::of(any::<i64>())
+                )),
+            )
+                .prop_map(|(id, token, value, m)| Body::Query(Query {
+                    id,
+                    kind: QueryKind::Put(PutRequest {
+                        token,
+                        value,
+                        mutable: m.map(|(key, seq, salt, cas)| MutableItem {
+                            key,
+                            sig: [7; 64],
+                            seq,
+                            salt,
+                            cas
+                        }),
+                    })
+                })),
             (any::<i64>(), "[a-zA-Z ]{0,30}")
                 .prop_map(|(code, message)| Body::Error(ErrorBody { code, message })),
         ]

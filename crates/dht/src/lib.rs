@@ -4,6 +4,10 @@
 //! * [`routing_table`], [`rpc`], [`lookup`]: Kademlia's table, the failure detector and the
 //!   iterative lookups.
 //! * [`token`], [`peer_store`], [`rate_limit`], [`bep42`]: serving other nodes safely.
+//! * [`sample`] (BEP 51 `sample_infohashes`), [`bep44`] and [`item_store`] (BEP 44 `get` and
+//!   `put`): the extension queries other nodes send.
+//! * [`crawler`]: a sans-IO BEP 51 crawler that walks the keyspace for info-hashes, within a
+//!   query budget.
 //! * [`node::DhtNode`]: the state machine (packets and time in, packets, events and the next
 //!   deadline out), in the style of quinn-proto.
 //! * [`state`]: the node id and good nodes, saved and loaded.
@@ -13,8 +17,11 @@
 #![warn(missing_docs)]
 
 pub mod bep42;
+pub mod bep44;
+pub mod crawler;
 #[cfg(feature = "driver")]
 pub mod driver;
+pub mod item_store;
 pub mod krpc;
 pub mod lookup;
 pub mod node;
@@ -22,12 +29,13 @@ pub mod peer_store;
 pub mod rate_limit;
 pub mod routing_table;
 pub mod rpc;
+pub mod sample;
 pub mod state;
 pub mod token;
 
 pub use krpc::{decode, KrpcError, Msg};
 pub use lookup::{LookupKind, LookupStats};
-pub use node::{DhtConfig, DhtError, DhtNode, Event, LookupId, NodeStats};
+pub use node::{DhtConfig, DhtError, DhtNode, Event, LookupId, NodeStats, SampleReply};
 pub use state::{DhtState, StateError};
 
 /// The public bootstrap routers of the Mainline DHT, for the command line only (never used in

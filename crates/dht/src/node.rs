@@ -51,12 +51,15 @@ use thiserror::Error;
 use tracing::{debug, trace};
 
 use crate::bep42;
+use crate::bep44;
+use crate::item_store::{ItemStore, ItemStoreConfig};
 use crate::krpc::{self, Body, ErrorBody, KrpcError, Msg, Query, QueryKind, Response};
 use crate::lookup::{Lookup, LookupKind, LookupStats};
 use crate::peer_store::{PeerStore, PeerStoreConfig};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::routing_table::{Insert, RoutingTable, RoutingTableConfig};
 use crate::rpc::{Expired, RpcConfig, RpcManager};
+use crate::sample::{Sampler, SamplerConfig};
 use crate::state::DhtState;
 use crate::token::TokenSecrets;
 
@@ -71,6 +74,10 @@ pub struct DhtConfig {
     pub peer_store: PeerStoreConfig,
     /// Per-IP query rate limit.
     pub rate_limit: RateLimitConfig,
+    /// BEP 44 item storage limits.
+    pub items: ItemStoreConfig,
+    /// BEP 51 sampling.
+    pub sampler: SamplerConfig,
     /// BEP 43 read-only: send `ro: 1`, answer no queries.
     pub read_only: bool,
     /// Refuse nodes whose id fails the BEP 42 check (never applied to local addresses, which BEP
@@ -91,6 +98,8 @@ impl Default for DhtConfig {
             rpc: RpcConfig::default(),
             peer_store: PeerStoreConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            items: ItemStoreConfig::default(),
+            sampler: SamplerConfig::default(),
             read_only: false,
             enforce_bep42: false,
             external_ip: None,
@@ -190,6 +199,22 @@ pub enum Event {
         /// Whether our node id is valid for it under BEP 42 (or exempt).
         id_matches: bool,
     },
+    /// Answer to a [`DhtNode::sample_infohashes`] query.
+    Samples {
+        /// The query.
+        id: LookupId,
+        /// Who answered.
+        from: SocketAddr,
+        /// What it answered.
+        reply: SampleReply,
+    },
+    /// A [`DhtNode::sample_infohashes`] query got an error or no answer.
+    SampleFailed {
+        /// The query.
+        id: LookupId,
+        /// Who was asked.
+        addr: SocketAddr,
+    },
     /// Answer to a `ping` command: the node's id, or `None` if it did not answer.
     Pong {
         /// Who was pinged.
@@ -197,6 +222,21 @@ pub enum Event {
         /// Its id, if it answered.
         id: Option<Id20>,
     },
+}
+
+/// A node's answer to `sample_infohashes` (BEP 51), as received: the crawler checks it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SampleReply {
+    /// The answering node's id.
+    pub node_id: Id20,
+    /// The samples; `None` when the node does not speak BEP 51 (it answered like `find_node`).
+    pub samples: Option<Vec<Id20>>,
+    /// `num`: how many info-hashes it stores, if it said.
+    pub num: Option<i64>,
+    /// `interval` in seconds, if it said.
+    pub interval: Option<i64>,
+    /// Nodes close to the target (IPv4 and IPv6).
+    pub nodes: Vec<CompactNode>,
 }
 
 /// Counters of what the node has seen.
@@ -226,6 +266,7 @@ enum Purpose {
     Ping {
         user: bool,
     },
+    Sample(LookupId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,6 +303,8 @@ pub struct DhtNode {
     next_op: u64,
     tokens: TokenSecrets,
     store: PeerStore,
+    items: ItemStore,
+    sampler: Sampler,
     next_store_expiry: Time,
     limiter: RateLimiter,
     rng: StdRng,
@@ -298,6 +341,8 @@ impl DhtNode {
             next_op: 1,
             tokens,
             store: PeerStore::new(config.peer_store),
+            items: ItemStore::new(config.items),
+            sampler: Sampler::new(config.sampler),
             next_store_expiry: now + STORE_EXPIRE_EVERY,
             limiter: RateLimiter::new(config.rate_limit),
             rng,
@@ -350,6 +395,11 @@ impl DhtNode {
     /// The peer store (read only).
     pub fn peer_store(&self) -> &PeerStore {
         &self.store
+    }
+
+    /// The BEP 44 item store (read only).
+    pub fn item_store(&self) -> &ItemStore {
+        &self.items
     }
 
     /// Number of lookups running.
@@ -499,6 +549,30 @@ impl DhtNode {
         }
     }
 
+    /// Sends one BEP 51 `sample_infohashes` query to `addr`, asking for nodes near `target`.
+    /// The answer is reported as [`Event::Samples`], an error or timeout as
+    /// [`Event::SampleFailed`]. The crawler ([`crate::crawler`]) decides whom to ask and when.
+    pub fn sample_infohashes(
+        &mut self,
+        now: Time,
+        addr: SocketAddr,
+        target: Id20,
+    ) -> Result<LookupId, DhtError> {
+        let id = LookupId(self.next_op);
+        self.next_op += 1;
+        if self.send_query(
+            now,
+            addr,
+            None,
+            QueryKind::SampleInfohashes { target },
+            Purpose::Sample(id),
+        ) {
+            Ok(id)
+        } else {
+            Err(DhtError::Busy)
+        }
+    }
+
     /// Adds a node we know of without contacting it (tests, or nodes from a peer's `port`
     /// message): it is pinged, and enters the table when it answers.
     pub fn add_node(&mut self, now: Time, addr: SocketAddr) {
@@ -535,15 +609,30 @@ impl DhtNode {
     }
 
     fn reply(&mut self, to: SocketAddr, tid: Vec<u8>, body: Body) {
-        let msg = Msg {
+        let mut msg = Msg {
             tid,
             version: Some(self.config.version.to_vec()),
             read_only: false,
             ip: Some(to),
             body,
         };
+        let mut bytes = msg.encode();
+        // A `get` answer with a 1000-byte item and both node lists can pass the packet limit:
+        // the nodes give way to the item.
+        if bytes.len() > krpc::MAX_PACKET {
+            if let Body::Response(r) = &mut msg.body {
+                r.nodes6.clear();
+                bytes = msg.encode();
+                if bytes.len() > krpc::MAX_PACKET {
+                    if let Body::Response(r) = &mut msg.body {
+                        r.nodes.clear();
+                    }
+                    bytes = msg.encode();
+                }
+            }
+        }
         self.stats.answered += 1;
-        self.outbox.push_back((to, msg.encode()));
+        self.outbox.push_back((to, bytes));
     }
 
     fn error(&mut self, to: SocketAddr, tid: Vec<u8>, code: i64, message: &str) {
@@ -646,6 +735,7 @@ impl DhtNode {
                     nodes6,
                     values,
                     token: Some(self.tokens.token_for(from.ip())),
+                    ..Response::default()
                 }
             }
             QueryKind::AnnouncePeer {
@@ -665,6 +755,62 @@ impl DhtNode {
                 }
                 self.store
                     .insert(now, info_hash, SocketAddr::new(from.ip(), port));
+                Response {
+                    id: self.id,
+                    ..Response::default()
+                }
+            }
+            QueryKind::SampleInfohashes { target } => {
+                let sample = self.sampler.sample(now, &self.store, &mut self.rng);
+                let nodes = self.closest_for(now, &target, from);
+                let (nodes, nodes6) = split_families(nodes, k);
+                Response {
+                    id: self.id,
+                    nodes,
+                    nodes6,
+                    samples: Some(sample.samples),
+                    num: Some(sample.num),
+                    interval: Some(sample.interval),
+                    ..Response::default()
+                }
+            }
+            QueryKind::Get { target, seq } => {
+                let nodes = self.closest_for(now, &target, from);
+                let (nodes, nodes6) = split_families(nodes, k);
+                let mut r = Response {
+                    id: self.id,
+                    nodes,
+                    nodes6,
+                    token: Some(self.tokens.token_for(from.ip())),
+                    ..Response::default()
+                };
+                if let Some(item) = self.items.get(now, &target) {
+                    match &item.mutable {
+                        // BEP 44: not newer than what the asker has: only the seq.
+                        Some(m) if seq.is_some_and(|s| m.seq <= s) => r.seq = Some(m.seq),
+                        Some(m) => {
+                            r.value = Some(item.value.clone());
+                            r.key = Some(m.key);
+                            r.sig = Some(m.sig);
+                            r.seq = Some(m.seq);
+                        }
+                        None => r.value = Some(item.value.clone()),
+                    }
+                }
+                r
+            }
+            QueryKind::Put(p) => {
+                let stored = if self.tokens.is_valid(&p.token, from.ip()) {
+                    bep44::check_put(&p.value, p.mutable.as_ref()).and_then(|target| {
+                        self.items.put(now, target, &p.value, p.mutable.as_ref())
+                    })
+                } else {
+                    Err(bep44::PutError::BadToken)
+                };
+                if let Err(e) = stored {
+                    self.error(from, tid, e.code(), e.message());
+                    return;
+                }
                 Response {
                     id: self.id,
                     ..Response::default()
@@ -767,6 +913,21 @@ impl DhtNode {
                 self.step(now, id);
             }
             Purpose::AnnouncePeer(id) => self.announce_reply(id, true),
+            Purpose::Sample(id) => {
+                let mut nodes = r.nodes;
+                nodes.extend(r.nodes6);
+                self.events.push_back(Event::Samples {
+                    id,
+                    from,
+                    reply: SampleReply {
+                        node_id: r.id,
+                        samples: r.samples,
+                        num: r.num,
+                        interval: r.interval,
+                        nodes,
+                    },
+                });
+            }
         }
     }
 
@@ -792,6 +953,9 @@ impl DhtNode {
                 }
             }
             Purpose::AnnouncePeer(id) => self.announce_reply(id, false),
+            Purpose::Sample(id) => self
+                .events
+                .push_back(Event::SampleFailed { id, addr: from }),
         }
     }
 
@@ -937,6 +1101,9 @@ impl DhtNode {
                             }
                         }
                         Purpose::AnnouncePeer(id) => self.announce_reply(id, false),
+                        Purpose::Sample(id) => self
+                            .events
+                            .push_back(Event::SampleFailed { id, addr: p.addr }),
                     }
                 }
             }
@@ -945,6 +1112,7 @@ impl DhtNode {
         self.tokens.maybe_rotate(now, fresh);
         if now >= self.next_store_expiry {
             self.store.expire(now);
+            self.items.expire(now);
             self.next_store_expiry = now + STORE_EXPIRE_EVERY;
         }
         if !self.table.is_empty() && now >= self.table.next_refresh() {
@@ -1133,6 +1301,79 @@ mod tests {
     }
 
     #[test]
+    fn mutable_items_are_signed_versioned_and_served() {
+        use ed25519_dalek::{Signer, SigningKey};
+        let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+        let other = Id20([1; 20]);
+        let sk = SigningKey::from_bytes(&[7; 32]);
+        let key = sk.verifying_key().to_bytes();
+        let salt = b"salt".to_vec();
+        let target = bep44::mutable_target(&key, &salt);
+        let ask = |n: &mut DhtNode, kind: QueryKind| {
+            n.handle_packet(Time::ZERO, addr(1), &query(other, kind, false));
+            answer_to(&replies(n)).unwrap().body.clone()
+        };
+        let Body::Response(r) = ask(&mut n, QueryKind::Get { target, seq: None }) else {
+            panic!()
+        };
+        let token = r.token.unwrap();
+        let put = |seq: i64, value: &[u8], cas: Option<i64>, good_sig: bool| {
+            let mut sig = sk.sign(&bep44::signed_buffer(&salt, seq, value)).to_bytes();
+            if !good_sig {
+                sig[0] ^= 1;
+            }
+            QueryKind::Put(krpc::PutRequest {
+                token: token.clone(),
+                value: value.to_vec(),
+                mutable: Some(krpc::MutableItem {
+                    key,
+                    sig,
+                    seq,
+                    salt: salt.clone(),
+                    cas,
+                }),
+            })
+        };
+        let code = |b: Body| match b {
+            Body::Error(e) => e.code,
+            Body::Response(_) => 0,
+            Body::Query(_) => -1,
+        };
+        assert_eq!(code(ask(&mut n, put(1, b"5:hello", None, false))), 206);
+        assert_eq!(code(ask(&mut n, put(1, b"5:hello", None, true))), 0);
+        assert_eq!(code(ask(&mut n, put(2, b"5:world", Some(0), true))), 301);
+        assert_eq!(code(ask(&mut n, put(0, b"5:older", None, true))), 302);
+        assert_eq!(code(ask(&mut n, put(2, b"5:world", Some(1), true))), 0);
+        let Body::Response(r) = ask(&mut n, QueryKind::Get { target, seq: None }) else {
+            panic!()
+        };
+        assert_eq!(r.value.as_deref(), Some(&b"5:world"[..]));
+        assert_eq!((r.seq, r.key), (Some(2), Some(key)));
+        // What a requester checks: the key hashes to the target, the signature verifies.
+        assert!(bep44::verify(&key, &r.sig.unwrap(), &salt, 2, b"5:world"));
+        // Not newer than what the asker has: only seq.
+        let Body::Response(r) = ask(
+            &mut n,
+            QueryKind::Get {
+                target,
+                seq: Some(2),
+            },
+        ) else {
+            panic!()
+        };
+        assert_eq!((r.seq, r.value), (Some(2), None));
+        // A token from another IP is refused.
+        n.handle_packet(
+            Time::ZERO,
+            addr(2),
+            &query(other, put(3, b"1:x", None, true), false),
+        );
+        assert!(
+            matches!(&answer_to(&replies(&mut n)).unwrap().body, Body::Error(e) if e.code == 203)
+        );
+    }
+
+    #[test]
     fn queries_are_rate_limited_per_ip() {
         let cfg = DhtConfig {
             rate_limit: RateLimitConfig {
@@ -1290,6 +1531,56 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Valid `get`, `put` and `sample_infohashes` queries and replies with bytes flipped:
+        /// the node answers or drops them, never panics, and its answers stay decodable.
+        #[test]
+        fn mutated_bep44_and_bep51_packets_never_panic(
+            which in 0usize..4,
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..6),
+        ) {
+            let put = QueryKind::Put(krpc::PutRequest {
+                token: vec![1; 8],
+                value: b"d1:ai1e1:bl1:xee".to_vec(),
+                mutable: Some(krpc::MutableItem { key: [3; 32], sig: [4; 64], seq: 5, salt: b"s".to_vec(), cas: Some(4) }),
+            });
+            let kinds = [
+                QueryKind::Get { target: Id20([2; 20]), seq: Some(1) },
+                put,
+                QueryKind::SampleInfohashes { target: Id20([2; 20]) },
+            ];
+            let mut n = DhtNode::new(DhtConfig::default(), Time::ZERO, 1);
+            let mut bytes = if which < 3 {
+                query(Id20([1; 20]), kinds[which].clone(), false)
+            } else {
+                n.sample_infohashes(Time::ZERO, addr(1), Id20::ZERO).unwrap();
+                let (_, q) = replies(&mut n).pop().unwrap();
+                Msg {
+                    tid: q.tid,
+                    version: None,
+                    read_only: false,
+                    ip: None,
+                    body: Body::Response(Response {
+                        id: Id20([1; 20]),
+                        samples: Some(vec![Id20([8; 20]); 30]),
+                        num: Some(-1),
+                        interval: Some(i64::MAX),
+                        ..Response::default()
+                    }),
+                }
+                .encode()
+            };
+            for (i, b) in flips {
+                let len = bytes.len();
+                bytes[i % len] = b;
+            }
+            n.handle_packet(Time::ZERO, addr(1), &bytes);
+            while let Some((_, out)) = n.poll_transmit() {
+                proptest::prop_assert!(out.len() <= krpc::MAX_PACKET);
+                proptest::prop_assert!(decode(&out).is_ok());
+            }
+            while n.poll_event().is_some() {}
+        }
+
         #[test]
         fn arbitrary_packets_never_panic_the_node(
             packets in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 1..20),

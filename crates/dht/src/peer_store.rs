@@ -114,6 +114,14 @@ impl PeerStore {
             .choose_multiple(rng, self.config.max_returned)
     }
 
+    /// The info-hashes that have at least one live peer (BEP 51 samples are drawn from them).
+    pub fn live_hashes(&self, now: Time) -> impl Iterator<Item = &Id20> {
+        self.hashes
+            .iter()
+            .filter(move |(_, list)| list.iter().any(|(_, t)| *t > now))
+            .map(|(h, _)| h)
+    }
+
     /// Drops expired entries.
     pub fn expire(&mut self, now: Time) {
         let mut total = 0;

@@ -88,3 +88,38 @@ async fn find(dht: &Dht, info_hash: Id20, want: SocketAddr) -> Vec<SocketAddr> {
     }
     found
 }
+
+/// BEP 51 over real UDP: a shoal node that stores announces answers `sample_infohashes` from
+/// another shoal node, with the hashes announced to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_infohashes_over_udp() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let a = Dht::bind(local, DhtConfig::loopback()).await.unwrap();
+        let b = Dht::bind(local, DhtConfig::loopback()).await.unwrap();
+        b.bootstrap(vec![a.local_addr()]).await.unwrap();
+        let hashes = [Id20([1; 20]), Id20([2; 20]), Id20([3; 20])];
+        for h in hashes {
+            assert!(b.announce(h, Some(7000)).await.unwrap().acked >= 1);
+        }
+        let reply = b
+            .sample_infohashes(a.local_addr(), Id20([9; 20]))
+            .await
+            .unwrap()
+            .expect("an answer");
+        let mut got = reply.samples.expect("BEP 51 samples");
+        got.sort();
+        assert_eq!(got, hashes.to_vec());
+        assert_eq!(reply.num, Some(3));
+        assert!(reply.interval.is_some_and(|i| (0..=21_600).contains(&i)));
+        // Nobody listening: `None`, not an error.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let none = b
+            .sample_infohashes(silent.local_addr().unwrap(), Id20([9; 20]))
+            .await
+            .unwrap();
+        assert!(none.is_none());
+    })
+    .await
+    .expect("took more than 30 s");
+}

@@ -93,6 +93,25 @@ pub enum JsonEvent {
         /// Its node id, hex.
         id: String,
     },
+    /// `shoal index crawl`: a torrent's metadata was fetched, checked and indexed.
+    Indexed {
+        /// Its info-hash (hex).
+        info_hash: String,
+        /// Its name as stored (cleaned).
+        name: String,
+        /// Bytes of all files.
+        size: u64,
+        /// Number of files.
+        files: usize,
+        /// Peers seen for it.
+        peers: u64,
+    },
+    /// `shoal index crawl`: the crawl's counters, every few seconds.
+    Crawl(CrawlReport),
+    /// `shoal index crawl`: the crawl ended (its time budget ran out, or Ctrl-C).
+    CrawlDone(CrawlReport),
+    /// `shoal search`: one result, best first.
+    Result(SearchResult),
 }
 
 /// A torrent's transfer figures: the body of `progress`, `complete`, `stopped`, `interrupted`.
@@ -236,6 +255,55 @@ pub struct Created {
     pub seconds: f64,
 }
 
+/// The counters of `crawl` and `crawl_done` events.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CrawlReport {
+    /// `sample_infohashes` queries sent.
+    pub queries: u64,
+    /// Answers received.
+    pub replies: u64,
+    /// Queries that got an error or no answer.
+    pub failures: u64,
+    /// Answers without samples (nodes without BEP 51).
+    pub unsupported: u64,
+    /// Samples received, repeats included.
+    pub samples: u64,
+    /// Nodes known.
+    pub nodes: u64,
+    /// Distinct info-hashes seen.
+    pub unique_hashes: u64,
+    /// Torrents indexed in this crawl.
+    pub indexed: u64,
+    /// Info-hashes whose metadata could not be had (no peers, or no valid copy).
+    pub metadata_failed: u64,
+    /// Metadata fetches running.
+    pub fetching: u64,
+    /// Torrents in the index.
+    pub index_size: u64,
+}
+
+/// One `shoal search` result.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchResult {
+    /// The info-hash (hex).
+    pub info_hash: String,
+    /// The name.
+    pub name: String,
+    /// Bytes of all files.
+    pub size: u64,
+    /// Number of files.
+    pub files: u64,
+    /// Peers seen.
+    pub peers: u64,
+    /// First seen (Unix seconds).
+    pub first_seen: i64,
+    /// Last seen in a sample (Unix seconds).
+    pub last_seen: i64,
+    /// The magnet link, for `shoal download`.
+    pub magnet: String,
+}
+
 impl JsonEvent {
     /// The event's name, as the `event` field carries it.
     pub fn name(&self) -> &'static str {
@@ -256,6 +324,10 @@ impl JsonEvent {
             JsonEvent::Peer { .. } => "peer",
             JsonEvent::Done { .. } => "done",
             JsonEvent::Pong { .. } => "pong",
+            JsonEvent::Indexed { .. } => "indexed",
+            JsonEvent::Crawl(_) => "crawl",
+            JsonEvent::CrawlDone(_) => "crawl_done",
+            JsonEvent::Result(_) => "result",
         }
     }
 
@@ -293,6 +365,20 @@ mod tests {
     /// here and in the README; renaming one is a breaking change.
     #[test]
     fn field_names_are_the_documented_ones() {
+        const CRAWL: &[&str] = &[
+            "event",
+            "queries",
+            "replies",
+            "failures",
+            "unsupported",
+            "samples",
+            "nodes",
+            "unique_hashes",
+            "indexed",
+            "metadata_failed",
+            "fetching",
+            "index_size",
+        ];
         let transfer = [
             "event",
             "downloaded",
@@ -372,6 +458,32 @@ mod tests {
                     "num_pieces",
                     "files",
                     "seconds",
+                ],
+            ),
+            (
+                JsonEvent::Indexed {
+                    info_hash: "h".into(),
+                    name: "n".into(),
+                    size: 1,
+                    files: 1,
+                    peers: 1,
+                },
+                &["event", "info_hash", "name", "size", "files", "peers"],
+            ),
+            (JsonEvent::Crawl(CrawlReport::default()), CRAWL),
+            (JsonEvent::CrawlDone(CrawlReport::default()), CRAWL),
+            (
+                JsonEvent::Result(SearchResult::default()),
+                &[
+                    "event",
+                    "info_hash",
+                    "name",
+                    "size",
+                    "files",
+                    "peers",
+                    "first_seen",
+                    "last_seen",
+                    "magnet",
                 ],
             ),
         ];
