@@ -71,7 +71,7 @@ impl TrackerClient {
     ) -> Result<AnnounceResponse, TrackerError> {
         match url.scheme() {
             Scheme::Udp => self.udp.announce(url, req).await,
-            Scheme::Http => {
+            Scheme::Http | Scheme::Https => {
                 let target = announce_query(url.path_and_query(), req);
                 let reply = http_get(
                     url,
@@ -89,7 +89,6 @@ impl TrackerClient {
                 }
                 parse_http_announce(&reply.body)
             }
-            Scheme::Https => Err(TrackerError::UnsupportedScheme("https".into())),
         }
     }
 
@@ -106,7 +105,7 @@ impl TrackerClient {
         let work = async {
             match url.scheme() {
                 Scheme::Udp => self.udp.scrape(&url, hashes).await,
-                Scheme::Http => {
+                Scheme::Http | Scheme::Https => {
                     let target = scrape_query(url.path_and_query(), hashes);
                     let reply = http_get(
                         &url,
@@ -124,7 +123,6 @@ impl TrackerClient {
                     }
                     parse_http_scrape(&reply.body)
                 }
-                Scheme::Https => Err(TrackerError::UnsupportedScheme("https".into())),
             }
         };
         tokio::time::timeout(t, work)

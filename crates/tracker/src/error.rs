@@ -15,8 +15,8 @@ pub enum TrackerError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A URL scheme this client does not speak (yet), such as `https` or `wss`.
-    #[error("unsupported tracker URL scheme {0:?} (http and udp are supported)")]
+    /// A URL scheme this client does not speak, such as `wss`.
+    #[error("unsupported tracker URL scheme {0:?} (http, https and udp are supported)")]
     UnsupportedScheme(String),
     /// The tracker has no scrape URL (its announce path does not end in `announce`).
     #[error("tracker {0:?} has no scrape URL (the announce path does not end in 'announce')")]
@@ -51,6 +51,10 @@ pub enum TrackerError {
     /// The tracker's host name did not resolve to an address.
     #[error("could not resolve tracker host {0:?}")]
     Resolve(String),
+    /// The TLS connection to an `https://` tracker failed: its certificate (expired, not valid for
+    /// the host, unknown issuer) or ours (no trusted roots).
+    #[error("TLS: {0}")]
+    Certificate(String),
     /// A socket error (connection refused, reset, unreachable...).
     #[error("network error talking to the tracker: {0}")]
     Io(String),

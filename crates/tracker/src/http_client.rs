@@ -48,8 +48,30 @@ async fn connect(addr: SocketAddr, bind_v4: Option<Ipv4Addr>) -> std::io::Result
     }
 }
 
+/// hyper's HTTP/1 client over `io`, its connection driven by a task that ends with the request.
+async fn handshake<T>(
+    io: T,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+        AbortOnDrop,
+    ),
+    TrackerError,
+>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(io_err)?;
+    let task = AbortOnDrop(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+    Ok((sender, task))
+}
+
 /// GETs `path_and_query` from the tracker at `url`'s host, reading at most `max_body` bytes of
-/// body, from `bind_v4` if given. Only `http://` is supported.
+/// body, from `bind_v4` if given, over TLS for `https://`.
 pub async fn http_get(
     url: &TrackerUrl,
     path_and_query: &str,
@@ -57,7 +79,7 @@ pub async fn http_get(
     max_body: usize,
     bind_v4: Option<Ipv4Addr>,
 ) -> Result<HttpReply, TrackerError> {
-    if url.scheme() != Scheme::Http {
+    if !matches!(url.scheme(), Scheme::Http | Scheme::Https) {
         return Err(TrackerError::UnsupportedScheme(url.to_string()));
     }
     let addrs: Vec<_> = tokio::net::lookup_host(url.authority())
@@ -84,12 +106,12 @@ pub async fn http_get(
         (None, None) => return Err(TrackerError::Resolve(url.host().to_string())),
     };
     let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(io_err)?;
-    let _conn = AbortOnDrop(tokio::spawn(async move {
-        let _ = conn.await;
-    }));
+    let (mut sender, _conn) = if url.scheme() == Scheme::Https {
+        let tls = crate::tls::connect(url.host(), stream).await?;
+        handshake(tls).await?
+    } else {
+        handshake(stream).await?
+    };
     let host = HeaderValue::from_str(&url.authority()).map_err(io_err)?;
     let req = Request::get(path_and_query)
         .header(HOST, host)

@@ -45,7 +45,8 @@ pub struct TierConfig {
     pub request_timeout: Duration,
     /// Peers asked for in regular announces (`stopped` asks for 0).
     pub numwant: u32,
-    /// Keep `https://` trackers (only once the client speaks TLS).
+    /// Keep `https://` trackers (true: the client speaks TLS; false leaves them out, e.g. for a
+    /// client built without it).
     pub https: bool,
 }
 
@@ -59,7 +60,7 @@ impl Default for TierConfig {
             retry_max: Duration::from_secs(3600),
             request_timeout: Duration::from_secs(30),
             numwant: 50,
-            https: false,
+            https: true,
         }
     }
 }
@@ -699,11 +700,14 @@ mod tests {
     #[test]
     fn bad_and_duplicate_urls_are_left_out() {
         let s = set(&[
-            &["http://a/announce", "nonsense", "https://s/announce"],
+            &["http://a/announce", "nonsense", "wss://s/announce"],
             &["http://a/announce"],
         ]);
         assert_eq!(s.tiers().len(), 1);
         assert_eq!(s.rejected().len(), 2);
+        // https is kept.
+        let s = set(&[&["https://s/announce"]]);
+        assert_eq!((s.tiers().len(), s.rejected().len()), (1, 0));
         let empty = set(&[]);
         assert!(empty.is_done());
     }

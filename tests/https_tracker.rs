@@ -1,0 +1,277 @@
+//! `https://` trackers end to end: opentracker behind stunnel (a TLS terminator from Debian's
+//! packages) with certificates from a CA the test makes, trusted through `SSL_CERT_FILE`. A
+//! seeder and a leecher find each other through it; an expired certificate and one made for
+//! another host are reported as such in the status, per tracker.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+use support::*;
+
+const LONG: Duration = Duration::from_secs(120);
+const STUNNEL: &str = "/usr/bin/stunnel4";
+
+/// Whether stunnel is installed; under `CI=true` its absence fails the test.
+fn stunnel_available() -> bool {
+    if Path::new(STUNNEL).exists() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{STUNNEL} is required in CI (apt-get install stunnel4)");
+    }
+    eprintln!("SKIPPED: stunnel4 is not installed (scripts/test.sh installs it)");
+    false
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The test CA: its certificate in `dir/ca.pem`, and the means to sign server certificates.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+    pem: PathBuf,
+}
+
+impl Ca {
+    fn new(dir: &Path) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "shoal test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let pem = dir.join("ca.pem");
+        std::fs::write(&pem, cert.pem()).unwrap();
+        Ca { cert, key, pem }
+    }
+
+    /// A server certificate and key (one PEM file, as stunnel takes it) for `san`, valid between
+    /// the given years.
+    fn server(&self, dir: &Path, name: &str, san: SanType, years: (i32, i32)) -> PathBuf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.subject_alt_names = vec![san];
+        params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
+        params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let path = dir.join(format!("{name}.pem"));
+        std::fs::write(&path, cert.pem() + &key.serialize_pem()).unwrap();
+        path
+    }
+}
+
+/// stunnel on a free loopback port, terminating TLS with `cert` and passing the bytes on to
+/// `127.0.0.1:backend`.
+fn stunnel(dir: &Path, name: &str, cert: &Path, backend: u16) -> (Killed, u16) {
+    let port = free_port();
+    let conf = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "foreground = yes\npid =\nsyslog = no\noutput = {}\n[tracker]\naccept = 127.0.0.1:{port}\n\
+             connect = 127.0.0.1:{backend}\ncert = {}\n",
+            dir.join(format!("{name}.log")).display(),
+            cert.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(STUNNEL)
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start stunnel");
+    let killed = Killed(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (killed, port)
+}
+
+/// opentracker on `port` with `hash` on its whitelist.
+fn opentracker(dir: &Path, port: u16, hash: &str) -> Killed {
+    let chroot = dir.join("opentracker");
+    std::fs::create_dir_all(&chroot).unwrap();
+    std::fs::write(chroot.join("whitelist.txt"), format!("{hash}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Started as root it chroots there and drops privileges: everyone must be able to enter.
+        let mut p = chroot.clone();
+        loop {
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
+            if !p.pop() || p.as_os_str().len() < 2 {
+                break;
+            }
+        }
+        let list = chroot.join("whitelist.txt");
+        std::fs::set_permissions(list, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let child = Command::new("/usr/bin/opentracker")
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-d"])
+        .arg(&chroot)
+        .args(["-w", "whitelist.txt"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start opentracker");
+    let killed = Killed(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // It loads the whitelist just after it starts listening.
+    std::thread::sleep(Duration::from_millis(500));
+    killed
+}
+
+fn tracker_line<'a>(v: &'a serde_json::Value, port: u16) -> Option<&'a serde_json::Value> {
+    v["trackers"].as_array()?.iter().find(|t| {
+        t["url"]
+            .as_str()
+            .is_some_and(|u| u.contains(&format!(":{port}/")))
+    })
+}
+
+#[test]
+fn https_tracker_swarm_and_certificate_errors_reported_per_tracker() {
+    if !opentracker_available() || !stunnel_available() {
+        return;
+    }
+    let dir = scratch("https_tracker");
+    let ca = Ca::new(&dir);
+    let localhost = SanType::IpAddress("127.0.0.1".parse().unwrap());
+    let good = ca.server(&dir, "good", localhost.clone(), (2020, 2100));
+    let expired = ca.server(&dir, "expired", localhost, (2000, 2001));
+    let other_host = ca.server(
+        &dir,
+        "other",
+        SanType::DnsName("tracker.example.invalid".try_into().unwrap()),
+        (2020, 2100),
+    );
+    let ot_port = free_port();
+    let (_s1, good_port) = stunnel(&dir, "good", &good, ot_port);
+    let (_s2, expired_port) = stunnel(&dir, "expired", &expired, ot_port);
+    let (_s3, other_port) = stunnel(&dir, "other", &other_host, ot_port);
+    let url = |p: u16| format!("https://127.0.0.1:{p}/announce");
+    // Three tiers: the failing two are tried too (each is its own tier), the good one works.
+    let (torrent, data) = make_torrent_with_trackers(
+        &dir,
+        "h.bin",
+        (1 << 20) + 7,
+        &[url(expired_port), url(other_port), url(good_port)],
+    );
+    let _ot = opentracker(&dir, ot_port, &info_hash(&torrent));
+    // stunnel connects to opentracker from 127.0.0.1, so that is the address the tracker hands
+    // out: the seeder listens there.
+    let mut seed_cmd = shoal();
+    seed_cmd
+        .args(["seed", torrent.to_str().unwrap(), data.to_str().unwrap()])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--no-dht",
+            "--tracker-timeout",
+            "5",
+        ])
+        .env("XDG_STATE_HOME", dir.join("seed-state"))
+        .env("SSL_CERT_FILE", &ca.pem)
+        .env_remove("SSL_CERT_DIR");
+    let mut seed = Proc::spawn_shoal(seed_cmd, "seed", &dir);
+    seed.listening_addr();
+    let reported = seed.wait_for(LONG, |v| {
+        [expired_port, other_port, good_port]
+            .iter()
+            .all(|&p| tracker_line(v, p).is_some_and(|t| t["message"] != ""))
+            && tracker_line(v, good_port).is_some_and(|t| t["ok"] == true)
+    });
+    let expired_line = tracker_line(&reported, expired_port).unwrap();
+    assert_eq!(expired_line["ok"], false);
+    assert!(
+        expired_line["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{expired_line}"
+    );
+    let other_line = tracker_line(&reported, other_port).unwrap();
+    assert_eq!(other_line["ok"], false);
+    assert!(
+        other_line["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid for 127.0.0.1"),
+        "{other_line}"
+    );
+    // The leecher has no peer but what the HTTPS tracker gives it.
+    let out = dir.join("dl");
+    let mut dl_cmd = shoal();
+    dl_cmd
+        .args([
+            "download",
+            torrent.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--listen",
+            "127.0.0.3:0",
+            "--json",
+            "--no-dht",
+            "--tracker-timeout",
+            "5",
+        ])
+        .env("SSL_CERT_FILE", &ca.pem)
+        .env_remove("SSL_CERT_DIR");
+    let mut dl = Proc::spawn_shoal(dl_cmd, "dl", &dir);
+    dl.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out.join("h.bin")));
+    // Without the test CA the same tracker is an unknown issuer, said so.
+    let mut untrusting = shoal();
+    untrusting
+        .args(["seed", torrent.to_str().unwrap(), data.to_str().unwrap()])
+        .args([
+            "--listen",
+            "127.0.0.4:0",
+            "--json",
+            "--no-dht",
+            "--tracker-timeout",
+            "5",
+        ])
+        .env("XDG_STATE_HOME", dir.join("seed2-state"))
+        .env("SSL_CERT_FILE", dir.join("good.pem"));
+    let mut seed2 = Proc::spawn_shoal(untrusting, "seed2", &dir);
+    let v = seed2.wait_for(LONG, |v| {
+        tracker_line(v, good_port).is_some_and(|t| t["message"] != "")
+    });
+    let line = tracker_line(&v, good_port).unwrap();
+    assert_eq!(line["ok"], false);
+    assert!(line["message"].as_str().unwrap().contains("TLS"), "{line}");
+}
