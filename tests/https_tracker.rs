@@ -151,7 +151,7 @@ fn opentracker(dir: &Path, port: u16, hash: &str) -> Killed {
     killed
 }
 
-fn tracker_line<'a>(v: &'a serde_json::Value, port: u16) -> Option<&'a serde_json::Value> {
+fn tracker_line(v: &serde_json::Value, port: u16) -> Option<&serde_json::Value> {
     v["trackers"].as_array()?.iter().find(|t| {
         t["url"]
             .as_str()
