@@ -10,6 +10,7 @@
 pub mod clock;
 pub mod connection;
 pub mod dht_source;
+pub mod encryption;
 mod error;
 pub mod events;
 pub mod metadata;
@@ -20,6 +21,7 @@ pub mod status;
 pub mod torrent;
 pub mod tracker_source;
 
+pub use encryption::{Encryption, EncryptionPolicy};
 pub use error::EngineError;
 pub use session::{DhtSettings, Session, SessionConfig, TorrentHandle, TorrentOptions};
 pub use shoal_storage::ResumeLocation;

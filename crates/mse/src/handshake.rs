@@ -358,7 +358,8 @@ impl Handshake {
                 if self.buf[..8] != VC {
                     return Err(MseError::BadVerificationConstant);
                 }
-                let provide = u32::from_be_bytes([self.buf[8], self.buf[9], self.buf[10], self.buf[11]]);
+                let provide =
+                    u32::from_be_bytes([self.buf[8], self.buf[9], self.buf[10], self.buf[11]]);
                 let pad = u16::from_be_bytes([self.buf[12], self.buf[13]]) as usize;
                 if pad > MAX_PAD {
                     return Err(MseError::PadTooLong { len: pad });
@@ -374,7 +375,11 @@ impl Handshake {
             }
             State::PadC(left) => {
                 let left = left - self.skip(rest, left);
-                self.next(if left == 0 { State::IaLen } else { State::PadC(left) });
+                self.next(if left == 0 {
+                    State::IaLen
+                } else {
+                    State::PadC(left)
+                });
             }
             State::IaLen => {
                 if !self.fill(rest, 2) {
@@ -408,7 +413,8 @@ impl Handshake {
                     return Ok(());
                 }
                 self.decrypt_buf();
-                let select = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+                let select =
+                    u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
                 let pad = u16::from_be_bytes([self.buf[4], self.buf[5]]) as usize;
                 let Role::Initiator { provide, .. } = &self.role else {
                     return Err(MseError::Finished);
@@ -422,11 +428,19 @@ impl Handshake {
                     return Err(MseError::PadTooLong { len: pad });
                 }
                 self.method = Some(method);
-                self.next(if pad == 0 { State::Done } else { State::PadD(pad) });
+                self.next(if pad == 0 {
+                    State::Done
+                } else {
+                    State::PadD(pad)
+                });
             }
             State::PadD(left) => {
                 let left = left - self.skip(rest, left);
-                self.next(if left == 0 { State::Done } else { State::PadD(left) });
+                self.next(if left == 0 {
+                    State::Done
+                } else {
+                    State::PadD(left)
+                });
             }
             State::Done => self.state = State::Done,
             State::Failed => return Err(MseError::Finished),
@@ -456,7 +470,8 @@ impl Handshake {
         let start = self.out.len();
         self.out.extend_from_slice(&VC);
         self.out.extend_from_slice(&provide.to_be_bytes());
-        self.out.extend_from_slice(&(self.pad_c_len as u16).to_be_bytes());
+        self.out
+            .extend_from_slice(&(self.pad_c_len as u16).to_be_bytes());
         self.out.resize(self.out.len() + self.pad_c_len, 0);
         let ia = std::mem::take(initial_payload);
         self.out.extend_from_slice(&(ia.len() as u16).to_be_bytes());
@@ -475,7 +490,8 @@ impl Handshake {
         let start = self.out.len();
         self.out.extend_from_slice(&VC);
         self.out.extend_from_slice(&select.to_be_bytes());
-        self.out.extend_from_slice(&(self.pad_d_len as u16).to_be_bytes());
+        self.out
+            .extend_from_slice(&(self.pad_d_len as u16).to_be_bytes());
         self.out.resize(self.out.len() + self.pad_d_len, 0);
         if let Some(e) = &mut self.encrypt {
             e.apply(&mut self.out[start..]);

@@ -90,8 +90,14 @@ fn exchange(seed: u64, provide: u32, policy: EncryptionPolicy) -> Result<CryptoM
 #[test]
 fn rc4_both_roles_over_random_chunks() {
     for seed in 0..20 {
-        assert_eq!(exchange(seed, RC4 | PLAIN, EncryptionPolicy::Prefer), Ok(CryptoMethod::Rc4));
-        assert_eq!(exchange(seed, RC4, EncryptionPolicy::Require), Ok(CryptoMethod::Rc4));
+        assert_eq!(
+            exchange(seed, RC4 | PLAIN, EncryptionPolicy::Prefer),
+            Ok(CryptoMethod::Rc4)
+        );
+        assert_eq!(
+            exchange(seed, RC4, EncryptionPolicy::Require),
+            Ok(CryptoMethod::Rc4)
+        );
     }
 }
 
@@ -160,7 +166,12 @@ fn receiver_gives_up_without_sync_hash() {
                 Err(e) => break e,
             }
         };
-        assert_eq!(err, MseError::SyncNotFound { limit: REQ1_SCAN_LIMIT });
+        assert_eq!(
+            err,
+            MseError::SyncNotFound {
+                limit: REQ1_SCAN_LIMIT
+            }
+        );
         assert!(fed <= KEY_LEN + REQ1_SCAN_LIMIT, "chunk {chunk}: fed {fed}");
         assert!(fed + chunk >= KEY_LEN + REQ1_SCAN_LIMIT);
     }
@@ -181,7 +192,12 @@ fn initiator_gives_up_without_vc() {
             Err(e) => break e,
         }
     };
-    assert_eq!(err, MseError::VcNotFound { limit: VC_SCAN_LIMIT });
+    assert_eq!(
+        err,
+        MseError::VcNotFound {
+            limit: VC_SCAN_LIMIT
+        }
+    );
     assert!(fed <= KEY_LEN + VC_SCAN_LIMIT);
 }
 
@@ -220,11 +236,17 @@ fn answer_with_select(provide: u32, select: u32, pad_d: u16) -> Result<usize, Ms
 fn select_not_offered_is_refused() {
     assert_eq!(
         answer_with_select(RC4, PLAIN, 0),
-        Err(MseError::BadSelect { select: PLAIN, provide: RC4 })
+        Err(MseError::BadSelect {
+            select: PLAIN,
+            provide: RC4
+        })
     );
     assert_eq!(
         answer_with_select(RC4 | PLAIN, RC4 | PLAIN, 0),
-        Err(MseError::BadSelect { select: 3, provide: 3 })
+        Err(MseError::BadSelect {
+            select: 3,
+            provide: 3
+        })
     );
     assert_eq!(
         answer_with_select(RC4, RC4, 513),
@@ -293,8 +315,14 @@ fn dh_known_answers() {
 fn prime_passes_fermat() {
     let p = BigUint::from_bytes_be(&PRIME);
     assert_eq!(p.bits(), 768);
-    assert_eq!(BigUint::from(2u32).modpow(&(&p - 1u32), &p), BigUint::from(1u32));
-    assert_eq!(BigUint::from(3u32).modpow(&(&p - 1u32), &p), BigUint::from(1u32));
+    assert_eq!(
+        BigUint::from(2u32).modpow(&(&p - 1u32), &p),
+        BigUint::from(1u32)
+    );
+    assert_eq!(
+        BigUint::from(3u32).modpow(&(&p - 1u32), &p),
+        BigUint::from(1u32)
+    );
 }
 
 #[test]
@@ -314,8 +342,14 @@ fn policy_parses_and_selects() {
         assert_eq!(p.parse::<EncryptionPolicy>().unwrap().as_str(), p);
     }
     assert!("maybe".parse::<EncryptionPolicy>().is_err());
-    assert_eq!(EncryptionPolicy::Prefer.select(PLAIN), Some(CryptoMethod::Plaintext));
-    assert_eq!(EncryptionPolicy::Prefer.select(RC4 | PLAIN), Some(CryptoMethod::Rc4));
+    assert_eq!(
+        EncryptionPolicy::Prefer.select(PLAIN),
+        Some(CryptoMethod::Plaintext)
+    );
+    assert_eq!(
+        EncryptionPolicy::Prefer.select(RC4 | PLAIN),
+        Some(CryptoMethod::Rc4)
+    );
     assert_eq!(EncryptionPolicy::Require.select(PLAIN), None);
     assert_eq!(EncryptionPolicy::Disable.select(RC4 | PLAIN), None);
 }
