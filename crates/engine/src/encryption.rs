@@ -280,3 +280,137 @@ pub async fn accept(
         .await
         .map_err(|_| timed_out("handshake"))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn hs(n: u8) -> Handshake {
+        Handshake::new(Id20([7; 20]), Id20([n; 20]))
+    }
+
+    /// A listener that accepts up to `tries` connections (a `prefer` dialler may redial) under
+    /// `policy`, answers each with its handshake and `pong`, and reports what it agreed.
+    async fn acceptor(
+        policy: EncryptionPolicy,
+        tries: usize,
+    ) -> (
+        SocketAddr,
+        tokio::task::JoinHandle<Vec<io::Result<Encryption>>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut results = Vec::new();
+            for _ in 0..tries {
+                let Ok(Ok((tcp, _))) = tokio::time::timeout(TIMEOUT, listener.accept()).await
+                else {
+                    break;
+                };
+                let r = async {
+                    let (mut stream, theirs, rest) =
+                        accept(tcp, TIMEOUT, policy, || vec![Id20([1; 20]), Id20([7; 20])]).await?;
+                    assert_eq!(theirs.peer_id, Id20([1; 20]));
+                    assert!(rest.is_empty());
+                    stream.write_all(&mut hs(2).encode()).await?;
+                    stream.write_all(&mut b"pong".to_vec()).await?;
+                    // Hold the socket until the dialler has read.
+                    let mut buf = BytesMut::new();
+                    let _ = stream.read_buf(&mut buf).await;
+                    Ok(stream.encryption)
+                }
+                .await;
+                let done = r.is_ok();
+                results.push(r);
+                if done {
+                    break;
+                }
+            }
+            results
+        });
+        (addr, task)
+    }
+
+    async fn meet(
+        dialler: EncryptionPolicy,
+        acceptor_policy: EncryptionPolicy,
+    ) -> io::Result<Encryption> {
+        let tries = if dialler.falls_back_to_plaintext() {
+            2
+        } else {
+            1
+        };
+        let (addr, task) = acceptor(acceptor_policy, tries).await;
+        let dialled = dial(addr, None, hs(1), TIMEOUT, dialler).await;
+        let result = match dialled {
+            Ok((mut stream, theirs, mut rest)) => {
+                assert_eq!(theirs.peer_id, Id20([2; 20]));
+                while rest.len() < 4 {
+                    assert!(stream.read_buf(&mut rest).await? > 0);
+                }
+                assert_eq!(&rest[..], b"pong");
+                let _ = stream.write_all(&mut b"bye".to_vec()).await;
+                Ok(stream.encryption)
+            }
+            Err(e) => Err(e),
+        };
+        let accepted = task.await.unwrap();
+        if let Ok(e) = &result {
+            assert_eq!(accepted.last().unwrap().as_ref().ok(), Some(e));
+        }
+        result
+    }
+
+    #[tokio::test]
+    async fn policies_meet_as_documented() {
+        use EncryptionPolicy::*;
+        for (d, a, expect) in [
+            (Prefer, Prefer, Some(Encryption::Rc4)),
+            (Require, Prefer, Some(Encryption::Rc4)),
+            (Prefer, Require, Some(Encryption::Rc4)),
+            (Require, Require, Some(Encryption::Rc4)),
+            // The encrypted attempt is refused; `prefer` redials in plaintext.
+            (Prefer, Disable, Some(Encryption::Plaintext)),
+            (Disable, Prefer, Some(Encryption::Plaintext)),
+            (Disable, Disable, Some(Encryption::Plaintext)),
+            (Disable, Require, None),
+            (Require, Disable, None),
+        ] {
+            let got = meet(d, a).await;
+            assert_eq!(got.as_ref().ok(), expect.as_ref(), "{d} dials {a}: {got:?}");
+        }
+    }
+
+    /// A peer that sends a public key and then never the synchronisation hash is dropped once
+    /// PadA's bound is past, not when the timeout fires.
+    #[tokio::test]
+    async fn missing_sync_hash_drops_the_peer_at_the_bound() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            let key = shoal_mse::KeyPair::generate(&mut rand::rng());
+            let _ = tcp.write_all(key.public()).await;
+            let _ = tcp.write_all(&[0x5A; 2000]).await;
+            let mut sink = Vec::new();
+            let _ = tcp.read_to_end(&mut sink).await;
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let started = std::time::Instant::now();
+        let err = accept(
+            tcp,
+            Duration::from_secs(30),
+            EncryptionPolicy::Prefer,
+            || vec![Id20([7; 20])],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("synchronisation"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        client.abort();
+    }
+}
