@@ -152,11 +152,11 @@ for kind in KINDS:
     print(f"  {kind:13s} {size_mib * 1.048576 / med(kind, 0):7.0f} MB/s  "
           f"{med(kind, 1) / gib:5.2f} CPU s/GiB  {med(kind, 2) / 1024:6.1f} MiB anon peak")
 if {"shoal", "shoal+rc4"} <= set(KINDS):
-    print(f"  RC4 / plaintext, shoal: throughput {med('shoal', 0) / med('shoal+rc4', 0):.2f}x slower, "
+    print(f"  RC4 / plaintext, shoal: throughput {med('shoal', 0) / med('shoal+rc4', 0):.2f}x, "
           f"CPU per GiB +{(med('shoal+rc4', 1) - med('shoal', 1)) / gib:.2f} s (leecher)")
 if {"libtorrent", "libtorrent+rc4"} <= set(KINDS):
     print(f"  RC4 / plaintext, libtorrent: throughput "
-          f"{med('libtorrent', 0) / med('libtorrent+rc4', 0):.2f}x slower, CPU per GiB "
+          f"{med('libtorrent', 0) / med('libtorrent+rc4', 0):.2f}x, CPU per GiB "
           f"+{(med('libtorrent+rc4', 1) - med('libtorrent', 1)) / gib:.2f} s (leecher)")
 if {"shoal+rc4", "libtorrent+rc4"} <= set(KINDS):
     print(f"  ratios shoal+rc4/libtorrent+rc4: throughput "
