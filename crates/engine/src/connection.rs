@@ -115,8 +115,7 @@ pub fn spawn<E: From<LinkEvent> + Send + 'static>(
     let (encrypt, decrypt) = stream.cipher.split();
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
     let reader = tokio::spawn(read_loop(
-        rd,
-        decrypt,
+        ReadSide { rd, decrypt },
         key,
         leftover,
         limits,
@@ -134,9 +133,17 @@ pub fn spawn<E: From<LinkEvent> + Send + 'static>(
     }
 }
 
+/// The socket's read half and what decrypts it (a passthrough for plaintext).
+struct ReadSide {
+    rd: OwnedReadHalf,
+    decrypt: HalfCipher,
+}
+
 async fn read_loop<E: From<LinkEvent>>(
-    mut rd: OwnedReadHalf,
-    mut decrypt: HalfCipher,
+    ReadSide {
+        mut rd,
+        mut decrypt,
+    }: ReadSide,
     key: LinkId,
     mut buf: BytesMut,
     limits: Limits,

@@ -66,9 +66,10 @@ impl CryptoMethod {
 }
 
 /// One direction of the established stream. For plaintext it does nothing, so a plaintext
-/// connection pays no copy and no pass over its bytes.
+/// connection pays no copy and no pass over its bytes. The RC4 state (256 bytes and more) is
+/// boxed so that a connection handed around in events stays small.
 #[derive(Debug, Default)]
-pub struct HalfCipher(Option<Rc4Stream>);
+pub struct HalfCipher(Option<Box<Rc4Stream>>);
 
 impl HalfCipher {
     /// A direction that leaves bytes as they are.
@@ -107,8 +108,8 @@ impl Cipher {
 
     pub(crate) fn rc4(encrypt: Rc4Stream, decrypt: Rc4Stream) -> Self {
         Cipher {
-            encrypt: HalfCipher(Some(encrypt)),
-            decrypt: HalfCipher(Some(decrypt)),
+            encrypt: HalfCipher(Some(Box::new(encrypt))),
+            decrypt: HalfCipher(Some(Box::new(decrypt))),
         }
     }
 
