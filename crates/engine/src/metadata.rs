@@ -14,13 +14,13 @@ use shoal_core::Id20;
 use shoal_metainfo::info_hash_of;
 use shoal_wire::frame::{decode_frame, Limits};
 use shoal_wire::{ExtendedHandshake, Handshake, Message, MetadataMessage, METADATA_PIECE_SIZE};
-
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::connection::{dial, PeerStream};
 use crate::EncryptionPolicy;
+use shoal_torrent::UT_METADATA_ID;
 
 /// How metadata peers are dialled.
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +32,6 @@ pub struct DialSettings {
     /// MSE/PE policy.
     pub encryption: EncryptionPolicy,
 }
-use shoal_torrent::UT_METADATA_ID;
 
 /// Largest info dictionary accepted (libtorrent's `max_metadata_size` is 30 MiB; real ones are
 /// rarely above a few MB).
