@@ -388,3 +388,34 @@ fn private_torrent_with_encryption_required() {
     seed.term();
     seed.wait_exit(Duration::from_secs(20));
 }
+
+/// A peer that sends an MSE public key and then garbage, never the synchronisation hash: the
+/// seeder answers with its key and padding (at most 96 + 512 bytes) and closes the connection
+/// once PadA's bound is past, long before the handshake timeout.
+#[test]
+fn peer_without_sync_hash_is_dropped_at_the_bound() {
+    use std::io::{Read, Write};
+    let dir = scratch("enc_no_sync");
+    let (torrent, data) = make_torrent(&dir, "s.bin", 1 << 20, "32KiB");
+    let mut seed = shoal_seed(&torrent, &data, "127.0.0.2", &[], "seed", &dir);
+    let addr = seed.listening_addr();
+    seed.wait_event("ready", LONG);
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    // 96 bytes that are a valid key (2 <= Y < P: P's top 64 bits are all ones), then junk.
+    let mut key = [0x11u8; 96];
+    key[0] = 0x7f;
+    s.write_all(&key).unwrap();
+    let _ = s.write_all(&[0x5a; 2000]);
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got); // ends at the seeder's close (EOF or reset)
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "dropped after {:?}",
+        started.elapsed()
+    );
+    assert!(got.len() <= 96 + 512, "the seeder sent {} bytes", got.len());
+    seed.term();
+    seed.wait_exit(Duration::from_secs(20));
+}

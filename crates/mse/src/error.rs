@@ -7,6 +7,10 @@ pub enum MseError {
     /// The peer's public key is 0, 1, P-1 or not below P.
     #[error("peer sent a degenerate Diffie-Hellman public key")]
     BadPublicKey,
+    /// Initiator: the peer answered with a plaintext BitTorrent handshake instead of its key
+    /// (it does not speak MSE).
+    #[error("peer answered with a plaintext BitTorrent handshake")]
+    PlaintextAnswer,
     /// Receiver: `HASH('req1', S)` did not appear within PadA's 512 bytes after the key.
     #[error("no synchronisation hash within {limit} bytes after the public key")]
     SyncNotFound {

@@ -18,6 +18,7 @@ use sha1::{Digest, Sha1};
 use shoal_core::Id20;
 
 use crate::cipher::{Cipher, CryptoMethod, Rc4Stream};
+use crate::detect::{classify, Incoming};
 use crate::dh::{KeyPair, KEY_LEN};
 use crate::{EncryptionPolicy, MseError};
 
@@ -110,7 +111,6 @@ pub struct Established {
 }
 
 /// One MSE handshake, initiator or receiver. See the module documentation for the call order.
-#[derive(Debug)]
 pub struct Handshake {
     role: Role,
     state: State,
@@ -129,6 +129,17 @@ pub struct Handshake {
     initial_payload: Vec<u8>,
     pad_c_len: usize,
     pad_d_len: usize,
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys, the secret and the RC4 states stay out of logs.
+        f.debug_struct("Handshake")
+            .field("initiator", &matches!(self.role, Role::Initiator { .. }))
+            .field("state", &self.state)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
 }
 
 fn random_pad<R: Rng + ?Sized>(rng: &mut R) -> Vec<u8> {
@@ -309,7 +320,15 @@ impl Handshake {
     fn step(&mut self, rest: &mut &[u8]) -> Result<(), MseError> {
         match std::mem::replace(&mut self.state, State::Failed) {
             State::Key => {
-                if !self.fill(rest, KEY_LEN) {
+                let full = self.fill(rest, KEY_LEN);
+                // A plaintext-only peer answers our key with its BitTorrent handshake: say so
+                // at once, so the caller can redial in plaintext without waiting for a timeout.
+                if matches!(self.role, Role::Initiator { .. })
+                    && classify(&self.buf) == Incoming::Plaintext
+                {
+                    return Err(MseError::PlaintextAnswer);
+                }
+                if !full {
                     self.state = State::Key;
                     return Ok(());
                 }

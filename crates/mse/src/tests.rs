@@ -201,6 +201,18 @@ fn initiator_gives_up_without_vc() {
     assert!(fed <= KEY_LEN + VC_SCAN_LIMIT);
 }
 
+/// A peer that answers our key with a plaintext handshake is known for one at its 20th byte.
+#[test]
+fn plaintext_answer_is_recognised_at_once() {
+    let mut rng = StdRng::seed_from_u64(15);
+    let mut a = Handshake::initiator(ih(1), RC4, &[], &mut rng);
+    assert_eq!(a.handle_input(&PLAINTEXT_PREFIX[..19]), Ok(19));
+    assert_eq!(
+        a.handle_input(&PLAINTEXT_PREFIX[19..]),
+        Err(MseError::PlaintextAnswer)
+    );
+}
+
 #[test]
 fn degenerate_public_keys_are_refused() {
     let mut rng = StdRng::seed_from_u64(11);
