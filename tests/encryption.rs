@@ -419,3 +419,67 @@ fn peer_without_sync_hash_is_dropped_at_the_bound() {
     seed.term();
     seed.wait_exit(Duration::from_secs(20));
 }
+
+/// libtorrent with its default policy (MSE enabled, plaintext and RC4 allowed, `prefer_rc4`
+/// off): dialled by shoal under `prefer` it selects plaintext after the MSE handshake
+/// (`mse-plaintext`: the handshake travels RC4-encrypted in IA, the stream after it does not);
+/// dialling shoal, it offers both and shoal selects RC4.
+#[test]
+fn libtorrent_defaults_meet_shoal_prefer() {
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("enc_lt_enabled");
+    let (torrent, data) = make_torrent(&dir, "e.bin", 3 << 20 | 1, "32KiB");
+    let mut lt = lt_peer(
+        "seed",
+        &torrent,
+        &dir.join("seed"),
+        "127.0.0.4",
+        &[],
+        &["--timeout", "120", "--encryption", "enabled"],
+        "lt-seed",
+        &dir,
+    );
+    let lt_addr = lt.listening_addr();
+    let out = dir.join("dl");
+    let mut dl = shoal_download(
+        &torrent,
+        &out,
+        "127.0.0.3",
+        &[lt_addr],
+        &["--no-dht", "--seed"],
+        "dl",
+        &dir,
+    );
+    wait_complete(&mut dl);
+    dl.wait_for(Duration::from_secs(10), |v| {
+        v["peer_encryption"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    assert_eq!(peer_encryptions(&dl), vec!["mse-plaintext"]);
+    assert!(same_bytes(&data, &out.join("e.bin")));
+    dl.term();
+    dl.wait_exit(Duration::from_secs(20));
+
+    let mut seed = shoal_seed(&torrent, &data, "127.0.0.2", &[], "seed", &dir);
+    let seed_addr = seed.listening_addr();
+    let lt_out = dir.join("lt");
+    std::fs::create_dir_all(&lt_out).unwrap();
+    let mut ltd = lt_peer(
+        "download",
+        &torrent,
+        &lt_out,
+        "127.0.0.5",
+        &[seed_addr],
+        &["--timeout", "100", "--encryption", "enabled"],
+        "lt-dl",
+        &dir,
+    );
+    let done = ltd.wait_event("complete", LONG);
+    assert_eq!(done["rc4_seen"], true, "{done}");
+    assert!(same_bytes(&data, &lt_out.join("e.bin")));
+    seed.term();
+    seed.wait_exit(Duration::from_secs(20));
+}

@@ -7,8 +7,9 @@ Usage: lt_peer.py MODE TORRENT SAVE_PATH LISTEN_IP [options]
   --upload-limit BPS    per-torrent upload cap
   --timeout SECONDS     give up after this long (default 120)
   --stay                keep running after completing (until killed or timeout)
-  --encryption POLICY   disabled (default: plaintext only), enabled (MSE offered and accepted,
-                        plaintext too) or forced (pe_forced both ways, allowed_enc_level rc4)
+  --encryption POLICY   disabled (default: plaintext only), enabled (libtorrent's defaults: MSE
+                        and plaintext both ways, prefer_rc4 off) or forced (pe_forced both
+                        ways, allowed_enc_level rc4)
 Prints JSON lines on stdout: {"event":"listening","addr":...}, progress once a second,
 {"event":"complete",...} and, on timeout, {"event":"timeout",...}. Loopback only: DHT, LSD,
 UPnP, NAT-PMP and uTP are off.
@@ -56,7 +57,9 @@ session = lt.session({
     "out_enc_policy": getattr(lt.enc_policy, args.encryption),
     "in_enc_policy": getattr(lt.enc_policy, args.encryption),
     "allowed_enc_level": lt.enc_level.rc4 if args.encryption == "forced" else lt.enc_level.both,
-    "prefer_rc4": args.encryption != "disabled",
+    # libtorrent's default (false) for "enabled": as the receiver it then selects plaintext
+    # after the MSE handshake when both are offered.
+    "prefer_rc4": args.encryption == "forced",
 })
 if args.magnet:
     params = lt.parse_magnet_uri("magnet:?xt=urn:btih:" + str(lt.torrent_info(args.torrent).info_hash()))
