@@ -3,7 +3,9 @@
 in the same run. Reports the leecher's throughput, CPU seconds per GiB and peak anonymous memory,
 median of RUNS, and the ratios. A third pair, shoal->shoal with shoal's embedded tracker in the
 torrent as the only peer source, shows what a tracker costs (announce at start, `stopped` at
-exit): its time should be within 10 % of the run without one.
+exit): its time should be within 10 % of the run without one. `shoal+rc4` and `libtorrent+rc4`
+are the same pairs with MSE/PE RC4 forced on both ends (`--encryption require`; libtorrent
+pe_forced with allowed_enc_level rc4); `shoal` and `libtorrent` are plaintext.
 Usage: benches/transfer.py [SIZE_MIB] [RUNS]
 (run through benches/transfer.sh, which builds shoal in release mode first)."""
 import json
@@ -86,14 +88,16 @@ def run_pair(kind):
     out = os.path.join(work, f"out-{kind}")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    if kind in ("shoal", "shoal+tracker"):
+    if kind in ("shoal", "shoal+tracker", "shoal+rc4"):
         t = torrent_tr if kind == "shoal+tracker" else torrent
+        enc = ["--encryption", "require" if kind == "shoal+rc4" else "disable"]
         seed = subprocess.Popen([SHOAL, "seed", t, os.path.dirname(data), "--listen",
-                                 "127.0.0.2:0", "--json", "--no-dht"], stdout=subprocess.PIPE, text=True,
-                                stderr=subprocess.DEVNULL,
+                                 "127.0.0.2:0", "--json", "--no-dht"] + enc, stdout=subprocess.PIPE,
+                                text=True, stderr=subprocess.DEVNULL,
                                 env=dict(os.environ, XDG_STATE_HOME=os.path.join(work, "state")))
         addr = first_json(seed, "listening")["addr"]
-        leech = [SHOAL, "download", t, "-o", out, "--listen", "127.0.0.3:0", "--json", "--no-dht"]
+        leech = [SHOAL, "download", t, "-o", out, "--listen", "127.0.0.3:0", "--json",
+                 "--no-dht"] + enc
         if kind == "shoal+tracker":
             # The seeder's announce is in before the leecher asks for peers.
             first_json(seed, "progress", pred=lambda v: any(r["ok"] for r in v["trackers"]))
@@ -109,12 +113,13 @@ def run_pair(kind):
         leech = ["/usr/bin/python3", LT_PEER, "download", torrent, out, "127.0.0.5", "--peer",
                  addr, "--timeout", "600"]
     else:
+        enc = ["--encryption", "forced" if kind == "libtorrent+rc4" else "disabled"]
         seed = subprocess.Popen(["/usr/bin/python3", LT_PEER, "seed", torrent,
-                                 os.path.dirname(data), "127.0.0.4", "--timeout", "600"],
+                                 os.path.dirname(data), "127.0.0.4", "--timeout", "600"] + enc,
                                 stdout=subprocess.PIPE, text=True, stderr=subprocess.DEVNULL)
         addr = first_json(seed, "listening")["addr"]
         leech = ["/usr/bin/python3", LT_PEER, "download", torrent, out, "127.0.0.5", "--peer",
-                 addr, "--timeout", "600"]
+                 addr, "--timeout", "600"] + enc
     try:
         time.sleep(0.5)
         result = monitor(leech)
@@ -125,7 +130,8 @@ def run_pair(kind):
     return result
 
 
-KINDS = tuple(os.environ.get("KINDS", "libtorrent,shoal,shoal+tracker,shoal->lt").split(","))
+KINDS = tuple(os.environ.get(
+    "KINDS", "libtorrent,shoal,shoal+tracker,shoal->lt,libtorrent+rc4,shoal+rc4").split(","))
 results = {k: [] for k in KINDS}
 for i in range(runs):
     for kind in KINDS:
@@ -145,7 +151,19 @@ print(f"\nmedian of {runs}, {size_mib} MiB, 256 KiB pieces, loopback TCP, page c
 for kind in KINDS:
     print(f"  {kind:13s} {size_mib * 1.048576 / med(kind, 0):7.0f} MB/s  "
           f"{med(kind, 1) / gib:5.2f} CPU s/GiB  {med(kind, 2) / 1024:6.1f} MiB anon peak")
+if {"shoal", "shoal+rc4"} <= set(KINDS):
+    print(f"  RC4 / plaintext, shoal: throughput {med('shoal', 0) / med('shoal+rc4', 0):.2f}x, "
+          f"CPU per GiB +{(med('shoal+rc4', 1) - med('shoal', 1)) / gib:.2f} s (leecher)")
+if {"libtorrent", "libtorrent+rc4"} <= set(KINDS):
+    print(f"  RC4 / plaintext, libtorrent: throughput "
+          f"{med('libtorrent', 0) / med('libtorrent+rc4', 0):.2f}x, CPU per GiB "
+          f"+{(med('libtorrent+rc4', 1) - med('libtorrent', 1)) / gib:.2f} s (leecher)")
+if {"shoal+rc4", "libtorrent+rc4"} <= set(KINDS):
+    print(f"  ratios shoal+rc4/libtorrent+rc4: throughput "
+          f"{med('libtorrent+rc4', 0) / med('shoal+rc4', 0):.2f}x, "
+          f"CPU per GiB {med('shoal+rc4', 1) / med('libtorrent+rc4', 1):.2f}x")
 if not {"libtorrent", "shoal", "shoal+tracker", "shoal->lt"} <= set(KINDS):
+    tracker.terminate()
     sys.exit(0)
 print(f"  ratios shoal/libtorrent: throughput {med('libtorrent', 0) / med('shoal', 0):.2f}x, "
       f"CPU per GiB {med('shoal', 1) / med('libtorrent', 1):.2f}x, "

@@ -131,10 +131,14 @@ async fn fetch_one(
     match shoal_engine::metadata::fetch_metadata(
         h,
         peer_id,
-        bind_ip,
         peers,
         more_rx,
-        Duration::from_secs(5),
+        shoal_engine::metadata::DialSettings {
+            bind_ip,
+            timeout: Duration::from_secs(5),
+            // Crawled peers are strangers: whatever they speak (prefer: try MSE, fall back).
+            encryption: shoal_engine::EncryptionPolicy::Prefer,
+        },
         left,
     )
     .await

@@ -8,7 +8,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use shoal_engine::events::JsonEvent;
 use shoal_engine::{
-    DhtSettings, ResumeLocation, Session, SessionConfig, TierConfig, TorrentOptions, TorrentState,
+    DhtSettings, EncryptionPolicy, ResumeLocation, Session, SessionConfig, TierConfig,
+    TorrentOptions, TorrentState,
 };
 use shoal_metainfo::{Magnet, Metainfo};
 use shoal_storage::resolve_save_path;
@@ -54,6 +55,10 @@ pub struct NetArgs {
     /// when --listen has a fixed port).
     #[arg(long)]
     dht_state: Option<PathBuf>,
+    /// MSE/PE encryption: `prefer` (dial encrypted, fall back to plaintext; accept both),
+    /// `require` (RC4 only, both ways) or `disable` (plaintext only).
+    #[arg(long, default_value = "prefer", value_name = "prefer|require|disable")]
+    encryption: EncryptionPolicy,
 }
 
 /// Arguments of `shoal seed`.
@@ -108,6 +113,7 @@ fn session_config(net: &NetArgs) -> anyhow::Result<SessionConfig> {
         max_upload_rate: rate(&net.max_upload_rate)?,
         max_download_rate: rate(&net.max_download_rate)?,
         dht,
+        encryption: net.encryption,
         ..SessionConfig::default()
     })
 }

@@ -10,7 +10,8 @@ use support::*;
 
 const LONG: Duration = Duration::from_secs(120);
 
-/// A peer that speaks ut_metadata but sends `size` bytes of garbage as the info dictionary.
+/// A peer that speaks ut_metadata (in plaintext only) but sends `size` bytes of garbage as the
+/// info dictionary.
 fn lying_metadata_peer(ip: &str, size: usize) -> String {
     let listener = TcpListener::bind((ip, 0)).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -20,6 +21,11 @@ fn lying_metadata_peer(ip: &str, size: usize) -> String {
             std::thread::spawn(move || {
                 let mut hs = [0u8; 68];
                 if s.read_exact(&mut hs).is_err() {
+                    return;
+                }
+                // Plaintext only, like any peer without MSE: anything else is hung up on (a
+                // `prefer` dialler then redials in plaintext).
+                if &hs[..20] != b"\x13BitTorrent protocol" {
                     return;
                 }
                 let mut reply = hs;

@@ -7,6 +7,9 @@ Usage: lt_peer.py MODE TORRENT SAVE_PATH LISTEN_IP [options]
   --upload-limit BPS    per-torrent upload cap
   --timeout SECONDS     give up after this long (default 120)
   --stay                keep running after completing (until killed or timeout)
+  --encryption POLICY   disabled (default: plaintext only), enabled (libtorrent's defaults: MSE
+                        and plaintext both ways, prefer_rc4 off) or forced (pe_forced both
+                        ways, allowed_enc_level rc4)
 Prints JSON lines on stdout: {"event":"listening","addr":...}, progress once a second,
 {"event":"complete",...} and, on timeout, {"event":"timeout",...}. Loopback only: DHT, LSD,
 UPnP, NAT-PMP and uTP are off.
@@ -31,6 +34,7 @@ ap.add_argument("--dht-bootstrap", action="append", default=[],
                 help="enable the DHT, joining through this loopback node (repeatable)")
 ap.add_argument("--magnet", action="store_true",
                 help="add TORRENT's info-hash as a magnet link (metadata from peers)")
+ap.add_argument("--encryption", choices=["disabled", "enabled", "forced"], default="disabled")
 args = ap.parse_args()
 
 for node in args.dht_bootstrap:
@@ -50,8 +54,12 @@ session = lt.session({
     "enable_incoming_utp": False,
     "allow_multiple_connections_per_ip": True,
     "alert_mask": 0,
-    "out_enc_policy": lt.enc_policy.disabled,
-    "in_enc_policy": lt.enc_policy.disabled,
+    "out_enc_policy": getattr(lt.enc_policy, args.encryption),
+    "in_enc_policy": getattr(lt.enc_policy, args.encryption),
+    "allowed_enc_level": lt.enc_level.rc4 if args.encryption == "forced" else lt.enc_level.both,
+    # libtorrent's default (false) for "enabled": as the receiver it then selects plaintext
+    # after the MSE handshake when both are offered.
+    "prefer_rc4": args.encryption == "forced",
 })
 if args.magnet:
     params = lt.parse_magnet_uri("magnet:?xt=urn:btih:" + str(lt.torrent_info(args.torrent).info_hash()))
@@ -78,13 +86,21 @@ for p in args.peer:
 start = time.time()
 completed = False
 last = 0
+rc4_seen = False  # any connection ever seen RC4-encrypted (sampled every loop, not per second)
 while time.time() - start < args.timeout:
     s = handle.status()
     now = time.time()
+    if args.encryption != "disabled" and not rc4_seen:
+        rc4_seen = any(p.flags & lt.peer_info.rc4_encrypted for p in handle.get_peer_info())
     if now - last >= 1:
         last = now
+        peers = handle.get_peer_info()
         emit({"event": "progress", "downloaded": s.total_wanted_done, "total": s.total_wanted,
-              "uploaded": s.all_time_upload, "peers": s.num_peers, "state": str(s.state)})
+              "uploaded": s.all_time_upload, "peers": s.num_peers, "state": str(s.state),
+              "rc4_seen": rc4_seen,
+              "rc4_peers": sum(1 for p in peers if p.flags & lt.peer_info.rc4_encrypted),
+              "plaintext_peers": sum(1 for p in peers if not p.flags & (
+                  lt.peer_info.rc4_encrypted | lt.peer_info.plaintext_encrypted))})
         if args.dht_bootstrap:
             handle.force_dht_announce()
         # Re-connect the given peers now and then: a peer may not have been listening yet.
@@ -95,7 +111,7 @@ while time.time() - start < args.timeout:
     if s.is_seeding and not completed and args.mode == "download":
         completed = True
         emit({"event": "complete", "downloaded": s.total_wanted_done, "total": s.total_wanted,
-              "seconds": now - start})
+              "seconds": now - start, "rc4_seen": rc4_seen})
         if not args.stay:
             sys.exit(0)
     time.sleep(0.05)

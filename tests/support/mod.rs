@@ -224,7 +224,7 @@ impl Drop for Proc {
 /// Tests never let shoal reach the public DHT routers: the DHT is off unless the test gives
 /// its own (loopback) bootstrap node.
 pub fn no_dht_unless_asked(extra: &[&str]) -> Vec<&'static str> {
-    if extra.contains(&"--dht-bootstrap") {
+    if extra.contains(&"--dht-bootstrap") || extra.contains(&"--no-dht") {
         Vec::new()
     } else {
         vec!["--no-dht"]
@@ -267,6 +267,8 @@ pub fn shoal_download(
         out.to_str().unwrap(),
     ])
     .args(["--listen", &format!("{ip}:0"), "--json"])
+    // Never the public DHT routers: tests stay on loopback.
+    .args(no_dht_unless_asked(extra))
     .args(extra);
     for p in peers {
         cmd.args(["--peer", p]);

@@ -1,24 +1,24 @@
-//! One peer connection: dialling with a timeout, the handshake, and the reader and writer tasks
-//! that move messages between the socket and the torrent driver. They know nothing of the
+//! One peer connection: the reader and writer tasks that move messages between the socket and
+//! the torrent driver (dialling and the handshakes are in `encryption`). They know nothing of the
 //! torrent: bytes become messages, messages become bytes, and the end of the socket is reported.
 
-use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use shoal_mse::{Encryption, HalfCipher};
 use shoal_wire::frame::{decode_frame, Limits};
-use shoal_wire::{Handshake, Message, HANDSHAKE_LEN};
+use shoal_wire::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use shoal_torrent::CloseReason;
 
 use crate::clock::Clock;
+pub use crate::encryption::{accept, dial, read_handshake, PeerStream};
 use crate::rate_limit::TokenBucket;
 
 /// Identifies a connection to whoever receives its [`LinkEvent`]s.
@@ -78,70 +78,15 @@ async fn throttle(bucket: &Option<Mutex<TokenBucket>>, bytes: usize, clock: &Clo
     }
 }
 
-/// Dials `addr` (from `bind_ip` if given, so peers on 127.0.0.2 and 127.0.0.3 look like different
-/// hosts), sends our handshake and reads theirs, each step under `timeout`. Returns the stream,
-/// the peer's handshake and any bytes that arrived after it.
-pub async fn dial(
-    addr: SocketAddr,
-    bind_ip: Option<IpAddr>,
-    ours: Handshake,
-    timeout: Duration,
-) -> io::Result<(TcpStream, Handshake, BytesMut)> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    if let Some(ip) = bind_ip.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4()) {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    let mut stream = tokio::time::timeout(timeout, socket.connect(addr))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    stream.write_all(&ours.encode()).await?;
-    let (theirs, rest) = read_handshake(&mut stream, timeout).await?;
-    if theirs.info_hash != ours.info_hash {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "peer answered with another info-hash",
-        ));
-    }
-    Ok((stream, theirs, rest))
-}
-
-/// Reads the peer's 68-byte handshake under `timeout`; returns it and the bytes after it.
-pub async fn read_handshake(
-    stream: &mut TcpStream,
-    timeout: Duration,
-) -> io::Result<(Handshake, BytesMut)> {
-    let mut buf = BytesMut::with_capacity(1024);
-    let read = async {
-        loop {
-            match Handshake::decode(&buf) {
-                Ok(Some(h)) => return Ok(h),
-                Ok(None) => {}
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
-            }
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "closed during the handshake",
-                ));
-            }
-        }
-    };
-    let hs = tokio::time::timeout(timeout, read)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))??;
-    let rest = buf.split_off(HANDSHAKE_LEN);
-    Ok((hs, rest))
-}
-
 /// The driver's end of a running connection. Dropping it stops both tasks and closes the socket.
 #[derive(Debug)]
 pub struct PeerLink {
     /// Messages to send to the peer.
     pub tx: mpsc::Sender<Message>,
+    /// The peer's address (`None` if the socket could not tell).
+    pub addr: Option<SocketAddr>,
+    /// What the connection's handshake agreed.
+    pub encryption: Encryption,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -154,8 +99,9 @@ impl Drop for PeerLink {
 }
 
 /// Starts the reader and writer tasks of an established connection; they report to `events`.
+/// `leftover` is what was read (and decrypted) past the handshake.
 pub fn spawn<E: From<LinkEvent> + Send + 'static>(
-    stream: TcpStream,
+    stream: PeerStream,
     key: LinkId,
     leftover: BytesMut,
     limits: Limits,
@@ -163,10 +109,13 @@ pub fn spawn<E: From<LinkEvent> + Send + 'static>(
     rates: Arc<RateLimits>,
     clock: Clock,
 ) -> PeerLink {
-    let (rd, wr) = stream.into_split();
+    let addr = stream.tcp.peer_addr().ok();
+    let encryption = stream.encryption;
+    let (rd, wr) = stream.tcp.into_split();
+    let (encrypt, decrypt) = stream.cipher.split();
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
     let reader = tokio::spawn(read_loop(
-        rd,
+        ReadSide { rd, decrypt },
         key,
         leftover,
         limits,
@@ -174,12 +123,27 @@ pub fn spawn<E: From<LinkEvent> + Send + 'static>(
         rates.clone(),
         clock,
     ));
-    let writer = tokio::spawn(write_loop(wr, key, rx, events, rates, clock));
-    PeerLink { tx, reader, writer }
+    let writer = tokio::spawn(write_loop(wr, encrypt, key, rx, events, rates, clock));
+    PeerLink {
+        tx,
+        addr,
+        encryption,
+        reader,
+        writer,
+    }
+}
+
+/// The socket's read half and what decrypts it (a passthrough for plaintext).
+struct ReadSide {
+    rd: OwnedReadHalf,
+    decrypt: HalfCipher,
 }
 
 async fn read_loop<E: From<LinkEvent>>(
-    mut rd: OwnedReadHalf,
+    ReadSide {
+        mut rd,
+        mut decrypt,
+    }: ReadSide,
     key: LinkId,
     mut buf: BytesMut,
     limits: Limits,
@@ -212,9 +176,14 @@ async fn read_loop<E: From<LinkEvent>>(
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);
         }
+        let start = buf.len();
         match rd.read_buf(&mut buf).await {
             Ok(0) => break CloseReason::ClosedByPeer,
-            Ok(n) => throttle(&rates.download, n, &clock).await,
+            Ok(n) => {
+                // In place on the new bytes only; nothing at all for plaintext.
+                decrypt.apply(&mut buf[start..]);
+                throttle(&rates.download, n, &clock).await
+            }
             Err(e) => break CloseReason::Io(format!("read error: {e}")),
         }
     };
@@ -223,6 +192,7 @@ async fn read_loop<E: From<LinkEvent>>(
 
 async fn write_loop<E: From<LinkEvent>>(
     mut wr: OwnedWriteHalf,
+    mut encrypt: HalfCipher,
     key: LinkId,
     mut rx: mpsc::Receiver<Message>,
     events: mpsc::Sender<E>,
@@ -253,6 +223,7 @@ async fn write_loop<E: From<LinkEvent>>(
             };
         }
         throttle(&rates.upload, payload, &clock).await;
+        encrypt.apply(&mut out);
         if let Err(e) = wr.write_all(&out).await {
             break CloseReason::Io(format!("write error: {e}"));
         }

@@ -145,6 +145,17 @@ pub struct Transfer {
     pub violations: u32,
     /// Each tracker's last announce.
     pub trackers: Vec<TrackerLine>,
+    /// Each connected peer and its connection's encryption.
+    pub peer_encryption: Vec<PeerEncryptionLine>,
+}
+
+/// One connected peer in the `peer_encryption` list of [`Transfer`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerEncryptionLine {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// `plaintext` (no MSE), `mse-plaintext` (MSE handshake, plaintext payload) or `rc4`.
+    pub encryption: String,
 }
 
 /// One tracker's last announce, as the `trackers` list of [`Transfer`] shows it.
@@ -187,6 +198,14 @@ impl From<&TorrentStatus> for Transfer {
             banned: s.banned.clone(),
             violations: s.violations,
             trackers: s.trackers.iter().map(TrackerLine::from).collect(),
+            peer_encryption: s
+                .peer_encryption
+                .iter()
+                .map(|(addr, e)| PeerEncryptionLine {
+                    addr: *addr,
+                    encryption: e.as_str().to_string(),
+                })
+                .collect(),
         }
     }
 }
@@ -394,6 +413,7 @@ mod tests {
             "banned",
             "violations",
             "trackers",
+            "peer_encryption",
         ];
         for ev in [
             JsonEvent::Progress(Transfer::default()),
@@ -494,6 +514,14 @@ mod tests {
         let mut tk: Vec<String> = tracker.as_object().unwrap().keys().cloned().collect();
         tk.sort();
         assert_eq!(tk, sorted(&["url", "ok", "message", "peers"]));
+        let peer = serde_json::to_value(PeerEncryptionLine {
+            addr,
+            encryption: "rc4".into(),
+        })
+        .unwrap();
+        let mut pk: Vec<String> = peer.as_object().unwrap().keys().cloned().collect();
+        pk.sort();
+        assert_eq!(pk, sorted(&["addr", "encryption"]));
     }
 
     #[test]

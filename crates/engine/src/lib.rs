@@ -2,14 +2,17 @@
 //! (`shoal-torrent`): a session that listens for peers, one driver task per torrent that feeds
 //! its machine and carries out what it asks for, and one task pair per peer connection.
 //!
-//! Data flow: socket -> reader task (wire framing, limits) -> driver -> `Torrent::handle_message`
-//! -> the machine decides (requests, choking, bans) -> `poll_transmit` to the writer tasks,
-//! `poll_disk` to the disk pool (writes, hashing, reads) -> results back through
-//! `handle_disk`. Time enters only as `handle_timeout` at `poll_timeout`.
+//! Data flow: socket -> reader task (RC4 in place if MSE agreed on it, wire framing, limits)
+//! -> driver -> `Torrent::handle_message` -> the machine decides (requests, choking, bans)
+//! -> `poll_transmit` to the writer tasks (which encrypt in place likewise), `poll_disk` to the
+//! disk pool (writes, hashing, reads) -> results back through `handle_disk`. Time enters only
+//! as `handle_timeout` at `poll_timeout`. Dialling, accepting and the handshakes (MSE/PE and
+//! BitTorrent's) are in `encryption`.
 
 pub mod clock;
 pub mod connection;
 pub mod dht_source;
+pub mod encryption;
 mod error;
 pub mod events;
 pub mod metadata;
@@ -20,6 +23,7 @@ pub mod status;
 pub mod torrent;
 pub mod tracker_source;
 
+pub use encryption::{Encryption, EncryptionPolicy};
 pub use error::EngineError;
 pub use session::{DhtSettings, Session, SessionConfig, TorrentHandle, TorrentOptions};
 pub use shoal_storage::ResumeLocation;

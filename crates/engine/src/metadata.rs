@@ -14,14 +14,24 @@ use shoal_core::Id20;
 use shoal_metainfo::info_hash_of;
 use shoal_wire::frame::{decode_frame, Limits};
 use shoal_wire::{ExtendedHandshake, Handshake, Message, MetadataMessage, METADATA_PIECE_SIZE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::connection::dial;
+use crate::connection::{dial, PeerStream};
+use crate::EncryptionPolicy;
 use shoal_torrent::UT_METADATA_ID;
+
+/// How metadata peers are dialled.
+#[derive(Clone, Copy, Debug)]
+pub struct DialSettings {
+    /// Local address to dial from (`None`: any).
+    pub bind_ip: Option<IpAddr>,
+    /// Connect and handshake timeout.
+    pub timeout: Duration,
+    /// MSE/PE policy.
+    pub encryption: EncryptionPolicy,
+}
 
 /// Largest info dictionary accepted (libtorrent's `max_metadata_size` is 30 MiB; real ones are
 /// rarely above a few MB).
@@ -58,10 +68,9 @@ impl std::fmt::Display for PeerFailure {
 pub async fn fetch_metadata(
     info_hash: Id20,
     peer_id: Id20,
-    bind_ip: Option<IpAddr>,
     peers: Vec<SocketAddr>,
     mut more_peers: mpsc::Receiver<SocketAddr>,
-    connect_timeout: Duration,
+    dial_settings: DialSettings,
     deadline: Duration,
 ) -> Result<(Vec<u8>, Vec<SocketAddr>), String> {
     let mut queue: Vec<SocketAddr> = peers;
@@ -84,7 +93,7 @@ pub async fn fetch_metadata(
             }
             *n += 1;
             tasks.spawn(async move {
-                let result = fetch_from(addr, info_hash, peer_id, bind_ip, connect_timeout).await;
+                let result = fetch_from(addr, info_hash, peer_id, dial_settings).await;
                 (addr, result)
             });
         }
@@ -137,7 +146,7 @@ fn next_retry(retries: &[(tokio::time::Instant, SocketAddr)]) -> tokio::time::In
 }
 
 async fn read_message(
-    stream: &mut TcpStream,
+    stream: &mut PeerStream,
     buf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Message, PeerFailure> {
@@ -157,11 +166,11 @@ async fn read_message(
     }
 }
 
-async fn send(stream: &mut TcpStream, msg: Message) -> Result<(), PeerFailure> {
+async fn send(stream: &mut PeerStream, msg: Message) -> Result<(), PeerFailure> {
     let mut out = BytesMut::new();
     msg.encode(&mut out);
     stream
-        .write_all(&out)
+        .write_all(&mut out)
         .await
         .map_err(|e| PeerFailure::Io(e.to_string()))
 }
@@ -171,13 +180,18 @@ async fn fetch_from(
     addr: SocketAddr,
     info_hash: Id20,
     peer_id: Id20,
-    bind_ip: Option<IpAddr>,
-    timeout: Duration,
+    settings: DialSettings,
 ) -> Result<Vec<u8>, PeerFailure> {
     let ours = Handshake::new(info_hash, peer_id);
-    let (mut stream, theirs, mut buf) = dial(addr, bind_ip, ours, timeout)
-        .await
-        .map_err(|e| PeerFailure::Io(e.to_string()))?;
+    let (mut stream, theirs, mut buf) = dial(
+        addr,
+        settings.bind_ip,
+        ours,
+        settings.timeout,
+        settings.encryption,
+    )
+    .await
+    .map_err(|e| PeerFailure::Io(e.to_string()))?;
     if !theirs.supports_extended() {
         return Err(PeerFailure::NoMetadata);
     }

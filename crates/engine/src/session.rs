@@ -13,13 +13,12 @@ use shoal_storage::{
     StorageOptions,
 };
 use shoal_wire::Handshake;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
-use crate::connection::{read_handshake, RateLimits};
+use crate::connection::{accept, RateLimits};
 use crate::peer_id::new_peer_id;
 use crate::status::TorrentStatus;
 use crate::torrent::{Event, TorrentActor, TorrentContext};
@@ -47,6 +46,8 @@ pub struct SessionConfig {
     pub disk_threads: usize,
     /// The Mainline DHT, or `None` to run without it.
     pub dht: Option<DhtSettings>,
+    /// MSE/PE for connections both ways (`--encryption`).
+    pub encryption: crate::EncryptionPolicy,
 }
 
 /// How the session's DHT node starts.
@@ -68,6 +69,7 @@ impl Default for SessionConfig {
             connect_timeout: Duration::from_secs(10),
             disk_threads: 1,
             dht: None,
+            encryption: crate::EncryptionPolicy::Prefer,
         }
     }
 }
@@ -323,6 +325,7 @@ impl Session {
             rates: self.shared.rates.clone(),
             max_peers: self.shared.config.max_peers_per_torrent,
             connect_timeout: self.shared.config.connect_timeout,
+            encryption: self.shared.config.encryption,
             seed_only: opts.seed_only,
             wanted_files,
         };
@@ -397,10 +400,13 @@ impl Session {
         let result = crate::metadata::fetch_metadata(
             magnet.info_hash,
             self.shared.peer_id,
-            Some(self.shared.listen_addr.ip()),
             peers,
             more_rx,
-            self.shared.config.connect_timeout,
+            crate::metadata::DialSettings {
+                bind_ip: Some(self.shared.listen_addr.ip()),
+                timeout: self.shared.config.connect_timeout,
+                encryption: self.shared.config.encryption,
+            },
             deadline,
         )
         .await;
@@ -736,9 +742,23 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn incoming(mut stream: TcpStream, addr: SocketAddr, shared: &Shared) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let (theirs, leftover) = read_handshake(&mut stream, shared.config.connect_timeout).await?;
+async fn incoming(tcp: TcpStream, addr: SocketAddr, shared: &Shared) -> std::io::Result<()> {
+    tcp.set_nodelay(true)?;
+    // An MSE peer names its torrent by a hash of the info-hash: the receiver tries each.
+    let info_hashes = || {
+        shared
+            .torrents
+            .lock()
+            .map(|t| t.keys().copied().collect())
+            .unwrap_or_default()
+    };
+    let (mut stream, theirs, leftover) = accept(
+        tcp,
+        shared.config.connect_timeout,
+        shared.config.encryption,
+        info_hashes,
+    )
+    .await?;
     let lookup = || {
         shared.torrents.lock().ok().and_then(|t| {
             t.get(&theirs.info_hash)
@@ -759,7 +779,7 @@ async fn incoming(mut stream: TcpStream, addr: SocketAddr, shared: &Shared) -> s
     // The handshake's DHT bit is cleared for private torrents by the actor's dialer; for
     // incoming connections we answer with the full capability set (DHT only matters if used).
     let ours = Handshake::new(theirs.info_hash, shared.peer_id);
-    stream.write_all(&ours.encode()).await?;
+    stream.write_all(&mut ours.encode()).await?;
     // A torrent still checking its data gets the peer once it can serve (as libtorrent keeps
     // such peers); the handshake is answered already, so the peer does not time out on it.
     match tokio::time::timeout(CHECKING_WAIT, ready.wait_for(|r| *r)).await {

@@ -1,6 +1,8 @@
 //! What a running torrent reports to the command line (through a `watch` channel).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::Encryption;
 
 /// The phase a torrent is in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,6 +62,8 @@ pub struct TorrentStatus {
     pub violations: u32,
     /// Each tracker's last announce.
     pub trackers: Vec<TrackerReport>,
+    /// Each connected peer and what its connection's handshake agreed.
+    pub peer_encryption: Vec<(SocketAddr, Encryption)>,
 }
 
 impl TorrentStatus {

@@ -21,7 +21,6 @@ use shoal_torrent::{
 };
 use shoal_wire::frame::Limits;
 use shoal_wire::Handshake;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
@@ -49,8 +48,8 @@ pub enum Event {
         addr: SocketAddr,
         /// Whether we dialled it.
         outgoing: bool,
-        /// The socket.
-        stream: TcpStream,
+        /// The socket and its cipher.
+        stream: connection::PeerStream,
         /// Its handshake.
         handshake: Handshake,
         /// Bytes that followed the handshake.
@@ -92,6 +91,8 @@ pub struct TorrentContext {
     pub max_peers: usize,
     /// Connect and handshake timeout.
     pub connect_timeout: Duration,
+    /// Whether connections we dial use MSE/PE.
+    pub encryption: crate::EncryptionPolicy,
     /// Whether storage is read-only (the initial seeder).
     pub seed_only: bool,
     /// Per file: false to skip it (`None`: all wanted).
@@ -451,9 +452,10 @@ impl TorrentActor {
         };
         let bind_ip = Some(self.ctx.listen_addr.ip());
         let timeout = self.ctx.connect_timeout;
+        let policy = self.ctx.encryption;
         let tx = self.events_tx.clone();
         tokio::spawn(async move {
-            let ev = match connection::dial(addr, bind_ip, ours, timeout).await {
+            let ev = match connection::dial(addr, bind_ip, ours, timeout, policy).await {
                 Ok((stream, handshake, leftover)) => Event::Connected {
                     addr,
                     outgoing: true,
@@ -481,6 +483,11 @@ impl TorrentActor {
         self.status.hash_failures = s.hash_failures;
         self.status.banned = s.banned;
         self.status.violations = s.violations;
+        self.status.peer_encryption = self
+            .links
+            .values()
+            .filter_map(|l| Some((l.addr?, l.encryption)))
+            .collect();
         self.status.state = match (&s.fatal, s.complete) {
             (Some(e), _) => TorrentState::Error(e.clone()),
             (None, true) => TorrentState::Seeding,

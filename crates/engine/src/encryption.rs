@@ -1,0 +1,417 @@
+//! The stream layer between the socket and the wire codec: MSE/PE (`shoal-mse`) driven over
+//! TCP, for dialled and accepted connections, under the session's [`EncryptionPolicy`].
+//!
+//! After the handshakes a connection is a [`PeerStream`]: the socket and its [`Cipher`]. The
+//! reader and writer tasks apply the cipher in place on their own buffers (no copy), and for
+//! plaintext the cipher is a passthrough that touches nothing.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use shoal_core::Id20;
+use shoal_mse::{classify, Incoming};
+use shoal_wire::{Handshake, HANDSHAKE_LEN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tracing::debug;
+
+pub use shoal_mse::{Cipher, Encryption, EncryptionPolicy};
+
+/// A connection past its handshakes: the socket, the cipher for what follows, and what was
+/// agreed (for status).
+#[derive(Debug)]
+pub struct PeerStream {
+    /// The socket.
+    pub tcp: TcpStream,
+    /// Encrypts what we send, decrypts what we read, from here on.
+    pub cipher: Cipher,
+    /// Plaintext, MSE with plaintext, or RC4.
+    pub encryption: Encryption,
+}
+
+impl PeerStream {
+    fn plaintext(tcp: TcpStream) -> Self {
+        PeerStream {
+            tcp,
+            cipher: Cipher::plaintext(),
+            encryption: Encryption::Plaintext,
+        }
+    }
+
+    /// Encrypts `buf` in place and writes all of it.
+    pub async fn write_all(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        self.cipher.encrypt(buf);
+        self.tcp.write_all(buf).await
+    }
+
+    /// Reads into the free space of `buf` and decrypts what arrived; 0 at end of stream.
+    pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        let start = buf.len();
+        let n = self.tcp.read_buf(buf).await?;
+        self.cipher.decrypt(&mut buf[start..]);
+        Ok(n)
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))
+}
+
+/// Opens a TCP connection to `addr` (from `bind_ip` if given, so peers on 127.0.0.2 and
+/// 127.0.0.3 look like different hosts) under `timeout`.
+async fn connect(
+    addr: SocketAddr,
+    bind_ip: Option<IpAddr>,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = bind_ip.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4()) {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = tokio::time::timeout(timeout, socket.connect(addr))
+        .await
+        .map_err(|_| timed_out("connect"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Dials `addr` and completes both handshakes (MSE if the policy says so, then BitTorrent's),
+/// each under `timeout`. Under [`EncryptionPolicy::Prefer`] a peer that fails the encrypted
+/// handshake is dialled again in plaintext. Returns the stream, the peer's handshake and the
+/// (decrypted) bytes that followed it.
+pub async fn dial(
+    addr: SocketAddr,
+    bind_ip: Option<IpAddr>,
+    ours: Handshake,
+    timeout: Duration,
+    policy: EncryptionPolicy,
+) -> io::Result<(PeerStream, Handshake, BytesMut)> {
+    if policy.dials_encrypted() {
+        // A peer that cannot be reached at all is not redialled.
+        let tcp = connect(addr, bind_ip, timeout).await?;
+        match tokio::time::timeout(timeout, dial_encrypted(tcp, ours, policy)).await {
+            Ok(Ok(done)) => return Ok(done),
+            Ok(Err(e)) if policy.falls_back_to_plaintext() => {
+                debug!(%addr, "encrypted handshake failed ({e}); redialling in plaintext");
+            }
+            Err(_) if policy.falls_back_to_plaintext() => {
+                debug!(%addr, "encrypted handshake timed out; redialling in plaintext");
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(timed_out("encrypted handshake")),
+        }
+    }
+    let mut stream = PeerStream::plaintext(connect(addr, bind_ip, timeout).await?);
+    stream.write_all(&mut ours.encode()).await?;
+    let (theirs, rest) = read_handshake(&mut stream, BytesMut::new(), timeout).await?;
+    check_info_hash(&ours, &theirs)?;
+    Ok((stream, theirs, rest))
+}
+
+fn check_info_hash(ours: &Handshake, theirs: &Handshake) -> io::Result<()> {
+    if theirs.info_hash != ours.info_hash {
+        return Err(invalid("peer answered with another info-hash"));
+    }
+    Ok(())
+}
+
+/// The initiator's MSE handshake with our BitTorrent handshake as its initial payload (as
+/// libtorrent sends it), then the peer's BitTorrent handshake through the cipher.
+async fn dial_encrypted(
+    mut tcp: TcpStream,
+    ours: Handshake,
+    policy: EncryptionPolicy,
+) -> io::Result<(PeerStream, Handshake, BytesMut)> {
+    let mse = shoal_mse::Handshake::initiator(
+        ours.info_hash,
+        policy.provide(),
+        &ours.encode(),
+        &mut rand::rng(),
+    );
+    let (done, rest) = run_mse(&mut tcp, mse, BytesMut::new()).await?;
+    let mut stream = PeerStream {
+        tcp,
+        cipher: done.cipher,
+        encryption: Encryption::of(done.method),
+    };
+    let mut rest = rest;
+    stream.cipher.decrypt(&mut rest);
+    // Bounded by the caller's timeout.
+    let (theirs, rest) = read_handshake(&mut stream, rest, Duration::MAX).await?;
+    check_info_hash(&ours, &theirs)?;
+    Ok((stream, theirs, rest))
+}
+
+/// Drives an MSE handshake over `tcp` until it is established, starting with bytes already
+/// read (`buf`). Returns the result and the bytes read past its end, still encrypted.
+async fn run_mse(
+    tcp: &mut TcpStream,
+    mut mse: shoal_mse::Handshake,
+    mut buf: BytesMut,
+) -> io::Result<(shoal_mse::Established, BytesMut)> {
+    loop {
+        if let Some(out) = mse.poll_transmit() {
+            tcp.write_all(&out).await?;
+        }
+        if !buf.is_empty() {
+            let took = mse.handle_input(&buf).map_err(invalid)?;
+            let _ = buf.split_to(took);
+            if let Some(out) = mse.poll_transmit() {
+                tcp.write_all(&out).await?;
+            }
+        }
+        if mse.is_established() {
+            break;
+        }
+        buf.reserve(4096);
+        if tcp.read_buf(&mut buf).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed during the encrypted handshake",
+            ));
+        }
+    }
+    let done = mse
+        .into_established()
+        .ok_or_else(|| invalid("encrypted handshake not finished"))?;
+    Ok((done, buf))
+}
+
+/// Reads the peer's 68-byte BitTorrent handshake (after `buf`, bytes already read and
+/// decrypted) under `timeout`; returns it and the bytes after it.
+pub async fn read_handshake(
+    stream: &mut PeerStream,
+    mut buf: BytesMut,
+    timeout: Duration,
+) -> io::Result<(Handshake, BytesMut)> {
+    let read = async {
+        loop {
+            match Handshake::decode(&buf) {
+                Ok(Some(h)) => return Ok(h),
+                Ok(None) => {}
+                Err(e) => return Err(invalid(e)),
+            }
+            buf.reserve(1024);
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed during the handshake",
+                ));
+            }
+        }
+    };
+    let hs = match tokio::time::timeout(timeout, read).await {
+        Ok(r) => r?,
+        Err(_) => return Err(timed_out("handshake")),
+    };
+    let rest = buf.split_off(HANDSHAKE_LEN);
+    Ok((hs, rest))
+}
+
+/// An incoming connection: tells plaintext from MSE by its first bytes, runs the MSE receiver
+/// if needed (the torrent found among `info_hashes`), and reads the peer's BitTorrent
+/// handshake, all under `timeout`. Our handshake is the caller's to send, with
+/// [`PeerStream::write_all`]. Refuses what `policy` does not accept.
+pub async fn accept(
+    mut tcp: TcpStream,
+    timeout: Duration,
+    policy: EncryptionPolicy,
+    info_hashes: impl FnOnce() -> Vec<Id20>,
+) -> io::Result<(PeerStream, Handshake, BytesMut)> {
+    let work = async {
+        let mut buf = BytesMut::with_capacity(1024);
+        let kind = loop {
+            match classify(&buf) {
+                Incoming::NeedMore => {}
+                kind => break kind,
+            }
+            if tcp.read_buf(&mut buf).await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before the handshake",
+                ));
+            }
+        };
+        match kind {
+            Incoming::Plaintext if !policy.accepts_plaintext() => {
+                Err(invalid("plaintext peer refused: encryption is required"))
+            }
+            Incoming::Encrypted if !policy.accepts_encrypted() => {
+                Err(invalid("encrypted peer refused: encryption is disabled"))
+            }
+            Incoming::Encrypted => {
+                let mse = shoal_mse::Handshake::receiver(info_hashes(), policy, &mut rand::rng());
+                let (done, mut rest) = run_mse(&mut tcp, mse, buf).await?;
+                let mut stream = PeerStream {
+                    tcp,
+                    cipher: done.cipher,
+                    encryption: Encryption::of(done.method),
+                };
+                stream.cipher.decrypt(&mut rest);
+                // The initiator's IA (its handshake, usually) comes before the rest.
+                let mut start = BytesMut::from(&done.initial_payload[..]);
+                start.extend_from_slice(&rest);
+                let (theirs, rest) = read_handshake(&mut stream, start, Duration::MAX).await?;
+                if theirs.info_hash != done.info_hash {
+                    return Err(invalid(
+                        "handshake names another torrent than the encrypted one",
+                    ));
+                }
+                Ok((stream, theirs, rest))
+            }
+            _ => {
+                let mut stream = PeerStream::plaintext(tcp);
+                read_handshake(&mut stream, buf, Duration::MAX)
+                    .await
+                    .map(|(h, rest)| (stream, h, rest))
+            }
+        }
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| timed_out("handshake"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn hs(n: u8) -> Handshake {
+        Handshake::new(Id20([7; 20]), Id20([n; 20]))
+    }
+
+    /// A listener that accepts up to `tries` connections (a `prefer` dialler may redial) under
+    /// `policy`, answers each with its handshake and `pong`, and reports what it agreed.
+    async fn acceptor(
+        policy: EncryptionPolicy,
+        tries: usize,
+    ) -> (
+        SocketAddr,
+        tokio::task::JoinHandle<Vec<io::Result<Encryption>>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut results = Vec::new();
+            for _ in 0..tries {
+                let Ok(Ok((tcp, _))) = tokio::time::timeout(TIMEOUT, listener.accept()).await
+                else {
+                    break;
+                };
+                let r = async {
+                    let (mut stream, theirs, rest) =
+                        accept(tcp, TIMEOUT, policy, || vec![Id20([1; 20]), Id20([7; 20])]).await?;
+                    assert_eq!(theirs.peer_id, Id20([1; 20]));
+                    assert!(rest.is_empty());
+                    stream.write_all(&mut hs(2).encode()).await?;
+                    stream.write_all(&mut b"pong".to_vec()).await?;
+                    // Hold the socket until the dialler has read.
+                    let mut buf = BytesMut::new();
+                    let _ = stream.read_buf(&mut buf).await;
+                    Ok(stream.encryption)
+                }
+                .await;
+                let done = r.is_ok();
+                results.push(r);
+                if done {
+                    break;
+                }
+            }
+            results
+        });
+        (addr, task)
+    }
+
+    async fn meet(
+        dialler: EncryptionPolicy,
+        acceptor_policy: EncryptionPolicy,
+    ) -> io::Result<Encryption> {
+        let tries = if dialler.falls_back_to_plaintext() {
+            2
+        } else {
+            1
+        };
+        let (addr, task) = acceptor(acceptor_policy, tries).await;
+        let dialled = dial(addr, None, hs(1), TIMEOUT, dialler).await;
+        let result = match dialled {
+            Ok((mut stream, theirs, mut rest)) => {
+                assert_eq!(theirs.peer_id, Id20([2; 20]));
+                while rest.len() < 4 {
+                    assert!(stream.read_buf(&mut rest).await? > 0);
+                }
+                assert_eq!(&rest[..], b"pong");
+                let _ = stream.write_all(&mut b"bye".to_vec()).await;
+                Ok(stream.encryption)
+            }
+            Err(e) => Err(e),
+        };
+        let accepted = task.await.unwrap();
+        if let Ok(e) = &result {
+            assert_eq!(accepted.last().unwrap().as_ref().ok(), Some(e));
+        }
+        result
+    }
+
+    #[tokio::test]
+    async fn policies_meet_as_documented() {
+        use EncryptionPolicy::*;
+        for (d, a, expect) in [
+            // Both offered: the receiver takes plaintext after the handshake, as libtorrent.
+            (Prefer, Prefer, Some(Encryption::MsePlaintext)),
+            (Require, Prefer, Some(Encryption::Rc4)),
+            (Prefer, Require, Some(Encryption::Rc4)),
+            (Require, Require, Some(Encryption::Rc4)),
+            // The encrypted attempt is refused; `prefer` redials in plaintext.
+            (Prefer, Disable, Some(Encryption::Plaintext)),
+            (Disable, Prefer, Some(Encryption::Plaintext)),
+            (Disable, Disable, Some(Encryption::Plaintext)),
+            (Disable, Require, None),
+            (Require, Disable, None),
+        ] {
+            let got = meet(d, a).await;
+            assert_eq!(got.as_ref().ok(), expect.as_ref(), "{d} dials {a}: {got:?}");
+        }
+    }
+
+    /// A peer that sends a public key and then never the synchronisation hash is dropped once
+    /// PadA's bound is past, not when the timeout fires.
+    #[tokio::test]
+    async fn missing_sync_hash_drops_the_peer_at_the_bound() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            let key = shoal_mse::KeyPair::generate(&mut rand::rng());
+            let _ = tcp.write_all(key.public()).await;
+            let _ = tcp.write_all(&[0x5A; 2000]).await;
+            let mut sink = Vec::new();
+            let _ = tcp.read_to_end(&mut sink).await;
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let started = std::time::Instant::now();
+        let err = accept(
+            tcp,
+            Duration::from_secs(30),
+            EncryptionPolicy::Prefer,
+            || vec![Id20([7; 20])],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("synchronisation"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        client.abort();
+    }
+}
