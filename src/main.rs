@@ -68,21 +68,7 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// glibc gives the free memory at the top of a thread's heap back to the kernel as soon as
-/// 128 KiB of it are free. Block buffers are allocated by the network thread and freed by the
-/// disk thread at a high rate, so the heap shrank and regrew all the time: a 1 GiB download took
-/// 30,000 page faults (each a zeroed page) against 2,000 with an 8 MiB threshold (`perf stat -e
-/// page-faults`), for at most 8 MiB kept per heap.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes an allocator parameter; it is called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
-    }
-}
-
 fn main() -> ExitCode {
-    tune_allocator();
     output::install_panic_hook();
     let cli = Cli::parse();
     init_logging(cli.verbose);
