@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of shoal: unit, property, conformance, end-to-end and interop tests.
 # First installs the reference peers with apt when they are missing (python3-libtorrent,
-# opentracker, stunnel4 as the TLS terminator of the HTTPS tracker test), so a fresh machine (and .ci/run) can simply call this script. Extra arguments go
-# to `cargo test`.
+# opentracker, transmission-cli, and stunnel4 as the TLS terminator of the HTTPS tracker test),
+# so a fresh machine (and .ci/run) can simply call this script. Extra arguments go to
+# `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ missing=()
 /usr/bin/python3 -c 'import libtorrent' >/dev/null 2>&1 || missing+=(python3-libtorrent)
 [ -x /usr/bin/opentracker ] || missing+=(opentracker)
 [ -x /usr/bin/stunnel4 ] || missing+=(stunnel4)
+[ -x /usr/bin/transmission-cli ] || missing+=(transmission-cli)
 
 if ((${#missing[@]})); then
     echo "installing reference peers: ${missing[*]}" >&2
