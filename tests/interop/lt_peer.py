@@ -39,8 +39,10 @@ args = ap.parse_args()
 
 for node in args.dht_bootstrap:
     assert node.startswith("127."), "loopback only"
+# An IPv6 address is written in brackets before a port.
+host = f"[{args.listen_ip}]" if ":" in args.listen_ip else args.listen_ip
 session = lt.session({
-    "listen_interfaces": f"{args.listen_ip}:0",
+    "listen_interfaces": f"{host}:0",
     "outgoing_interfaces": args.listen_ip,
     "enable_dht": bool(args.dht_bootstrap),
     "dht_restrict_routing_ips": False,
@@ -78,10 +80,10 @@ def emit(obj):
     print(json.dumps(obj), flush=True)
 
 
-emit({"event": "listening", "addr": f"{args.listen_ip}:{session.listen_port()}"})
+emit({"event": "listening", "addr": f"{host}:{session.listen_port()}"})
 for p in args.peer:
     ip, port = p.rsplit(":", 1)
-    handle.connect_peer((ip, int(port)))
+    handle.connect_peer((ip.strip("[]"), int(port)))
 
 start = time.time()
 completed = False
@@ -107,7 +109,7 @@ while time.time() - start < args.timeout:
         if not s.is_seeding:
             for p in args.peer:
                 ip, port = p.rsplit(":", 1)
-                handle.connect_peer((ip, int(port)))
+                handle.connect_peer((ip.strip("[]"), int(port)))
     if s.is_seeding and not completed and args.mode == "download":
         completed = True
         emit({"event": "complete", "downloaded": s.total_wanted_done, "total": s.total_wanted,

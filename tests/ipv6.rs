@@ -1,0 +1,57 @@
+//! IPv6 peers: shoal and libtorrent on `[::1]`, each way (part of issue 13's IPv6 checks; the
+//! dual-stack listener, BEP 7 announces and the BEP 32 DHT are still to come).
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+const LONG: Duration = Duration::from_secs(120);
+
+#[test]
+fn shoal_and_libtorrent_trade_over_ipv6_loopback() {
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("ipv6_lt");
+    let (torrent, data) = make_torrent(&dir, "six.bin", (3 << 20) + 6, "32KiB");
+
+    // shoal seeds on [::1], libtorrent downloads.
+    let mut seed = shoal_seed(&torrent, &data, "[::1]", &[], "seed", &dir);
+    let seed_addr = seed.listening_addr();
+    assert!(seed_addr.starts_with("[::1]:"), "{seed_addr}");
+    let lt_out = dir.join("lt");
+    std::fs::create_dir_all(&lt_out).unwrap();
+    let mut lt = lt_peer(
+        "download",
+        &torrent,
+        &lt_out,
+        "::1",
+        &[seed_addr],
+        &["--timeout", "100"],
+        "lt-dl",
+        &dir,
+    );
+    lt.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &lt_out.join("six.bin")));
+    seed.term();
+    seed.wait_exit(Duration::from_secs(20));
+
+    // libtorrent seeds on [::1], shoal downloads.
+    let mut lt_seed = lt_peer(
+        "seed",
+        &torrent,
+        &data.parent().unwrap().to_path_buf(),
+        "::1",
+        &[],
+        &["--timeout", "100"],
+        "lt-seed",
+        &dir,
+    );
+    let lt_addr = lt_seed.listening_addr();
+    let out = dir.join("dl");
+    let mut dl = shoal_download(&torrent, &out, "[::1]", &[lt_addr], &[], "dl", &dir);
+    dl.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out.join("six.bin")));
+}
