@@ -42,7 +42,7 @@ fn shoal_and_libtorrent_trade_over_ipv6_loopback() {
     let mut lt_seed = lt_peer(
         "seed",
         &torrent,
-        &data.parent().unwrap().to_path_buf(),
+        data.parent().unwrap(),
         "::1",
         &[],
         &["--timeout", "100"],
