@@ -59,6 +59,7 @@ pub mod url;
 pub use announce::{AnnounceRequest, AnnounceResponse, Event, ScrapeStats, MAX_PEERS_PER_REPLY};
 pub use client::{announce_round, ClientConfig, RoundOutcome, TrackerClient};
 pub use error::TrackerError;
+pub use shoal_core::LocalBind;
 pub use http_query::{parse_announce_query, parse_scrape_query};
 pub use http_response::{parse_http_announce, parse_http_scrape, MAX_BODY_LEN};
 pub use server::{RunningTracker, ServerConfig};

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 fn fast_client() -> TrackerClient {
     TrackerClient::new(ClientConfig {
-        bind_v4: Some(Ipv4Addr::LOCALHOST),
+        bind: shoal_core::LocalBind::loose(Ipv4Addr::LOCALHOST.into()),
         udp: UdpConfig {
             base_timeout: Duration::from_millis(100),
             max_retries: 2,
