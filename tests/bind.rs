@@ -97,7 +97,7 @@ fn tracker_peers(port: u16, info_hash_hex: &str) -> Vec<SocketAddr> {
         .map(|i| u8::from_str_radix(&info_hash_hex[i * 2..i * 2 + 2], 16).unwrap())
         .collect();
     let query = format!(
-        "/announce?info_hash={}&peer_id=-TB0001-bindtestpeer&port=9&uploaded=0&downloaded=0&left=0&compact=1&numwant=50",
+        "/announce?info_hash={}&peer_id=-TB0001-bindtestpeer&port=9&uploaded=0&downloaded=0&left=1000&compact=1&numwant=50",
         url_bytes(&hash)
     );
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("tracker");
@@ -164,6 +164,8 @@ fn every_socket_of_a_bound_download_is_on_the_bound_address() {
             &node,
             "--max-download-rate",
             "512KiB",
+            // Stays after completing, so the tracker still lists it below.
+            "--seed",
         ],
         "download",
         &dir,
