@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use shoal_core::LocalBind;
 use shoal_engine::events::JsonEvent;
 use shoal_engine::{
     DhtSettings, EncryptionPolicy, ResumeLocation, Session, SessionConfig, TierConfig,
     TorrentOptions, TorrentState,
 };
-use shoal_core::LocalBind;
 use shoal_metainfo::{Magnet, Metainfo};
 use shoal_storage::resolve_save_path;
 

@@ -112,7 +112,10 @@ fn tracker_peers(port: u16, info_hash_hex: &str) -> Vec<SocketAddr> {
     };
     let rest = &reply[at + key.len()..];
     let colon = rest.iter().position(|b| *b == b':').expect("length");
-    let len: usize = std::str::from_utf8(&rest[..colon]).unwrap().parse().unwrap();
+    let len: usize = std::str::from_utf8(&rest[..colon])
+        .unwrap()
+        .parse()
+        .unwrap();
     rest[colon + 1..colon + 1 + len]
         .chunks(6)
         .map(|c| {
@@ -171,7 +174,11 @@ fn every_socket_of_a_bound_download_is_on_the_bound_address() {
         &dir,
     );
     let listen: SocketAddr = dl.listening_addr().parse().expect("listen addr");
-    assert_eq!(listen.ip(), IpAddr::V4(BOUND), "listens on the bound address");
+    assert_eq!(
+        listen.ip(),
+        IpAddr::V4(BOUND),
+        "listens on the bound address"
+    );
     let pid = dl.child.id();
     let mut seen = BTreeSet::new();
     let deadline = Instant::now() + LONG;
@@ -181,8 +188,7 @@ fn every_socket_of_a_bound_download_is_on_the_bound_address() {
         if let Ok(Some(status)) = dl.child.try_wait() {
             panic!("the download exited early: {status}");
         }
-        if std::fs::metadata(out.join("b.bin")).is_ok() && same_bytes(&data, &out.join("b.bin"))
-        {
+        if std::fs::metadata(out.join("b.bin")).is_ok() && same_bytes(&data, &out.join("b.bin")) {
             completed = true;
             break;
         }
@@ -191,15 +197,22 @@ fn every_socket_of_a_bound_download_is_on_the_bound_address() {
     assert!(completed, "the download completes");
     seen.extend(sockets_of(pid));
     for s in &seen {
-        assert_eq!(s.local.ip(), IpAddr::V4(BOUND), "a socket not on 127.0.0.5: {s:?}");
+        assert_eq!(
+            s.local.ip(),
+            IpAddr::V4(BOUND),
+            "a socket not on 127.0.0.5: {s:?}"
+        );
     }
-    let has = |table: &str, pred: &dyn Fn(&Sock) -> bool| seen.iter().any(|s| s.table == table && pred(s));
+    let has = |table: &str, pred: &dyn Fn(&Sock) -> bool| {
+        seen.iter().any(|s| s.table == table && pred(s))
+    };
     assert!(
         has("tcp", &|s| s.local == listen && s.remote.port() == 0),
         "the peer listener was seen: {seen:?}"
     );
     assert!(
-        has("tcp", &|s| s.remote.ip() == IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))),
+        has("tcp", &|s| s.remote.ip()
+            == IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))),
         "a connection to the seeder was seen: {seen:?}"
     );
     assert!(has("udp", &|_| true), "the DHT socket was seen: {seen:?}");
@@ -210,7 +223,9 @@ fn every_socket_of_a_bound_download_is_on_the_bound_address() {
         "the tracker lists the download at {listen}: {peers:?}"
     );
     assert!(
-        peers.iter().all(|p| p.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        peers
+            .iter()
+            .all(|p| p.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST)),
         "nothing announced from 127.0.0.1: {peers:?}"
     );
 }

@@ -146,6 +146,9 @@ mod tests {
     fn loose_leaves_the_other_family_alone() {
         let b = LocalBind::loose("127.0.0.1".parse().unwrap());
         assert_eq!(b.source_for("[::1]:1".parse().unwrap()), Ok(None));
-        assert_eq!(LocalBind::loose("0.0.0.0".parse().unwrap()), LocalBind::default());
+        assert_eq!(
+            LocalBind::loose("0.0.0.0".parse().unwrap()),
+            LocalBind::default()
+        );
     }
 }
