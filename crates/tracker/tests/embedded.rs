@@ -150,7 +150,7 @@ async fn non_compact_replies_list_dictionaries() {
         &target,
         "test",
         1 << 20,
-        Some(Ipv4Addr::new(127, 0, 0, 5)),
+        shoal_core::LocalBind::loose(Ipv4Addr::new(127, 0, 0, 5).into()),
     )
     .await
     .unwrap();
