@@ -278,3 +278,56 @@ fn bad_bind_arguments_are_refused() {
     assert_eq!(err.len(), 1, "{err:?}");
     assert!(err[0].contains("not on a --bind address"), "{err:?}");
 }
+
+#[test]
+fn a_bound_magnet_download_dials_from_the_bound_address() {
+    let dir = scratch("bind_magnet_dial");
+    let (torrent, data) = make_torrent(&dir, "m.bin", 1 << 20, "32KiB");
+    // The seeder has no tracker and no DHT: it never dials, so every connection is ours.
+    let mut seed = shoal_seed(&torrent, &data, "127.0.0.2", &[], "seed", &dir);
+    let seeder: SocketAddr = seed.listening_addr().parse().expect("seeder addr");
+    let magnet = format!("magnet:?xt=urn:btih:{}&x.pe={seeder}", info_hash(&torrent));
+    let out = dir.join("out");
+    let mut dl = shoal_download(
+        Path::new(&magnet),
+        &out,
+        "0.0.0.0",
+        &[],
+        &[
+            "--bind",
+            "127.0.0.5",
+            "--max-download-rate",
+            "256KiB",
+            "--seed",
+        ],
+        "download",
+        &dir,
+    );
+    let listen: SocketAddr = dl.listening_addr().parse().expect("listen addr");
+    let pid = dl.child.id();
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + LONG;
+    while Instant::now() < deadline && !same_bytes(&data, &out.join("m.bin")) {
+        seen.extend(sockets_of(pid));
+        if let Ok(Some(status)) = dl.child.try_wait() {
+            panic!("the download exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        same_bytes(&data, &out.join("m.bin")),
+        "the download completes"
+    );
+    for s in &seen {
+        assert_eq!(
+            s.local.ip(),
+            IpAddr::V4(BOUND),
+            "a socket not on 127.0.0.5: {s:?}"
+        );
+    }
+    assert!(
+        seen.iter()
+            .any(|s| s.table == "tcp" && s.remote == seeder && s.local.port() != listen.port()),
+        "an outgoing connection to the seeder was seen: {seen:?}"
+    );
+}
