@@ -5,7 +5,7 @@
 //! name, size, files and peers seen in the index (`shoal_index`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -104,7 +104,7 @@ async fn fetch_one(
     dht: Dht,
     h: Id20,
     peer_id: Id20,
-    bind_ip: Option<IpAddr>,
+    bind: shoal_core::LocalBind,
     timeout: Duration,
 ) -> Fetched {
     let start = Instant::now();
@@ -134,7 +134,7 @@ async fn fetch_one(
         peers,
         more_rx,
         shoal_engine::metadata::DialSettings {
-            bind_ip,
+            bind,
             timeout: Duration::from_secs(5),
             // Crawled peers are strangers: whatever they speak (prefer: try MSE, fall back).
             encryption: shoal_engine::EncryptionPolicy::Prefer,
@@ -220,7 +220,7 @@ fn crawl(args: &CrawlArgs) -> anyhow::Result<()> {
         if joined == 0 {
             bail!("no DHT node answered the bootstrap");
         }
-        let bind_ip = Some(addr.ip()).filter(|ip| !ip.is_unspecified());
+        let bind = shoal_core::LocalBind::loose(addr.ip());
         let peer_id = shoal_engine::peer_id::new_peer_id();
         let origin = Instant::now();
         let now = || Time::from_duration(origin.elapsed());
@@ -283,7 +283,7 @@ fn crawl(args: &CrawlArgs) -> anyhow::Result<()> {
                 let (dht, tx) = (dht.clone(), meta_tx.clone());
                 let timeout = Duration::from_secs(args.metadata_timeout.max(2));
                 tokio::spawn(async move {
-                    let _ = tx.send(fetch_one(dht, h, peer_id, bind_ip, timeout).await);
+                    let _ = tx.send(fetch_one(dht, h, peer_id, bind, timeout).await);
                 });
             }
             let wake = crawler

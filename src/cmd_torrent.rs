@@ -1,11 +1,12 @@
 //! `shoal seed` and `shoal download`: run a torrent in a session until done or interrupted.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use shoal_core::LocalBind;
 use shoal_engine::events::JsonEvent;
 use shoal_engine::{
     DhtSettings, EncryptionPolicy, ResumeLocation, Session, SessionConfig, TierConfig,
@@ -20,10 +21,16 @@ use crate::units::parse_size;
 /// Options shared by `seed` and `download`.
 #[derive(Args, Debug, Clone)]
 pub struct NetArgs {
-    /// Address to listen on for peers (IP:PORT; port 0 picks a free one). Outgoing connections
-    /// leave from this IP.
+    /// Address to listen on for peers (IP:PORT; port 0 picks a free one). With an unspecified
+    /// IP and `--bind`, listens on the bound address. Without `--bind`, a specific IP here is
+    /// also the source of outgoing connections of its family.
     #[arg(long, default_value = "0.0.0.0:6881")]
     listen: SocketAddr,
+    /// Local address for every socket: peer listen and dials, trackers, DHT; repeatable, at
+    /// most one per family. A family without one is not used, and nothing falls back to
+    /// another address: if it disappears, dials and announces fail.
+    #[arg(long = "bind", value_name = "IP")]
+    bind: Vec<IpAddr>,
     /// A peer to connect to (IP:PORT); repeatable.
     #[arg(long = "peer")]
     peers: Vec<SocketAddr>,
@@ -108,8 +115,26 @@ fn session_config(net: &NetArgs) -> anyhow::Result<SessionConfig> {
             (net.listen.port() != 0).then(|| dir.join(format!("dht-{}.state", net.listen.port())))
         }),
     });
+    let bind = if net.bind.is_empty() {
+        LocalBind::default()
+    } else {
+        LocalBind::strict(&net.bind).context(
+            "--bind takes at most one address per family (IPv4, IPv6), and not 0.0.0.0 or ::",
+        )?
+    };
+    if bind.strict
+        && !net.listen.ip().is_unspecified()
+        && bind.source_for(net.listen) != Ok(Some(net.listen.ip()))
+    {
+        bail!(
+            "--listen {} is not on a --bind address (give the port only, e.g. --listen 0.0.0.0:{})",
+            net.listen,
+            net.listen.port()
+        );
+    }
     Ok(SessionConfig {
         listen: net.listen,
+        bind,
         max_upload_rate: rate(&net.max_upload_rate)?,
         max_download_rate: rate(&net.max_download_rate)?,
         dht,

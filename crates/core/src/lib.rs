@@ -6,6 +6,7 @@
 //! return. Nothing in this crate does I/O.
 
 mod aligned;
+mod bind;
 mod compact;
 mod error;
 mod id20;
@@ -13,6 +14,7 @@ mod rtt;
 mod time;
 
 pub use aligned::AlignedBuf;
+pub use bind::{FamilyNotBound, LocalBind};
 pub use compact::{
     decode_compact_nodes_v4, decode_compact_nodes_v6, decode_compact_peers_v4,
     decode_compact_peers_v6, encode_compact_node, encode_compact_peer, CompactNode,

@@ -6,11 +6,11 @@
 //! plaintext the cipher is a passthrough that touches nothing.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use shoal_core::Id20;
+use shoal_core::{Id20, LocalBind};
 use shoal_mse::{classify, Incoming};
 use shoal_wire::{Handshake, HANDSHAKE_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,19 +63,19 @@ fn timed_out(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))
 }
 
-/// Opens a TCP connection to `addr` (from `bind_ip` if given, so peers on 127.0.0.2 and
-/// 127.0.0.3 look like different hosts) under `timeout`.
-async fn connect(
-    addr: SocketAddr,
-    bind_ip: Option<IpAddr>,
-    timeout: Duration,
-) -> io::Result<TcpStream> {
+/// Opens a TCP connection to `addr` from `bind`'s address of its family (so peers on
+/// 127.0.0.2 and 127.0.0.3 look like different hosts, and `--bind` holds) under `timeout`. A
+/// family the binding forbids, or a bound address that is gone, fails here: never a fallback.
+async fn connect(addr: SocketAddr, bind: LocalBind, timeout: Duration) -> io::Result<TcpStream> {
+    let source = bind.source_for(addr)?;
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
-    if let Some(ip) = bind_ip.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4()) {
-        socket.bind(SocketAddr::new(ip, 0))?;
+    if let Some(ip) = source {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {ip}: {e}")))?;
     }
     let stream = tokio::time::timeout(timeout, socket.connect(addr))
         .await
@@ -90,14 +90,14 @@ async fn connect(
 /// (decrypted) bytes that followed it.
 pub async fn dial(
     addr: SocketAddr,
-    bind_ip: Option<IpAddr>,
+    bind: LocalBind,
     ours: Handshake,
     timeout: Duration,
     policy: EncryptionPolicy,
 ) -> io::Result<(PeerStream, Handshake, BytesMut)> {
     if policy.dials_encrypted() {
         // A peer that cannot be reached at all is not redialled.
-        let tcp = connect(addr, bind_ip, timeout).await?;
+        let tcp = connect(addr, bind, timeout).await?;
         match tokio::time::timeout(timeout, dial_encrypted(tcp, ours, policy)).await {
             Ok(Ok(done)) => return Ok(done),
             Ok(Err(e)) if policy.falls_back_to_plaintext() => {
@@ -110,7 +110,7 @@ pub async fn dial(
             Err(_) => return Err(timed_out("encrypted handshake")),
         }
     }
-    let mut stream = PeerStream::plaintext(connect(addr, bind_ip, timeout).await?);
+    let mut stream = PeerStream::plaintext(connect(addr, bind, timeout).await?);
     stream.write_all(&mut ours.encode()).await?;
     let (theirs, rest) = read_handshake(&mut stream, BytesMut::new(), timeout).await?;
     check_info_hash(&ours, &theirs)?;
@@ -344,7 +344,7 @@ mod tests {
             1
         };
         let (addr, task) = acceptor(acceptor_policy, tries).await;
-        let dialled = dial(addr, None, hs(1), TIMEOUT, dialler).await;
+        let dialled = dial(addr, LocalBind::default(), hs(1), TIMEOUT, dialler).await;
         let result = match dialled {
             Ok((mut stream, theirs, mut rest)) => {
                 assert_eq!(theirs.peer_id, Id20([2; 20]));

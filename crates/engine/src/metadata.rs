@@ -6,7 +6,7 @@
 //! that matches wins. (The dictionary is small — tens of KB for most torrents — so fetching it
 //! whole from each of a few peers costs little and needs no blame bookkeeping.)
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -25,8 +25,8 @@ use shoal_torrent::UT_METADATA_ID;
 /// How metadata peers are dialled.
 #[derive(Clone, Copy, Debug)]
 pub struct DialSettings {
-    /// Local address to dial from (`None`: any).
-    pub bind_ip: Option<IpAddr>,
+    /// Local addresses to dial from.
+    pub bind: shoal_core::LocalBind,
     /// Connect and handshake timeout.
     pub timeout: Duration,
     /// MSE/PE policy.
@@ -185,7 +185,7 @@ async fn fetch_from(
     let ours = Handshake::new(info_hash, peer_id);
     let (mut stream, theirs, mut buf) = dial(
         addr,
-        settings.bind_ip,
+        settings.bind,
         ours,
         settings.timeout,
         settings.encryption,

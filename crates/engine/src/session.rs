@@ -1,7 +1,7 @@
 //! The session: the listen socket, the peer id, the disk pool and the running torrents.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,9 +27,14 @@ use crate::EngineError;
 /// Session settings.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
-    /// Address to listen on for peers; port 0 picks a free one. Outgoing connections are bound
-    /// to its IP (unless it is unspecified).
+    /// Address to listen on for peers; port 0 picks a free one. An unspecified IP listens on
+    /// `bind`'s address (IPv4 first) if it has one.
     pub listen: SocketAddr,
+    /// Local addresses of every socket: listen, peer dials, trackers, DHT. When it has no
+    /// address and is not strict, `listen`'s IP (if specific) is used for its family, as
+    /// before `--bind` existed. When strict, a family without an address is not used and
+    /// nothing falls back to another source address.
+    pub bind: shoal_core::LocalBind,
     /// Global upload cap, bytes per second.
     pub max_upload_rate: Option<u64>,
     /// Global download cap, bytes per second.
@@ -63,6 +68,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             listen: "0.0.0.0:6881".parse().expect("valid address"),
+            bind: shoal_core::LocalBind::default(),
             max_upload_rate: None,
             max_download_rate: None,
             max_peers_per_torrent: 50,
@@ -97,6 +103,8 @@ pub struct TorrentOptions {
 struct Shared {
     peer_id: Id20,
     listen_addr: SocketAddr,
+    /// The binding every socket follows.
+    bind: shoal_core::LocalBind,
     config: SessionConfig,
     clock: Clock,
     rates: Arc<RateLimits>,
@@ -188,19 +196,42 @@ const EVENT_QUEUE: usize = 1024;
 impl Session {
     /// Binds the listen socket and starts accepting peers.
     pub async fn bind(config: SessionConfig) -> Result<Session, EngineError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| EngineError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
+        let bind = if config.bind == shoal_core::LocalBind::default() {
+            shoal_core::LocalBind::loose(config.listen.ip())
+        } else {
+            config.bind
+        };
+        let asked = bind.listen_addr(config.listen);
+        let listener = TcpListener::bind(asked)
+            .await
+            .map_err(|source| EngineError::Listen {
+                addr: asked,
+                source,
+            })?;
         let listen_addr = listener
             .local_addr()
             .map_err(|source| EngineError::Listen {
-                addr: config.listen,
+                addr: asked,
                 source,
             })?;
+        // With an address bound for each family, peers of the other family reach us on it
+        // too, on the same port.
+        let other_ip = match listen_addr.ip() {
+            _ if !config.listen.ip().is_unspecified() => None,
+            IpAddr::V4(_) => bind.v6.map(IpAddr::V6),
+            IpAddr::V6(_) => bind.v4.map(IpAddr::V4),
+        };
+        let second = match other_ip {
+            Some(ip) => {
+                let addr = SocketAddr::new(ip, listen_addr.port());
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| EngineError::Listen { addr, source })?,
+                )
+            }
+            None => None,
+        };
         let threads = match config.disk_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -220,6 +251,7 @@ impl Session {
             dht_state_file,
             peer_id: new_peer_id(),
             listen_addr,
+            bind,
             rates: Arc::new(RateLimits::new(
                 config.max_upload_rate,
                 config.max_download_rate,
@@ -230,7 +262,7 @@ impl Session {
             pool: Arc::new(DiskPool::new(threads, 8192)),
             trackers: Arc::new(shoal_tracker::TrackerClient::new(
                 shoal_tracker::ClientConfig {
-                    bind_v4: crate::tracker_source::bind_v4(listen_addr),
+                    bind,
                     ..Default::default()
                 },
             )),
@@ -238,6 +270,9 @@ impl Session {
             torrents: Arc::new(Mutex::new(HashMap::new())),
         });
         tasks.push(tokio::spawn(accept_loop(listener, shared.clone())));
+        if let Some(second) = second {
+            tasks.push(tokio::spawn(accept_loop(second, shared.clone())));
+        }
         info!(%listen_addr, peer_id = %String::from_utf8_lossy(&shared.peer_id.0[..8]), "listening");
         Ok(Session { shared, tasks })
     }
@@ -321,6 +356,7 @@ impl Session {
             pool: self.shared.pool.clone(),
             peer_id: self.shared.peer_id,
             listen_addr: self.shared.listen_addr,
+            bind: self.shared.bind,
             clock: self.shared.clock,
             rates: self.shared.rates.clone(),
             max_peers: self.shared.config.max_peers_per_torrent,
@@ -403,7 +439,7 @@ impl Session {
             peers,
             more_rx,
             crate::metadata::DialSettings {
-                bind_ip: Some(self.shared.listen_addr.ip()),
+                bind: self.shared.bind,
                 timeout: self.shared.config.connect_timeout,
                 encryption: self.shared.config.encryption,
             },

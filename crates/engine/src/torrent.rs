@@ -81,8 +81,10 @@ pub struct TorrentContext {
     pub pool: Arc<DiskPool>,
     /// Our peer id.
     pub peer_id: Id20,
-    /// Our listen address (to advertise the port and to bind outgoing connections).
+    /// Our listen address (to advertise the port).
     pub listen_addr: SocketAddr,
+    /// Local addresses outgoing connections leave from (`--bind`).
+    pub bind: shoal_core::LocalBind,
     /// Session clock.
     pub clock: Clock,
     /// Session rate limits.
@@ -450,12 +452,12 @@ impl TorrentActor {
         } else {
             ours
         };
-        let bind_ip = Some(self.ctx.listen_addr.ip());
+        let bind = self.ctx.bind;
         let timeout = self.ctx.connect_timeout;
         let policy = self.ctx.encryption;
         let tx = self.events_tx.clone();
         tokio::spawn(async move {
-            let ev = match connection::dial(addr, bind_ip, ours, timeout, policy).await {
+            let ev = match connection::dial(addr, bind, ours, timeout, policy).await {
                 Ok((stream, handshake, leftover)) => Event::Connected {
                     addr,
                     outgoing: true,

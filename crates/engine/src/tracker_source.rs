@@ -2,7 +2,7 @@
 //! session's [`TrackerClient`], feeds the peers it learns to the torrent actor, and reports each
 //! tracker's last result for the progress display.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -204,13 +204,5 @@ async fn run(
                 set_stopped = true;
             }
         }
-    }
-}
-
-/// Whether an address may be used as the source of tracker traffic.
-pub fn bind_v4(listen: SocketAddr) -> Option<std::net::Ipv4Addr> {
-    match listen.ip() {
-        IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
-        _ => None,
     }
 }

@@ -1,10 +1,9 @@
 //! The thin async driver: one announce or scrape to one tracker, HTTP or UDP, under a time-out;
 //! and [`announce_round`], which runs a [`TrackerSet`]'s due jobs through it.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use shoal_core::{Id20, Time};
+use shoal_core::{Id20, LocalBind, Time};
 
 use crate::announce::{AnnounceRequest, AnnounceResponse, ScrapeStats};
 use crate::http_client::http_get;
@@ -26,8 +25,9 @@ pub struct ClientConfig {
     pub max_body: usize,
     /// UDP timing.
     pub udp: UdpConfig,
-    /// Local IPv4 address to announce from (HTTP and UDP); default: any.
-    pub bind_v4: Option<Ipv4Addr>,
+    /// Local addresses to announce from (HTTP, HTTPS and UDP); default: any. When strict,
+    /// a tracker reachable only over a family without an address is not contacted.
+    pub bind: LocalBind,
 }
 
 impl Default for ClientConfig {
@@ -37,7 +37,7 @@ impl Default for ClientConfig {
             scrape_timeout: Duration::from_secs(30),
             max_body: MAX_BODY_LEN,
             udp: UdpConfig::default(),
-            bind_v4: None,
+            bind: LocalBind::default(),
         }
     }
 }
@@ -53,7 +53,9 @@ impl TrackerClient {
     /// A client with these settings.
     pub fn new(config: ClientConfig) -> TrackerClient {
         let mut udp = config.udp.clone();
-        udp.bind_v4 = udp.bind_v4.or(config.bind_v4);
+        if udp.bind == LocalBind::default() {
+            udp.bind = config.bind;
+        }
         let udp = UdpClient::new(udp);
         TrackerClient { config, udp }
     }
@@ -78,7 +80,7 @@ impl TrackerClient {
                     &target,
                     &self.config.user_agent,
                     self.config.max_body,
-                    self.config.bind_v4,
+                    self.config.bind,
                 )
                 .await?;
                 if reply.status != 200 {
@@ -112,7 +114,7 @@ impl TrackerClient {
                         &target,
                         &self.config.user_agent,
                         self.config.max_body,
-                        self.config.bind_v4,
+                        self.config.bind,
                     )
                     .await?;
                     if reply.status != 200 {

@@ -9,7 +9,8 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, USER_AGENT};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use std::net::{Ipv4Addr, SocketAddr};
+use shoal_core::LocalBind;
+use std::net::SocketAddr;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::url::{Scheme, TrackerUrl};
@@ -37,15 +38,19 @@ fn io_err(e: impl std::fmt::Display) -> TrackerError {
     TrackerError::Io(e.to_string())
 }
 
-async fn connect(addr: SocketAddr, bind_v4: Option<Ipv4Addr>) -> std::io::Result<TcpStream> {
-    match (addr, bind_v4) {
-        (SocketAddr::V4(_), Some(ip)) => {
-            let sock = TcpSocket::new_v4()?;
-            sock.bind((ip, 0).into())?;
-            sock.connect(addr).await
-        }
-        _ => TcpStream::connect(addr).await,
+/// Connects to `addr` from the bound address of its family; a family the binding forbids is
+/// refused before any socket is made.
+async fn connect(addr: SocketAddr, bind: LocalBind) -> std::io::Result<TcpStream> {
+    let source = bind.source_for(addr)?;
+    let sock = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = source {
+        sock.bind((ip, 0).into())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {ip}: {e}")))?;
     }
+    sock.connect(addr).await
 }
 
 /// hyper's HTTP/1 client over `io`, its connection driven by a task that ends with the request.
@@ -71,13 +76,13 @@ where
 }
 
 /// GETs `path_and_query` from the tracker at `url`'s host, reading at most `max_body` bytes of
-/// body, from `bind_v4` if given, over TLS for `https://`.
+/// body, from `bind`'s address, over TLS for `https://`.
 pub async fn http_get(
     url: &TrackerUrl,
     path_and_query: &str,
     user_agent: &str,
     max_body: usize,
-    bind_v4: Option<Ipv4Addr>,
+    bind: LocalBind,
 ) -> Result<HttpReply, TrackerError> {
     if !matches!(url.scheme(), Scheme::Http | Scheme::Https) {
         return Err(TrackerError::UnsupportedScheme(url.to_string()));
@@ -92,7 +97,7 @@ pub async fn http_get(
     let mut last_err = None;
     let mut stream = None;
     for addr in addrs {
-        match connect(addr, bind_v4).await {
+        match connect(addr, bind).await {
             Ok(s) => {
                 stream = Some(s);
                 break;

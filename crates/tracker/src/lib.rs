@@ -62,6 +62,7 @@ pub use error::TrackerError;
 pub use http_query::{parse_announce_query, parse_scrape_query};
 pub use http_response::{parse_http_announce, parse_http_scrape, MAX_BODY_LEN};
 pub use server::{RunningTracker, ServerConfig};
+pub use shoal_core::LocalBind;
 pub use swarm::{SwarmConfig, Swarms};
 pub use tiers::{AnnounceJob, Stats, TierConfig, TrackerSet, TrackerStatus};
 pub use udp_client::UdpConfig;

@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shoal_core::Id20;
+use shoal_core::{Id20, LocalBind};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
@@ -35,8 +35,8 @@ pub struct UdpConfig {
     pub max_retries: u32,
     /// How long a connection id is used after it was received (BEP 15: one minute).
     pub connection_id_lifetime: Duration,
-    /// Local IPv4 address to send from (default: any).
-    pub bind_v4: Option<Ipv4Addr>,
+    /// Local addresses to send from (default: any).
+    pub bind: LocalBind,
 }
 
 impl Default for UdpConfig {
@@ -45,7 +45,7 @@ impl Default for UdpConfig {
             base_timeout: Duration::from_secs(15),
             max_retries: 8,
             connection_id_lifetime: Duration::from_secs(60),
-            bind_v4: None,
+            bind: LocalBind::default(),
         }
     }
 }
@@ -100,18 +100,24 @@ impl UdpClient {
             .await
             .map_err(|_| TrackerError::Resolve(url.host().to_string()))?
             .collect();
-        // Prefer IPv4: our compact peers and listen port are mostly IPv4.
+        // Prefer IPv4: our compact peers and listen port are mostly IPv4. Only families the
+        // binding allows are used.
+        let bind = self.config.bind;
         let addr = addrs
             .iter()
-            .find(|a| a.is_ipv4())
+            .find(|a| a.is_ipv4() && bind.allows(**a))
+            .or_else(|| addrs.iter().find(|a| bind.allows(**a)))
             .or(addrs.first())
             .copied()
             .ok_or_else(|| TrackerError::Resolve(url.host().to_string()))?;
-        let local: SocketAddr = match addr {
-            SocketAddr::V4(_) => (self.config.bind_v4.unwrap_or(Ipv4Addr::UNSPECIFIED), 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        let local: SocketAddr = match (bind.source_for(addr).map_err(std::io::Error::from)?, addr) {
+            (Some(ip), _) => (ip, 0).into(),
+            (None, SocketAddr::V4(_)) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            (None, SocketAddr::V6(_)) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        let sock = UdpSocket::bind(local).await?;
+        let sock = UdpSocket::bind(local).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", local.ip()))
+        })?;
         sock.connect(addr).await?;
         Ok((sock, addr))
     }

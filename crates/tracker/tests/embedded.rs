@@ -26,7 +26,7 @@ async fn tracker(swarm: SwarmConfig) -> RunningTracker {
 
 fn client(ip: [u8; 4]) -> TrackerClient {
     TrackerClient::new(ClientConfig {
-        bind_v4: Some(Ipv4Addr::from(ip)),
+        bind: shoal_core::LocalBind::loose(Ipv4Addr::from(ip).into()),
         udp: UdpConfig {
             base_timeout: Duration::from_millis(500),
             max_retries: 3,
@@ -150,7 +150,7 @@ async fn non_compact_replies_list_dictionaries() {
         &target,
         "test",
         1 << 20,
-        Some(Ipv4Addr::new(127, 0, 0, 5)),
+        shoal_core::LocalBind::loose(Ipv4Addr::new(127, 0, 0, 5).into()),
     )
     .await
     .unwrap();

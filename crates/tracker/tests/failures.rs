@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 fn fast_client() -> TrackerClient {
     TrackerClient::new(ClientConfig {
-        bind_v4: Some(Ipv4Addr::LOCALHOST),
+        bind: shoal_core::LocalBind::loose(Ipv4Addr::LOCALHOST.into()),
         udp: UdpConfig {
             base_timeout: Duration::from_millis(100),
             max_retries: 2,
@@ -350,4 +350,35 @@ async fn a_connection_id_that_expires_during_retransmission_is_renewed() {
         "the stale id was reused instead of reconnecting"
     );
     assert_eq!(client.udp().connection_id_for(addr), None);
+}
+
+/// Under a strict `--bind` for IPv4 only, a tracker reachable only over IPv6 is refused before
+/// any socket exists, with the reason; and a bound address the machine lacks fails the bind
+/// (nothing falls back to another source address).
+#[tokio::test]
+async fn strict_bind_refuses_the_unbound_family_and_missing_addresses() {
+    let v4_only = TrackerClient::new(ClientConfig {
+        bind: shoal_core::LocalBind::strict(&[Ipv4Addr::LOCALHOST.into()]).unwrap(),
+        ..ClientConfig::default()
+    });
+    for url in ["http://[::1]:1/announce", "udp://[::1]:1/announce"] {
+        let url = TrackerUrl::parse(url).unwrap();
+        let err = v4_only.announce(&url, &req()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("no --bind address for IPv6"),
+            "{url}: {err}"
+        );
+    }
+    let missing = TrackerClient::new(ClientConfig {
+        bind: shoal_core::LocalBind::strict(&[Ipv4Addr::new(192, 0, 2, 1).into()]).unwrap(),
+        ..ClientConfig::default()
+    });
+    for url in ["http://127.0.0.1:1/announce", "udp://127.0.0.1:1/announce"] {
+        let url = TrackerUrl::parse(url).unwrap();
+        let err = missing.announce(&url, &req()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("cannot bind 192.0.2.1"),
+            "{url}: {err}"
+        );
+    }
 }

@@ -176,7 +176,7 @@ fn rand_suffix() -> u32 {
 
 fn client(last: u8) -> TrackerClient {
     TrackerClient::new(ClientConfig {
-        bind_v4: Some(Ipv4Addr::new(127, 0, 0, last)),
+        bind: shoal_core::LocalBind::loose(Ipv4Addr::new(127, 0, 0, last).into()),
         udp: UdpConfig {
             base_timeout: Duration::from_millis(500),
             max_retries: 3,
