@@ -55,3 +55,31 @@ fn shoal_and_libtorrent_trade_over_ipv6_loopback() {
     dl.wait_event("complete", LONG);
     assert!(same_bytes(&data, &out.join("six.bin")));
 }
+
+#[test]
+fn the_default_unspecified_listen_address_takes_ipv6_peers_too() {
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("ipv6_dual_stack");
+    let (torrent, data) = make_torrent(&dir, "dual.bin", (2 << 20) + 9, "32KiB");
+    // `--listen 0.0.0.0:PORT` (the default's address): an IPv6-only socket on [::] at the same
+    // port takes IPv6 peers.
+    let mut seed = shoal_seed(&torrent, &data, "0.0.0.0", &[], "seed", &dir);
+    let addr = seed.listening_addr();
+    let port = addr.rsplit(':').next().unwrap();
+    let lt_out = dir.join("lt");
+    std::fs::create_dir_all(&lt_out).unwrap();
+    let mut lt = lt_peer(
+        "download",
+        &torrent,
+        &lt_out,
+        "::1",
+        &[format!("[::1]:{port}")],
+        &["--timeout", "100"],
+        "lt-dl",
+        &dir,
+    );
+    lt.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &lt_out.join("dual.bin")));
+}

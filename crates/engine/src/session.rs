@@ -230,6 +230,20 @@ impl Session {
                         .map_err(|source| EngineError::Listen { addr, source })?,
                 )
             }
+            None if config.bind == shoal_core::LocalBind::default()
+                && config.listen.ip() == IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) =>
+            {
+                // The default, `0.0.0.0`: IPv6 peers reach us too, on `[::]` at the same port
+                // (IPv6-only, so the two sockets do not collide). A host without IPv6, or the
+                // port taken on it, leaves IPv4 alone, as before.
+                match dual_stack_listener(listen_addr.port()) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        debug!(port = listen_addr.port(), "no IPv6 listener: {e}");
+                        None
+                    }
+                }
+            }
             None => None,
         };
         let threads = match config.disk_threads {
@@ -742,6 +756,19 @@ async fn open_and_check(
     .await
     .map_err(|e| EngineError::Stopped(format!("storage check panicked: {e}")))??;
     Ok(Arc::new(storage))
+}
+
+/// An IPv6-only listener on `[::]:port`, beside the IPv4 one on the same port.
+fn dual_stack_listener(port: u16) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(true)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    let addr = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), port);
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
