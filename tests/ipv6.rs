@@ -83,3 +83,38 @@ fn the_default_unspecified_listen_address_takes_ipv6_peers_too() {
     lt.wait_event("complete", LONG);
     assert!(same_bytes(&data, &lt_out.join("dual.bin")));
 }
+
+#[test]
+fn peers6_from_the_embedded_tracker_over_ipv6() {
+    let dir = scratch("ipv6_tracker");
+    let mut cmd = shoal();
+    cmd.args(["tracker", "--listen", "[::1]:0", "--json"]);
+    let mut tracker = Proc::spawn_shoal(cmd, "tracker", &dir);
+    let tracker_addr = tracker.listening_addr();
+    let (torrent, data) = make_torrent_with_trackers(
+        &dir,
+        "t6.bin",
+        (2 << 20) + 60,
+        &[format!("http://{tracker_addr}/announce")],
+    );
+    let mut seed = shoal_seed(&torrent, &data, "[::1]", &[], "seed", &dir);
+    seed.listening_addr();
+    seed.wait_for(LONG, |v| {
+        v["trackers"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|r| r["ok"] == true))
+    });
+    // No --peer: the leecher learns the seeder from the tracker's `peers6`.
+    let out = dir.join("dl");
+    let mut dl = shoal_download(&torrent, &out, "[::1]", &[], &[], "dl", &dir);
+    let done = dl.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out.join("t6.bin")));
+    let peers = done["peer_encryption"].as_array().unwrap();
+    assert!(
+        !peers.is_empty()
+            && peers
+                .iter()
+                .all(|p| p["addr"].as_str().unwrap().starts_with("[::1]:")),
+        "{done}"
+    );
+}
