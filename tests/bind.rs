@@ -331,3 +331,61 @@ fn a_bound_magnet_download_dials_from_the_bound_address() {
         "an outgoing connection to the seeder was seen: {seen:?}"
     );
 }
+
+#[test]
+fn one_bind_per_family_listens_on_both_and_nothing_else() {
+    let dir = scratch("bind_two_families");
+    let (torrent, data) = make_torrent(&dir, "two.bin", (2 << 20) + 2, "32KiB");
+    let mut seed = shoal_seed(
+        &torrent,
+        &data,
+        "0.0.0.0",
+        &["--bind", "127.0.0.5", "--bind", "::1"],
+        "seed",
+        &dir,
+    );
+    let addr: SocketAddr = seed.listening_addr().parse().expect("listen addr");
+    let port = addr.port();
+    let pid = seed.child.id();
+    // Listeners on both bound addresses at the same port; no socket anywhere else.
+    let socks = sockets_of(pid);
+    let v6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    for want in [SocketAddr::new(IpAddr::V4(BOUND), port), SocketAddr::new(v6, port)] {
+        assert!(
+            socks.iter().any(|s| s.local == want),
+            "no listener on {want}: {socks:?}"
+        );
+    }
+    for s in &socks {
+        assert!(
+            s.local.ip() == IpAddr::V4(BOUND) || s.local.ip() == v6,
+            "socket on {}: {socks:?}",
+            s.local
+        );
+    }
+    // A peer of each family downloads.
+    let out4 = dir.join("dl4");
+    let mut dl4 = shoal_download(
+        &torrent,
+        &out4,
+        "127.0.0.3",
+        &[format!("127.0.0.5:{port}")],
+        &[],
+        "dl4",
+        &dir,
+    );
+    dl4.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out4.join("two.bin")));
+    let out6 = dir.join("dl6");
+    let mut dl6 = shoal_download(
+        &torrent,
+        &out6,
+        "[::1]",
+        &[format!("[::1]:{port}")],
+        &[],
+        "dl6",
+        &dir,
+    );
+    dl6.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out6.join("two.bin")));
+}
