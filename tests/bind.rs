@@ -350,7 +350,10 @@ fn one_bind_per_family_listens_on_both_and_nothing_else() {
     // Listeners on both bound addresses at the same port; no socket anywhere else.
     let socks = sockets_of(pid);
     let v6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
-    for want in [SocketAddr::new(IpAddr::V4(BOUND), port), SocketAddr::new(v6, port)] {
+    for want in [
+        SocketAddr::new(IpAddr::V4(BOUND), port),
+        SocketAddr::new(v6, port),
+    ] {
         assert!(
             socks.iter().any(|s| s.local == want),
             "no listener on {want}: {socks:?}"
