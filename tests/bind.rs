@@ -127,14 +127,6 @@ fn tracker_peers(port: u16, info_hash_hex: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-fn dht_node(dir: &Path) -> (Proc, String) {
-    let mut cmd = shoal();
-    cmd.args(["dht", "node", "--listen", "127.0.0.1:0", "--json"]);
-    let mut p = Proc::spawn_shoal(cmd, "dht-node", dir);
-    let addr = p.listening_addr();
-    (p, addr)
-}
-
 #[test]
 fn every_socket_of_a_bound_download_is_on_the_bound_address() {
     let dir = scratch("bind_all_sockets");

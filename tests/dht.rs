@@ -10,15 +10,6 @@ use support::*;
 
 const LONG: Duration = Duration::from_secs(120);
 
-/// `shoal dht node` on a loopback address: the bootstrap node of a test's DHT.
-fn dht_node(dir: &Path) -> (Proc, String) {
-    let mut cmd = shoal();
-    cmd.args(["dht", "node", "--listen", "127.0.0.1:0", "--json"]);
-    let mut p = Proc::spawn_shoal(cmd, "dht-node", dir);
-    let addr = p.listening_addr();
-    (p, addr)
-}
-
 #[test]
 fn shoal_swarm_with_no_tracker_finds_peers_through_the_dht() {
     let dir = scratch("dht_shoal");

@@ -5,9 +5,8 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
@@ -18,31 +17,7 @@ const STUNNEL: &str = "/usr/bin/stunnel4";
 
 /// Whether stunnel is installed; under `CI=true` its absence fails the test.
 fn stunnel_available() -> bool {
-    if Path::new(STUNNEL).exists() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{STUNNEL} is required in CI (apt-get install stunnel4)");
-    }
-    eprintln!("SKIPPED: stunnel4 is not installed (scripts/test.sh installs it)");
-    false
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    tool_available(STUNNEL, "stunnel4")
 }
 
 /// The test CA: its certificate in `dir/ca.pem`, and the means to sign server certificates.
@@ -85,7 +60,7 @@ impl Ca {
 /// stunnel on a free loopback port, terminating TLS with `cert` and passing the bytes on to
 /// `127.0.0.1:backend`.
 fn stunnel(dir: &Path, name: &str, cert: &Path, backend: u16) -> (Killed, u16) {
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let conf = dir.join(format!("{name}.conf"));
     std::fs::write(
         &conf,
@@ -104,51 +79,8 @@ fn stunnel(dir: &Path, name: &str, cert: &Path, backend: u16) -> (Killed, u16) {
         .spawn()
         .expect("start stunnel");
     let killed = Killed(child);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&format!("127.0.0.1:{port}"));
     (killed, port)
-}
-
-/// opentracker on `port` with `hash` on its whitelist.
-fn opentracker(dir: &Path, port: u16, hash: &str) -> Killed {
-    let chroot = dir.join("opentracker");
-    std::fs::create_dir_all(&chroot).unwrap();
-    std::fs::write(chroot.join("whitelist.txt"), format!("{hash}\n")).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Started as root it chroots there and drops privileges: everyone must be able to enter.
-        let mut p = chroot.clone();
-        loop {
-            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
-            if !p.pop() || p.as_os_str().len() < 2 {
-                break;
-            }
-        }
-        let list = chroot.join("whitelist.txt");
-        std::fs::set_permissions(list, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let child = Command::new("/usr/bin/opentracker")
-        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-d"])
-        .arg(&chroot)
-        .args(["-w", "whitelist.txt"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start opentracker");
-    let killed = Killed(child);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // It loads the whitelist just after it starts listening.
-    std::thread::sleep(Duration::from_millis(500));
-    killed
 }
 
 fn tracker_line(v: &serde_json::Value, port: u16) -> Option<&serde_json::Value> {
@@ -175,7 +107,7 @@ fn https_tracker_swarm_and_certificate_errors_reported_per_tracker() {
         SanType::DnsName("tracker.example.invalid".try_into().unwrap()),
         (2020, 2100),
     );
-    let ot_port = free_port();
+    let ot_port = free_port("127.0.0.1");
     let (_s1, good_port) = stunnel(&dir, "good", &good, ot_port);
     let (_s2, expired_port) = stunnel(&dir, "expired", &expired, ot_port);
     let (_s3, other_port) = stunnel(&dir, "other", &other_host, ot_port);
@@ -187,7 +119,7 @@ fn https_tracker_swarm_and_certificate_errors_reported_per_tracker() {
         (1 << 20) + 7,
         &[url(expired_port), url(other_port), url(good_port)],
     );
-    let _ot = opentracker(&dir, ot_port, &info_hash(&torrent));
+    let _ot = start_opentracker(&dir, ot_port, &[info_hash(&torrent)]);
     // stunnel connects to opentracker from 127.0.0.1, so that is the address the tracker hands
     // out: the seeder listens there.
     let mut seed_cmd = shoal();

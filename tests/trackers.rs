@@ -6,7 +6,6 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -62,72 +61,6 @@ fn shoal_and_libtorrent_find_a_seeder_through_the_embedded_udp_tracker() {
     let dir = scratch("tracker_udp");
     let (_tracker, port) = shoal_tracker(true, "tracker", &dir);
     swarm_through_tracker(&dir, &format!("udp://127.0.0.1:{port}/announce"));
-}
-
-/// opentracker on a free port with `hashes` whitelisted; killed on drop.
-struct OpenTracker {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for OpenTracker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_opentracker(dir: &Path, hashes: &[String]) -> OpenTracker {
-    let chroot = dir.join("opentracker");
-    std::fs::create_dir_all(&chroot).unwrap();
-    std::fs::write(chroot.join("whitelist.txt"), hashes.join("\n") + "\n").unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Started as root it chroots here and drops privileges: everyone must be able to read.
-        let mut p = dir.to_path_buf();
-        loop {
-            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
-            if !p.pop() || p.as_os_str().len() < 2 {
-                break;
-            }
-        }
-        std::fs::set_permissions(&chroot, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(
-            chroot.join("whitelist.txt"),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
-    }
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let child = Command::new("/usr/bin/opentracker")
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-P",
-            &port.to_string(),
-            "-d",
-        ])
-        .arg(&chroot)
-        .args(["-w", "whitelist.txt"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start opentracker");
-    let t = OpenTracker { child, port };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // It loads the whitelist just after it starts listening.
-    std::thread::sleep(Duration::from_millis(500));
-    t
 }
 
 /// A raw HTTP scrape: the number after `8:completei` for our hash.
@@ -210,8 +143,9 @@ fn opentracker_swarm_over_http_and_udp() {
             &["http://127.0.0.1:1/announce".into()],
         );
         let hash = info_hash(&probe.0);
-        let ot = start_opentracker(&sub, std::slice::from_ref(&hash));
-        let url = format!("{scheme}://127.0.0.1:{}/announce", ot.port);
+        let ot_port = free_port("127.0.0.1");
+        let _ot = start_opentracker(&sub, ot_port, std::slice::from_ref(&hash));
+        let url = format!("{scheme}://127.0.0.1:{ot_port}/announce");
         let (torrent, data) = make_torrent_with_trackers(&sub, "o.bin", (1 << 20) + i, &[url]);
         assert_eq!(
             info_hash(&torrent),
@@ -243,7 +177,7 @@ fn opentracker_swarm_over_http_and_udp() {
         }
         // The seeder is a seed in opentracker's eyes (the leecher sent `completed`, then
         // `stopped` when it exited).
-        let complete = scrape_complete(ot.port, &hash);
+        let complete = scrape_complete(ot_port, &hash);
         assert!(complete >= Some(1), "scrape says complete = {complete:?}");
     }
 }

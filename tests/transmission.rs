@@ -5,9 +5,8 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -16,32 +15,13 @@ const TRANSMISSION: &str = "/usr/bin/transmission-cli";
 
 /// Whether transmission-cli is installed; under `CI=true` its absence fails the test.
 fn transmission_available() -> bool {
-    if Path::new(TRANSMISSION).exists() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{TRANSMISSION} is required in CI (apt-get install transmission-cli)");
-    }
-    eprintln!("SKIPPED: transmission-cli is not installed (scripts/test.sh installs it)");
-    false
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    tool_available(TRANSMISSION, "transmission-cli")
 }
 
 /// transmission-cli downloading `torrent` into `out`, listening on 127.0.0.6, encryption
 /// required, nothing that leaves loopback (no DHT, LPD, PEX, uTP, port mapping).
 fn transmission(dir: &Path, torrent: &Path, out: &Path) -> (Killed, String) {
-    let port = {
-        let l = TcpListener::bind("127.0.0.6:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port("127.0.0.6");
     let config = dir.join("transmission-config");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::create_dir_all(out).unwrap();

@@ -380,16 +380,94 @@ pub fn make_torrent_with_trackers(
     (torrent, data)
 }
 
-/// Whether opentracker is installed; under `CI=true` its absence fails the test.
-pub fn opentracker_available() -> bool {
-    if Path::new("/usr/bin/opentracker").exists() {
+/// Whether the program at `path` (Debian package `package`) is installed; under `CI=true` its
+/// absence fails the test instead of skipping it.
+pub fn tool_available(path: &str, package: &str) -> bool {
+    if Path::new(path).exists() {
         return true;
     }
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("/usr/bin/opentracker is required in CI (apt-get install opentracker)");
+        panic!("{path} is required in CI (apt-get install {package})");
     }
-    eprintln!("SKIPPED: opentracker is not installed (scripts/test.sh installs it)");
+    eprintln!("SKIPPED: {package} is not installed (scripts/test.sh installs it)");
     false
+}
+
+/// Whether opentracker is installed; under `CI=true` its absence fails the test.
+pub fn opentracker_available() -> bool {
+    tool_available("/usr/bin/opentracker", "opentracker")
+}
+
+/// A child process, killed and reaped when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port free on `ip` right now.
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (bounded) until something accepts TCP connections on `addr`.
+pub fn wait_listening(addr: &str) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing listens on {addr}");
+}
+
+/// opentracker on `127.0.0.1:port` (TCP and UDP) with `hashes` whitelisted (Debian's build is
+/// whitelist-only); killed on drop.
+pub fn start_opentracker(dir: &Path, port: u16, hashes: &[String]) -> Killed {
+    use std::os::unix::fs::PermissionsExt;
+    let chroot = dir.join("opentracker");
+    std::fs::create_dir_all(&chroot).unwrap();
+    std::fs::write(chroot.join("whitelist.txt"), hashes.join("\n") + "\n").unwrap();
+    // Started as root it chroots there and drops privileges: everyone must be able to read.
+    let mut p = chroot.clone();
+    loop {
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
+        if !p.pop() || p.as_os_str().len() < 2 {
+            break;
+        }
+    }
+    let list = chroot.join("whitelist.txt");
+    std::fs::set_permissions(list, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port_s = port.to_string();
+    let child = Command::new("/usr/bin/opentracker")
+        .args(["-i", "127.0.0.1", "-p", &port_s, "-P", &port_s, "-d"])
+        .arg(&chroot)
+        .args(["-w", "whitelist.txt"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start opentracker");
+    let t = Killed(child);
+    wait_listening(&format!("127.0.0.1:{port}"));
+    // It loads the whitelist just after it starts listening.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    t
+}
+
+/// `shoal dht node` on a loopback address: the bootstrap node of a test's DHT.
+pub fn dht_node(dir: &Path) -> (Proc, String) {
+    let mut cmd = shoal();
+    cmd.args(["dht", "node", "--listen", "127.0.0.1:0", "--json"]);
+    let mut p = Proc::spawn_shoal(cmd, "dht-node", dir);
+    let addr = p.listening_addr();
+    (p, addr)
 }
 
 /// The info-hash of a .torrent, as `shoal info --json` reports it.
