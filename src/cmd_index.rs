@@ -256,17 +256,9 @@ fn crawl(args: &CrawlArgs) -> anyhow::Result<()> {
                 });
             }
             while let Some(ev) = crawler.poll_event() {
-                let h = match ev {
-                    CrawlEvent::NewHash(h) => h,
-                    CrawlEvent::SeenAgain(h) => {
-                        if index.seen(&h, unix_now())? {
-                            continue;
-                        }
-                        h
-                    }
-                };
-                if index.contains(&h)? {
-                    index.seen(&h, unix_now())?;
+                let (CrawlEvent::NewHash(h) | CrawlEvent::SeenAgain(h)) = ev;
+                // One query: `seen` updates an indexed hash and says whether it was one.
+                if index.seen(&h, unix_now())? {
                     continue;
                 }
                 let tries = attempts.get(&h).copied().unwrap_or(0);

@@ -16,32 +16,41 @@ use tokio_rustls::TlsConnector;
 
 use crate::TrackerError;
 
-/// The client configuration, or why there is none (no root certificates could be loaded).
-fn config() -> Result<Arc<ClientConfig>, TrackerError> {
-    static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let found = rustls_native_certs::load_native_certs();
-            let mut roots = RootCertStore::empty();
-            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                let why = found
-                    .errors
-                    .first()
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| "the system store is empty".into());
-                return Err(format!("no trusted root certificates ({why})"));
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Ok(Arc::new(config))
-        })
-        .clone()
-        .map_err(TrackerError::Certificate)
+/// The client configuration. The roots are read from disk once, off the async workers; a
+/// failure is not remembered, so a store fixed later (or `SSL_CERT_FILE` set right) is picked
+/// up at the next announce.
+async fn config() -> Result<Arc<ClientConfig>, TrackerError> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    if let Some(c) = CONFIG.get() {
+        return Ok(c.clone());
+    }
+    let built = tokio::task::spawn_blocking(build_config)
+        .await
+        .map_err(|e| TrackerError::Certificate(e.to_string()))?
+        .map_err(TrackerError::Certificate)?;
+    Ok(CONFIG.get_or_init(|| built).clone())
+}
+
+/// Reads the platform's roots (blocking file I/O) and builds the client configuration.
+fn build_config() -> Result<Arc<ClientConfig>, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "the system store is empty".into());
+        return Err(format!("no trusted root certificates ({why})"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Runs the TLS handshake with the tracker `host` (a name or an IP literal) over `tcp`.
@@ -49,7 +58,7 @@ pub(crate) async fn connect(
     host: &str,
     tcp: TcpStream,
 ) -> Result<TlsStream<TcpStream>, TrackerError> {
-    let config = config()?;
+    let config = config().await?;
     let name = ServerName::try_from(
         host.trim_start_matches('[')
             .trim_end_matches(']')
