@@ -36,6 +36,10 @@ pub struct CreateArgs {
     /// DHT bootstrap node `HOST:PORT` stored in the torrent; repeatable.
     #[arg(long = "node")]
     nodes: Vec<String>,
+    /// Web seed (BEP 19): an http(s) URL of the file, or of a folder ending in `/` that holds
+    /// it; repeatable.
+    #[arg(long = "web-seed", value_name = "URL")]
+    web_seeds: Vec<String>,
     /// Leave out the creation date, so the same data always gives the same .torrent file.
     #[arg(long)]
     no_date: bool,
@@ -80,6 +84,13 @@ pub fn run(args: &CreateArgs) -> anyhow::Result<()> {
     for n in &args.nodes {
         let (host, port) = parse_node(n)?;
         builder = builder.node(host, port);
+    }
+    for w in &args.web_seeds {
+        let w = w.trim();
+        if !(w.starts_with("http://") || w.starts_with("https://")) {
+            bail!("invalid --web-seed {w:?}: expected an http:// or https:// URL");
+        }
+        builder = builder.web_seed(w);
     }
     if args.no_date {
         builder = builder.no_date();

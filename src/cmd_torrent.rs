@@ -235,9 +235,12 @@ async fn run_torrent(
                 magnet.info_hash,
                 peers.len()
             ));
-            let meta = session
+            let mut meta = session
                 .fetch_metadata(&magnet, peers.clone(), METADATA_DEADLINE)
                 .await?;
+            // `ws=` web seeds of the link serve the data (not the metadata: BEP 19 servers
+            // hold files only).
+            meta.url_list.extend(magnet.web_seeds.iter().cloned());
             reporter.event(&JsonEvent::Metadata {
                 info_hash: meta.info_hash.to_hex(),
                 name: meta.info.name.clone(),

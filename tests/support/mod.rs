@@ -187,6 +187,13 @@ impl Proc {
         panic!("{}: did not exit within {timeout:?}", self.name);
     }
 
+    /// Collects the lines that arrive within `quiet` of each other (never panics).
+    pub fn drain(&mut self, quiet: Duration) {
+        while let Ok(v) = self.lines.recv_timeout(quiet) {
+            self.seen.push(v);
+        }
+    }
+
     /// Every line seen so far, typed (for shoal processes).
     pub fn events(&self) -> Vec<JsonEvent> {
         self.seen

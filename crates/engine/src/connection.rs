@@ -87,14 +87,28 @@ pub struct PeerLink {
     pub addr: Option<SocketAddr>,
     /// What the connection's handshake agreed.
     pub encryption: Encryption,
-    reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
+    /// The tasks that stop with the link (none for a web seed, whose task outlives its links).
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl PeerLink {
+    /// A link without a socket of its own: the messages go to `tx` (a web seed's task, which
+    /// sees the channel close when the link is dropped).
+    pub fn detached(tx: mpsc::Sender<Message>) -> PeerLink {
+        PeerLink {
+            tx,
+            addr: None,
+            encryption: Encryption::Plaintext,
+            tasks: Vec::new(),
+        }
+    }
 }
 
 impl Drop for PeerLink {
     fn drop(&mut self) {
-        self.reader.abort();
-        self.writer.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -128,8 +142,7 @@ pub fn spawn<E: From<LinkEvent> + Send + 'static>(
         tx,
         addr,
         encryption,
-        reader,
-        writer,
+        tasks: vec![reader, writer],
     }
 }
 

@@ -147,6 +147,21 @@ pub struct Transfer {
     pub trackers: Vec<TrackerLine>,
     /// Each connected peer and its connection's encryption.
     pub peer_encryption: Vec<PeerEncryptionLine>,
+    /// Each web seed (BEP 19) and how it is doing.
+    pub web_seeds: Vec<WebSeedLine>,
+}
+
+/// One web seed in the `web_seeds` list of [`Transfer`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebSeedLine {
+    /// The `url-list` (or `ws=`) entry.
+    pub url: String,
+    /// Serving us now.
+    pub connected: bool,
+    /// Payload bytes received from it.
+    pub downloaded: u64,
+    /// "ok", or the last error and when it is tried again.
+    pub message: String,
 }
 
 /// One connected peer in the `peer_encryption` list of [`Transfer`].
@@ -204,6 +219,16 @@ impl From<&TorrentStatus> for Transfer {
                 .map(|(addr, e)| PeerEncryptionLine {
                     addr: *addr,
                     encryption: e.as_str().to_string(),
+                })
+                .collect(),
+            web_seeds: s
+                .web_seeds
+                .iter()
+                .map(|w| WebSeedLine {
+                    url: w.url.clone(),
+                    connected: w.connected,
+                    downloaded: w.downloaded,
+                    message: w.message.clone(),
                 })
                 .collect(),
         }
@@ -414,6 +439,7 @@ mod tests {
             "violations",
             "trackers",
             "peer_encryption",
+            "web_seeds",
         ];
         for ev in [
             JsonEvent::Progress(Transfer::default()),

@@ -22,6 +22,7 @@ pub mod session;
 pub mod status;
 pub mod torrent;
 pub mod tracker_source;
+pub mod web_seed;
 
 pub use encryption::{Encryption, EncryptionPolicy};
 pub use error::EngineError;
@@ -29,3 +30,4 @@ pub use session::{DhtSettings, Session, SessionConfig, TorrentHandle, TorrentOpt
 pub use shoal_storage::ResumeLocation;
 pub use shoal_tracker::TierConfig;
 pub use status::{TorrentState, TorrentStatus, TrackerReport};
+pub use web_seed::WebSeedReport;

@@ -64,6 +64,8 @@ pub struct TorrentStatus {
     pub trackers: Vec<TrackerReport>,
     /// Each connected peer and what its connection's handshake agreed.
     pub peer_encryption: Vec<(SocketAddr, Encryption)>,
+    /// Each web seed (BEP 19) and how it is doing.
+    pub web_seeds: Vec<crate::WebSeedReport>,
 }
 
 impl TorrentStatus {

@@ -27,6 +27,7 @@ use tracing::{debug, warn};
 use crate::clock::{sleep_until, Clock};
 use crate::connection::{self, LinkEvent, RateLimits};
 use crate::status::{TorrentState, TorrentStatus};
+use crate::web_seed::{self, Admission, WebSeedEvent};
 
 /// A connection's key: the machine's [`ConnId`], which is also the connection tasks' link id.
 pub type PeerKey = ConnId;
@@ -63,6 +64,8 @@ pub enum Event {
     TrackerReports(Vec<crate::status::TrackerReport>),
     /// Stop: flush resume data, close connections, then answer.
     Shutdown(oneshot::Sender<()>),
+    /// News from a web seed's task.
+    WebSeed(WebSeedEvent),
 }
 
 impl From<LinkEvent> for Event {
@@ -151,6 +154,17 @@ pub struct TorrentActor {
     status_tx: watch::Sender<TorrentStatus>,
     status: TorrentStatus,
     last_publish: Time,
+    /// The web seeds' tasks (aborted with the actor).
+    web_seed_tasks: Vec<AbortOnDrop>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl TorrentActor {
@@ -199,6 +213,7 @@ impl TorrentActor {
             status_tx,
             status: TorrentStatus::default(),
             last_publish: now,
+            web_seed_tasks: Vec::new(),
         };
         actor.refresh_status();
         // Receivers see the real totals from the start, never an empty default.
@@ -212,6 +227,7 @@ impl TorrentActor {
 
     /// Runs until shutdown or a fatal storage error.
     pub async fn run(mut self) {
+        self.start_web_seeds();
         let done: Option<oneshot::Sender<()>> = loop {
             self.carry_out();
             if self.machine.is_failed() {
@@ -344,7 +360,97 @@ impl TorrentActor {
             }
             Event::AddPeers(addrs) => self.machine.add_peers(now, addrs),
             Event::TrackerReports(reports) => self.status.trackers = reports,
+            Event::WebSeed(ev) => self.on_web_seed(now, ev),
             Event::Shutdown(_) => {}
+        }
+    }
+
+    /// Starts a task per usable web seed of the torrent (none for a seed: it has everything).
+    fn start_web_seeds(&mut self) {
+        if self.ctx.seed_only || self.machine.is_complete() {
+            return;
+        }
+        let layout = match shoal_storage::Layout::from_info(&self.ctx.meta.info) {
+            Ok(l) => l,
+            Err(_) => return,
+        };
+        let torrent = web_seed::WebSeedTorrent {
+            layout,
+            file_lengths: self.ctx.meta.info.files.iter().map(|f| f.length).collect(),
+            bind: self.ctx.bind,
+        };
+        for url in &self.ctx.meta.url_list {
+            let index = self.status.web_seeds.len();
+            let mut report = web_seed::WebSeedReport {
+                url: url.clone(),
+                ..Default::default()
+            };
+            match shoal_webseed::WebSeedUrl::new(url, &self.ctx.meta.info) {
+                Ok(parsed) => {
+                    report.message = "connecting".into();
+                    let task = tokio::spawn(web_seed::run(
+                        index,
+                        parsed,
+                        torrent.clone(),
+                        self.events_tx.clone(),
+                    ));
+                    self.web_seed_tasks.push(AbortOnDrop(task));
+                }
+                Err(e) => {
+                    warn!("ignoring web seed: {e}");
+                    report.message = format!("{e}: not used");
+                }
+            }
+            self.status.web_seeds.push(report);
+        }
+    }
+
+    fn on_web_seed(&mut self, now: Time, ev: WebSeedEvent) {
+        match ev {
+            WebSeedEvent::Report(index, report) => {
+                if let Some(r) = self.status.web_seeds.get_mut(index) {
+                    *r = report;
+                }
+            }
+            WebSeedEvent::Ready {
+                index: _,
+                addr,
+                peer_id,
+                reply,
+            } => {
+                if self.machine.is_complete() || self.machine.is_failed() {
+                    let _ = reply.send(Admission::Never);
+                    return;
+                }
+                // Incoming, without the extension protocol: the machine then never lists it in
+                // PEX or its address book (it is no BitTorrent peer); the fast extension makes
+                // the task's rejects hand blocks back at once.
+                let hello = PeerHello {
+                    addr,
+                    outgoing: false,
+                    peer_id,
+                    fast: true,
+                    extended: false,
+                };
+                let answer = match self.machine.handle_connected(now, hello) {
+                    Ok(key) => {
+                        let (tx, rx) = web_seed::link_channel();
+                        self.links.insert(key, connection::PeerLink::detached(tx));
+                        Admission::Go(key, rx)
+                    }
+                    Err(CloseReason::Banned | CloseReason::Shutdown) => Admission::Never,
+                    Err(_) => Admission::Later,
+                };
+                if let Admission::Go(key, _) = &answer {
+                    let key = *key;
+                    if reply.send(answer).is_err() {
+                        self.links.remove(&key);
+                        self.machine.handle_closed(now, key, CloseReason::Shutdown);
+                    }
+                } else {
+                    let _ = reply.send(answer);
+                }
+            }
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Magnet {
     pub peers: Vec<String>,
     /// `so` (BEP 53): the indices of the files to download; `None` means all.
     pub select_only: Option<Vec<u32>>,
+    /// `ws`: web seed URLs (BEP 19), as `url-list` in a .torrent file.
+    pub web_seeds: Vec<String>,
 }
 
 /// Decodes `%XX` escapes and `+` (a space, in query strings) into raw bytes; `None` for a
@@ -101,10 +103,11 @@ impl Magnet {
             trackers: Vec::new(),
             peers: Vec::new(),
             select_only: None,
+            web_seeds: Vec::new(),
         }
     }
 
-    /// Parses `magnet:?xt=urn:btih:…&dn=…&tr=…&x.pe=…&so=…`. Unknown parameters are ignored.
+    /// Parses `magnet:?xt=urn:btih:…&dn=…&tr=…&x.pe=…&so=…&ws=…`. Unknown parameters are ignored.
     pub fn parse(uri: &str) -> Result<Magnet, MetainfoError> {
         if uri.len() > MAX_MAGNET_LEN {
             return Err(MetainfoError::Magnet("longer than 64 KiB".into()));
@@ -135,6 +138,9 @@ impl Magnet {
                     magnet.trackers.push(value)
                 }
                 (_, "so") => magnet.select_only = Some(parse_select_only(&value)?),
+                (_, "ws") if !value.is_empty() && !magnet.web_seeds.contains(&value) => {
+                    magnet.web_seeds.push(value)
+                }
                 _ => {}
             }
         }
@@ -148,7 +154,7 @@ impl Magnet {
 }
 
 impl std::fmt::Display for Magnet {
-    /// Produces `magnet:?xt=urn:btih:<hex>` with `dn`, `tr`, `x.pe` and `so` as present.
+    /// Produces `magnet:?xt=urn:btih:<hex>` with `dn`, `tr`, `ws`, `x.pe` and `so` as present.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "magnet:?xt=urn:btih:{}", self.info_hash.to_hex())?;
         if let Some(dn) = &self.display_name {
@@ -156,6 +162,9 @@ impl std::fmt::Display for Magnet {
         }
         for tr in &self.trackers {
             write!(f, "&tr={}", percent_encode(tr.as_bytes()))?;
+        }
+        for ws in &self.web_seeds {
+            write!(f, "&ws={}", percent_encode(ws.as_bytes()))?;
         }
         for pe in &self.peers {
             write!(f, "&x.pe={}", percent_encode(pe.as_bytes()))?;
@@ -169,7 +178,7 @@ impl std::fmt::Display for Magnet {
 }
 
 impl crate::Metainfo {
-    /// The magnet link of this torrent: info-hash, name and every tracker.
+    /// The magnet link of this torrent: info-hash, name, every tracker and web seed.
     pub fn magnet(&self) -> Magnet {
         Magnet {
             info_hash: self.info_hash,
@@ -177,6 +186,7 @@ impl crate::Metainfo {
             trackers: self.trackers.iter().flatten().cloned().collect(),
             peers: Vec::new(),
             select_only: None,
+            web_seeds: self.url_list.clone(),
         }
     }
 }
@@ -197,6 +207,7 @@ mod tests {
         .unwrap();
         assert_eq!(m.info_hash, id);
         assert_eq!(m.display_name.as_deref(), Some("My File x"));
+        assert!(m.web_seeds.is_empty());
         assert_eq!(
             m.trackers,
             ["http://127.0.0.1:6969/announce", "udp://127.0.0.1:6969"]
@@ -205,6 +216,22 @@ mod tests {
         assert_eq!(m.select_only, Some(vec![0, 2, 4, 5, 6]));
         let b32 = Magnet::parse(&format!("magnet:?xt=urn:btih:{}", id.to_base32())).unwrap();
         assert_eq!(b32.info_hash, id);
+    }
+
+    #[test]
+    fn web_seeds_from_ws() {
+        let m = Magnet::parse(&format!(
+            "magnet:?xt=urn:btih:{}&ws=http%3A%2F%2F127.0.0.9%3A8000%2Fd%2F&ws=https://m.test/f&ws=https://m.test/f",
+            "a".repeat(40)
+        ))
+        .unwrap();
+        assert_eq!(
+            m.web_seeds,
+            vec!["http://127.0.0.9:8000/d/", "https://m.test/f"]
+        );
+        assert!(m
+            .to_string()
+            .contains("&ws=http%3A%2F%2F127.0.0.9%3A8000%2Fd%2F"));
     }
 
     #[test]
@@ -237,6 +264,7 @@ mod tests {
                 trackers: trackers.into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
                 peers: vec!["127.0.0.2:1".into()],
                 select_only: so.map(|s| s.into_iter().collect()),
+                web_seeds: vec!["http://127.0.0.9:8000/d/".into()],
             };
             prop_assert_eq!(Magnet::parse(&m.to_string()).unwrap(), m);
         }

@@ -39,8 +39,8 @@ fn io_err(e: impl std::fmt::Display) -> TrackerError {
 }
 
 /// Connects to `addr` from the bound address of its family; a family the binding forbids is
-/// refused before any socket is made.
-async fn connect(addr: SocketAddr, bind: LocalBind) -> std::io::Result<TcpStream> {
+/// refused before any socket is made. Also used by web seeds (BEP 19).
+pub async fn connect(addr: SocketAddr, bind: LocalBind) -> std::io::Result<TcpStream> {
     let source = bind.source_for(addr)?;
     let sock = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,

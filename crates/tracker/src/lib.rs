@@ -51,7 +51,7 @@ pub mod http_response;
 pub mod server;
 pub mod swarm;
 pub mod tiers;
-mod tls;
+pub mod tls;
 pub mod udp_client;
 pub mod udp_packet;
 pub mod url;

@@ -54,10 +54,7 @@ fn build_config() -> Result<Arc<ClientConfig>, String> {
 }
 
 /// Runs the TLS handshake with the tracker `host` (a name or an IP literal) over `tcp`.
-pub(crate) async fn connect(
-    host: &str,
-    tcp: TcpStream,
-) -> Result<TlsStream<TcpStream>, TrackerError> {
+pub async fn connect(host: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>, TrackerError> {
     let config = config().await?;
     let name = ServerName::try_from(
         host.trim_start_matches('[')
