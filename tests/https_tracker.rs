@@ -5,84 +5,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+use rcgen::SanType;
+use support::tls::{stunnel, stunnel_available, Ca};
 use support::*;
 
 const LONG: Duration = Duration::from_secs(120);
-const STUNNEL: &str = "/usr/bin/stunnel4";
-
-/// Whether stunnel is installed; under `CI=true` its absence fails the test.
-fn stunnel_available() -> bool {
-    tool_available(STUNNEL, "stunnel4")
-}
-
-/// The test CA: its certificate in `dir/ca.pem`, and the means to sign server certificates.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    pem: PathBuf,
-}
-
-impl Ca {
-    fn new(dir: &Path) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "shoal test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let pem = dir.join("ca.pem");
-        std::fs::write(&pem, cert.pem()).unwrap();
-        Ca { cert, key, pem }
-    }
-
-    /// A server certificate and key (one PEM file, as stunnel takes it) for `san`, valid between
-    /// the given years.
-    fn server(&self, dir: &Path, name: &str, san: SanType, years: (i32, i32)) -> PathBuf {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.subject_alt_names = vec![san];
-        params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
-        params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let path = dir.join(format!("{name}.pem"));
-        std::fs::write(&path, cert.pem() + &key.serialize_pem()).unwrap();
-        path
-    }
-}
-
-/// stunnel on a free loopback port, terminating TLS with `cert` and passing the bytes on to
-/// `127.0.0.1:backend`.
-fn stunnel(dir: &Path, name: &str, cert: &Path, backend: u16) -> (Killed, u16) {
-    let port = free_port("127.0.0.1");
-    let conf = dir.join(format!("{name}.conf"));
-    std::fs::write(
-        &conf,
-        format!(
-            "foreground = yes\npid =\nsyslog = no\noutput = {}\n[tracker]\naccept = 127.0.0.1:{port}\n\
-             connect = 127.0.0.1:{backend}\ncert = {}\n",
-            dir.join(format!("{name}.log")).display(),
-            cert.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(STUNNEL)
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start stunnel");
-    let killed = Killed(child);
-    wait_listening(&format!("127.0.0.1:{port}"));
-    (killed, port)
-}
-
 fn tracker_line(v: &serde_json::Value, port: u16) -> Option<&serde_json::Value> {
     v["trackers"].as_array()?.iter().find(|t| {
         t["url"]
@@ -108,9 +37,9 @@ fn https_tracker_swarm_and_certificate_errors_reported_per_tracker() {
         (2020, 2100),
     );
     let ot_port = free_port("127.0.0.1");
-    let (_s1, good_port) = stunnel(&dir, "good", &good, ot_port);
-    let (_s2, expired_port) = stunnel(&dir, "expired", &expired, ot_port);
-    let (_s3, other_port) = stunnel(&dir, "other", &other_host, ot_port);
+    let (_s1, good_port) = stunnel(&dir, "good", &good, &format!("127.0.0.1:{ot_port}"));
+    let (_s2, expired_port) = stunnel(&dir, "expired", &expired, &format!("127.0.0.1:{ot_port}"));
+    let (_s3, other_port) = stunnel(&dir, "other", &other_host, &format!("127.0.0.1:{ot_port}"));
     let url = |p: u16| format!("https://127.0.0.1:{p}/announce");
     // Three tiers: the failing two are tried too (each is its own tier), the good one works.
     let (torrent, data) = make_torrent_with_trackers(

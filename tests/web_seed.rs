@@ -253,3 +253,94 @@ fn an_unreachable_web_seed_is_reported_and_peers_finish() {
     });
     assert!(reported, "{:?}", dl.seen.last());
 }
+
+/// libtorrent reads the `url-list` shoal writes and finds the same files on the same server:
+/// BEP 19's URL rules agree (multi-file, names that need escaping).
+#[test]
+fn libtorrent_downloads_a_shoal_web_seed_torrent() {
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("ws-lt");
+    let logs = dir.clone();
+    let root = dir.join("srv").join("lt set");
+    let files = [
+        (root.join("one.bin"), 700_000),
+        (root.join("two words").join("#2.bin"), 1_300_000),
+    ];
+    for (i, (p, len)) in files.iter().enumerate() {
+        write_random_file(p, *len, i as u64 + 70);
+    }
+    let (mut server, addr) = web_server(&dir.join("srv"), "127.0.0.9", &[], "server", &logs);
+    let torrent = dir.join("lt.torrent");
+    create_with_web_seeds(&root, &torrent, "64KiB", &[format!("http://{addr}/")]);
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut lt = lt_peer(
+        "download",
+        &torrent,
+        &out,
+        "127.0.0.5",
+        &[],
+        &[],
+        "lt",
+        &logs,
+    );
+    lt.wait_event("complete", WAIT);
+    for (p, _) in &files {
+        let rel = p.strip_prefix(dir.join("srv")).unwrap();
+        assert!(same_bytes(p, &out.join(rel)), "{}", rel.display());
+    }
+    assert!(requests(&mut server) > 0);
+}
+
+/// An `https://` web seed: the range server behind stunnel with a certificate from the test's CA
+/// (trusted through `SSL_CERT_FILE`); one with an expired certificate is reported as such.
+#[test]
+fn https_web_seed_and_a_bad_certificate() {
+    if !support::tls::stunnel_available() {
+        return;
+    }
+    let dir = scratch("ws-https");
+    let logs = dir.clone();
+    let data = dir.join("srv").join("payload.bin");
+    write_random_file(&data, 3 * 1024 * 1024, 44);
+    let (_server, addr) = web_server(&dir.join("srv"), "127.0.0.9", &[], "server", &logs);
+    let ca = support::tls::Ca::new(&dir);
+    let ip = rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap());
+    let good = ca.server(&dir, "good", ip.clone(), (2020, 2100));
+    let expired = ca.server(&dir, "expired", ip, (2000, 2001));
+    let (_tls, port) = support::tls::stunnel(&dir, "good", &good, &addr);
+    let (_tls_bad, bad_port) = support::tls::stunnel(&dir, "expired", &expired, &addr);
+    let torrent = dir.join("ws.torrent");
+    create_with_web_seeds(
+        &data,
+        &torrent,
+        "64KiB",
+        &[
+            format!("https://127.0.0.1:{port}/"),
+            format!("https://127.0.0.1:{bad_port}/"),
+        ],
+    );
+    let out = dir.join("out");
+    let mut cmd = shoal();
+    cmd.args([
+        "download",
+        torrent.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .args(["--listen", "127.0.0.3:0", "--json", "--no-dht"])
+    .env("SSL_CERT_FILE", &ca.pem);
+    let mut dl = Proc::spawn_shoal(cmd, "leecher", &logs);
+    let done = dl.wait_event("complete", WAIT);
+    assert_eq!(dl.wait_exit(WAIT), Some(0));
+    assert!(same_bytes(&data, &out.join("payload.bin")));
+    assert_eq!(done["web_seeds"][0]["downloaded"], 3 * 1024 * 1024);
+    let expired_reported = dl.seen.iter().any(|v| {
+        v["web_seeds"][1]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expired"))
+    });
+    assert!(expired_reported, "{:?}", dl.seen.last());
+}

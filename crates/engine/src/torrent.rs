@@ -156,6 +156,8 @@ pub struct TorrentActor {
     last_publish: Time,
     /// The web seeds' tasks (aborted with the actor).
     web_seed_tasks: Vec<AbortOnDrop>,
+    /// Links that are web seeds, and which (index into `status.web_seeds`).
+    web_seed_links: HashMap<PeerKey, usize>,
 }
 
 /// Aborts a task when dropped.
@@ -214,6 +216,7 @@ impl TorrentActor {
             status: TorrentStatus::default(),
             last_publish: now,
             web_seed_tasks: Vec::new(),
+            web_seed_links: HashMap::new(),
         };
         actor.refresh_status();
         // Receivers see the real totals from the start, never an empty default.
@@ -314,12 +317,24 @@ impl TorrentActor {
         let now = self.now();
         match ev {
             Event::Link(LinkEvent::Messages(key, msgs)) => {
+                if let Some(ws) = self
+                    .web_seed_links
+                    .get(&key)
+                    .and_then(|&i| self.status.web_seeds.get_mut(i))
+                {
+                    for m in &msgs {
+                        if let shoal_wire::Message::Piece { data, .. } = m {
+                            ws.downloaded += data.len() as u64;
+                        }
+                    }
+                }
                 for msg in msgs {
                     self.machine.handle_message(now, key, msg);
                 }
             }
             Event::Link(LinkEvent::Closed(key, reason)) => {
                 self.links.remove(&key);
+                self.web_seed_links.remove(&key);
                 self.machine.handle_closed(now, key, reason);
             }
             Event::Link(LinkEvent::Sent(key, bytes)) => self.machine.handle_sent(now, key, bytes),
@@ -409,11 +424,18 @@ impl TorrentActor {
         match ev {
             WebSeedEvent::Report(index, report) => {
                 if let Some(r) = self.status.web_seeds.get_mut(index) {
+                    let news = r.message != report.message || r.connected != report.connected;
+                    // Bytes are counted here as its blocks arrive, not by the task.
+                    let downloaded = r.downloaded;
                     *r = report;
+                    r.downloaded = downloaded;
+                    // A web seed failing or coming back is shown at once, not with the next
+                    // periodic snapshot (a short download may end first).
+                    self.publish_status(news);
                 }
             }
             WebSeedEvent::Ready {
-                index: _,
+                index,
                 addr,
                 peer_id,
                 reply,
@@ -436,6 +458,7 @@ impl TorrentActor {
                     Ok(key) => {
                         let (tx, rx) = web_seed::link_channel();
                         self.links.insert(key, connection::PeerLink::detached(tx));
+                        self.web_seed_links.insert(key, index);
                         Admission::Go(key, rx)
                     }
                     Err(CloseReason::Banned | CloseReason::Shutdown) => Admission::Never,
@@ -466,6 +489,7 @@ impl TorrentActor {
                     TorrentEvent::PeerClosed { conn, .. } => {
                         // Dropping the link stops its tasks and closes the socket.
                         self.links.remove(&conn);
+                        self.web_seed_links.remove(&conn);
                         changed = true;
                     }
                     TorrentEvent::PeerConnected { .. }

@@ -40,7 +40,7 @@ pub struct WebSeedReport {
     pub url: String,
     /// Serving us now.
     pub connected: bool,
-    /// Payload bytes received from it.
+    /// Payload bytes received from it (counted by the actor as its blocks arrive).
     pub downloaded: u64,
     /// "ok", or the last error and when it is tried again.
     pub message: String,
@@ -118,10 +118,8 @@ pub async fn run(
                         report.message = "ok".into();
                         send_report(&events, index, &report).await;
                         let mut session = Admitted {
-                            index,
                             key,
                             events: &events,
-                            report: &mut report,
                         };
                         let outcome =
                             serve(&mut session, &mut source, rx, &torrent, &mut backoff).await;
@@ -178,10 +176,8 @@ async fn send_report(events: &mpsc::Sender<Event>, index: usize, report: &WebSee
 
 /// One admitted stay of a web seed among the torrent's peers.
 struct Admitted<'a> {
-    index: usize,
     key: LinkId,
     events: &'a mpsc::Sender<Event>,
-    report: &'a mut WebSeedReport,
 }
 
 impl Admitted<'_> {
@@ -196,10 +192,9 @@ impl Admitted<'_> {
     }
 
     /// Hands completed blocks to the machine as `piece` messages.
-    async fn deliver(&mut self, blocks: Vec<(BlockRequest, bytes::Bytes)>) -> bool {
+    async fn deliver(&self, blocks: Vec<(BlockRequest, bytes::Bytes)>) -> bool {
         let mut msgs = Vec::with_capacity(blocks.len());
         for (b, data) in blocks {
-            self.report.downloaded += data.len() as u64;
             msgs.push(Message::Piece {
                 piece: b.piece,
                 begin: b.begin,
@@ -302,7 +297,6 @@ async fn serve(
             s.reject(&mut rejects).await;
             return Err(e);
         }
-        send_report(s.events, s.index, s.report).await;
     }
 }
 
