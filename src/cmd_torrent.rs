@@ -42,7 +42,7 @@ pub struct NetArgs {
     max_download_rate: Option<String>,
     /// Print JSON lines on stdout instead of a progress display.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// An extra tracker URL (its own tier, after the torrent's); repeatable.
     #[arg(short = 't', long = "tracker")]
     trackers: Vec<String>,
@@ -104,7 +104,7 @@ fn rate(s: &Option<String>) -> anyhow::Result<Option<u64>> {
         .transpose()
 }
 
-fn session_config(net: &NetArgs) -> anyhow::Result<SessionConfig> {
+pub(crate) fn session_config(net: &NetArgs) -> anyhow::Result<SessionConfig> {
     let dht = (!net.no_dht).then(|| DhtSettings {
         bootstrap: net.dht_bootstrap.clone(),
         state_file: net.dht_state.clone().or_else(|| {

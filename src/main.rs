@@ -1,6 +1,7 @@
 //! The `shoal` command line.
 
 mod cmd_create;
+mod cmd_daemon;
 mod cmd_dht;
 mod cmd_index;
 mod cmd_info;
@@ -52,6 +53,8 @@ enum Command {
     Search(cmd_search::SearchArgs),
     /// Build the keyword index: crawl the DHT for torrents (BEP 51, BEP 9).
     Index(cmd_index::IndexArgs),
+    /// Run many torrents in one process, driven by a JSON API and the Transmission RPC.
+    Daemon(cmd_daemon::DaemonArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Swarm(args) => cmd_swarm::run(args),
         Command::Search(args) => cmd_search::run(args),
         Command::Index(args) => cmd_index::run(args),
+        Command::Daemon(args) => cmd_daemon::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

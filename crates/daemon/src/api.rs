@@ -1,0 +1,321 @@
+//! The daemon's HTTP server: shoal's JSON API under `/api/v1`, the event stream, Prometheus
+//! metrics, and the Transmission RPC. Every route but the Transmission one wants
+//! `Authorization: Bearer <token>`; the RPC takes the token as the Basic password (what
+//! `transmission-remote --auth` and Sonarr send).
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use shoal_core::Id20;
+
+use crate::manager::{AddSource, Manager};
+use crate::DaemonError;
+
+/// What every handler shares.
+pub struct AppState {
+    /// The torrents.
+    pub manager: Arc<Manager>,
+    /// The API token.
+    pub token: String,
+    /// The Transmission RPC's CSRF session id.
+    pub rpc_session_id: String,
+}
+
+impl IntoResponse for DaemonError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            DaemonError::NotFound => StatusCode::NOT_FOUND,
+            DaemonError::Duplicate(_) => StatusCode::CONFLICT,
+            DaemonError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            DaemonError::State(_) | DaemonError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
+    }
+}
+
+/// The router of every route.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/torrents", get(list).post(add))
+        .route("/torrents/{id}", get(show).delete(remove))
+        .route("/torrents/{id}/start", post(start))
+        .route("/torrents/{id}/stop", post(stop))
+        .route("/torrents/{id}/verify", post(verify))
+        .route("/torrents/{id}/files", get(files))
+        .route("/session", get(session))
+        .route("/events", get(events))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), bearer));
+    Router::new()
+        .nest("/api/v1", api)
+        .route(
+            "/metrics",
+            get(metrics).layer(axum::middleware::from_fn_with_state(state.clone(), bearer)),
+        )
+        // transmission-remote posts to the path with a trailing slash, others without.
+        .route(
+            "/transmission/rpc",
+            post(crate::transmission::rpc).get(crate::transmission::rpc),
+        )
+        .route(
+            "/transmission/rpc/",
+            post(crate::transmission::rpc).get(crate::transmission::rpc),
+        )
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Compares in constant time (the token is a secret).
+pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn bearer(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if same_secret(t.as_bytes(), state.token.as_bytes()) => next.run(req).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(serde_json::json!({"error": "a valid token is required (Authorization: Bearer …; the token is in the daemon's state folder)"})),
+        )
+            .into_response(),
+    }
+}
+
+fn parse_id(manager: &Manager, id: &str) -> Result<Id20, DaemonError> {
+    if let Ok(h) = Id20::from_hex(id) {
+        return Ok(h);
+    }
+    id.parse::<u64>()
+        .ok()
+        .and_then(|n| manager.hash_of_id(n))
+        .ok_or(DaemonError::NotFound)
+}
+
+async fn list(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    Json(s.manager.list())
+}
+
+/// The body of `POST /api/v1/torrents` in JSON.
+#[derive(Debug, Default, Deserialize)]
+struct AddRequest {
+    /// A magnet link.
+    magnet: Option<String>,
+    /// A .torrent file, base64.
+    torrent: Option<String>,
+    /// Where to save (absolute); the daemon's download folder if missing.
+    save_path: Option<PathBuf>,
+    /// Add without starting.
+    #[serde(default)]
+    paused: bool,
+}
+
+async fn add(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, DaemonError> {
+    let is_torrent = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-bittorrent"));
+    let (source, save_path, paused) = if is_torrent {
+        (AddSource::Torrent(body.to_vec()), None, false)
+    } else {
+        let req: AddRequest = serde_json::from_slice(&body)
+            .map_err(|e| DaemonError::BadRequest(format!("bad JSON: {e}")))?;
+        let source = match (req.magnet, req.torrent) {
+            (Some(m), None) => AddSource::Magnet(m),
+            (None, Some(t)) => {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(t.trim())
+                    .map_err(|_| DaemonError::BadRequest("'torrent' is not base64".into()))?;
+                AddSource::Torrent(bytes)
+            }
+            _ => {
+                return Err(DaemonError::BadRequest(
+                    "give exactly one of 'magnet' and 'torrent'".into(),
+                ))
+            }
+        };
+        (source, req.save_path, req.paused)
+    };
+    let view = s.manager.add(source, save_path, paused)?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn show(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, DaemonError> {
+    let hash = parse_id(&s.manager, &id)?;
+    let view = s.manager.get(&hash).ok_or(DaemonError::NotFound)?;
+    Ok(Json(view).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RemoveQuery {
+    #[serde(default)]
+    delete_data: bool,
+}
+
+async fn remove(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Result<StatusCode, DaemonError> {
+    let hash = parse_id(&s.manager, &id)?;
+    s.manager.remove(&hash, q.delete_data).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn start(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, DaemonError> {
+    let hash = parse_id(&s.manager, &id)?;
+    s.manager.start(&hash)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn stop(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, DaemonError> {
+    let hash = parse_id(&s.manager, &id)?;
+    s.manager.stop(&hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn verify(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, DaemonError> {
+    let hash = parse_id(&s.manager, &id)?;
+    s.manager.verify(&hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn files(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, DaemonError> {
+    let hash = parse_id(&s.manager, &id)?;
+    let meta = s.manager.metainfo(&hash).ok_or(DaemonError::NotFound)?;
+    let files: Vec<serde_json::Value> = meta
+        .info
+        .files
+        .iter()
+        .filter(|f| !f.is_pad())
+        .map(|f| serde_json::json!({"path": f.display_path(), "length": f.length}))
+        .collect();
+    Ok(Json(files).into_response())
+}
+
+async fn session(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let m = &s.manager;
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "listen": m.session().local_addr().to_string(),
+        "peer_id": String::from_utf8_lossy(&m.session().peer_id().0[..8]),
+        "download_dir": m.download_dir(),
+        "torrents": m.list().len(),
+    }))
+}
+
+/// Server-sent events: one `data:` line per state change (JSON, `event` names its kind), and a
+/// comment every 15 s to keep proxies from closing an idle stream.
+async fn events(
+    State(s): State<Arc<AppState>>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let rx = s.manager.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let data = serde_json::to_string(&ev).unwrap_or_default();
+                    return Some((Ok(Event::default().data(data)), rx));
+                }
+                // A slow reader misses events rather than holding memory: it can re-list.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Prometheus text format.
+async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let list = s.manager.list();
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, values: Vec<(String, f64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in values {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    let per = |f: &dyn Fn(&crate::TorrentView) -> f64| -> Vec<(String, f64)> {
+        list.iter()
+            .map(|t| (format!("{{info_hash=\"{}\"}}", t.info_hash), f(t)))
+            .collect()
+    };
+    metric(
+        "shoal_torrents",
+        "Torrents in the daemon.",
+        "gauge",
+        vec![(String::new(), list.len() as f64)],
+    );
+    metric(
+        "shoal_torrent_downloaded_bytes",
+        "Bytes of verified wanted pieces.",
+        "gauge",
+        per(&|t| t.downloaded as f64),
+    );
+    metric(
+        "shoal_torrent_uploaded_bytes",
+        "Payload bytes sent since the torrent started.",
+        "counter",
+        per(&|t| t.uploaded as f64),
+    );
+    metric(
+        "shoal_torrent_peers",
+        "Connected peers.",
+        "gauge",
+        per(&|t| t.peers as f64),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

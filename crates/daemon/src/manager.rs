@@ -1,0 +1,669 @@
+//! The daemon's torrents: one engine session, many torrents, each started, stopped, removed and
+//! persisted on request.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use shoal_core::Id20;
+use shoal_engine::{ResumeLocation, Session, TorrentHandle, TorrentOptions, TorrentStatus};
+use shoal_metainfo::{Magnet, Metainfo};
+use tokio::sync::{broadcast, watch};
+
+use crate::store::{EntryRecord, Store};
+use crate::DaemonError;
+
+/// How long a magnet's metadata is looked for before the torrent shows an error.
+const METADATA_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Where a torrent is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// A magnet link whose metadata is being fetched.
+    Metadata,
+    /// Its data is being checked.
+    Checking,
+    /// Downloading.
+    Downloading,
+    /// Complete and serving.
+    Seeding,
+    /// Stopped by the user.
+    Paused,
+    /// Stopped by an error (see `error`).
+    Error,
+}
+
+/// One torrent as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TorrentView {
+    /// The info-hash, hex: the API's id.
+    pub info_hash: String,
+    /// The Transmission RPC's id.
+    pub id: u64,
+    /// Its name (the magnet's `dn` until the metadata is in).
+    pub name: String,
+    /// Where it is.
+    pub state: State,
+    /// The folder that holds its file or folder.
+    pub save_path: PathBuf,
+    /// Bytes of verified wanted pieces.
+    pub downloaded: u64,
+    /// Bytes of all wanted pieces (0 until the metadata is in).
+    pub total: u64,
+    /// Payload sent since it started.
+    pub uploaded: u64,
+    /// 0 to 1.
+    pub progress: f64,
+    /// Bytes per second.
+    pub down_rate: u64,
+    /// Bytes per second.
+    pub up_rate: u64,
+    /// Connected peers.
+    pub peers: usize,
+    /// Verified pieces.
+    pub pieces: u32,
+    /// All pieces.
+    pub pieces_total: u32,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u32,
+    /// Added (Unix seconds).
+    pub added: u64,
+    /// Why it stopped, in `error` state.
+    pub error: Option<String>,
+}
+
+/// A state change, for the event stream.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DaemonEvent {
+    /// A torrent was added.
+    Added {
+        /// Its view.
+        torrent: TorrentView,
+    },
+    /// A torrent changed state.
+    State {
+        /// Its view.
+        torrent: TorrentView,
+    },
+    /// A torrent's download completed.
+    Complete {
+        /// Its view.
+        torrent: TorrentView,
+    },
+    /// A torrent was removed.
+    Removed {
+        /// Its info-hash.
+        info_hash: String,
+    },
+}
+
+/// How to add a torrent.
+#[derive(Clone, Debug)]
+pub enum AddSource {
+    /// The bytes of a .torrent file.
+    Torrent(Vec<u8>),
+    /// A magnet link.
+    Magnet(String),
+}
+
+/// What a running torrent has.
+enum Run {
+    /// Not running.
+    Stopped,
+    /// Starting (metadata, data check): the task that will put its handle in place.
+    Starting(tokio::task::JoinHandle<()>),
+    /// Running.
+    Active(TorrentHandle),
+}
+
+struct Entry {
+    record: EntryRecord,
+    meta: Option<Arc<Metainfo>>,
+    name: String,
+    state: State,
+    error: Option<String>,
+    running: Run,
+    /// The last status (kept when stopped, for the list).
+    status: Option<watch::Receiver<TorrentStatus>>,
+    last: TorrentStatus,
+}
+
+impl Entry {
+    fn view(&self) -> TorrentView {
+        let s = self
+            .status
+            .as_ref()
+            .map(|r| r.borrow().clone())
+            .unwrap_or_else(|| self.last.clone());
+        let state = match (self.state, &s.state) {
+            (State::Downloading | State::Seeding, shoal_engine::TorrentState::Seeding) => {
+                State::Seeding
+            }
+            (State::Downloading | State::Seeding, shoal_engine::TorrentState::Error(_)) => {
+                State::Error
+            }
+            (other, _) => other,
+        };
+        let error = match &s.state {
+            shoal_engine::TorrentState::Error(e) => Some(e.clone()),
+            _ => self.error.clone(),
+        };
+        TorrentView {
+            info_hash: self.record.info_hash.clone(),
+            id: self.record.id,
+            name: self.name.clone(),
+            state,
+            save_path: self.record.save_path.clone(),
+            downloaded: s.verified_bytes,
+            total: s.total_bytes,
+            uploaded: s.uploaded,
+            progress: if s.total_bytes > 0 {
+                s.verified_bytes as f64 / s.total_bytes as f64
+            } else {
+                0.0
+            },
+            down_rate: s.down_rate.max(0.0) as u64,
+            up_rate: s.up_rate.max(0.0) as u64,
+            peers: s.peers,
+            pieces: s.pieces_have,
+            pieces_total: s.pieces_total,
+            hash_failures: s.hash_failures,
+            added: self.record.added,
+            error,
+        }
+    }
+}
+
+/// Session-wide settings the manager applies to every torrent.
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    /// Where new torrents are saved unless the request says otherwise.
+    pub download_dir: PathBuf,
+}
+
+/// The daemon's torrents.
+pub struct Manager {
+    session: Session,
+    store: Store,
+    config: ManagerConfig,
+    entries: Mutex<BTreeMap<Id20, Entry>>,
+    events: broadcast::Sender<DaemonEvent>,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+impl Manager {
+    /// A manager over `session`, with its state in `store`. Call [`Manager::restore`] next.
+    pub fn new(session: Session, store: Store, config: ManagerConfig) -> Arc<Manager> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Manager {
+            session,
+            store,
+            config,
+            entries: Mutex::new(BTreeMap::new()),
+            events,
+        })
+    }
+
+    /// The engine session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Where torrents go by default.
+    pub fn download_dir(&self) -> &Path {
+        &self.config.download_dir
+    }
+
+    /// State changes as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<DaemonEvent> {
+        self.events.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Id20, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Brings back every saved torrent in its saved state (resume data makes it quick: no
+    /// verified piece is hashed again).
+    pub fn restore(self: &Arc<Self>) {
+        for (record, torrent) in self.store.load() {
+            let Ok(hash) = Id20::from_hex(&record.info_hash) else {
+                continue;
+            };
+            let magnet = record.magnet.as_deref().and_then(|m| Magnet::parse(m).ok());
+            let meta = torrent.and_then(|bytes| match Metainfo::from_bytes(&bytes) {
+                Ok(m) => Some(with_magnet_extras(m, magnet.as_ref())),
+                Err(e) => {
+                    tracing::warn!("saved torrent {} is unreadable: {e}", record.info_hash);
+                    None
+                }
+            });
+            if meta.is_none() && magnet.is_none() {
+                continue;
+            }
+            let name = meta
+                .as_ref()
+                .map(|m| m.info.name.clone())
+                .or_else(|| magnet.as_ref().and_then(|m| m.display_name.clone()))
+                .unwrap_or_else(|| record.info_hash.clone());
+            let paused = record.paused;
+            self.lock().insert(
+                hash,
+                Entry {
+                    record,
+                    meta: meta.map(Arc::new),
+                    name,
+                    state: State::Paused,
+                    error: None,
+                    running: Run::Stopped,
+                    status: None,
+                    last: TorrentStatus::default(),
+                },
+            );
+            if !paused {
+                self.start_entry(hash);
+            }
+        }
+    }
+
+    /// Adds a torrent; returns its view. A torrent already there is an error naming it.
+    pub fn add(
+        self: &Arc<Self>,
+        source: AddSource,
+        save_path: Option<PathBuf>,
+        paused: bool,
+    ) -> Result<TorrentView, DaemonError> {
+        let (hash, meta, magnet, bytes) = match source {
+            AddSource::Torrent(bytes) => {
+                let meta = Metainfo::from_bytes(&bytes)
+                    .map_err(|e| DaemonError::BadRequest(format!("not a valid torrent: {e}")))?;
+                (meta.info_hash, Some(meta), None, Some(bytes))
+            }
+            AddSource::Magnet(link) => {
+                let m = Magnet::parse(&link).map_err(|e| {
+                    DaemonError::BadRequest(format!("not a valid magnet link: {e}"))
+                })?;
+                (m.info_hash, None, Some((link, m)), None)
+            }
+        };
+        let save_path = save_path.unwrap_or_else(|| self.config.download_dir.clone());
+        if !save_path.is_absolute() {
+            return Err(DaemonError::BadRequest(format!(
+                "the save path must be absolute: {}",
+                save_path.display()
+            )));
+        }
+        let name = meta
+            .as_ref()
+            .map(|m| m.info.name.clone())
+            .or_else(|| magnet.as_ref().and_then(|(_, m)| m.display_name.clone()))
+            .unwrap_or_else(|| hash.to_hex());
+        let view = {
+            let mut entries = self.lock();
+            if let Some(e) = entries.get(&hash) {
+                return Err(DaemonError::Duplicate(e.record.info_hash.clone()));
+            }
+            let id = entries.values().map(|e| e.record.id).max().unwrap_or(0) + 1;
+            let record = EntryRecord {
+                id,
+                info_hash: hash.to_hex(),
+                save_path,
+                paused,
+                added: now_unix(),
+                magnet: magnet.as_ref().map(|(l, _)| l.clone()),
+                wanted_files: None,
+            };
+            if let Some(bytes) = &bytes {
+                self.store.save_torrent(&hash, bytes)?;
+            }
+            self.store.save_record(&record)?;
+            let entry = Entry {
+                record,
+                meta: meta.map(Arc::new),
+                name,
+                state: State::Paused,
+                error: None,
+                running: Run::Stopped,
+                status: None,
+                last: TorrentStatus::default(),
+            };
+            let view = entry.view();
+            entries.insert(hash, entry);
+            view
+        };
+        let _ = self.events.send(DaemonEvent::Added {
+            torrent: view.clone(),
+        });
+        if !paused {
+            self.start_entry(hash);
+        }
+        Ok(self.get(&hash).unwrap_or(view))
+    }
+
+    /// Every torrent, oldest first.
+    pub fn list(&self) -> Vec<TorrentView> {
+        let entries = self.lock();
+        let mut v: Vec<TorrentView> = entries.values().map(Entry::view).collect();
+        v.sort_by_key(|t| t.id);
+        v
+    }
+
+    /// One torrent.
+    pub fn get(&self, hash: &Id20) -> Option<TorrentView> {
+        self.lock().get(hash).map(Entry::view)
+    }
+
+    /// The info-hash of the torrent with Transmission id `id`.
+    pub fn hash_of_id(&self, id: u64) -> Option<Id20> {
+        self.lock()
+            .iter()
+            .find(|(_, e)| e.record.id == id)
+            .map(|(h, _)| *h)
+    }
+
+    /// The metainfo of a torrent (once known).
+    pub fn metainfo(&self, hash: &Id20) -> Option<Arc<Metainfo>> {
+        self.lock().get(hash).and_then(|e| e.meta.clone())
+    }
+
+    /// Starts (resumes) a torrent.
+    pub fn start(self: &Arc<Self>, hash: &Id20) -> Result<(), DaemonError> {
+        {
+            let mut entries = self.lock();
+            let e = entries.get_mut(hash).ok_or(DaemonError::NotFound)?;
+            if !e.record.paused && !matches!(e.running, Run::Stopped) {
+                return Ok(());
+            }
+            e.record.paused = false;
+            self.store.save_record(&e.record)?;
+        }
+        self.start_entry(*hash);
+        Ok(())
+    }
+
+    /// Stops (pauses) a torrent: resume data is written, peers are closed.
+    pub async fn stop(self: &Arc<Self>, hash: &Id20) -> Result<(), DaemonError> {
+        let running = {
+            let mut entries = self.lock();
+            let e = entries.get_mut(hash).ok_or(DaemonError::NotFound)?;
+            e.record.paused = true;
+            self.store.save_record(&e.record)?;
+            e.state = State::Paused;
+            std::mem::replace(&mut e.running, Run::Stopped)
+        };
+        self.halt(hash, running).await;
+        self.notify_state(hash);
+        Ok(())
+    }
+
+    /// Removes a torrent; with `delete_data`, also its files (only the torrent's own files, and
+    /// the folders they leave empty).
+    pub async fn remove(
+        self: &Arc<Self>,
+        hash: &Id20,
+        delete_data: bool,
+    ) -> Result<(), DaemonError> {
+        let entry = self.lock().remove(hash).ok_or(DaemonError::NotFound)?;
+        self.halt(hash, entry.running).await;
+        self.store.remove(hash);
+        if delete_data {
+            if let Some(meta) = &entry.meta {
+                delete_files(&entry.record.save_path, meta);
+            }
+        }
+        let _ = self.events.send(DaemonEvent::Removed {
+            info_hash: hash.to_hex(),
+        });
+        Ok(())
+    }
+
+    /// Checks a torrent's data again: stopped, its resume data dropped, started (the check
+    /// hashes every piece).
+    pub async fn verify(self: &Arc<Self>, hash: &Id20) -> Result<(), DaemonError> {
+        let running = {
+            let mut entries = self.lock();
+            let e = entries.get_mut(hash).ok_or(DaemonError::NotFound)?;
+            std::mem::replace(&mut e.running, Run::Stopped)
+        };
+        self.halt(hash, running).await;
+        let _ = std::fs::remove_file(
+            self.store
+                .resume_dir()
+                .join(format!("{}.shoal-resume", hash.to_hex())),
+        );
+        let paused = self.lock().get(hash).map(|e| e.record.paused);
+        if paused == Some(false) {
+            self.start_entry(*hash);
+        }
+        Ok(())
+    }
+
+    /// Stops every torrent (resume data written), for a clean exit.
+    pub async fn shutdown(self: &Arc<Self>) {
+        let all: Vec<(Id20, Run)> = {
+            let mut entries = self.lock();
+            entries
+                .iter_mut()
+                .map(|(h, e)| (*h, std::mem::replace(&mut e.running, Run::Stopped)))
+                .collect()
+        };
+        for (hash, running) in all {
+            self.halt(&hash, running).await;
+        }
+    }
+
+    async fn halt(&self, hash: &Id20, running: Run) {
+        match running {
+            Run::Stopped => {}
+            Run::Starting(task) => {
+                task.abort();
+                let _ = task.await;
+            }
+            Run::Active(handle) => {
+                let last = handle.shutdown().await;
+                if let Some(e) = self.lock().get_mut(hash) {
+                    e.last = last;
+                    e.status = None;
+                }
+            }
+        }
+    }
+
+    fn notify_state(&self, hash: &Id20) {
+        if let Some(v) = self.get(hash) {
+            let _ = self.events.send(DaemonEvent::State { torrent: v });
+        }
+    }
+
+    fn set_state(&self, hash: &Id20, state: State, error: Option<String>) {
+        if let Some(e) = self.lock().get_mut(hash) {
+            e.state = state;
+            e.error = error;
+        }
+        self.notify_state(hash);
+    }
+
+    /// Starts an entry in a task of its own: fetches a magnet's metadata, checks the data,
+    /// then runs it; errors put it in `error` state.
+    fn start_entry(self: &Arc<Self>, hash: Id20) {
+        let me = self.clone();
+        let mut entries = self.lock();
+        let Some(e) = entries.get_mut(&hash) else {
+            return;
+        };
+        if !matches!(e.running, Run::Stopped) {
+            return;
+        }
+        e.state = if e.meta.is_some() {
+            State::Checking
+        } else {
+            State::Metadata
+        };
+        e.error = None;
+        let task = tokio::spawn(async move {
+            if let Err(err) = me.run_entry(hash).await {
+                tracing::warn!("torrent {}: {err}", hash.to_hex());
+                if let Some(e) = me.lock().get_mut(&hash) {
+                    e.running = Run::Stopped;
+                }
+                me.set_state(&hash, State::Error, Some(err.to_string()));
+            }
+        });
+        e.running = Run::Starting(task);
+        drop(entries);
+        self.notify_state(&hash);
+    }
+
+    async fn run_entry(self: &Arc<Self>, hash: Id20) -> Result<(), DaemonError> {
+        let (meta, record) = {
+            let entries = self.lock();
+            let e = entries.get(&hash).ok_or(DaemonError::NotFound)?;
+            (e.meta.clone(), e.record.clone())
+        };
+        let magnet = record.magnet.as_deref().and_then(|m| Magnet::parse(m).ok());
+        let meta = match meta {
+            Some(m) => m,
+            None => {
+                let magnet = magnet
+                    .clone()
+                    .ok_or_else(|| DaemonError::BadRequest("no metadata and no magnet".into()))?;
+                let peers = magnet.peers.iter().filter_map(|p| p.parse().ok()).collect();
+                let fetched = self
+                    .session
+                    .fetch_metadata(&magnet, peers, METADATA_DEADLINE)
+                    .await
+                    .map_err(|e| DaemonError::Engine(e.to_string()))?;
+                // Kept as a .torrent with only the info dictionary; the magnet (trackers, web
+                // seeds) stays in the record.
+                let mut bytes = b"d4:info".to_vec();
+                bytes.extend_from_slice(&fetched.info_bytes);
+                bytes.push(b'e');
+                self.store.save_torrent(&hash, &bytes)?;
+                let meta = Arc::new(with_magnet_extras(fetched, Some(&magnet)));
+                if let Some(e) = self.lock().get_mut(&hash) {
+                    e.meta = Some(meta.clone());
+                    e.name = meta.info.name.clone();
+                    e.state = State::Checking;
+                }
+                self.notify_state(&hash);
+                meta
+            }
+        };
+        let opts = TorrentOptions {
+            save_path: record.save_path.clone(),
+            seed_only: false,
+            peers: magnet
+                .iter()
+                .flat_map(|m| m.peers.iter().filter_map(|p| p.parse().ok()))
+                .collect(),
+            resume: ResumeLocation::StateDir(self.store.resume_dir()),
+            trackers: meta.trackers.clone(),
+            tracker_config: Default::default(),
+            wanted_files: record.wanted_files.clone(),
+        };
+        std::fs::create_dir_all(&record.save_path).map_err(|e| {
+            DaemonError::Engine(format!("cannot create {}: {e}", record.save_path.display()))
+        })?;
+        let handle = self
+            .session
+            .add_torrent((*meta).clone(), opts, |_, _| {})
+            .await
+            .map_err(|e| DaemonError::Engine(e.to_string()))?;
+        let mut status = handle.status.clone();
+        // Removed meanwhile: the handle comes back to be shut down.
+        let orphan = match self.lock().get_mut(&hash) {
+            Some(e) => {
+                e.status = Some(handle.status.clone());
+                e.state = State::Downloading;
+                e.running = Run::Active(handle);
+                None
+            }
+            None => Some(handle),
+        };
+        if let Some(handle) = orphan {
+            handle.shutdown().await;
+            return Ok(());
+        }
+        self.notify_state(&hash);
+        // Watch for completion (and errors) to tell the event stream.
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut was_complete = status.borrow().is_complete();
+            let mut was_error = false;
+            while status.changed().await.is_ok() {
+                let s = status.borrow().clone();
+                let complete = s.is_complete();
+                let error = matches!(s.state, shoal_engine::TorrentState::Error(_));
+                if complete && !was_complete {
+                    if let Some(v) = me.get(&hash) {
+                        let _ = me.events.send(DaemonEvent::Complete { torrent: v });
+                    }
+                }
+                if error && !was_error {
+                    me.notify_state(&hash);
+                }
+                was_complete = complete;
+                was_error = error;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// The magnet's trackers and web seeds join those of the metainfo.
+fn with_magnet_extras(mut meta: Metainfo, magnet: Option<&Magnet>) -> Metainfo {
+    if let Some(m) = magnet {
+        for t in &m.trackers {
+            if !meta.trackers.iter().flatten().any(|x| x == t) {
+                meta.trackers.push(vec![t.clone()]);
+            }
+        }
+        for w in &m.web_seeds {
+            if !meta.url_list.contains(w) {
+                meta.url_list.push(w.clone());
+            }
+        }
+    }
+    meta
+}
+
+/// Deletes the torrent's own files under `save_path` and the folders they leave empty (never
+/// anything else: other files in those folders stay, and so do the folders holding them).
+fn delete_files(save_path: &Path, meta: &Metainfo) {
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in &meta.info.files {
+        if f.is_pad() {
+            continue;
+        }
+        let path = save_path.join(f.relative_path());
+        let _ = std::fs::remove_file(&path);
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == save_path || !d.starts_with(save_path) {
+                break;
+            }
+            dirs.insert(d.to_path_buf());
+            dir = d.parent();
+        }
+    }
+    // Deepest first; `remove_dir` fails on a folder that is not empty, which is the point.
+    for d in dirs.iter().rev() {
+        let _ = std::fs::remove_dir(d);
+    }
+    let _ = std::fs::remove_file(save_path.join(format!(".{}.shoal-resume", meta.info.name)));
+}
