@@ -246,6 +246,12 @@ impl Session {
             }
             None => None,
         };
+        let announce_ipv6 = std::iter::once(listen_addr)
+            .chain(second.as_ref().and_then(|l| l.local_addr().ok()))
+            .find_map(|a| match a.ip() {
+                IpAddr::V6(ip) if announceable_ipv6(&ip) => Some(ip),
+                _ => None,
+            });
         let threads = match config.disk_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -278,6 +284,7 @@ impl Session {
             trackers: Arc::new(shoal_tracker::TrackerClient::new(
                 shoal_tracker::ClientConfig {
                     bind,
+                    announce_ipv6,
                     ..Default::default()
                 },
             )),
@@ -619,6 +626,13 @@ pub async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
     out
 }
 
+/// Whether `ip`, an address we listen on, is worth telling trackers about as BEP 7 `ipv6=`:
+/// global unicast (2000::/3) or loopback (local test swarms). Link-local and unique-local
+/// addresses mean nothing to a tracker elsewhere; the unspecified `[::]` is no address at all.
+fn announceable_ipv6(ip: &std::net::Ipv6Addr) -> bool {
+    ip.is_loopback() || (ip.segments()[0] & 0xe000) == 0x2000
+}
+
 /// Where the DHT's sockets go (BEP 32: a node per family), following the peer listener:
 /// with `--bind`, each bound family on its address and no other family at all (fails closed);
 /// with a specific listen address, that address alone; with an unspecified one (the default),
@@ -925,6 +939,18 @@ mod dht_bind_tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn which_ipv6_addresses_are_announced() {
+        let yes = ["::1", "2001:db8::1", "2a00::5"];
+        let no = ["::", "fe80::1", "fd00::1", "ff02::1", "::ffff:1.2.3.4"];
+        for ip in yes {
+            assert!(announceable_ipv6(&ip.parse().unwrap()), "{ip}");
+        }
+        for ip in no {
+            assert!(!announceable_ipv6(&ip.parse().unwrap()), "{ip}");
+        }
     }
 
     #[test]
