@@ -792,6 +792,81 @@ mod tests {
     }
 
     #[test]
+    fn a_full_ipv6_get_peers_answer_fits_the_packet_limit() {
+        let mut n = pair();
+        let h = Id20([4; 20]);
+        for i in 1..=8u8 {
+            learn(&mut n, i, v4(i));
+            learn(&mut n, 100 + i, v6(100 + i));
+        }
+        // 60 IPv6 peers announce (each from its own address, with the token it got).
+        for i in 0..60u16 {
+            let from: SocketAddr = format!("[2001:db8:1::{i:x}]:6881").parse().unwrap();
+            n.handle_packet(
+                Time::ZERO,
+                from,
+                &query(200, QueryKind::GetPeers { info_hash: h }, None),
+            );
+            let (_, m) = out(&mut n)
+                .into_iter()
+                .find(|(_, m)| m.tid == b"qq")
+                .unwrap();
+            let Body::Response(r) = m.body else { panic!() };
+            let ann = QueryKind::AnnouncePeer {
+                info_hash: h,
+                port: 7000,
+                implied_port: false,
+                token: r.token.unwrap(),
+            };
+            n.handle_packet(Time::ZERO, from, &query(200, ann, None));
+            out(&mut n);
+        }
+        n.handle_packet(
+            Time::ZERO,
+            v6(99),
+            &query(99, QueryKind::GetPeers { info_hash: h }, Some(Want::both())),
+        );
+        let (_, bytes) = std::iter::from_fn(|| n.poll_transmit())
+            .find(|(_, b)| decode(b).is_ok_and(|m| m.tid == b"qq"))
+            .unwrap();
+        assert!(bytes.len() <= crate::krpc::MAX_PACKET, "{}", bytes.len());
+        let Body::Response(r) = decode(&bytes).unwrap().body else {
+            panic!()
+        };
+        // The IPv4 nodes gave way first; our own family's nodes and some peers stay.
+        assert!(r.nodes.is_empty());
+        assert_eq!(r.nodes6.len(), 8);
+        assert!(!r.values.is_empty() && r.values.iter().all(|p| p.is_ipv6()));
+    }
+
+    proptest::proptest! {
+        /// Arbitrary packets from either family, after a bootstrap and a lookup: no panic, and
+        /// every datagram out decodes, fits, and goes to the family of the node that answers.
+        #[test]
+        fn arbitrary_packets_of_both_families_never_panic(
+            packets in proptest::collection::vec(
+                (proptest::prelude::any::<bool>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)),
+                1..16,
+            ),
+        ) {
+            let mut n = pair();
+            n.bootstrap(Time::ZERO, &[v4(1), v6(1)]).unwrap();
+            let _ = n.get_peers(Time::ZERO, Id20([1; 20]));
+            for (i, (six, p)) in packets.iter().enumerate() {
+                let from = if *six { v6(1) } else { v4(1) };
+                n.handle_packet(Time::from_millis(i as u64), from, p);
+                while let Some((to, b)) = n.poll_transmit() {
+                    proptest::prop_assert!(b.len() <= crate::krpc::MAX_PACKET);
+                    proptest::prop_assert!(decode(&b).is_ok());
+                    proptest::prop_assert!(to == v4(1) || to == v6(1));
+                }
+            }
+            n.handle_timeout(Time::from_secs(3600));
+            while n.poll_event().is_some() {}
+        }
+    }
+
+    #[test]
     fn state_keeps_both_tables() {
         let mut n = pair();
         learn(&mut n, 1, v4(1));
