@@ -12,16 +12,18 @@
 //! ```no_run
 //! # async fn example() -> Result<(), shoal_dht::driver::DriverError> {
 //! use shoal_core::Id20;
-//! use shoal_dht::driver::Dht;
+//! use shoal_dht::driver::{Dht, DhtBind};
 //! use shoal_dht::DhtConfig;
 //!
 //! let addr = "0.0.0.0:6881".parse().unwrap();
-//! let dht = Dht::bind(addr, DhtConfig::for_addr(&addr)).await?;
-//! // Saved nodes (`Dht::bind_with_state`), or the public routers (the CLI resolves them).
+//! // IPv4 on 0.0.0.0:6881 and, where the host has IPv6, IPv6 on [::]:6881 (BEP 32).
+//! let dht = Dht::bind_dual(DhtBind::dual_for(addr), DhtConfig::for_addr(&addr), None).await?;
+//! // Saved nodes (the last argument), or the public routers (the CLI resolves them); each
+//! // family's node joins through the addresses of its family.
 //! let mut routers = Vec::new();
 //! for host in shoal_dht::DEFAULT_BOOTSTRAP {
 //!     if let Ok(addrs) = tokio::net::lookup_host(host).await {
-//!         routers.extend(addrs.filter(|a| a.is_ipv4()));
+//!         routers.extend(addrs);
 //!     }
 //! }
 //! dht.bootstrap(routers).await?;
