@@ -10,7 +10,7 @@ use shoal_engine::events::JsonEvent;
 
 use crate::output::{self, outln};
 use shoal_core::Id20;
-use shoal_dht::driver::Dht;
+use shoal_dht::driver::{Dht, DhtBind};
 use shoal_dht::{DhtConfig, DhtState};
 
 /// Arguments of `shoal dht`.
@@ -24,7 +24,8 @@ pub struct DhtArgs {
 enum DhtCommand {
     /// Run a DHT node until Ctrl-C (a bootstrap node for a local swarm, or a probe).
     Node {
-        /// UDP address to bind.
+        /// UDP address to bind. An unspecified address (0.0.0.0) also runs the IPv6 DHT on
+        /// [::] at the same port where the host has IPv6 (BEP 32).
         #[arg(long, default_value = "0.0.0.0:6881")]
         listen: SocketAddr,
         /// Nodes to join through (HOST:PORT); repeatable. None: start a network of its own.
@@ -108,11 +109,13 @@ pub fn run(args: &DhtArgs) -> anyhow::Result<()> {
                     })?),
                     _ => None,
                 };
-                let dht = Dht::bind_with_state(*listen, DhtConfig::for_addr(listen), saved)
+                let dht = Dht::bind_dual(DhtBind::dual_for(*listen), DhtConfig::for_addr(listen), saved)
                     .await
                     .with_context(|| format!("cannot bind {listen}"))?;
-                let addr = dht.local_addr();
-                print(*json, JsonEvent::Listening { addr, proto: None }, format!("DHT node listening on {addr} (UDP)"));
+                // The IPv4 node first (tests read the first line), then the IPv6 one (BEP 32).
+                for addr in [dht.local_addr_v4(), dht.local_addr_v6()].into_iter().flatten() {
+                    print(*json, JsonEvent::Listening { addr, proto: None }, format!("DHT node listening on {addr} (UDP)"));
+                }
                 if !bootstrap.is_empty() {
                     let n = dht.bootstrap(resolve(bootstrap).await).await?;
                     print(*json, JsonEvent::Bootstrapped { nodes: n }, format!("joined: {n} nodes in the table"));
@@ -125,7 +128,7 @@ pub fn run(args: &DhtArgs) -> anyhow::Result<()> {
                         _ = tokio::time::sleep(Duration::from_secs(5)) => {
                             let s = dht.status().await?;
                             print(*json, JsonEvent::Status { id: s.id.to_hex(), nodes: s.table_len, lookups: s.lookups },
-                                format!("id {} nodes {} lookups {}", s.id, s.table_len, s.lookups));
+                                format!("id {} nodes {} (IPv6 {}) lookups {}", s.id, s.table_len, s.table_len_v6, s.lookups));
                         }
                     }
                 }
@@ -144,7 +147,7 @@ pub fn run(args: &DhtArgs) -> anyhow::Result<()> {
                 let hash: Id20 = info_hash
                     .parse()
                     .map_err(|e| anyhow::anyhow!("invalid info-hash: {e}"))?;
-                let dht = Dht::bind(*listen, DhtConfig::for_addr(listen)).await?;
+                let dht = Dht::bind_dual(DhtBind::dual_for(*listen), DhtConfig::for_addr(listen), None).await?;
                 let n = dht.bootstrap(resolve(bootstrap).await).await?;
                 if n == 0 {
                     bail!("no DHT node answered the bootstrap");
@@ -159,7 +162,7 @@ pub fn run(args: &DhtArgs) -> anyhow::Result<()> {
                 Ok(())
             }
             DhtCommand::Ping { addr, listen, json } => {
-                let dht = Dht::bind(*listen, DhtConfig::for_addr(listen)).await?;
+                let dht = Dht::bind_dual(DhtBind::dual_for(*listen), DhtConfig::for_addr(listen), None).await?;
                 match dht.ping(*addr).await? {
                     Some(id) => {
                         print(*json, JsonEvent::Pong { addr: *addr, id: id.to_hex() }, format!("{addr} answered: id {id}"));

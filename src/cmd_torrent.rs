@@ -217,6 +217,11 @@ async fn run_torrent(
         reporter.event(&JsonEvent::Dht { addr: dht });
         reporter.note(&format!("DHT node on {dht} (UDP)"));
     }
+    // BEP 32: the IPv6 DHT beside the IPv4 one, on its own socket.
+    if let Some(dht6) = session.dht_addr_v6() {
+        reporter.event(&JsonEvent::Dht { addr: dht6 });
+        reporter.note(&format!("IPv6 DHT node on {dht6} (UDP)"));
+    }
     let mut peers = net.peers.clone();
     let mut files = files;
     let meta = match source {

@@ -1,22 +1,29 @@
-//! The tokio driver: one task owns a UDP socket and a [`DhtNode`], moves datagrams and time in
-//! and out, and serves commands from cloneable [`Dht`] handles. All protocol logic stays in the
-//! sans-IO node.
+//! The tokio driver: one task owns a UDP socket per address family and a [`DualNode`] (one
+//! [`DhtNode`](crate::DhtNode) per family, BEP 32), moves datagrams and time in and out, and
+//! serves commands from cloneable [`Dht`] handles. All protocol logic stays in the sans-IO
+//! nodes.
+//!
+//! [`Dht::bind`] runs the family of the address it is given; [`Dht::bind_dual`] runs both: an
+//! IPv4 socket and an IPv6-only one (so both can share a port), where a host without IPv6 may
+//! just run IPv4 ([`DhtBind::v6_optional`]).
 //!
 //! How the engine finds peers for a torrent and announces it:
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), shoal_dht::driver::DriverError> {
 //! use shoal_core::Id20;
-//! use shoal_dht::driver::Dht;
+//! use shoal_dht::driver::{Dht, DhtBind};
 //! use shoal_dht::DhtConfig;
 //!
 //! let addr = "0.0.0.0:6881".parse().unwrap();
-//! let dht = Dht::bind(addr, DhtConfig::for_addr(&addr)).await?;
-//! // Saved nodes (`Dht::bind_with_state`), or the public routers (the CLI resolves them).
+//! // IPv4 on 0.0.0.0:6881 and, where the host has IPv6, IPv6 on [::]:6881 (BEP 32).
+//! let dht = Dht::bind_dual(DhtBind::dual_for(addr), DhtConfig::for_addr(&addr), None).await?;
+//! // Saved nodes (the last argument), or the public routers (the CLI resolves them); each
+//! // family's node joins through the addresses of its family.
 //! let mut routers = Vec::new();
 //! for host in shoal_dht::DEFAULT_BOOTSTRAP {
 //!     if let Ok(addrs) = tokio::net::lookup_host(host).await {
-//!         routers.extend(addrs.filter(|a| a.is_ipv4()));
+//!         routers.extend(addrs);
 //!     }
 //! }
 //! dht.bootstrap(routers).await?;
@@ -46,8 +53,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::krpc::MAX_PACKET;
-use crate::node::{DhtConfig, DhtError, DhtNode, Event, LookupId, NodeStats, SampleReply};
+use crate::dual::DualNode;
+use crate::krpc::{Family, MAX_PACKET};
+use crate::node::{DhtConfig, DhtError, Event, LookupId, NodeStats, SampleReply};
 use crate::state::DhtState;
 
 /// Errors of the [`Dht`] handle.
@@ -76,16 +84,65 @@ pub struct AnnounceResult {
 /// A snapshot of the node for status displays and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DhtStatus {
-    /// Our node id.
+    /// Our node id (the IPv4 node's when both run).
     pub id: Id20,
-    /// Nodes in the routing table.
+    /// Nodes in the routing tables, both families.
     pub table_len: usize,
-    /// Counters.
+    /// Nodes in the IPv6 routing table (BEP 32), part of `table_len`.
+    pub table_len_v6: usize,
+    /// Counters, both families.
     pub stats: NodeStats,
     /// Lookups running.
     pub lookups: usize,
-    /// Our external IP, once two nodes agree on it.
+    /// Our external IPv4 address (or IPv6 when only IPv6 runs), once two nodes agree on it.
     pub external_ip: Option<IpAddr>,
+}
+
+/// Where the driver's sockets are bound: an IPv4 address, an IPv6 address, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DhtBind {
+    /// The IPv4 socket's address; `None`: no IPv4 DHT.
+    pub v4: Option<SocketAddr>,
+    /// The IPv6 socket's address (an IPv6-only socket); `None`: no IPv6 DHT.
+    pub v6: Option<SocketAddr>,
+    /// When the IPv6 socket cannot be bound (no IPv6 on the host, the port taken) the DHT runs
+    /// on IPv4 alone instead of failing. For `[::]` picked by default, not for an address the
+    /// user gave.
+    pub v6_optional: bool,
+}
+
+impl DhtBind {
+    /// One socket on `addr`, of its family.
+    pub fn single(addr: SocketAddr) -> DhtBind {
+        match Family::of(&addr) {
+            Family::V4 => DhtBind {
+                v4: Some(addr),
+                v6: None,
+                v6_optional: false,
+            },
+            Family::V6 => DhtBind {
+                v4: None,
+                v6: Some(addr),
+                v6_optional: false,
+            },
+        }
+    }
+
+    /// For an unspecified `addr` (`0.0.0.0` or `[::]`): both families at its port, IPv6 where
+    /// the host has it. For a specific address: that address alone.
+    pub fn dual_for(addr: SocketAddr) -> DhtBind {
+        if !addr.ip().is_unspecified() {
+            return Self::single(addr);
+        }
+        DhtBind {
+            v4: Some(SocketAddr::from(([0, 0, 0, 0], addr.port()))),
+            v6: Some(SocketAddr::from((
+                std::net::Ipv6Addr::UNSPECIFIED,
+                addr.port(),
+            ))),
+            v6_optional: true,
+        }
+    }
 }
 
 enum Command {
@@ -116,7 +173,35 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct Dht {
     tx: mpsc::Sender<Command>,
-    local_addr: SocketAddr,
+    local_v4: Option<SocketAddr>,
+    local_v6: Option<SocketAddr>,
+}
+
+/// An IPv6-only UDP socket on `addr`: it can share its port with an IPv4 socket.
+fn bind_v6(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_only_v6(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// `config` for the node of `family` on the socket bound at `local`: the family set, the
+/// one-node-per-IP rule off on loopback (every local node shares the address), and the
+/// external IP kept only if it is of that family.
+fn config_for(config: &DhtConfig, family: Family, local: SocketAddr) -> DhtConfig {
+    let mut c = config.clone();
+    c.family = family;
+    if local.ip().is_loopback() {
+        c.routing.restrict_ips = false;
+    }
+    if c.external_ip
+        .is_some_and(|ip| Family::of(&SocketAddr::new(ip, 0)) != family)
+    {
+        c.external_ip = None;
+    }
+    c
 }
 
 /// Commands queued to the driver before senders wait.
@@ -129,34 +214,98 @@ impl Dht {
         Self::bind_with_state(addr, config, None).await
     }
 
-    /// Like [`bind`](Self::bind), restoring the id and known nodes of a saved state.
+    /// Like [`bind`](Self::bind), restoring the id and known nodes of a saved state. The node
+    /// is of `addr`'s family (`config.family` is set to it).
     ///
     /// On a loopback address the one-node-per-IP rule is turned off whatever `config` says:
     /// every node there shares 127.0.0.0/8.
     pub async fn bind_with_state(
         addr: SocketAddr,
-        mut config: DhtConfig,
+        config: DhtConfig,
         state: Option<DhtState>,
     ) -> Result<Dht, DriverError> {
-        let socket = UdpSocket::bind(addr).await?;
-        let local_addr = socket.local_addr()?;
-        if local_addr.ip().is_loopback() {
-            config.routing.restrict_ips = false;
+        Self::bind_dual(DhtBind::single(addr), config, state).await
+    }
+
+    /// Binds a socket per family of `bind` and starts a node for each (BEP 32), restoring the
+    /// ids and nodes of `state`. `config` serves both (its `family` is set per node). The IPv6
+    /// socket is IPv6-only and takes the IPv4 socket's port when both ask for the same one.
+    pub async fn bind_dual(
+        bind: DhtBind,
+        config: DhtConfig,
+        state: Option<DhtState>,
+    ) -> Result<Dht, DriverError> {
+        let sock4 = match bind.v4 {
+            Some(a) => Some(UdpSocket::bind(a).await?),
+            None => None,
+        };
+        let local_v4 = sock4.as_ref().map(UdpSocket::local_addr).transpose()?;
+        let sock6 = match bind.v6 {
+            None => None,
+            Some(a) => {
+                // The same port as IPv4 when both asked for the same (libtorrent listens on one
+                // port for every socket too).
+                let same_port = match (bind.v4, local_v4) {
+                    (Some(asked), Some(got)) if asked.port() == a.port() => {
+                        Some(SocketAddr::new(a.ip(), got.port()))
+                    }
+                    _ => None,
+                };
+                let first = same_port.unwrap_or(a);
+                let r = match bind_v6(first) {
+                    Err(_) if same_port.is_some() && a.port() == 0 => bind_v6(a),
+                    r => r,
+                };
+                match r {
+                    Ok(s) => Some(s),
+                    Err(e) if bind.v6_optional && sock4.is_some() => {
+                        debug!(addr = %first, error = %e, "no IPv6 DHT socket; IPv4 only");
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let local_v6 = sock6.as_ref().map(UdpSocket::local_addr).transpose()?;
+        if local_v4.is_none() && local_v6.is_none() {
+            return Err(DriverError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address to bind the DHT to",
+            )));
         }
         let origin = Instant::now();
         let seed: u64 = rand::random();
-        let node = match state {
-            Some(s) => DhtNode::from_state(config, Time::ZERO, seed, &s),
-            None => DhtNode::new(config, Time::ZERO, seed),
-        };
+        let node = DualNode::new(
+            local_v4.map(|a| config_for(&config, Family::V4, a)),
+            local_v6.map(|a| config_for(&config, Family::V6, a)),
+            Time::ZERO,
+            seed,
+            state.as_ref(),
+        );
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        tokio::spawn(run(socket, node, origin, rx));
-        Ok(Dht { tx, local_addr })
+        tokio::spawn(run(sock4, sock6, node, origin, rx));
+        Ok(Dht {
+            tx,
+            local_v4,
+            local_v6,
+        })
     }
 
-    /// The bound UDP address.
+    /// The bound UDP address: the IPv4 socket's, or the IPv6 one's when only IPv6 runs.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_v4
+            .or(self.local_v6)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The IPv4 socket's address, if the IPv4 DHT runs.
+    pub fn local_addr_v4(&self) -> Option<SocketAddr> {
+        self.local_v4
+    }
+
+    /// The IPv6 socket's address, if the IPv6 DHT runs.
+    pub fn local_addr_v6(&self) -> Option<SocketAddr> {
+        self.local_v6
     }
 
     async fn call<T>(
@@ -171,14 +320,14 @@ impl Dht {
         rx.await.map_err(|_| DriverError::Closed)
     }
 
-    /// Joins the DHT through `addrs`; returns the routing table size once the bootstrap lookup
-    /// is done.
+    /// Joins the DHT through `addrs` (each family's node through the addresses of its family);
+    /// returns the size of both routing tables once the bootstrap lookups are done.
     pub async fn bootstrap(&self, addrs: Vec<SocketAddr>) -> Result<usize, DriverError> {
         Ok(self.call(|tx| Command::Bootstrap(addrs, tx)).await??)
     }
 
-    /// Starts a `get_peers` lookup; the receiver yields each peer found once and closes when the
-    /// lookup is done.
+    /// Starts a `get_peers` lookup on every family that runs; the receiver yields each peer
+    /// found once (IPv4 and IPv6 peers) and closes when the lookups are done.
     pub async fn get_peers(
         &self,
         info_hash: Id20,
@@ -190,7 +339,7 @@ impl Dht {
     }
 
     /// Announces `info_hash` on `port` (`None`: implied port, the DHT socket's) to the k closest
-    /// nodes; returns when they have answered or timed out.
+    /// nodes of each family that runs; returns when they have answered or timed out.
     pub async fn announce(
         &self,
         info_hash: Id20,
@@ -221,7 +370,7 @@ impl Dht {
         Ok(self.call(|tx| Command::Sample(addr, target, tx)).await??)
     }
 
-    /// The node id and good nodes, to be written with [`DhtState::encode`].
+    /// The node ids and good nodes of both families, to be written with [`DhtState::encode`].
     pub async fn save_state(&self) -> Result<DhtState, DriverError> {
         self.call(Command::SaveState).await
     }
@@ -249,18 +398,47 @@ fn now_of(origin: Instant) -> Time {
     Time::from_duration(origin.elapsed())
 }
 
+/// A datagram from `sock`, or never when there is no socket.
+async fn recv_on(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match sock {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The IPv4 form of an IPv4-mapped IPv6 address, so it leaves from the IPv4 socket.
+fn unmapped(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
 async fn run(
-    socket: UdpSocket,
-    mut node: DhtNode,
+    sock4: Option<UdpSocket>,
+    sock6: Option<UdpSocket>,
+    mut node: DualNode,
     origin: Instant,
     mut rx: mpsc::Receiver<Command>,
 ) {
     // One byte more than accepted, so oversized datagrams are seen (and rejected) as such.
-    let mut buf = vec![0u8; MAX_PACKET + 1];
+    let mut buf4 = vec![0u8; MAX_PACKET + 1];
+    let mut buf6 = vec![0u8; MAX_PACKET + 1];
     let mut w = Waiters::default();
     loop {
         while let Some((to, bytes)) = node.poll_transmit() {
-            if let Err(e) = socket.send_to(&bytes, to).await {
+            let to = unmapped(to);
+            let sock = match Family::of(&to) {
+                Family::V4 => sock4.as_ref(),
+                Family::V6 => sock6.as_ref(),
+            };
+            let Some(sock) = sock else {
+                continue;
+            };
+            if let Err(e) = sock.send_to(&bytes, to).await {
                 debug!(%to, error = %e, "DHT send failed");
             }
         }
@@ -269,9 +447,13 @@ async fn run(
         }
         let deadline = origin + node.next_timeout().since_origin();
         tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => node.handle_packet(now_of(origin), from, &buf[..n]),
-                Err(e) => debug!(error = %e, "DHT receive failed"),
+            r = recv_on(sock4.as_ref(), &mut buf4) => match r {
+                Ok((n, from)) => node.handle_packet(now_of(origin), from, &buf4[..n]),
+                Err(e) => debug!(error = %e, "DHT receive failed (IPv4)"),
+            },
+            r = recv_on(sock6.as_ref(), &mut buf6) => match r {
+                Ok((n, from)) => node.handle_packet(now_of(origin), from, &buf6[..n]),
+                Err(e) => debug!(error = %e, "DHT receive failed (IPv6)"),
             },
             cmd = rx.recv() => match cmd {
                 Some(c) => command(&mut node, &mut w, now_of(origin), c),
@@ -286,7 +468,16 @@ async fn run(
     }
 }
 
-fn command(node: &mut DhtNode, w: &mut Waiters, now: Time, c: Command) {
+/// Nodes in both routing tables.
+fn table_len(node: &DualNode) -> usize {
+    [Family::V4, Family::V6]
+        .iter()
+        .filter_map(|f| node.table(*f))
+        .map(|t| t.len())
+        .sum()
+}
+
+fn command(node: &mut DualNode, w: &mut Waiters, now: Time, c: Command) {
     match c {
         Command::Bootstrap(addrs, tx) => match node.bootstrap(now, &addrs) {
             Ok(id) => {
@@ -341,16 +532,19 @@ fn command(node: &mut DhtNode, w: &mut Waiters, now: Time, c: Command) {
         Command::Status(tx) => {
             let _ = tx.send(DhtStatus {
                 id: node.id(),
-                table_len: node.table().len(),
+                table_len: table_len(node),
+                table_len_v6: node.table(Family::V6).map_or(0, |t| t.len()),
                 stats: node.stats(),
                 lookups: node.lookups_running(),
-                external_ip: node.external_ip(),
+                external_ip: node
+                    .external_ip(Family::V4)
+                    .or_else(|| node.external_ip(Family::V6)),
             });
         }
     }
 }
 
-fn dispatch(w: &mut Waiters, node: &DhtNode, e: Event) {
+fn dispatch(w: &mut Waiters, node: &DualNode, e: Event) {
     match e {
         Event::Peers { id, peers, .. } => {
             if let Some(tx) = w.peers.get(&id) {
@@ -363,7 +557,7 @@ fn dispatch(w: &mut Waiters, node: &DhtNode, e: Event) {
         }
         Event::LookupDone { id, closest, .. } => {
             if let Some(tx) = w.bootstrap.remove(&id) {
-                let _ = tx.send(Ok(node.table().len()));
+                let _ = tx.send(Ok(table_len(node)));
             }
             // Dropping the sender closes the caller's peer stream.
             w.peers.remove(&id);

@@ -3,7 +3,7 @@
 //! [`decode`] is a pure function of the packet bytes so it can be fuzzed. Every packet is
 //! untrusted: its size is bounded ([`MAX_PACKET`]), the bencode is checked by the bounded,
 //! non-recursive scanner of `shoal-metainfo` before serde_bencode sees it, node and peer lists are
-//! capped, and unknown keys (libtorrent's `p`, `ip`, rqbit's `want`, ...) are ignored. Encoding is
+//! capped, and unknown keys (libtorrent's `p`, `ip`, ...) are ignored; BEP 32's `want` is read. Encoding is
 //! canonical bencode (keys sorted), so a message round-trips byte for byte.
 
 use std::collections::{BTreeMap, HashMap};
@@ -108,6 +108,98 @@ pub struct Query {
     pub id: Id20,
     /// Method and arguments.
     pub kind: QueryKind,
+    /// BEP 32 `want`: which node lists the reply should carry. `None` when absent: the reply
+    /// then carries the list of the family the query came over.
+    pub want: Option<Want>,
+}
+
+/// An address family of the DHT. BEP 32: the IPv4 and the IPv6 DHT are two DHTs, with a
+/// routing table each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// The IPv4 DHT (`nodes`, 6-byte peers).
+    V4,
+    /// The IPv6 DHT (`nodes6`, 18-byte peers).
+    V6,
+}
+
+impl Family {
+    /// The family of `addr`; an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is IPv4.
+    pub fn of(addr: &SocketAddr) -> Family {
+        match addr {
+            SocketAddr::V4(_) => Family::V4,
+            SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_some() => Family::V4,
+            SocketAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// The other family.
+    pub fn other(self) -> Family {
+        match self {
+            Family::V4 => Family::V6,
+            Family::V6 => Family::V4,
+        }
+    }
+}
+
+/// The BEP 32 `want` argument of `find_node` and `get_peers`: a list of strings, of which `n4`
+/// asks for `nodes` and `n6` for `nodes6`; other strings are ignored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Want {
+    /// `n4`: the reply should carry `nodes`.
+    pub n4: bool,
+    /// `n6`: the reply should carry `nodes6`.
+    pub n6: bool,
+}
+
+impl Want {
+    /// Just the node list of `family`.
+    pub fn only(family: Family) -> Want {
+        match family {
+            Family::V4 => Want {
+                n4: true,
+                n6: false,
+            },
+            Family::V6 => Want {
+                n4: false,
+                n6: true,
+            },
+        }
+    }
+
+    /// Both node lists.
+    pub fn both() -> Want {
+        Want { n4: true, n6: true }
+    }
+
+    /// Whether the node list of `family` is wanted.
+    pub fn wants(self, family: Family) -> bool {
+        match family {
+            Family::V4 => self.n4,
+            Family::V6 => self.n6,
+        }
+    }
+}
+
+/// Most entries of a `want` list looked at (the two BEP 32 flags and a little future room;
+/// a packet is bounded anyway).
+const MAX_WANT_ENTRIES: usize = 16;
+
+/// Reads `want`: `None` when absent or not a list; entries that are not `n4` or `n6` (or not
+/// strings) are ignored, as BEP 32 asks.
+fn want_of(a: &Dict) -> Option<Want> {
+    let Some(Value::List(list)) = a.get(&b"want"[..]) else {
+        return None;
+    };
+    let mut w = Want::default();
+    for v in list.iter().take(MAX_WANT_ENTRIES) {
+        match v {
+            Value::Bytes(b) if b == b"n4" => w.n4 = true,
+            Value::Bytes(b) if b == b"n6" => w.n6 = true,
+            _ => {}
+        }
+    }
+    Some(w)
 }
 
 /// The methods of BEP 5, and any other method by name.
@@ -395,7 +487,11 @@ fn decode_query(top: &Dict, tid: &[u8], raw_v: Option<Vec<u8>>) -> Result<Query,
             method: String::from_utf8_lossy(&other[..other.len().min(64)]).into_owned(),
         },
     };
-    Ok(Query { id, kind })
+    Ok(Query {
+        id,
+        kind,
+        want: want_of(a),
+    })
 }
 
 fn decode_nodes(
@@ -549,6 +645,16 @@ impl Msg {
                 top.insert(b"y", Enc::Bytes(b"q".to_vec()));
                 let mut a: BTreeMap<&'static [u8], Enc> = BTreeMap::new();
                 a.insert(b"id", Enc::Bytes(q.id.0.to_vec()));
+                if let Some(w) = q.want {
+                    let mut list = Vec::new();
+                    if w.n4 {
+                        list.push(Enc::Bytes(b"n4".to_vec()));
+                    }
+                    if w.n6 {
+                        list.push(Enc::Bytes(b"n6".to_vec()));
+                    }
+                    a.insert(b"want", Enc::List(list));
+                }
                 let method: Vec<u8> = match &q.kind {
                     QueryKind::Ping => b"ping".to_vec(),
                     QueryKind::FindNode { target } => {
@@ -750,6 +856,109 @@ mod tests {
     }
 
     #[test]
+    fn bep32_want_is_read_and_written() {
+        // find_node with want [n4, n6]; unknown strings and non-strings are ignored.
+        let raw = b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz1234564:wantl2:n42:n6ee1:q9:find_node1:t2:aa1:y1:qe";
+        let m = decode(raw).unwrap();
+        let Body::Query(q) = &m.body else { panic!() };
+        assert_eq!(q.want, Some(Want::both()));
+        assert_eq!(m.encode(), raw.to_vec());
+        let odd = b"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz1234564:wantl2:n6i4e3:n64ee1:q9:get_peers1:t2:aa1:y1:qe";
+        let Body::Query(q) = decode(odd).unwrap().body else {
+            panic!()
+        };
+        assert_eq!(q.want, Some(Want::only(Family::V6)));
+        // Absent, or not a list: no want.
+        let none = b"d1:ad2:id20:abcdefghij01234567894:want2:n4e1:q4:ping1:t2:aa1:y1:qe";
+        let Body::Query(q) = decode(none).unwrap().body else {
+            panic!()
+        };
+        assert_eq!(q.want, None);
+        // An empty list is a want of nothing.
+        let empty = Msg {
+            tid: b"aa".to_vec(),
+            version: None,
+            read_only: false,
+            ip: None,
+            body: Body::Query(Query {
+                id: Id20([1; 20]),
+                kind: QueryKind::FindNode {
+                    target: Id20([2; 20]),
+                },
+                want: Some(Want::default()),
+            }),
+        };
+        let bytes = empty.encode();
+        assert!(bytes.windows(8).any(|w| w == b"4:wantle"), "{bytes:?}");
+        assert_eq!(decode(&bytes).unwrap(), empty);
+    }
+
+    #[test]
+    fn bep32_nodes6_and_18_byte_values() {
+        let n6 = CompactNode {
+            id: Id20([5; 20]),
+            addr: "[2001:db8::1]:6881".parse().unwrap(),
+        };
+        let peer6: SocketAddr = "[2001:db8::2]:51413".parse().unwrap();
+        let m = Msg {
+            tid: b"aa".to_vec(),
+            version: None,
+            read_only: false,
+            ip: None,
+            body: Body::Response(Response {
+                id: Id20([1; 20]),
+                nodes6: vec![n6],
+                values: vec![peer6],
+                token: Some(b"tk".to_vec()),
+                ..Response::default()
+            }),
+        };
+        let bytes = m.encode();
+        // 38 bytes per IPv6 node, 18 per IPv6 peer.
+        assert!(bytes.windows(10).any(|w| w == b"6:nodes638"));
+        assert!(bytes.windows(10).any(|w| w == b"6:valuesl1"));
+        assert!(bytes.windows(3).any(|w| w == b"18:"));
+        assert_eq!(decode(&bytes).unwrap(), m);
+        // A hybrid values list (6- and 18-byte entries) is parsed, as BEP 32 requires.
+        let hybrid = b"d1:rd2:id20:abcdefghij01234567896:valuesl6:\x7f\x00\x00\x01\x1a\xe118:\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x1a\xe2ee1:t2:aa1:y1:re";
+        let Body::Response(r) = decode(hybrid).unwrap().body else {
+            panic!()
+        };
+        assert_eq!(
+            r.values,
+            vec![
+                "127.0.0.1:6881".parse::<SocketAddr>().unwrap(),
+                "[::1]:6882".parse().unwrap()
+            ]
+        );
+        // A trailing partial IPv6 node is dropped, the whole ones kept.
+        let mut nodes6 = Vec::new();
+        encode_compact_node(&n6, &mut nodes6);
+        nodes6.extend_from_slice(&[0; 20]);
+        let mut raw = b"d1:rd2:id20:abcdefghij01234567896:nodes6".to_vec();
+        raw.extend_from_slice(format!("{}:", nodes6.len()).as_bytes());
+        raw.extend_from_slice(&nodes6);
+        raw.extend_from_slice(b"e1:t2:aa1:y1:re");
+        let Body::Response(r) = decode(&raw).unwrap().body else {
+            panic!()
+        };
+        assert_eq!(r.nodes6, vec![n6]);
+    }
+
+    #[test]
+    fn family_of_addresses() {
+        assert_eq!(Family::of(&"1.2.3.4:1".parse().unwrap()), Family::V4);
+        assert_eq!(Family::of(&"[::1]:1".parse().unwrap()), Family::V6);
+        assert_eq!(
+            Family::of(&"[::ffff:1.2.3.4]:1".parse().unwrap()),
+            Family::V4
+        );
+        assert_eq!(Family::V4.other(), Family::V6);
+        assert!(Want::only(Family::V6).wants(Family::V6));
+        assert!(!Want::only(Family::V6).wants(Family::V4));
+    }
+
+    #[test]
     fn unknown_method_is_kept() {
         let raw = b"d1:ad2:id20:abcdefghij0123456789e1:q3:foo1:t2:aa1:y1:qe";
         let Body::Query(q) = decode(raw).unwrap().body else {
@@ -805,21 +1014,30 @@ mod tests {
         ]
     }
 
+    fn want() -> impl Strategy<Value = Option<Want>> {
+        proptest::option::of((any::<bool>(), any::<bool>()).prop_map(|(n4, n6)| Want { n4, n6 }))
+    }
+
     fn body() -> impl Strategy<Value = Body> {
         let idx = any::<[u8; 20]>().prop_map(Id20);
         prop_oneof![
             idx.clone().prop_map(|id| Body::Query(Query {
                 id,
-                kind: QueryKind::Ping
+                kind: QueryKind::Ping,
+                want: None
             })),
-            (idx.clone(), idx.clone()).prop_map(|(id, target)| Body::Query(Query {
+            (idx.clone(), idx.clone(), want()).prop_map(|(id, target, want)| Body::Query(Query {
                 id,
-                kind: QueryKind::FindNode { target }
+                kind: QueryKind::FindNode { target },
+                want
             })),
-            (idx.clone(), idx.clone()).prop_map(|(id, info_hash)| Body::Query(Query {
-                id,
-                kind: QueryKind::GetPeers { info_hash }
-            })),
+            (idx.clone(), idx.clone(), want()).prop_map(|(id, info_hash, want)| Body::Query(
+                Query {
+                    id,
+                    kind: QueryKind::GetPeers { info_hash },
+                    want
+                }
+            )),
             (
                 idx.clone(),
                 idx.clone(),
@@ -835,7 +1053,8 @@ mod tests {
                             port,
                             implied_port,
                             token
-                        }
+                        },
+                        want: None
                     }
                 )),
             (
@@ -889,12 +1108,14 @@ mod tests {
             (idx.clone(), idx.clone(), proptest::option::of(any::<i64>())).prop_map(
                 |(id, target, seq)| Body::Query(Query {
                     id,
-                    kind: QueryKind::Get { target, seq }
+                    kind: QueryKind::Get { target, seq },
+                    want: None
                 })
             ),
             (idx.clone(), idx.clone()).prop_map(|(id, target)| Body::Query(Query {
                 id,
-                kind: QueryKind::SampleInfohashes { target }
+                kind: QueryKind::SampleInfohashes { target },
+                want: None
             })),
             (
                 idx,
@@ -919,7 +1140,8 @@ mod tests {
                             salt,
                             cas
                         }),
-                    })
+                    }),
+                    want: None
                 })),
             (any::<i64>(), "[a-zA-Z ]{0,30}")
                 .prop_map(|(code, message)| Body::Error(ErrorBody { code, message })),

@@ -9,10 +9,12 @@
 //! * [`crawler`]: a sans-IO BEP 51 crawler that walks the keyspace for info-hashes, within a
 //!   query budget.
 //! * [`node::DhtNode`]: the state machine (packets and time in, packets, events and the next
-//!   deadline out), in the style of quinn-proto.
-//! * [`state`]: the node id and good nodes, saved and loaded.
-//! * `driver::Dht` (feature `driver`, on by default): binds a UDP socket and drives a node from a
-//!   tokio task.
+//!   deadline out), in the style of quinn-proto, for one address family.
+//! * [`dual::DualNode`]: BEP 32, the IPv4 and IPv6 DHTs side by side: one node and one routing
+//!   table per family, `nodes6` and `want`, lookups on both.
+//! * [`state`]: the node ids and good nodes of both families, saved and loaded.
+//! * `driver::Dht` (feature `driver`, on by default): binds a UDP socket per family and drives a
+//!   [`dual::DualNode`] from a tokio task.
 
 #![warn(missing_docs)]
 
@@ -21,6 +23,7 @@ pub mod bep44;
 pub mod crawler;
 #[cfg(feature = "driver")]
 pub mod driver;
+pub mod dual;
 pub mod item_store;
 pub mod krpc;
 pub mod lookup;
@@ -33,7 +36,8 @@ pub mod sample;
 pub mod state;
 pub mod token;
 
-pub use krpc::{decode, KrpcError, Msg};
+pub use dual::DualNode;
+pub use krpc::{decode, Family, KrpcError, Msg, Want};
 pub use lookup::{LookupKind, LookupStats};
 pub use node::{DhtConfig, DhtError, DhtNode, Event, LookupId, NodeStats, SampleReply};
 pub use state::{DhtState, StateError};

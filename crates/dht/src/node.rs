@@ -53,11 +53,13 @@ use tracing::{debug, trace};
 use crate::bep42;
 use crate::bep44;
 use crate::item_store::{ItemStore, ItemStoreConfig};
-use crate::krpc::{self, Body, ErrorBody, KrpcError, Msg, Query, QueryKind, Response};
+use crate::krpc::{
+    self, Body, ErrorBody, Family, KrpcError, Msg, Query, QueryKind, Response, Want,
+};
 use crate::lookup::{Lookup, LookupKind, LookupStats};
 use crate::peer_store::{PeerStore, PeerStoreConfig};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
-use crate::routing_table::{Insert, RoutingTable, RoutingTableConfig};
+use crate::routing_table::{Insert, NodeState, RoutingTable, RoutingTableConfig};
 use crate::rpc::{Expired, RpcConfig, RpcManager};
 use crate::sample::{Sampler, SamplerConfig};
 use crate::state::DhtState;
@@ -89,6 +91,10 @@ pub struct DhtConfig {
     pub max_lookups: usize,
     /// Client version sent as `v`: "SH" and two version bytes.
     pub version: [u8; 4],
+    /// The address family the node serves. BEP 32: the IPv4 and IPv6 DHTs are separate, with
+    /// a routing table each; a dual-stack host runs one node per family (as libtorrent does,
+    /// one per listen socket) and [`crate::dual::DualNode`] pairs them.
+    pub family: Family,
 }
 
 impl Default for DhtConfig {
@@ -105,6 +111,7 @@ impl Default for DhtConfig {
             external_ip: None,
             max_lookups: 64,
             version: *b"SH\x00\x01",
+            family: Family::V4,
         }
     }
 }
@@ -128,12 +135,17 @@ impl DhtConfig {
         }
     }
 
-    /// The default settings, or [`loopback`](Self::loopback) when `addr` is a loopback address.
+    /// The default settings, or [`loopback`](Self::loopback) when `addr` is a loopback address,
+    /// for a node of `addr`'s family.
     pub fn for_addr(addr: &SocketAddr) -> Self {
-        if addr.ip().is_loopback() {
+        let base = if addr.ip().is_loopback() {
             Self::loopback()
         } else {
             Self::default()
+        };
+        DhtConfig {
+            family: Family::of(addr),
+            ..base
         }
     }
 }
@@ -150,6 +162,9 @@ pub enum DhtError {
     /// The outstanding-query limit was reached.
     #[error("too many DHT queries outstanding")]
     Busy,
+    /// No node of this address family runs (no IPv6 socket, say).
+    #[error("no DHT node runs for {0:?} addresses")]
+    FamilyNotRunning(Family),
 }
 
 /// Identifies a lookup (or announce) started by a command.
@@ -292,6 +307,9 @@ const STORE_EXPIRE_EVERY: Duration = Duration::from_secs(60);
 const MAX_BOOTSTRAP: usize = 64;
 /// External-IP votes kept: distinct addresses, and distinct voters per address.
 const MAX_IP_VOTES: usize = 16;
+/// Nodes of the other family (BEP 32 "leaking" between the two DHTs) queued for the other
+/// node; more are dropped until it takes them.
+const MAX_FOREIGN: usize = 64;
 
 /// A Mainline DHT node.
 pub struct DhtNode {
@@ -314,6 +332,10 @@ pub struct DhtNode {
     /// Our address as reported by other nodes (BEP 42 `ip`): address to distinct voters.
     ip_votes: HashMap<IpAddr, Vec<IpAddr>>,
     stats: NodeStats,
+    /// A node of the other family runs beside this one (BEP 32 dual stack).
+    dual_stack: bool,
+    /// Nodes of the other family seen in replies, for the other node.
+    foreign: Vec<CompactNode>,
 }
 
 impl DhtNode {
@@ -351,30 +373,55 @@ impl DhtNode {
             bootstrap_addrs: Vec::new(),
             ip_votes: HashMap::new(),
             stats: NodeStats::default(),
+            dual_stack: false,
+            foreign: Vec::new(),
             config,
         }
     }
 
-    /// A node restored from saved state: its id is kept unless `config.external_ip` is known and
-    /// the id is not a BEP 42 id for it; the saved nodes become bootstrap addresses (they are
-    /// re-checked, not trusted).
+    /// A node restored from saved state: its id (the one for its family) is kept unless
+    /// `config.external_ip` is known and the id is not a BEP 42 id for it; the saved nodes of
+    /// its family become bootstrap addresses (they are re-checked, not trusted).
     pub fn from_state(config: DhtConfig, now: Time, seed: u64, state: &DhtState) -> Self {
+        let family = config.family;
+        let id = state.id_for(family);
         let keep = match config.external_ip {
-            Some(ip) => bep42::check(&state.id, ip),
+            Some(ip) => bep42::check(&id, ip),
             None => true,
         };
         let mut node = if keep {
-            Self::with_id(config, now, seed, state.id)
+            Self::with_id(config, now, seed, id)
         } else {
             Self::new(config, now, seed)
         };
         node.bootstrap_addrs = state
-            .nodes
-            .iter()
+            .nodes_of(family)
             .map(|n| n.addr)
             .take(MAX_BOOTSTRAP)
             .collect();
         node
+    }
+
+    /// The address family this node serves.
+    pub fn family(&self) -> Family {
+        self.config.family
+    }
+
+    /// Tells the node that a node of the other family runs beside it: its bootstrap queries
+    /// then ask for both node lists (BEP 32: "it should request both IPv4 and IPv6 node
+    /// information"), and nodes of the other family in replies are kept for
+    /// [`poll_foreign_node`](Self::poll_foreign_node).
+    pub fn set_dual_stack(&mut self, on: bool) {
+        self.dual_stack = on;
+        if !on {
+            self.foreign.clear();
+        }
+    }
+
+    /// A node of the other family learned from a reply (dual stack only), for the other node
+    /// to ping.
+    pub fn poll_foreign_node(&mut self) -> Option<CompactNode> {
+        self.foreign.pop()
     }
 
     /// Our node id.
@@ -418,14 +465,19 @@ impl DhtNode {
 
     /// The id and the good nodes, to save.
     pub fn save_state(&self, now: Time) -> DhtState {
+        DhtState::new(self.id, self.good_nodes(now))
+    }
+
+    /// The good nodes of the table, at most [`crate::state::MAX_SAVED_NODES`].
+    pub fn good_nodes(&self, now: Time) -> Vec<CompactNode> {
         let mut nodes: Vec<CompactNode> = self
             .table
             .entries()
-            .filter(|e| e.state(now, self.table.config()) == crate::routing_table::NodeState::Good)
+            .filter(|e| e.state(now, self.table.config()) == NodeState::Good)
             .map(|e| e.node)
             .collect();
         nodes.truncate(crate::state::MAX_SAVED_NODES);
-        DhtState { id: self.id, nodes }
+        nodes
     }
 
     /// The next datagram to send.
@@ -489,9 +541,11 @@ impl DhtNode {
     }
 
     /// Joins the DHT through `addrs` (a `find_node` lookup for our own id). The addresses are
-    /// also kept to restart from when the table empties.
+    /// also kept to restart from when the table empties. Addresses of the other family are
+    /// ignored.
     pub fn bootstrap(&mut self, now: Time, addrs: &[SocketAddr]) -> Result<LookupId, DhtError> {
-        for a in addrs {
+        let family = self.config.family;
+        for a in addrs.iter().filter(|a| Family::of(a) == family) {
             if !self.bootstrap_addrs.contains(a) && self.bootstrap_addrs.len() < MAX_BOOTSTRAP {
                 self.bootstrap_addrs.push(*a);
             }
@@ -536,6 +590,7 @@ impl DhtNode {
 
     /// Pings `addr`; the answer is reported as [`Event::Pong`].
     pub fn ping(&mut self, now: Time, addr: SocketAddr) -> Result<(), DhtError> {
+        self.check_family(&addr)?;
         if self.send_query(
             now,
             addr,
@@ -558,6 +613,7 @@ impl DhtNode {
         addr: SocketAddr,
         target: Id20,
     ) -> Result<LookupId, DhtError> {
+        self.check_family(&addr)?;
         let id = LookupId(self.next_op);
         self.next_op += 1;
         if self.send_query(
@@ -574,8 +630,12 @@ impl DhtNode {
     }
 
     /// Adds a node we know of without contacting it (tests, or nodes from a peer's `port`
-    /// message): it is pinged, and enters the table when it answers.
+    /// message): it is pinged, and enters the table when it answers. Addresses of the other
+    /// family are ignored.
     pub fn add_node(&mut self, now: Time, addr: SocketAddr) {
+        if self.check_family(&addr).is_err() {
+            return;
+        }
         self.send_query(
             now,
             addr,
@@ -583,6 +643,40 @@ impl DhtNode {
             QueryKind::Ping,
             Purpose::Ping { user: false },
         );
+    }
+
+    fn check_family(&self, addr: &SocketAddr) -> Result<(), DhtError> {
+        let f = Family::of(addr);
+        if f == self.config.family {
+            Ok(())
+        } else {
+            Err(DhtError::FamilyNotRunning(f))
+        }
+    }
+
+    /// The `want` of a query of ours (BEP 32; only `find_node` and `get_peers` carry one):
+    /// our own family's nodes, and while bootstrapping a dual-stack node, both families' ("in
+    /// order to accelerate this process, it should request both"). In steady state only our
+    /// own family: asking for both "increases network traffic with no benefit".
+    fn want_for(&self, kind: &QueryKind, purpose: &Purpose) -> Option<Want> {
+        if !matches!(
+            kind,
+            QueryKind::FindNode { .. } | QueryKind::GetPeers { .. }
+        ) {
+            return None;
+        }
+        let bootstrapping = match purpose {
+            Purpose::Lookup(id) => self
+                .ops
+                .get(id)
+                .is_some_and(|op| op.kind == OpKind::Bootstrap),
+            _ => false,
+        };
+        Some(if self.dual_stack && bootstrapping {
+            Want::both()
+        } else {
+            Want::only(self.config.family)
+        })
     }
 
     fn send_query(
@@ -593,6 +687,7 @@ impl DhtNode {
         kind: QueryKind,
         purpose: Purpose,
     ) -> bool {
+        let want = self.want_for(&kind, &purpose);
         let Some(tid) = self.rpc.start(now, addr, node_id, purpose) else {
             return false;
         };
@@ -601,7 +696,11 @@ impl DhtNode {
             version: Some(self.config.version.to_vec()),
             read_only: self.config.read_only,
             ip: None,
-            body: Body::Query(Query { id: self.id, kind }),
+            body: Body::Query(Query {
+                id: self.id,
+                kind,
+                want,
+            }),
         };
         self.stats.queries_sent += 1;
         self.outbox.push_back((addr, msg.encode()));
@@ -617,19 +716,32 @@ impl DhtNode {
             body,
         };
         let mut bytes = msg.encode();
-        // A `get` answer with a 1000-byte item and both node lists can pass the packet limit:
-        // the nodes give way to the item.
-        if bytes.len() > krpc::MAX_PACKET {
-            if let Body::Response(r) = &mut msg.body {
-                r.nodes6.clear();
-                bytes = msg.encode();
-                if bytes.len() > krpc::MAX_PACKET {
-                    if let Body::Response(r) = &mut msg.body {
-                        r.nodes.clear();
-                    }
-                    bytes = msg.encode();
-                }
+        // A `get` answer with a 1000-byte item and both node lists, or a `get_peers` answer
+        // over IPv6 with many 18-byte peers and both node lists, can pass the packet limit: the
+        // other family's nodes go first, then peers (halved until it fits: a lookup still needs
+        // the nodes to go on), then our family's nodes.
+        let own_v4 = self.config.family == Family::V4;
+        let mut step = 0;
+        while bytes.len() > krpc::MAX_PACKET && step < 16 {
+            let Body::Response(r) = &mut msg.body else {
+                break;
+            };
+            let (own, other) = if own_v4 {
+                (&mut r.nodes, &mut r.nodes6)
+            } else {
+                (&mut r.nodes6, &mut r.nodes)
+            };
+            if !other.is_empty() {
+                other.clear();
+            } else if r.values.len() > 1 {
+                r.values.truncate(r.values.len() / 2);
+            } else if !own.is_empty() {
+                own.clear();
+            } else {
+                r.values.clear();
             }
+            bytes = msg.encode();
+            step += 1;
         }
         self.stats.answered += 1;
         self.outbox.push_back((to, bytes));
@@ -648,6 +760,24 @@ impl DhtNode {
 
     /// Feeds one received datagram.
     pub fn handle_packet(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
+        self.handle_packet_with(now, from, bytes, None);
+    }
+
+    /// Feeds one received datagram; `other` is the routing table of the node of the other
+    /// family (dual stack), which answers a BEP 32 `want` for that family's nodes. Datagrams
+    /// from the other family are dropped: they belong to the other node.
+    pub fn handle_packet_with(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        bytes: &[u8],
+        other: Option<&RoutingTable>,
+    ) {
+        if Family::of(&from) != self.config.family {
+            trace!(%from, "dropping a DHT packet of the other address family");
+            self.stats.malformed += 1;
+            return;
+        }
         let msg = match krpc::decode(bytes) {
             Ok(m) => m,
             Err(KrpcError::BadQuery { tid, reason }) => {
@@ -664,7 +794,7 @@ impl DhtNode {
             }
         };
         match msg.body {
-            Body::Query(q) => self.on_query(now, from, msg.tid, msg.read_only, q),
+            Body::Query(q) => self.on_query(now, from, msg.tid, msg.read_only, q, other),
             Body::Response(r) => self.on_response(now, from, &msg.tid, msg.ip, r),
             Body::Error(e) => self.on_error(now, from, &msg.tid, e),
         }
@@ -678,7 +808,15 @@ impl DhtNode {
         !self.config.enforce_bep42
     }
 
-    fn on_query(&mut self, now: Time, from: SocketAddr, tid: Vec<u8>, ro: bool, q: Query) {
+    fn on_query(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        tid: Vec<u8>,
+        ro: bool,
+        q: Query,
+        other: Option<&RoutingTable>,
+    ) {
         if self.config.read_only {
             // BEP 43: read-only nodes answer no queries.
             return;
@@ -709,15 +847,14 @@ impl DhtNode {
                 );
             }
         }
-        let k = self.config.routing.k;
+        let want = q.want;
         let body = match q.kind {
             QueryKind::Ping => Response {
                 id: self.id,
                 ..Response::default()
             },
             QueryKind::FindNode { target } => {
-                let nodes = self.closest_for(now, &target, from);
-                let (nodes, nodes6) = split_families(nodes, k);
+                let (nodes, nodes6) = self.nodes_for(now, &target, from, want, other);
                 Response {
                     id: self.id,
                     nodes,
@@ -727,8 +864,7 @@ impl DhtNode {
             }
             QueryKind::GetPeers { info_hash } => {
                 let values = self.store.get(now, &info_hash, &mut self.rng);
-                let nodes = self.closest_for(now, &info_hash, from);
-                let (nodes, nodes6) = split_families(nodes, k);
+                let (nodes, nodes6) = self.nodes_for(now, &info_hash, from, want, other);
                 Response {
                     id: self.id,
                     nodes,
@@ -762,8 +898,7 @@ impl DhtNode {
             }
             QueryKind::SampleInfohashes { target } => {
                 let sample = self.sampler.sample(now, &self.store, &mut self.rng);
-                let nodes = self.closest_for(now, &target, from);
-                let (nodes, nodes6) = split_families(nodes, k);
+                let (nodes, nodes6) = self.nodes_for(now, &target, from, want, other);
                 Response {
                     id: self.id,
                     nodes,
@@ -775,8 +910,7 @@ impl DhtNode {
                 }
             }
             QueryKind::Get { target, seq } => {
-                let nodes = self.closest_for(now, &target, from);
-                let (nodes, nodes6) = split_families(nodes, k);
+                let (nodes, nodes6) = self.nodes_for(now, &target, from, want, other);
                 let mut r = Response {
                     id: self.id,
                     nodes,
@@ -826,11 +960,43 @@ impl DhtNode {
 
     /// Closest confirmed nodes for an answer, without the asker itself.
     fn closest_for(&self, now: Time, target: &Id20, asker: SocketAddr) -> Vec<CompactNode> {
-        let mut v = self
-            .table
-            .closest(now, target, self.config.routing.k + 1, true);
+        let k = self.config.routing.k;
+        let mut v = self.table.closest(now, target, k + 1, true);
         v.retain(|n| n.addr != asker);
+        v.truncate(k);
         v
+    }
+
+    /// The `nodes` and `nodes6` of an answer (BEP 32): without `want`, the list of the family
+    /// the query came over (ours); with it, each family it names, the other family's from the
+    /// other node's table (none when no such node runs).
+    fn nodes_for(
+        &self,
+        now: Time,
+        target: &Id20,
+        asker: SocketAddr,
+        want: Option<Want>,
+        other: Option<&RoutingTable>,
+    ) -> (Vec<CompactNode>, Vec<CompactNode>) {
+        let own = self.config.family;
+        let want = want.unwrap_or(Want::only(own));
+        let k = self.config.routing.k;
+        let mut lists = (Vec::new(), Vec::new());
+        for family in [Family::V4, Family::V6] {
+            if !want.wants(family) {
+                continue;
+            }
+            let nodes = if family == own {
+                self.closest_for(now, target, asker)
+            } else {
+                other.map_or_else(Vec::new, |t| t.closest(now, target, k, true))
+            };
+            match family {
+                Family::V4 => lists.0 = nodes,
+                Family::V6 => lists.1 = nodes,
+            }
+        }
+        lists
     }
 
     /// Counts `ip` (our address as `voter` saw it) and reports a new consensus.
@@ -903,6 +1069,25 @@ impl DhtNode {
                     return;
                 };
                 let peers = op.lookup.on_response(from, p.node_id, &r);
+                if self.dual_stack {
+                    // BEP 32: nodes of the other DHT, for the other node.
+                    let foreign = match self.config.family {
+                        Family::V4 => &r.nodes6,
+                        Family::V6 => &r.nodes,
+                    };
+                    for n in foreign {
+                        if self.foreign.len() >= MAX_FOREIGN {
+                            break;
+                        }
+                        if n.addr.port() != 0
+                            && n.id != self.id
+                            && Family::of(&n.addr) != self.config.family
+                            && !self.foreign.contains(n)
+                        {
+                            self.foreign.push(*n);
+                        }
+                    }
+                }
                 if !peers.is_empty() && !matches!(op.kind, OpKind::Refresh | OpKind::Bootstrap) {
                     self.events.push_back(Event::Peers {
                         id,
@@ -1130,14 +1315,6 @@ impl DhtNode {
     }
 }
 
-/// Splits nodes into IPv4 (`nodes`) and IPv6 (`nodes6`) lists of at most `k` each.
-fn split_families(nodes: Vec<CompactNode>, k: usize) -> (Vec<CompactNode>, Vec<CompactNode>) {
-    let (mut v4, mut v6): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|n| n.addr.is_ipv4());
-    v4.truncate(k);
-    v6.truncate(k);
-    (v4, v6)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1153,7 +1330,11 @@ mod tests {
             version: None,
             read_only: ro,
             ip: None,
-            body: Body::Query(Query { id, kind }),
+            body: Body::Query(Query {
+                id,
+                kind,
+                want: None,
+            }),
         }
         .encode()
     }

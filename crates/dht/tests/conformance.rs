@@ -336,6 +336,7 @@ fn captured_bep44_and_bep51_queries_are_served() {
         body: Body::Query(krpc::Query {
             id: Id20([3; 20]),
             kind: QueryKind::GetPeers { info_hash: h },
+            want: None,
         }),
     };
     let Body::Response(r) = answer(&mut node, &gp.encode()).body else {
@@ -351,6 +352,7 @@ fn captured_bep44_and_bep51_queries_are_served() {
                 implied_port: false,
                 token: r.token.unwrap(),
             },
+            want: None,
         }),
         ..gp
     };

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_core::Id20;
-use shoal_dht::driver::Dht;
+use shoal_dht::driver::{Dht, DhtBind};
 use shoal_dht::{DhtConfig, DhtState};
 
 const NODES: usize = 24;
@@ -122,4 +122,140 @@ async fn sample_infohashes_over_udp() {
     })
     .await
     .expect("took more than 30 s");
+}
+
+/// BEP 32 over real UDP on `[::1]`: IPv6-only nodes learn each other through `nodes6`, store
+/// and hand out 18-byte peers; a dual-stack node runs both tables, finds peers of both families
+/// for one torrent, and saves and restores both tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_nodes_exchange_nodes6_and_a_dual_stack_node_uses_both() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let six: SocketAddr = "[::1]:0".parse().unwrap();
+        let four: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let a = Dht::bind(six, DhtConfig::loopback()).await.unwrap();
+        let b = Dht::bind(six, DhtConfig::loopback()).await.unwrap();
+        let c = Dht::bind(six, DhtConfig::loopback()).await.unwrap();
+        assert!(a.local_addr().is_ipv6() && a.local_addr_v4().is_none());
+        assert!(b.bootstrap(vec![a.local_addr()]).await.unwrap() >= 1);
+        assert!(c.bootstrap(vec![a.local_addr()]).await.unwrap() >= 1);
+        // C never heard of B but through A's `nodes6`.
+        let b_id = b.status().await.unwrap().id;
+        let closest = c.find_node(b_id).await.unwrap();
+        assert!(
+            closest
+                .iter()
+                .any(|n| n.id == b_id && n.addr == b.local_addr()),
+            "{closest:?}"
+        );
+        assert_eq!(c.status().await.unwrap().table_len_v6, 2);
+
+        // An IPv6 announce stores an IPv6 peer (18-byte `values`).
+        let h = Id20([0x66; 20]);
+        assert!(b.announce(h, Some(6999)).await.unwrap().acked >= 1);
+        let want6: SocketAddr = "[::1]:6999".parse().unwrap();
+        assert!(find(&c, h, want6).await.contains(&want6));
+
+        // A dual-stack node: IPv4 through an IPv4 node (which knows one more), IPv6 through A.
+        let e = Dht::bind(four, DhtConfig::loopback()).await.unwrap();
+        let f = Dht::bind(four, DhtConfig::loopback()).await.unwrap();
+        assert!(f.bootstrap(vec![e.local_addr()]).await.unwrap() >= 1);
+        let bind = DhtBind {
+            v4: Some(four),
+            v6: Some(six),
+            v6_optional: false,
+        };
+        let d = Dht::bind_dual(bind, DhtConfig::loopback(), None)
+            .await
+            .unwrap();
+        let (d4, d6) = (d.local_addr_v4().unwrap(), d.local_addr_v6().unwrap());
+        assert_eq!(d4.port(), d6.port(), "one port for both families");
+        let n = d
+            .bootstrap(vec![e.local_addr(), a.local_addr()])
+            .await
+            .unwrap();
+        let s = d.status().await.unwrap();
+        assert!(
+            n >= 3 && s.table_len_v6 >= 1 && s.table_len > s.table_len_v6,
+            "{s:?}"
+        );
+        // The same torrent announced on both DHTs (stored by F and C, which D asks): one lookup
+        // finds both peers.
+        let g = Id20([0x46; 20]);
+        assert!(e.announce(g, Some(4444)).await.unwrap().acked >= 1);
+        assert!(b.announce(g, Some(6666)).await.unwrap().acked >= 1);
+        let p4: SocketAddr = "127.0.0.1:4444".parse().unwrap();
+        let p6: SocketAddr = "[::1]:6666".parse().unwrap();
+        let mut found = Vec::new();
+        for _ in 0..5 {
+            let mut rx = d.get_peers(g).await.unwrap();
+            while let Some(p) = rx.recv().await {
+                found.push(p);
+            }
+            if found.contains(&p4) && found.contains(&p6) {
+                break;
+            }
+        }
+        assert!(found.contains(&p4) && found.contains(&p6), "{found:?}");
+        // D announces on both families.
+        let r = d.announce(Id20([0x99; 20]), Some(5555)).await.unwrap();
+        assert!(r.acked >= 2, "{r:?}");
+
+        // Its state holds both tables, and brings both back.
+        let state = d.save_state().await.unwrap();
+        let restored = DhtState::decode(&state.encode()).unwrap();
+        assert_eq!(restored, state);
+        assert!(restored.nodes.iter().any(|n| n.addr.is_ipv4()));
+        assert!(restored.nodes.iter().any(|n| n.addr.is_ipv6()));
+        let id = d.status().await.unwrap().id;
+        drop(d);
+        let again = Dht::bind_dual(bind, DhtConfig::loopback(), Some(restored))
+            .await
+            .unwrap();
+        assert_eq!(again.status().await.unwrap().id, id);
+        again.bootstrap(Vec::new()).await.unwrap();
+        let s = again.status().await.unwrap();
+        assert!(s.table_len_v6 >= 1 && s.table_len > s.table_len_v6, "{s:?}");
+    })
+    .await
+    .expect("the IPv6 DHT test took more than 60 s");
+}
+
+/// `DhtBind::dual_for` an unspecified address: an IPv4 socket and an IPv6-only one on one port;
+/// a specific address: that family only, and no IPv6 socket for an IPv4 address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_for_binds_what_it_says() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Dht::bind_dual(
+        DhtBind::dual_for(SocketAddr::from(([0, 0, 0, 0], 0))),
+        DhtConfig::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let (v4, v6) = (d.local_addr_v4().unwrap(), d.local_addr_v6());
+    if let Some(v6) = v6 {
+        assert_eq!(v4.port(), v6.port());
+    }
+    let only4 = Dht::bind_dual(
+        DhtBind::dual_for(SocketAddr::from(([127, 0, 0, 1], port))),
+        DhtConfig::loopback(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(only4.local_addr_v6(), None);
+    assert_eq!(only4.local_addr(), SocketAddr::from(([127, 0, 0, 1], port)));
+    // An IPv6 address the user gave that cannot be bound is an error, not IPv4 alone.
+    let bad = DhtBind {
+        v4: Some("127.0.0.1:0".parse().unwrap()),
+        v6: Some("[2001:db8::1]:0".parse().unwrap()),
+        v6_optional: false,
+    };
+    assert!(Dht::bind_dual(bad, DhtConfig::loopback(), None)
+        .await
+        .is_err());
 }

@@ -246,6 +246,12 @@ impl Session {
             }
             None => None,
         };
+        let announce_ipv6 = std::iter::once(listen_addr)
+            .chain(second.as_ref().and_then(|l| l.local_addr().ok()))
+            .find_map(|a| match a.ip() {
+                IpAddr::V6(ip) if announceable_ipv6(&ip) => Some(ip),
+                _ => None,
+            });
         let threads = match config.disk_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -254,7 +260,8 @@ impl Session {
         let mut tasks = Vec::new();
         let (dht, dht_state_file) = match &config.dht {
             Some(settings) => {
-                let (dht, ready, file, dht_tasks) = start_dht(listen_addr, settings).await?;
+                let dht_bind = dht_bind(listen_addr, config.listen, bind);
+                let (dht, ready, file, dht_tasks) = start_dht(dht_bind, settings).await?;
                 tasks.extend(dht_tasks);
                 (Some((dht, ready)), file)
             }
@@ -277,6 +284,7 @@ impl Session {
             trackers: Arc::new(shoal_tracker::TrackerClient::new(
                 shoal_tracker::ClientConfig {
                     bind,
+                    announce_ipv6,
                     ..Default::default()
                 },
             )),
@@ -301,9 +309,17 @@ impl Session {
         self.shared.peer_id
     }
 
-    /// The DHT node's UDP address, if the DHT runs.
+    /// The DHT node's UDP address, if the DHT runs (the IPv4 one when both families run).
     pub fn dht_addr(&self) -> Option<SocketAddr> {
         self.shared.dht.as_ref().map(|(d, _)| d.local_addr())
+    }
+
+    /// The UDP address of the IPv6 DHT (BEP 32), if it runs.
+    pub fn dht_addr_v6(&self) -> Option<SocketAddr> {
+        self.shared
+            .dht
+            .as_ref()
+            .and_then(|(d, _)| d.local_addr_v6().filter(|_| d.local_addr_v4().is_some()))
     }
 
     /// Writes the DHT node's id and good nodes to its state file (if it has one).
@@ -596,22 +612,68 @@ async fn save_dht_state(dht: &shoal_dht::driver::Dht, path: &std::path::Path) {
     }
 }
 
-/// Resolves `host:port` strings (names too), keeping IPv4 addresses; names that do not resolve
-/// are logged and skipped.
+/// Resolves `host:port` strings (names too, and `[v6]:port`), keeping addresses of both
+/// families: the DHT node of each family bootstraps from its own (BEP 32). Names that do not
+/// resolve are logged and skipped.
 pub async fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for h in hosts {
         match tokio::net::lookup_host(h.as_str()).await {
-            Ok(addrs) => out.extend(addrs.filter(|a| a.is_ipv4())),
+            Ok(addrs) => out.extend(addrs),
             Err(e) => warn!("DHT bootstrap node {h}: {e}"),
         }
     }
     out
 }
 
-/// Binds the DHT on the listen address's IP and port (UDP), or a free port if that is taken,
-/// loads its saved state, and joins the network in the background.
-async fn start_dht(listen: SocketAddr, settings: &DhtSettings) -> Result<DhtStarted, EngineError> {
+/// Whether `ip`, an address we listen on, is worth telling trackers about as BEP 7 `ipv6=`:
+/// global unicast (2000::/3) or loopback (local test swarms). Link-local and unique-local
+/// addresses mean nothing to a tracker elsewhere; the unspecified `[::]` is no address at all.
+fn announceable_ipv6(ip: &std::net::Ipv6Addr) -> bool {
+    ip.is_loopback() || (ip.segments()[0] & 0xe000) == 0x2000
+}
+
+/// Where the DHT's sockets go (BEP 32: a node per family), following the peer listener:
+/// with `--bind`, each bound family on its address and no other family at all (fails closed);
+/// with a specific listen address, that address alone; with an unspecified one (the default),
+/// IPv4 on `0.0.0.0` and IPv6 on `[::]` at the listen port, IPv6 only where the host has it.
+fn dht_bind(
+    listen_addr: SocketAddr,
+    asked: SocketAddr,
+    bind: shoal_core::LocalBind,
+) -> shoal_dht::driver::DhtBind {
+    use shoal_dht::driver::DhtBind;
+    let port = listen_addr.port();
+    if bind.strict {
+        return DhtBind {
+            v4: bind.v4.map(|ip| SocketAddr::new(IpAddr::V4(ip), port)),
+            v6: bind.v6.map(|ip| SocketAddr::new(IpAddr::V6(ip), port)),
+            v6_optional: false,
+        };
+    }
+    if !asked.ip().is_unspecified() {
+        return DhtBind::single(listen_addr);
+    }
+    let any = DhtBind::dual_for(SocketAddr::new(asked.ip(), port));
+    DhtBind {
+        v4: bind
+            .v4
+            .map(|ip| SocketAddr::new(IpAddr::V4(ip), port))
+            .or(any.v4),
+        v6: bind
+            .v6
+            .map(|ip| SocketAddr::new(IpAddr::V6(ip), port))
+            .or(any.v6),
+        v6_optional: bind.v6.is_none(),
+    }
+}
+
+/// Binds the DHT's sockets at `bind` (UDP, the listen port), or at free ports if that one is
+/// taken, loads its saved state, and joins the network in the background.
+async fn start_dht(
+    bind: shoal_dht::driver::DhtBind,
+    settings: &DhtSettings,
+) -> Result<DhtStarted, EngineError> {
     use shoal_dht::driver::Dht;
     use shoal_dht::DhtConfig;
     // File I/O stays off the async workers.
@@ -623,15 +685,23 @@ async fn start_dht(listen: SocketAddr, settings: &DhtSettings) -> Result<DhtStar
         .as_ref()
         .map(|s| s.nodes.iter().map(|n| n.addr).collect())
         .unwrap_or_default();
-    let config = DhtConfig::for_addr(&listen);
-    let dht = match Dht::bind_with_state(listen, config.clone(), state.clone()).await {
+    let primary = bind
+        .v4
+        .or(bind.v6)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let config = DhtConfig::for_addr(&primary);
+    let dht = match Dht::bind_dual(bind, config.clone(), state.clone()).await {
         Ok(d) => d,
         Err(_) => {
-            let any_port = SocketAddr::new(listen.ip(), 0);
-            Dht::bind_with_state(any_port, config, state)
+            let any_port = shoal_dht::driver::DhtBind {
+                v4: bind.v4.map(|a| SocketAddr::new(a.ip(), 0)),
+                v6: bind.v6.map(|a| SocketAddr::new(a.ip(), 0)),
+                ..bind
+            };
+            Dht::bind_dual(any_port, config, state)
                 .await
                 .map_err(|e| EngineError::Listen {
-                    addr: any_port,
+                    addr: SocketAddr::new(primary.ip(), 0),
                     source: std::io::Error::other(format!("DHT: {e}")),
                 })?
         }
@@ -665,7 +735,7 @@ async fn start_dht(listen: SocketAddr, settings: &DhtSettings) -> Result<DhtStar
         }
         let _ = tx.send(true);
     }));
-    info!(addr = %dht.local_addr(), "DHT node running");
+    info!(addr = ?dht.local_addr_v4(), addr6 = ?dht.local_addr_v6(), "DHT node running");
     Ok((dht, rx, state_file, tasks))
 }
 
@@ -860,4 +930,62 @@ async fn incoming(tcp: TcpStream, addr: SocketAddr, shared: &Shared) -> std::io:
         })
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod dht_bind_tests {
+    use super::*;
+    use shoal_core::LocalBind;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn which_ipv6_addresses_are_announced() {
+        let yes = ["::1", "2001:db8::1", "2a00::5"];
+        let no = ["::", "fe80::1", "fd00::1", "ff02::1", "::ffff:1.2.3.4"];
+        for ip in yes {
+            assert!(announceable_ipv6(&ip.parse().unwrap()), "{ip}");
+        }
+        for ip in no {
+            assert!(!announceable_ipv6(&ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn the_dht_binds_follow_the_listener_and_fail_closed() {
+        // Default: both families at the listen port, IPv6 where the host has it.
+        let b = dht_bind(
+            addr("0.0.0.0:6881"),
+            addr("0.0.0.0:6881"),
+            LocalBind::default(),
+        );
+        assert_eq!(b.v4, Some(addr("0.0.0.0:6881")));
+        assert_eq!(b.v6, Some(addr("[::]:6881")));
+        assert!(b.v6_optional);
+        // A specific listen address: that one only.
+        let b = dht_bind(
+            addr("[::1]:7000"),
+            addr("[::1]:0"),
+            LocalBind::loose("::1".parse().unwrap()),
+        );
+        assert_eq!((b.v4, b.v6), (None, Some(addr("[::1]:7000"))));
+        // --bind of an IPv4 address only: no IPv6 socket at all.
+        let strict = LocalBind::strict(&["127.0.0.5".parse().unwrap()]).unwrap();
+        let b = dht_bind(addr("127.0.0.5:7001"), addr("0.0.0.0:0"), strict);
+        assert_eq!((b.v4, b.v6), (Some(addr("127.0.0.5:7001")), None));
+        // --bind of both: each on its address, neither optional.
+        let both =
+            LocalBind::strict(&["127.0.0.5".parse().unwrap(), "::1".parse().unwrap()]).unwrap();
+        let b = dht_bind(addr("127.0.0.5:7002"), addr("0.0.0.0:0"), both);
+        assert_eq!(
+            (b.v4, b.v6, b.v6_optional),
+            (
+                Some(addr("127.0.0.5:7002")),
+                Some(addr("[::1]:7002")),
+                false
+            )
+        );
+    }
 }

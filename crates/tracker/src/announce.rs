@@ -1,6 +1,6 @@
 //! What an announce says and what a tracker answers, independent of HTTP or UDP.
 
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use shoal_core::Id20;
@@ -89,6 +89,9 @@ pub struct AnnounceRequest {
     pub tracker_id: Option<Vec<u8>>,
     /// Whether we ask for a compact peer list (BEP 23); the client always does.
     pub compact: bool,
+    /// BEP 7 `ipv6=` (HTTP only): our IPv6 address, for a tracker reached over IPv4 to hand
+    /// out in `peers6` as well. Sent only for an address we listen on.
+    pub ipv6: Option<Ipv6Addr>,
 }
 
 /// Seeders, leechers and completed downloads of one torrent, as a tracker counts them.

@@ -1,6 +1,7 @@
 //! The thin async driver: one announce or scrape to one tracker, HTTP or UDP, under a time-out;
 //! and [`announce_round`], which runs a [`TrackerSet`]'s due jobs through it.
 
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use shoal_core::{Id20, LocalBind, Time};
@@ -28,6 +29,10 @@ pub struct ClientConfig {
     /// Local addresses to announce from (HTTP, HTTPS and UDP); default: any. When strict,
     /// a tracker reachable only over a family without an address is not contacted.
     pub bind: LocalBind,
+    /// Our IPv6 address, sent as BEP 7 `ipv6=` in HTTP announces (unless the request has its
+    /// own): the session sets it when it listens on a global or loopback IPv6 address, so a
+    /// tracker reached over IPv4 hands it out in `peers6` too. UDP announces have no such field.
+    pub announce_ipv6: Option<Ipv6Addr>,
 }
 
 impl Default for ClientConfig {
@@ -38,6 +43,7 @@ impl Default for ClientConfig {
             max_body: MAX_BODY_LEN,
             udp: UdpConfig::default(),
             bind: LocalBind::default(),
+            announce_ipv6: None,
         }
     }
 }
@@ -74,7 +80,14 @@ impl TrackerClient {
         match url.scheme() {
             Scheme::Udp => self.udp.announce(url, req).await,
             Scheme::Http | Scheme::Https => {
-                let target = announce_query(url.path_and_query(), req);
+                let target = match (req.ipv6, self.config.announce_ipv6) {
+                    (None, Some(ip)) => {
+                        let mut with = req.clone();
+                        with.ipv6 = Some(ip);
+                        announce_query(url.path_and_query(), &with)
+                    }
+                    _ => announce_query(url.path_and_query(), req),
+                };
                 let reply = http_get(
                     url,
                     &target,

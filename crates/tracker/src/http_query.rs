@@ -4,6 +4,8 @@
 //! BEP 3: the info-hash and peer id are raw bytes, percent-encoded byte by byte; everything but
 //! `0-9 a-z A-Z . - _ ~` is escaped. Reading accepts either case of hex, as clients differ.
 
+use std::net::{Ipv6Addr, SocketAddrV6};
+
 use shoal_core::Id20;
 use shoal_metainfo::percent_encode;
 
@@ -48,6 +50,11 @@ pub fn announce_query(path_and_query: &str, req: &AnnounceRequest) -> String {
     if let Some(id) = &req.tracker_id {
         q.push_str("&trackerid=");
         q.push_str(&percent_encode(id));
+    }
+    if let Some(ip) = req.ipv6 {
+        // BEP 7; `:` is escaped like every reserved byte.
+        q.push_str("&ipv6=");
+        q.push_str(&percent_encode(ip.to_string().as_bytes()));
     }
     q
 }
@@ -143,7 +150,21 @@ pub fn parse_announce_query(query: &[u8]) -> Result<AnnounceRequest, TrackerErro
         key,
         tracker_id: first(&pairs, "trackerid").map(<[u8]>::to_vec),
         compact: first(&pairs, "compact") == Some(b"1"),
+        ipv6: first(&pairs, "ipv6").and_then(parse_ipv6),
     })
+}
+
+/// BEP 7 `ipv6=`: an IPv6 address, or (as earlier versions of the BEP allowed) `[address]:port`
+/// whose port is ignored: the announce's `port` is the one peers dial. Anything else, and
+/// addresses no peer can be dialled at (unspecified, multicast, IPv4-mapped), count as absent.
+fn parse_ipv6(v: &[u8]) -> Option<Ipv6Addr> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    let ip = s
+        .parse::<Ipv6Addr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddrV6>().ok().map(|a| *a.ip()))?;
+    let usable = !ip.is_unspecified() && !ip.is_multicast() && ip.to_ipv4_mapped().is_none();
+    usable.then_some(ip)
 }
 
 /// `key` is opaque to a tracker; 8 hex digits (libtorrent, aria2, us) or decimal (rqbit) both
@@ -196,6 +217,7 @@ mod tests {
             key: 0xdead_beef,
             tracker_id: Some(b"t 1".to_vec()),
             compact: true,
+            ipv6: None,
         }
     }
 
@@ -207,6 +229,32 @@ mod tests {
         let query = q.split_once('?').unwrap().1;
         let back = parse_announce_query(query.as_bytes()).unwrap();
         assert_eq!(back, req());
+    }
+
+    #[test]
+    fn bep7_ipv6_is_sent_and_read() {
+        let mut r = req();
+        r.ipv6 = Some("2001:db8::7".parse().unwrap());
+        let q = announce_query("/announce", &r);
+        assert!(q.ends_with("&ipv6=2001%3Adb8%3A%3A7"), "{q}");
+        let back = parse_announce_query(q.split_once('?').unwrap().1.as_bytes()).unwrap();
+        assert_eq!(back, r);
+        let base = announce_query("/announce", &req());
+        let read = |extra: &str| {
+            parse_announce_query(format!("{}{extra}", base.split_once('?').unwrap().1).as_bytes())
+                .unwrap()
+                .ipv6
+        };
+        assert_eq!(read("&ipv6=%3A%3A1"), Some("::1".parse().unwrap()));
+        assert_eq!(
+            read("&ipv6=%5B%3A%3A1%5D%3A6881"),
+            Some("::1".parse().unwrap())
+        );
+        assert_eq!(read("&ipv6=%3A%3A"), None);
+        assert_eq!(read("&ipv6=ff02%3A%3A1"), None);
+        assert_eq!(read("&ipv6=%3A%3Affff%3A1.2.3.4"), None);
+        assert_eq!(read("&ipv6=1.2.3.4"), None);
+        assert_eq!(read("&ipv6=nonsense"), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! takes the time, so expiry is tested without waiting.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use shoal_core::{Id20, Time};
@@ -61,6 +61,9 @@ impl SwarmConfig {
 struct Peer {
     seeder: bool,
     expires: Time,
+    /// The BEP 7 `ipv6=` address of a peer that announced over IPv4: handed out, never
+    /// counted (the peer is counted once, by its source address).
+    alias: bool,
 }
 
 #[derive(Debug, Default)]
@@ -72,7 +75,7 @@ struct Swarm {
 impl Swarm {
     fn stats(&self, now: Time) -> ScrapeStats {
         let (mut seeders, mut leechers) = (0u32, 0u32);
-        for p in self.peers.values().filter(|p| p.expires > now) {
+        for p in self.peers.values().filter(|p| p.expires > now && !p.alias) {
             if p.seeder {
                 seeders += 1;
             } else {
@@ -115,6 +118,11 @@ impl Swarms {
 
     /// Handles an announce from the peer at `peer` (the request's source IP and its `port`).
     /// Returns the answer, or the failure reason to send.
+    ///
+    /// A peer that announces over IPv4 with BEP 7 `ipv6=` is also stored at that IPv6 address
+    /// (same port), so IPv6 peers get it in `peers6`. BEP 7 warns that the parameter lets one
+    /// announce someone else's address; what it can do here is bounded like any announce: one
+    /// extra address per announcing peer, under the same per-torrent cap and expiry.
     pub fn announce(
         &mut self,
         req: &AnnounceRequest,
@@ -135,19 +143,29 @@ impl Swarms {
         }
         let cfg = &self.config;
         let swarm = self.torrents.entry(req.info_hash).or_default();
+        let alias = req
+            .ipv6
+            .filter(|_| peer.is_ipv4())
+            .map(|ip| SocketAddr::new(IpAddr::V6(ip), req.port));
         let mut peers = Vec::new();
         if req.event == Event::Stopped {
             swarm.peers.remove(&peer);
+            if let Some(a) = alias {
+                swarm.peers.remove(&a);
+            }
         } else {
-            let known = swarm.peers.contains_key(&peer);
-            if known || swarm.peers.len() < cfg.max_peers_per_torrent {
-                swarm.peers.insert(
-                    peer,
-                    Peer {
-                        seeder: req.left == 0,
-                        expires: now + cfg.peer_ttl,
-                    },
-                );
+            for (addr, is_alias) in std::iter::once((peer, false)).chain(alias.map(|a| (a, true))) {
+                let known = swarm.peers.contains_key(&addr);
+                if known || swarm.peers.len() < cfg.max_peers_per_torrent {
+                    swarm.peers.insert(
+                        addr,
+                        Peer {
+                            seeder: req.left == 0,
+                            expires: now + cfg.peer_ttl,
+                            alias: is_alias,
+                        },
+                    );
+                }
             }
             if req.event == Event::Completed {
                 swarm.completed = swarm.completed.saturating_add(1);
@@ -162,7 +180,12 @@ impl Swarms {
                 swarm
                     .peers
                     .iter()
-                    .filter(|(a, p)| **a != peer && p.expires > now && !(seeding && p.seeder))
+                    .filter(|(a, p)| {
+                        **a != peer
+                            && Some(**a) != alias
+                            && p.expires > now
+                            && !(seeding && p.seeder)
+                    })
                     .map(|(a, _)| *a)
                     .take(want),
             );
@@ -221,6 +244,7 @@ mod tests {
             key: 0,
             tracker_id: None,
             compact: true,
+            ipv6: None,
         }
     }
 
@@ -258,6 +282,38 @@ mod tests {
         s.announce(&req(2, 0, Event::Stopped), addr(3, 2), t)
             .unwrap();
         assert_eq!(s.scrape(&[Id20([9; 20])], t)[0].1.seeders, 1);
+    }
+
+    #[test]
+    fn bep7_ipv6_address_is_handed_out_but_counted_once() {
+        let mut s = Swarms::new(SwarmConfig::with_interval(Duration::from_secs(10)));
+        let t = Time::ZERO;
+        let mut seeder = req(1, 0, Event::Started);
+        seeder.ipv6 = Some("::1".parse().unwrap());
+        let a = s.announce(&seeder, addr(2, 1), t).unwrap();
+        assert!(a.peers.is_empty(), "not its own addresses: {:?}", a.peers);
+        assert_eq!((a.seeders, a.leechers), (Some(1), Some(0)));
+        let b = s
+            .announce(&req(2, 5, Event::Started), addr(3, 2), t)
+            .unwrap();
+        let mut peers = b.peers.clone();
+        peers.sort();
+        assert_eq!(
+            peers,
+            vec![addr(2, 1), "[::1]:1".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!((b.seeders, b.leechers), (Some(1), Some(1)));
+        // Over IPv6 the source address is the one stored; `ipv6=` adds nothing.
+        let mut six = req(3, 5, Event::Started);
+        six.ipv6 = Some("2001:db8::3".parse().unwrap());
+        s.announce(&six, "[::1]:3".parse().unwrap(), t).unwrap();
+        assert_eq!(s.scrape(&[Id20([9; 20])], t)[0].1.leechers, 2);
+        // `stopped` removes both addresses.
+        let mut stop = seeder.clone();
+        stop.event = Event::Stopped;
+        s.announce(&stop, addr(2, 1), t).unwrap();
+        let c = s.announce(&req(2, 5, Event::None), addr(3, 2), t).unwrap();
+        assert_eq!(c.peers, vec!["[::1]:3".parse::<SocketAddr>().unwrap()]);
     }
 
     #[test]

@@ -110,6 +110,7 @@ impl AnnounceJob {
             key: self.key,
             tracker_id: self.tracker_id.clone(),
             compact: true,
+            ipv6: None,
         }
     }
 }

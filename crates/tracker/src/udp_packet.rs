@@ -277,6 +277,7 @@ pub fn parse_udp_request(b: &[u8]) -> Result<UdpRequest, TrackerError> {
                 port: u16::from_be_bytes([b[96], b[97]]),
                 tracker_id: None,
                 compact: true,
+                ipv6: None,
             };
             Ok(UdpRequest::Announce {
                 connection_id,
@@ -457,6 +458,7 @@ mod tests {
                     key,
                     tracker_id: None,
                     compact: true,
+                    ipv6: None,
                 }
             })
     }
@@ -501,6 +503,7 @@ mod tests {
                 key: 0,
                 tracker_id: None,
                 compact: true,
+                ipv6: None,
             },
             ip: 0,
             url_data: url,

@@ -49,6 +49,7 @@ fn request(hash: u8, peer: u8, port: u16, left: u64, event: Event) -> AnnounceRe
         key: peer.into(),
         tracker_id: None,
         compact: true,
+        ipv6: None,
     }
 }
 
@@ -300,4 +301,63 @@ async fn ipv6_peers_over_http_and_udp() {
         );
     }
     t.shutdown().await;
+}
+
+/// BEP 7: a client that listens on an IPv6 address says so with `ipv6=` when it announces over
+/// IPv4; the embedded tracker stores that address too and hands it to others in `peers6`,
+/// counting the client once.
+#[tokio::test]
+async fn ipv6_param_over_ipv4_reaches_others_in_peers6() {
+    let t = tracker(SwarmConfig::default()).await;
+    let url = TrackerUrl::parse(&t.http_announce_url().unwrap()).unwrap();
+    let dual = TrackerClient::new(ClientConfig {
+        bind: shoal_core::LocalBind::loose(Ipv4Addr::new(127, 0, 0, 2).into()),
+        announce_ipv6: Some("::1".parse().unwrap()),
+        ..ClientConfig::default()
+    });
+    let r = dual
+        .announce(&url, &request(0x76, 2, 7201, 0, Event::Started))
+        .await
+        .unwrap();
+    assert!(r.peers.is_empty(), "{:?}", r.peers);
+    let r = client([127, 0, 0, 3])
+        .announce(&url, &request(0x76, 3, 7202, 10, Event::Started))
+        .await
+        .unwrap();
+    let mut peers = r.peers.clone();
+    peers.sort();
+    assert_eq!(
+        peers,
+        vec![
+            "127.0.0.2:7201".parse::<SocketAddr>().unwrap(),
+            "[::1]:7201".parse().unwrap()
+        ]
+    );
+    assert_eq!((r.seeders, r.leechers), (Some(1), Some(1)));
+    // The raw reply: the IPv6 address is in `peers6`, 18 bytes.
+    let mut req = request(0x76, 4, 7203, 10, Event::None);
+    req.numwant = Some(50);
+    let target = announce_query(url.path_and_query(), &req);
+    let body = http_get(
+        &url,
+        &target,
+        "t",
+        1 << 16,
+        shoal_core::LocalBind::default(),
+    )
+    .await
+    .unwrap()
+    .body;
+    let six = b"6:peers618:";
+    let at = body
+        .windows(six.len())
+        .position(|w| w == six)
+        .expect("peers6 in the reply");
+    let mut one = [0u8; 16];
+    one[15] = 1;
+    assert_eq!(&body[at + six.len()..at + six.len() + 16], &one);
+    assert_eq!(
+        &body[at + six.len() + 16..at + six.len() + 18],
+        &7201u16.to_be_bytes()
+    );
 }

@@ -40,6 +40,7 @@ fn req() -> AnnounceRequest {
         key: 1,
         tracker_id: None,
         compact: true,
+        ipv6: None,
     }
 }
 

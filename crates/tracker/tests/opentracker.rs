@@ -199,6 +199,7 @@ fn request(hash: &str, peer: u8, port: u16, left: u64) -> AnnounceRequest {
         key: peer.into(),
         tracker_id: None,
         compact: true,
+        ipv6: None,
     }
 }
 
