@@ -55,6 +55,8 @@ pub struct TorrentView {
     pub total: u64,
     /// Payload sent since it started.
     pub uploaded: u64,
+    /// Payload received since it started (waste included).
+    pub received: u64,
     /// 0 to 1.
     pub progress: f64,
     /// Bytes per second.
@@ -161,6 +163,7 @@ impl Entry {
             downloaded: s.verified_bytes,
             total: s.total_bytes,
             uploaded: s.uploaded,
+            received: s.downloaded,
             progress: if s.total_bytes > 0 {
                 s.verified_bytes as f64 / s.total_bytes as f64
             } else {

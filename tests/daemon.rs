@@ -1,0 +1,408 @@
+//! `shoal daemon` end to end: torrents added over its JSON API and through `transmission-remote`,
+//! downloaded from libtorrent and seeded to it, and brought back after SIGKILL.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A running daemon: its process, API address, token and peer address.
+struct Daemon {
+    proc: Proc,
+    api: String,
+    token: String,
+    peers: String,
+}
+
+fn daemon(state: &Path, downloads: &Path, ip: &str, name: &str, logs: &Path) -> Daemon {
+    let mut cmd = shoal();
+    cmd.args(["daemon", "--api", "127.0.0.1:0", "--json", "--no-dht"])
+        .args(["--listen", &format!("{ip}:0")])
+        .arg("--state")
+        .arg(state)
+        .arg("--download-dir")
+        .arg(downloads);
+    let mut proc = Proc::spawn_shoal(cmd, name, logs);
+    let peers = proc.listening_addr();
+    let api = proc.wait_for(Duration::from_secs(20), |v| {
+        v["event"] == "listening" && v["proto"] == "http"
+    })["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = std::fs::read_to_string(state.join("token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    Daemon {
+        proc,
+        api,
+        token,
+        peers,
+    }
+}
+
+/// One HTTP/1.1 request (Connection: close); returns the status and body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..head_end]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = out[head_end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 4 + n..];
+    }
+}
+
+impl Daemon {
+    fn api(&self, method: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let auth = format!("Bearer {}", self.token);
+        let (status, body) = http(
+            &self.api,
+            method,
+            path,
+            &[("Authorization", &auth), ("Content-Type", ctype)],
+            body,
+        );
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    fn add_torrent(&self, torrent: &Path) -> serde_json::Value {
+        let (status, v) = self.api(
+            "POST",
+            "/api/v1/torrents",
+            "application/x-bittorrent",
+            &std::fs::read(torrent).unwrap(),
+        );
+        assert_eq!(status, 201, "{v}");
+        v
+    }
+
+    fn torrent(&self, hash: &str) -> serde_json::Value {
+        let (status, v) = self.api("GET", &format!("/api/v1/torrents/{hash}"), "", b"");
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// Waits until torrent `hash` satisfies `pred`.
+    fn wait(&self, hash: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = self.torrent(hash);
+            if pred(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out; last: {v}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn tracker_torrent(dir: &Path, name: &str, len: usize, port: u16) -> (PathBuf, PathBuf) {
+    make_torrent_with_trackers(
+        dir,
+        name,
+        len,
+        &[format!("http://127.0.0.1:{port}/announce")],
+    )
+}
+
+#[test]
+fn api_needs_the_token_and_refuses_bad_input() {
+    let dir = scratch("daemon-api");
+    let d = daemon(
+        &dir.join("state"),
+        &dir.join("dl"),
+        "127.0.0.4",
+        "daemon",
+        &dir,
+    );
+    let (status, _) = http(&d.api, "GET", "/api/v1/torrents", &[], b"");
+    assert_eq!(status, 401);
+    let (status, _) = http(
+        &d.api,
+        "GET",
+        "/api/v1/torrents",
+        &[("Authorization", "Bearer wrong")],
+        b"",
+    );
+    assert_eq!(status, 401);
+    let (status, v) = d.api(
+        "POST",
+        "/api/v1/torrents",
+        "application/x-bittorrent",
+        b"d4:infoi3ee",
+    );
+    assert_eq!(status, 400);
+    assert!(
+        v["error"].as_str().unwrap().contains("not a valid torrent"),
+        "{v}"
+    );
+    let (status, v) = d.api(
+        "POST",
+        "/api/v1/torrents",
+        "application/json",
+        br#"{"magnet":"magnet:?dn=x"}"#,
+    );
+    assert_eq!(status, 400, "{v}");
+    let (status, _) = d.api(
+        "GET",
+        &format!("/api/v1/torrents/{}", "ab".repeat(20)),
+        "",
+        b"",
+    );
+    assert_eq!(status, 404);
+    let (status, v) = d.api("GET", "/api/v1/torrents", "", b"");
+    assert_eq!((status, v), (200, serde_json::json!([])));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("state/token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn daemon_downloads_from_libtorrent_and_seeds_to_libtorrent() {
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("daemon-lt");
+    let logs = dir.clone();
+    let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
+    let (torrent, data) = tracker_torrent(&dir, "payload.bin", 3 * 1024 * 1024 + 5, port);
+    let mut lt_seed = lt_peer(
+        "seed",
+        &torrent,
+        &dir.join("seed"),
+        "127.0.0.2",
+        &[],
+        &["--stay"],
+        "lt-seed",
+        &logs,
+    );
+    lt_seed.listening_addr();
+    let d = daemon(
+        &dir.join("state"),
+        &dir.join("dl"),
+        "127.0.0.4",
+        "daemon",
+        &logs,
+    );
+    let added = d.add_torrent(&torrent);
+    let hash = added["info_hash"].as_str().unwrap().to_string();
+    assert_eq!(added["name"], "payload.bin");
+    let done = d.wait(&hash, |v| v["state"] == "seeding");
+    assert_eq!(done["downloaded"], done["total"]);
+    assert!(same_bytes(&data, &dir.join("dl").join("payload.bin")));
+    // Now a libtorrent leecher gets it from the daemon alone.
+    drop(lt_seed);
+    let out = dir.join("lt-out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut lt = lt_peer(
+        "download",
+        &torrent,
+        &out,
+        "127.0.0.5",
+        std::slice::from_ref(&d.peers),
+        &[],
+        "lt-leech",
+        &logs,
+    );
+    lt.wait_event("complete", WAIT);
+    assert!(same_bytes(&data, &out.join("payload.bin")));
+    let (status, list) = d.api("GET", "/api/v1/torrents", "", b"");
+    assert_eq!(status, 200);
+    assert!(
+        list[0]["uploaded"].as_u64().unwrap() >= 3 * 1024 * 1024,
+        "{list}"
+    );
+}
+
+#[test]
+fn transmission_remote_adds_lists_stops_and_removes() {
+    if !tool_available("/usr/bin/transmission-remote", "transmission-cli") {
+        return;
+    }
+    let dir = scratch("daemon-tr");
+    let logs = dir.clone();
+    let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
+    let (torrent, data) = tracker_torrent(&dir, "tr.bin", 2 * 1024 * 1024, port);
+    let mut seed = shoal_seed(
+        &torrent,
+        &dir.join("seed"),
+        "127.0.0.2",
+        &[],
+        "seeder",
+        &logs,
+    );
+    seed.listening_addr();
+    let d = daemon(
+        &dir.join("state"),
+        &dir.join("dl"),
+        "127.0.0.4",
+        "daemon",
+        &logs,
+    );
+    let auth = format!("x:{}", d.token);
+    let remote = |args: &[&str]| -> String {
+        let out = Command::new("/usr/bin/transmission-remote")
+            .arg(&d.api)
+            .args(["--auth", &auth])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let own = dir.join("own");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(own.join("keep.txt"), b"not shoal's").unwrap();
+    let said = remote(&[
+        "-a",
+        torrent.to_str().unwrap(),
+        "--download-dir",
+        own.to_str().unwrap(),
+    ]);
+    assert!(said.contains("success"), "{said}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let list = remote(&["-l"]);
+        if list.contains("100%") && list.contains("tr.bin") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never complete: {list}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(same_bytes(&data, &own.join("tr.bin")));
+    let info = remote(&["-t", "1", "-i"]);
+    assert!(info.contains("tr.bin"), "{info}");
+    remote(&["-t", "1", "-S"]);
+    let list = remote(&["-l"]);
+    assert!(list.contains("Stopped"), "{list}");
+    remote(&["-t", "1", "--remove-and-delete"]);
+    let list = remote(&["-l"]);
+    assert!(!list.contains("tr.bin"), "{list}");
+    // Its file is gone; the user's file beside it is not.
+    assert!(!own.join("tr.bin").exists());
+    assert_eq!(std::fs::read(own.join("keep.txt")).unwrap(), b"not shoal's");
+}
+
+#[test]
+fn sigkill_and_restart_resume_every_torrent() {
+    let dir = scratch("daemon-kill");
+    let logs = dir.clone();
+    let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
+    let mut torrents = Vec::new();
+    for i in 0..3 {
+        torrents.push(tracker_torrent(
+            &dir,
+            &format!("t{i}.bin"),
+            6 * 1024 * 1024,
+            port,
+        ));
+    }
+    // Slow seeders (512 KiB/s each), so the kill lands mid-download.
+    let mut seeds = Vec::new();
+    for (i, (t, _)) in torrents.iter().enumerate() {
+        let mut s = shoal_seed(
+            t,
+            &dir.join("seed"),
+            &format!("127.0.0.{}", 10 + i),
+            &["--max-upload-rate", "512KiB"],
+            &format!("seeder{i}"),
+            &logs,
+        );
+        s.listening_addr();
+        seeds.push(s);
+    }
+    let state = dir.join("state");
+    let mut d = daemon(&state, &dir.join("dl"), "127.0.0.4", "daemon", &logs);
+    let hashes: Vec<String> = torrents
+        .iter()
+        .map(|(t, _)| d.add_torrent(t)["info_hash"].as_str().unwrap().to_string())
+        .collect();
+    for h in &hashes {
+        d.wait(h, |v| {
+            v["downloaded"].as_u64().unwrap_or(0) >= 2 * 1024 * 1024
+        });
+    }
+    // Resume data is written every 5 s: let one round pass, then kill without warning.
+    std::thread::sleep(Duration::from_secs(6));
+    let before: Vec<u64> = hashes
+        .iter()
+        .map(|h| d.torrent(h)["downloaded"].as_u64().unwrap())
+        .collect();
+    d.proc.kill9();
+    let d = daemon(&state, &dir.join("dl"), "127.0.0.4", "daemon-again", &logs);
+    for (i, h) in hashes.iter().enumerate() {
+        let v = d.wait(h, |v| v["state"] == "seeding");
+        let total = v["total"].as_u64().unwrap();
+        let received = v["received"].as_u64().unwrap();
+        eprintln!(
+            "torrent {i}: {} of {total} verified before the kill, {received} received after",
+            before[i]
+        );
+        // It resumed: what was verified before the kill was not fetched again.
+        assert!(received <= total - before[i] + 1024 * 1024, "{v}");
+        assert!(same_bytes(
+            &torrents[i].1,
+            &dir.join("dl").join(format!("t{i}.bin"))
+        ));
+    }
+}
