@@ -5,6 +5,7 @@ mod cmd_daemon;
 mod cmd_dht;
 mod cmd_index;
 mod cmd_info;
+mod cmd_remote;
 mod cmd_search;
 mod cmd_swarm;
 mod cmd_torrent;
@@ -55,6 +56,8 @@ enum Command {
     Index(cmd_index::IndexArgs),
     /// Run many torrents in one process, driven by a JSON API and the Transmission RPC.
     Daemon(cmd_daemon::DaemonArgs),
+    #[command(flatten)]
+    Remote(cmd_remote::RemoteCommand),
 }
 
 fn init_logging(verbose: u8) {
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Search(args) => cmd_search::run(args),
         Command::Index(args) => cmd_index::run(args),
         Command::Daemon(args) => cmd_daemon::run(args),
+        Command::Remote(cmd) => cmd_remote::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

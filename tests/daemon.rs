@@ -406,3 +406,97 @@ fn sigkill_and_restart_resume_every_torrent() {
         ));
     }
 }
+
+#[test]
+fn remote_cli_adds_lists_pauses_resumes_removes_and_watches() {
+    let dir = scratch("daemon-cli");
+    let logs = dir.clone();
+    let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
+    let (torrent, data) = tracker_torrent(&dir, "cli.bin", 1024 * 1024, port);
+    let mut seed = shoal_seed(
+        &torrent,
+        &dir.join("seed"),
+        "127.0.0.2",
+        &[],
+        "seeder",
+        &logs,
+    );
+    seed.listening_addr();
+    let d = daemon(
+        &dir.join("state"),
+        &dir.join("dl"),
+        "127.0.0.4",
+        "daemon",
+        &logs,
+    );
+    let token_file = dir.join("state/token");
+    let remote = |args: &[&str]| {
+        let out = shoal()
+            .args(args)
+            .args([
+                "--api",
+                &d.api,
+                "--token-file",
+                token_file.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let mut watch_cmd = shoal();
+    watch_cmd.args([
+        "watch",
+        "--json",
+        "--api",
+        &d.api,
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    let mut watch = Proc::spawn(watch_cmd, "watch", &logs);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, out, err) = remote(&["add", torrent.to_str().unwrap(), "--paused", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let added: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(added["state"], "paused");
+    let hash = added["info_hash"].as_str().unwrap().to_string();
+    let (_, out, _) = remote(&["ls", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(listed["info_hash"], hash.as_str());
+    assert_eq!(remote(&["resume", "1"]).0, Some(0));
+    d.wait(&hash, |v| v["state"] == "seeding");
+    assert!(same_bytes(&data, &dir.join("dl/cli.bin")));
+    assert_eq!(remote(&["pause", &hash]).0, Some(0));
+    assert_eq!(d.torrent(&hash)["state"], "paused");
+    // The watcher saw it added, complete and paused.
+    watch.wait_for(WAIT, |v| {
+        v["event"] == "complete" && v["torrent"]["info_hash"] == hash.as_str()
+    });
+    watch.wait_for(WAIT, |v| {
+        v["event"] == "state" && v["torrent"]["state"] == "paused"
+    });
+    assert_eq!(remote(&["rm", "1"]).0, Some(0));
+    watch.wait_for(WAIT, |v| v["event"] == "removed");
+    let (code, _, err) = remote(&["rm", "1"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no such torrent"), "{err}");
+    // The data stays (no --delete-data).
+    assert!(same_bytes(&data, &dir.join("dl/cli.bin")));
+    // A wrong token is refused with one clear line.
+    std::fs::write(dir.join("bad-token"), "nope").unwrap();
+    let out = shoal()
+        .args([
+            "ls",
+            "--api",
+            &d.api,
+            "--token-file",
+            dir.join("bad-token").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
+}

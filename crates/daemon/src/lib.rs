@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod client;
 pub mod manager;
 pub mod store;
 pub mod transmission;
