@@ -1,74 +1,186 @@
 //! `shoal daemon`: many torrents in one long-running process, driven over HTTP.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use shoal_daemon::api::{serve, AppState};
+use shoal_daemon::config::DaemonConfig;
 use shoal_daemon::{Manager, ManagerConfig, Store};
 use shoal_engine::events::JsonEvent;
-use shoal_engine::Session;
+use shoal_engine::{EncryptionPolicy, Session};
 
 use crate::cmd_torrent::{session_config, shutdown_signal, NetArgs};
-use crate::output::{self, errln};
+use crate::output::{self, errln, outln};
 
-/// Arguments of `shoal daemon`.
+/// Arguments of `shoal daemon`. Every option can also be set in the config file; a flag given
+/// here wins over it.
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
-    /// Address of the HTTP API (JSON API, Transmission RPC). Every request needs the token
-    /// (written to `<state>/token` on first start).
-    #[arg(long, default_value = "127.0.0.1:9091")]
-    api: SocketAddr,
-    /// The state folder: torrents, resume data, the token (default `$XDG_STATE_HOME/shoal/daemon`).
+    /// The config file (TOML; default `$XDG_CONFIG_HOME/shoal/config.toml`, used if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the merged configuration (file, flags, defaults) as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Address of the HTTP API (JSON API, Transmission RPC) [default: 127.0.0.1:9091]. Every
+    /// request needs the token (written to `<state>/token` on first start).
+    #[arg(long)]
+    api: Option<SocketAddr>,
+    /// The state folder: torrents, resume data, the token [default: `$XDG_STATE_HOME/shoal/daemon`].
     #[arg(long)]
     state: Option<PathBuf>,
-    /// Where torrents are saved unless added with a path of their own (default: the current
-    /// folder).
+    /// Where torrents are saved unless added with a path of their own [default: the current
+    /// folder].
     #[arg(long)]
     download_dir: Option<PathBuf>,
-    #[command(flatten)]
-    net: NetArgs,
+    /// A folder watched for .torrent files: each is added, then renamed `<name>.added`.
+    #[arg(long)]
+    watch: Option<PathBuf>,
+    /// Address to listen on for peers [default: 0.0.0.0:6881].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Local address for every socket (repeatable, one per family), failing closed.
+    #[arg(long = "bind", value_name = "IP")]
+    bind: Vec<IpAddr>,
+    /// Session upload cap, e.g. `5MiB` (per second).
+    #[arg(long)]
+    max_upload_rate: Option<String>,
+    /// Session download cap, e.g. `10M` (per second).
+    #[arg(long)]
+    max_download_rate: Option<String>,
+    /// Do not use the Mainline DHT.
+    #[arg(long)]
+    no_dht: bool,
+    /// A DHT node to join through (HOST:PORT); repeatable.
+    #[arg(long = "dht-bootstrap")]
+    dht_bootstrap: Vec<String>,
+    /// MSE/PE encryption: prefer, require or disable [default: prefer].
+    #[arg(long, value_name = "prefer|require|disable")]
+    encryption: Option<String>,
+    /// Torrents downloading at once, the rest queued (0: no limit) [default: 5].
+    #[arg(long)]
+    max_active_downloads: Option<usize>,
+    /// Torrents seeding at once, the rest queued (0: no limit) [default: 0].
+    #[arg(long)]
+    max_active_seeds: Option<usize>,
+    /// Stop seeding a torrent at this upload/size ratio (0: never) [default: 0].
+    #[arg(long)]
+    seed_ratio_limit: Option<f64>,
+    /// Stop seeding a torrent after this many minutes without uploading (0: never) [default: 0].
+    #[arg(long)]
+    seed_idle_minutes: Option<u64>,
+    /// Print JSON lines on stdout (the `listening` events).
+    #[arg(long)]
+    json: bool,
 }
 
-fn default_state() -> anyhow::Result<PathBuf> {
-    let base = std::env::var_os("XDG_STATE_HOME")
+fn home_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .context("no state folder: set XDG_STATE_HOME or HOME, or give --state")?;
-    Ok(base.join("shoal").join("daemon"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(fallback)))
+}
+
+impl DaemonArgs {
+    /// The flags as a config (only what was given).
+    fn as_config(&self) -> DaemonConfig {
+        DaemonConfig {
+            api: self.api,
+            state: self.state.clone(),
+            download_dir: self.download_dir.clone(),
+            watch: self.watch.clone(),
+            listen: self.listen,
+            bind: (!self.bind.is_empty()).then(|| self.bind.clone()),
+            max_upload_rate: self.max_upload_rate.clone(),
+            max_download_rate: self.max_download_rate.clone(),
+            dht: self.no_dht.then_some(false),
+            dht_bootstrap: (!self.dht_bootstrap.is_empty()).then(|| self.dht_bootstrap.clone()),
+            encryption: self.encryption.clone(),
+            max_active_downloads: self.max_active_downloads,
+            max_active_seeds: self.max_active_seeds,
+            seed_ratio_limit: self.seed_ratio_limit,
+            seed_idle_minutes: self.seed_idle_minutes,
+        }
+    }
 }
 
 /// Runs `shoal daemon` until Ctrl-C or SIGTERM; every torrent's resume data is written on the
-/// way out (and kept current while running, so SIGKILL loses at most the last few pieces'
-/// bookkeeping, never verified data).
+/// way out (and kept current while running, so SIGKILL loses no verified data).
 pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
-    let state_dir = match &args.state {
-        Some(s) => s.clone(),
-        None => default_state()?,
+    let (config_path, must_exist) = match &args.config {
+        Some(p) => (p.clone(), true),
+        None => (
+            home_dir("XDG_CONFIG_HOME", ".config")
+                .map(|d| d.join("shoal/config.toml"))
+                .unwrap_or_default(),
+            false,
+        ),
     };
-    let download_dir = match &args.download_dir {
-        Some(d) => d.clone(),
-        None => std::env::current_dir().context("no current folder")?,
+    let file = if config_path.as_os_str().is_empty() {
+        DaemonConfig::default()
+    } else {
+        DaemonConfig::load(&config_path, must_exist)?
     };
+    let state_default = home_dir("XDG_STATE_HOME", ".local/state")
+        .map(|d| d.join("shoal/daemon"))
+        .context("no state folder: set XDG_STATE_HOME or HOME, or give --state")?;
+    let cwd = std::env::current_dir().context("no current folder")?;
+    let cfg = file.merged(args.as_config(), state_default, cwd);
+    if args.print_config {
+        outln!("{}", cfg.to_toml().trim_end());
+        return Ok(());
+    }
+    let state_dir = cfg.state.clone().unwrap_or_default();
+    let download_dir = cfg.download_dir.clone().unwrap_or_default();
     let download_dir = std::path::absolute(&download_dir).unwrap_or(download_dir);
+    let encryption: EncryptionPolicy = cfg
+        .encryption
+        .as_deref()
+        .unwrap_or("prefer")
+        .parse()
+        .map_err(|e| anyhow::anyhow!("encryption: {e}"))?;
+    let listen = cfg
+        .listen
+        .unwrap_or_else(|| "0.0.0.0:6881".parse().expect("valid"));
+    let net = NetArgs::for_daemon(
+        listen,
+        cfg.bind.clone().unwrap_or_default(),
+        cfg.max_upload_rate.clone(),
+        cfg.max_download_rate.clone(),
+        cfg.dht.unwrap_or(true),
+        cfg.dht_bootstrap.clone().unwrap_or_default(),
+        (listen.port() != 0).then(|| state_dir.join(format!("dht-{}.state", listen.port()))),
+        encryption,
+    );
+    let session_cfg = session_config(&net)?;
     let store = Store::open(&state_dir)?;
     let token = store.token()?;
-    let config = session_config(&args.net)?;
-    let json = args.net.json;
+    let manager_cfg = ManagerConfig {
+        download_dir,
+        max_active_downloads: cfg.max_active_downloads.unwrap_or(0),
+        max_active_seeds: cfg.max_active_seeds.unwrap_or(0),
+        seed_ratio_limit: cfg.seed_ratio_limit.unwrap_or(0.0),
+        seed_idle_minutes: cfg.seed_idle_minutes.unwrap_or(0),
+    };
+    let api_addr = cfg
+        .api
+        .unwrap_or_else(|| "127.0.0.1:9091".parse().expect("valid"));
+    let json = args.json;
+    let watch = cfg.watch.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let session = Session::bind(config).await?;
+        let session = Session::bind(session_cfg).await?;
         let peers_addr = session.local_addr();
-        let manager = Manager::new(session, store, ManagerConfig { download_dir });
-        let listener = tokio::net::TcpListener::bind(args.api)
+        let manager = Manager::new(session, store, manager_cfg);
+        let listener = tokio::net::TcpListener::bind(api_addr)
             .await
-            .with_context(|| format!("cannot listen on {} for the API", args.api))?;
+            .with_context(|| format!("cannot listen on {api_addr} for the API"))?;
         let api_addr = listener.local_addr()?;
         let state = Arc::new(AppState {
             manager: manager.clone(),
@@ -92,6 +204,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             state_dir.join("token").display()
         );
         manager.restore();
+        let _watcher = watch.map(|dir| shoal_daemon::watch::spawn(manager.clone(), dir));
         serve(listener, state, shutdown_signal())
             .await
             .context("the API server failed")?;

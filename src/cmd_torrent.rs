@@ -68,6 +68,38 @@ pub struct NetArgs {
     encryption: EncryptionPolicy,
 }
 
+impl NetArgs {
+    /// The network options of a `shoal daemon` (whose settings come from its config file and
+    /// flags): the session parts only, no peers or extra trackers.
+    #[allow(clippy::too_many_arguments)] // one per daemon setting
+    pub(crate) fn for_daemon(
+        listen: SocketAddr,
+        bind: Vec<IpAddr>,
+        max_upload_rate: Option<String>,
+        max_download_rate: Option<String>,
+        dht: bool,
+        dht_bootstrap: Vec<String>,
+        dht_state: Option<PathBuf>,
+        encryption: EncryptionPolicy,
+    ) -> NetArgs {
+        NetArgs {
+            listen,
+            bind,
+            peers: Vec::new(),
+            max_upload_rate,
+            max_download_rate,
+            json: false,
+            trackers: Vec::new(),
+            no_trackers: false,
+            tracker_timeout: 30,
+            no_dht: !dht,
+            dht_bootstrap,
+            dht_state,
+            encryption,
+        }
+    }
+}
+
 /// Arguments of `shoal seed`.
 #[derive(Args, Debug)]
 pub struct SeedArgs {

@@ -28,7 +28,9 @@ fn daemon(state: &Path, downloads: &Path, ip: &str, name: &str, logs: &Path) -> 
         .arg("--state")
         .arg(state)
         .arg("--download-dir")
-        .arg(downloads);
+        .arg(downloads)
+        // No user config file leaks into the test.
+        .env("XDG_CONFIG_HOME", logs.join("no-config"));
     let mut proc = Proc::spawn_shoal(cmd, name, logs);
     let peers = proc.listening_addr();
     let api = proc.wait_for(Duration::from_secs(20), |v| {
@@ -499,4 +501,192 @@ fn remote_cli_adds_lists_pauses_resumes_removes_and_watches() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
+}
+
+/// `shoal daemon` with extra flags.
+fn daemon_with(state: &Path, downloads: &Path, extra: &[&str], name: &str, logs: &Path) -> Daemon {
+    let mut cmd = shoal();
+    cmd.args(["daemon", "--api", "127.0.0.1:0", "--json", "--no-dht"])
+        .args(["--listen", "127.0.0.4:0"])
+        .arg("--state")
+        .arg(state)
+        .arg("--download-dir")
+        .arg(downloads)
+        .args(extra)
+        // No user config file leaks into the test.
+        .env("XDG_CONFIG_HOME", logs.join("no-config"));
+    let mut proc = Proc::spawn_shoal(cmd, name, logs);
+    let peers = proc.listening_addr();
+    let api = proc.wait_for(Duration::from_secs(20), |v| {
+        v["event"] == "listening" && v["proto"] == "http"
+    })["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = std::fs::read_to_string(state.join("token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    Daemon {
+        proc,
+        api,
+        token,
+        peers,
+    }
+}
+
+#[test]
+fn the_queue_runs_one_download_at_a_time_and_the_ratio_limit_stops_a_seed() {
+    let dir = scratch("daemon-queue");
+    let logs = dir.clone();
+    let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
+    let (t1, d1) = tracker_torrent(&dir, "q1.bin", 3 * 1024 * 1024, port);
+    let (t2, d2) = tracker_torrent(&dir, "q2.bin", 1024 * 1024, port);
+    let mut seeds = Vec::new();
+    for (i, t) in [&t1, &t2].into_iter().enumerate() {
+        let mut s = shoal_seed(
+            t,
+            &dir.join("seed"),
+            &format!("127.0.0.{}", 20 + i),
+            &["--max-upload-rate", "1MiB"],
+            &format!("seeder{i}"),
+            &logs,
+        );
+        s.listening_addr();
+        seeds.push(s);
+    }
+    let d = daemon_with(
+        &dir.join("state"),
+        &dir.join("dl"),
+        &["--max-active-downloads", "1", "--seed-ratio-limit", "0.5"],
+        "daemon",
+        &logs,
+    );
+    let h1 = d.add_torrent(&t1)["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let h2 = d.add_torrent(&t2)["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The second waits while the first downloads.
+    d.wait(&h1, |v| {
+        v["state"] == "downloading" && v["downloaded"].as_u64().unwrap() > 0
+    });
+    assert_eq!(d.torrent(&h2)["state"], "queued");
+    d.wait(&h1, |v| v["downloaded"] == v["total"]);
+    d.wait(&h2, |v| {
+        v["downloaded"] == v["total"] && v["total"].as_u64().unwrap() > 0
+    });
+    assert!(same_bytes(&d1, &dir.join("dl/q1.bin")));
+    assert!(same_bytes(&d2, &dir.join("dl/q2.bin")));
+    // A leecher takes q2 from the daemon alone: past half its size uploaded, the daemon stops
+    // seeding it (paused, for good).
+    drop(seeds);
+    let mut leech = shoal_download(
+        &t2,
+        &dir.join("leech"),
+        "127.0.0.30",
+        std::slice::from_ref(&d.peers),
+        &["--no-trackers"],
+        "leecher",
+        &logs,
+    );
+    leech.wait_event("complete", WAIT);
+    let v = d.wait(&h2, |v| v["state"] == "paused");
+    assert!(v["error"].is_null(), "{v}");
+}
+
+#[test]
+fn the_watch_folder_adds_torrents_and_survives_garbage() {
+    let dir = scratch("daemon-watch");
+    let logs = dir.clone();
+    let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
+    let (torrent, data) = tracker_torrent(&dir, "w.bin", 512 * 1024, port);
+    let mut seed = shoal_seed(
+        &torrent,
+        &dir.join("seed"),
+        "127.0.0.2",
+        &[],
+        "seeder",
+        &logs,
+    );
+    seed.listening_addr();
+    let watch = dir.join("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    std::fs::write(watch.join("garbage.torrent"), b"this is not bencode").unwrap();
+    std::fs::write(watch.join("notes.txt"), b"not a torrent").unwrap();
+    let d = daemon_with(
+        &dir.join("state"),
+        &dir.join("dl"),
+        &["--watch", watch.to_str().unwrap()],
+        "daemon",
+        &logs,
+    );
+    std::fs::copy(&torrent, watch.join("w.torrent")).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !watch.join("w.torrent.added").exists() {
+        assert!(Instant::now() < deadline, "never added");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, list) = d.api("GET", "/api/v1/torrents", "", b"");
+    let hash = list[0]["info_hash"].as_str().unwrap().to_string();
+    d.wait(&hash, |v| v["state"] == "seeding");
+    assert!(same_bytes(&data, &dir.join("dl/w.bin")));
+    // The garbage is left as it was, and reported.
+    assert!(watch.join("garbage.torrent").exists());
+    assert!(watch.join("notes.txt").exists());
+    let log = std::fs::read_to_string(logs.join("daemon.stderr")).unwrap();
+    assert!(log.contains("garbage.torrent not added"), "{log}");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn print_config_merges_file_flags_and_defaults() {
+    let dir = scratch("daemon-config");
+    let conf = dir.join("config.toml");
+    std::fs::write(
+        &conf,
+        "api = \"127.0.0.1:7777\"\nmax_active_downloads = 2\nseed_ratio_limit = 1.5\n",
+    )
+    .unwrap();
+    let out = shoal()
+        .args([
+            "daemon",
+            "--print-config",
+            "--config",
+            conf.to_str().unwrap(),
+            "--max-active-downloads",
+            "3",
+        ])
+        .args(["--state", dir.join("s").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("api = \"127.0.0.1:7777\""), "{text}");
+    assert!(text.contains("max_active_downloads = 3"), "{text}");
+    assert!(text.contains("seed_ratio_limit = 1.5"), "{text}");
+    assert!(text.contains("listen = \"0.0.0.0:6881\""), "{text}");
+    std::fs::write(&conf, "no_such_key = 1\n").unwrap();
+    let out = shoal()
+        .args([
+            "daemon",
+            "--print-config",
+            "--config",
+            conf.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no_such_key") && err.lines().count() == 1,
+        "{err}"
+    );
 }

@@ -9,9 +9,11 @@
 
 pub mod api;
 pub mod client;
+pub mod config;
 pub mod manager;
 pub mod store;
 pub mod transmission;
+pub mod watch;
 
 pub use manager::{AddSource, DaemonEvent, Manager, ManagerConfig, State, TorrentView};
 pub use store::Store;

@@ -30,8 +30,10 @@ pub enum State {
     Downloading,
     /// Complete and serving.
     Seeding,
-    /// Stopped by the user.
+    /// Stopped by the user (or by a seeding limit).
     Paused,
+    /// Waiting for a place (`max_active_downloads`, `max_active_seeds`).
+    Queued,
     /// Stopped by an error (see `error`).
     Error,
 }
@@ -132,6 +134,8 @@ struct Entry {
     /// The last status (kept when stopped, for the list).
     status: Option<watch::Receiver<TorrentStatus>>,
     last: TorrentStatus,
+    /// Upload counter and when it last moved (the idle limit).
+    last_upload: (u64, std::time::Instant),
 }
 
 impl Entry {
@@ -182,10 +186,18 @@ impl Entry {
 }
 
 /// Session-wide settings the manager applies to every torrent.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ManagerConfig {
     /// Where new torrents are saved unless the request says otherwise.
     pub download_dir: PathBuf,
+    /// Torrents downloading at once (0: no limit); the rest wait queued, oldest first.
+    pub max_active_downloads: usize,
+    /// Torrents seeding at once (0: no limit); the rest wait queued.
+    pub max_active_seeds: usize,
+    /// A seed stops once it uploaded this many times its size in a run (0: never).
+    pub seed_ratio_limit: f64,
+    /// A seed stops after this many minutes without uploading (0: never).
+    pub seed_idle_minutes: u64,
 }
 
 /// The daemon's torrents.
@@ -195,6 +207,8 @@ pub struct Manager {
     config: ManagerConfig,
     entries: Mutex<BTreeMap<Id20, Entry>>,
     events: broadcast::Sender<DaemonEvent>,
+    /// Wakes the scheduler (a torrent added, started, stopped, completed).
+    kick: tokio::sync::Notify,
 }
 
 fn now_unix() -> u64 {
@@ -214,6 +228,7 @@ impl Manager {
             config,
             entries: Mutex::new(BTreeMap::new()),
             events,
+            kick: tokio::sync::Notify::new(),
         })
     }
 
@@ -242,7 +257,7 @@ impl Manager {
     }
 
     /// Brings back every saved torrent in its saved state (resume data makes it quick: no
-    /// verified piece is hashed again).
+    /// verified piece is hashed again), and starts the scheduler that runs the queue.
     pub fn restore(self: &Arc<Self>) {
         for (record, torrent) in self.store.load() {
             let Ok(hash) = Id20::from_hex(&record.info_hash) else {
@@ -276,12 +291,14 @@ impl Manager {
                     running: Run::Stopped,
                     status: None,
                     last: TorrentStatus::default(),
+                    last_upload: (0, std::time::Instant::now()),
                 },
             );
             if !paused {
-                self.start_entry(hash);
+                self.set_queued(&hash);
             }
         }
+        tokio::spawn(self.clone().run_scheduler());
     }
 
     /// Adds a torrent; returns its view. A torrent already there is an error naming it.
@@ -344,6 +361,7 @@ impl Manager {
                 running: Run::Stopped,
                 status: None,
                 last: TorrentStatus::default(),
+                last_upload: (0, std::time::Instant::now()),
             };
             let view = entry.view();
             entries.insert(hash, entry);
@@ -353,7 +371,8 @@ impl Manager {
             torrent: view.clone(),
         });
         if !paused {
-            self.start_entry(hash);
+            self.set_queued(&hash);
+            self.kick.notify_one();
         }
         Ok(self.get(&hash).unwrap_or(view))
     }
@@ -393,9 +412,11 @@ impl Manager {
                 return Ok(());
             }
             e.record.paused = false;
+            e.error = None;
             self.store.save_record(&e.record)?;
         }
-        self.start_entry(*hash);
+        self.set_queued(hash);
+        self.kick.notify_one();
         Ok(())
     }
 
@@ -411,6 +432,7 @@ impl Manager {
         };
         self.halt(hash, running).await;
         self.notify_state(hash);
+        self.kick.notify_one();
         Ok(())
     }
 
@@ -432,6 +454,7 @@ impl Manager {
         let _ = self.events.send(DaemonEvent::Removed {
             info_hash: hash.to_hex(),
         });
+        self.kick.notify_one();
         Ok(())
     }
 
@@ -451,7 +474,8 @@ impl Manager {
         );
         let paused = self.lock().get(hash).map(|e| e.record.paused);
         if paused == Some(false) {
-            self.start_entry(*hash);
+            self.set_queued(hash);
+            self.kick.notify_one();
         }
         Ok(())
     }
@@ -484,6 +508,126 @@ impl Manager {
                     e.status = None;
                 }
             }
+        }
+    }
+
+    /// Marks a torrent as waiting for the scheduler.
+    fn set_queued(&self, hash: &Id20) {
+        if let Some(e) = self.lock().get_mut(hash) {
+            if matches!(e.running, Run::Stopped) {
+                e.state = State::Queued;
+            }
+        }
+    }
+
+    /// Runs the queue and the seeding limits: woken by every change, and once a second for
+    /// the limits that depend on time. Returns when the manager is dropped.
+    pub async fn run_scheduler(self: Arc<Self>) {
+        loop {
+            self.schedule().await;
+            tokio::select! {
+                _ = self.kick.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// One round: stops seeds past their limits or over `max_active_seeds`, then starts
+    /// queued torrents, oldest first, while there is room.
+    async fn schedule(self: &Arc<Self>) {
+        let cfg = &self.config;
+        let now = std::time::Instant::now();
+        let mut to_stop: Vec<(Id20, bool)> = Vec::new(); // (hash, paused for good)
+        let mut to_start = Vec::new();
+        {
+            let mut entries = self.lock();
+            let mut downloads = 0;
+            let mut seeds = Vec::new();
+            for (hash, e) in entries.iter_mut() {
+                let s = e
+                    .status
+                    .as_ref()
+                    .map(|r| r.borrow().clone())
+                    .unwrap_or_else(|| e.last.clone());
+                match &e.running {
+                    Run::Starting(_) => downloads += 1,
+                    Run::Active(_) if !s.is_complete() => downloads += 1,
+                    Run::Active(_) => {
+                        if s.uploaded != e.last_upload.0 {
+                            e.last_upload = (s.uploaded, now);
+                        }
+                        let ratio_hit = cfg.seed_ratio_limit > 0.0
+                            && s.total_bytes > 0
+                            && s.uploaded as f64 >= cfg.seed_ratio_limit * s.total_bytes as f64;
+                        let idle_hit = cfg.seed_idle_minutes > 0
+                            && now.duration_since(e.last_upload.1)
+                                >= Duration::from_secs(cfg.seed_idle_minutes * 60);
+                        if ratio_hit || idle_hit {
+                            to_stop.push((*hash, true));
+                        } else {
+                            seeds.push((e.record.id, *hash));
+                        }
+                    }
+                    Run::Stopped => {}
+                }
+            }
+            if cfg.max_active_seeds > 0 && seeds.len() > cfg.max_active_seeds {
+                // The newest seeds wait; the oldest keep their places.
+                seeds.sort();
+                for (_, h) in seeds.split_off(cfg.max_active_seeds) {
+                    to_stop.push((h, false));
+                }
+            }
+            let mut room_dl = if cfg.max_active_downloads == 0 {
+                usize::MAX
+            } else {
+                cfg.max_active_downloads.saturating_sub(downloads)
+            };
+            let mut room_seed = if cfg.max_active_seeds == 0 {
+                usize::MAX
+            } else {
+                cfg.max_active_seeds.saturating_sub(seeds.len())
+            };
+            let mut waiting: Vec<(&Id20, &Entry)> = entries
+                .iter()
+                .filter(|(_, e)| e.state == State::Queued && matches!(e.running, Run::Stopped))
+                .collect();
+            waiting.sort_by_key(|(_, e)| e.record.id);
+            for (hash, e) in waiting {
+                // A torrent known complete takes a seed's place, any other a download's.
+                let complete = e.last.is_complete();
+                let room = if complete {
+                    &mut room_seed
+                } else {
+                    &mut room_dl
+                };
+                if *room > 0 {
+                    *room -= 1;
+                    to_start.push(*hash);
+                }
+            }
+        }
+        for (hash, for_good) in to_stop {
+            let running = {
+                let mut entries = self.lock();
+                let Some(e) = entries.get_mut(&hash) else {
+                    continue;
+                };
+                if for_good {
+                    e.record.paused = true;
+                    let _ = self.store.save_record(&e.record);
+                    e.state = State::Paused;
+                    e.error = None;
+                } else {
+                    e.state = State::Queued;
+                }
+                std::mem::replace(&mut e.running, Run::Stopped)
+            };
+            self.halt(&hash, running).await;
+            self.notify_state(&hash);
+        }
+        for hash in to_start {
+            self.start_entry(hash);
         }
     }
 
@@ -616,6 +760,8 @@ impl Manager {
                     if let Some(v) = me.get(&hash) {
                         let _ = me.events.send(DaemonEvent::Complete { torrent: v });
                     }
+                    // A download's place is free; a seed may be over its limit.
+                    me.kick.notify_one();
                 }
                 if error && !was_error {
                     me.notify_state(&hash);

@@ -265,10 +265,12 @@ fn torrent_add(s: &AppState, args: &Map<String, Value>) -> Result<Value, String>
     }
 }
 
-/// Transmission's status numbers: 0 stopped, 2 checking, 4 downloading, 6 seeding.
+/// Transmission's status numbers: 0 stopped, 2 checking, 3 queued to download, 4 downloading,
+/// 6 seeding.
 fn status_code(state: TorrentState) -> u64 {
     match state {
         TorrentState::Paused | TorrentState::Error => 0,
+        TorrentState::Queued => 3,
         TorrentState::Checking => 2,
         TorrentState::Metadata | TorrentState::Downloading => 4,
         TorrentState::Seeding => 6,
