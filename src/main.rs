@@ -58,6 +58,23 @@ enum Command {
     Daemon(cmd_daemon::DaemonArgs),
     #[command(flatten)]
     Remote(cmd_remote::RemoteCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of shoal and its commands.
+    Man,
+}
+
+/// The man page: shoal's own section, then one per command (as `git help` pages read).
+fn man_page(cmd: &clap::Command, out: &mut Vec<u8>) -> anyhow::Result<()> {
+    clap_mangen::Man::new(cmd.clone()).render(out)?;
+    for sub in cmd.get_subcommands() {
+        let name = format!("shoal-{}", sub.get_name());
+        clap_mangen::Man::new(sub.clone()).title(name).render(out)?;
+    }
+    Ok(())
 }
 
 fn init_logging(verbose: u8) {
@@ -91,6 +108,18 @@ fn main() -> ExitCode {
         Command::Index(args) => cmd_index::run(args),
         Command::Daemon(args) => cmd_daemon::run(args),
         Command::Remote(cmd) => cmd_remote::run(cmd),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "shoal", &mut buf);
+            output::out_bytes(&buf);
+            Ok(())
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut buf = Vec::new();
+            man_page(&Cli::command(), &mut buf).map(|_| output::out_bytes(&buf))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -32,6 +32,18 @@ pub fn out_line(args: Arguments) {
     }
 }
 
+/// Writes raw bytes to stdout (a completion script, a man page); a closed stdout ends it quietly.
+pub fn out_bytes(bytes: &[u8]) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if out.write_all(bytes).and_then(|_| out.flush()).is_err() {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        CLOSED.notify_waiters();
+    }
+}
+
 /// Writes one line to stderr; a closed stderr is ignored.
 pub fn err_line(args: Arguments) {
     if STDERR_CLOSED.load(Ordering::Relaxed) {

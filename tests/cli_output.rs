@@ -336,3 +336,30 @@ fn swarm_never_touches_a_folder_it_did_not_make() {
     assert_eq!(s.leechers, 1);
     assert!(s.per_leecher[0].seconds.is_some());
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_clap_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run_shoal(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("daemon") && text.contains("download"),
+            "{shell}"
+        );
+    }
+    let out = run_shoal(&["completions", "tcsh"]);
+    assert!(!out.status.success());
+    let out = run_shoal(&["man"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for page in [
+        ".TH shoal 1",
+        ".TH shoal-daemon 1",
+        ".TH shoal-download 1",
+        ".TH shoal-add 1",
+    ] {
+        assert!(text.contains(page), "{page} missing");
+    }
+    assert!(text.contains("max\\-active\\-downloads"));
+}
