@@ -396,8 +396,19 @@ impl Torrent {
         if self.stats.fatal.is_some() {
             return None;
         }
-        let mut next = self.last_rate_update + RATE_INTERVAL;
-        next = next.min(self.choker_next);
+        // A torrent without peers whose rates have decayed to zero has no rates to update and
+        // nobody to choke: it sleeps until something happens (a daemon holds thousands such).
+        let quiet = self.peers.is_empty()
+            && self.stats.down_rate == 0.0
+            && self.stats.up_rate == 0.0
+            && self.downloaded_window == 0
+            && self.uploaded_window == 0;
+        let far = self.last_rate_update + Duration::from_secs(86_400 * 365);
+        let mut next = if quiet {
+            far
+        } else {
+            (self.last_rate_update + RATE_INTERVAL).min(self.choker_next)
+        };
         if let Some(t) = self.picker.next_deadline() {
             next = next.min(t);
         }
@@ -427,7 +438,7 @@ impl Torrent {
                 next = next.min(p.next_pex_at);
             }
         }
-        Some(next)
+        (next != far).then_some(next)
     }
 
     /// Counters for the status display.
@@ -853,6 +864,12 @@ impl Torrent {
         self.stats.down_rate +=
             alpha * (self.downloaded_window as f64 / secs - self.stats.down_rate);
         self.stats.up_rate += alpha * (self.uploaded_window as f64 / secs - self.stats.up_rate);
+        // Below a byte a second is nothing: exact zeros let an idle torrent stop its timer.
+        for r in [&mut self.stats.down_rate, &mut self.stats.up_rate] {
+            if *r < 1.0 {
+                *r = 0.0;
+            }
+        }
         self.downloaded_window = 0;
         self.uploaded_window = 0;
         self.last_rate_update = now;

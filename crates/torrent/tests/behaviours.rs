@@ -585,3 +585,20 @@ fn a_seed_suggests_distinct_pieces_before_the_unchoke_and_one_more_per_request()
         "{sa2:?} {sb:?}"
     );
 }
+
+#[test]
+fn a_torrent_without_peers_sleeps_and_wakes_for_a_peer() {
+    let mut net = Net::new(small());
+    let seed = net.add_node(true, Behaviour::Honest);
+    // Nobody to choke, no rates to update, nobody to dial: no timer at all (a daemon holds
+    // thousands of torrents like this one).
+    net.advance(Duration::from_secs(5));
+    assert_eq!(net.nodes[seed].torrent.poll_timeout(), None);
+    // A peer brings the timers back (rates, choking), and is served.
+    let leech = net.add_node(false, Behaviour::Honest);
+    net.connect(leech, seed);
+    assert!(net.nodes[seed].torrent.poll_timeout().is_some());
+    let step = Duration::from_millis(100);
+    assert!(net.run_until(Duration::from_secs(60), step, |n| n.has_all(leech)));
+    assert!(net.nodes[seed].torrent.stats().uploaded > 0);
+}
