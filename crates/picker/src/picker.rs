@@ -395,6 +395,23 @@ impl<P: PeerKey> Picker<P> {
         self.availability.of(piece)
     }
 
+    /// The availability of the least available piece among connected peers (seeds included):
+    /// at least 1 when they hold every piece between them.
+    pub fn min_availability(&self) -> u32 {
+        self.availability.min()
+    }
+
+    /// The swarm's distributed copies among connected peers, as libtorrent and the clients built
+    /// on it show "availability": the least available piece's count, plus the fraction of pieces
+    /// held by more peers than that. Below 1.0, some piece is held by no connected peer.
+    pub fn distributed_copies(&self) -> f64 {
+        let n = self.layout.pieces();
+        if n == 0 {
+            return 0.0;
+        }
+        f64::from(self.availability.min()) + f64::from(self.availability.above_min()) / f64::from(n)
+    }
+
     /// Whether the peer has a piece we want: whether we should be interested in it.
     pub fn is_interesting(&self, peer: P) -> bool {
         match self.peers.get(&peer).map(|e| &e.pieces) {
