@@ -294,6 +294,7 @@ async fn run_torrent(
             ..TierConfig::default()
         },
         wanted_files,
+        super_seed: false,
     };
     let info_hash = meta.info_hash;
     let handle = session.add_torrent(meta, opts, |_, _| {}).await?;

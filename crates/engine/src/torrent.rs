@@ -97,6 +97,8 @@ pub struct TorrentContext {
     pub encryption: crate::EncryptionPolicy,
     /// Whether storage is read-only (the initial seeder).
     pub seed_only: bool,
+    /// Super-seed (BEP 16) while the swarm lacks a piece.
+    pub super_seed: bool,
     /// Per file: false to skip it (`None`: all wanted).
     pub wanted_files: Option<Vec<bool>>,
 }
@@ -179,6 +181,7 @@ impl TorrentActor {
             seed_only: ctx.seed_only,
             seed: rand::random(),
             pick_mode: Default::default(),
+            super_seed: ctx.super_seed,
         };
         // Metainfo validation makes this succeed; a torrent it somehow let through is an error
         // for that torrent, not a panic.
