@@ -112,6 +112,7 @@ impl Torrent {
             }
         }
         self.count_upload(data.len());
+        self.super_seed_sent(now, conn, req.piece);
         self.send(
             conn,
             Message::Piece {
