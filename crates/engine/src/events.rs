@@ -53,6 +53,9 @@ pub enum JsonEvent {
     Stopped(Transfer),
     /// Stopped by Ctrl-C or SIGTERM before completing; the same command resumes.
     Interrupted(Transfer),
+    /// A seeder's connected peers hold every piece between them (`distributed_copies` reached
+    /// 1.0): the swarm no longer needs it. Printed once.
+    SelfSufficient(Transfer),
     /// The torrent stopped on an error; verified data is kept.
     Error {
         /// What went wrong.
@@ -147,6 +150,12 @@ pub struct Transfer {
     pub trackers: Vec<TrackerLine>,
     /// Each connected peer and its connection's encryption.
     pub peer_encryption: Vec<PeerEncryptionLine>,
+    /// The swarm's distributed copies among connected peers, us excluded: the least available
+    /// piece's count plus the fraction of pieces held by more peers (other clients'
+    /// "availability"). 1.0 or more: the peers hold every piece without us.
+    pub distributed_copies: f64,
+    /// Super-seeding (BEP 16) now.
+    pub super_seeding: bool,
 }
 
 /// One connected peer in the `peer_encryption` list of [`Transfer`].
@@ -206,6 +215,9 @@ impl From<&TorrentStatus> for Transfer {
                     encryption: e.as_str().to_string(),
                 })
                 .collect(),
+            // Rounded to 3 decimals: a fraction of pieces, not a measurement.
+            distributed_copies: (s.distributed_copies * 1000.0).round() / 1000.0,
+            super_seeding: s.super_seeding,
         }
     }
 }
@@ -236,6 +248,13 @@ pub struct SwarmSummary {
     pub leecher_share: f64,
     /// Each leecher.
     pub per_leecher: Vec<LeecherSummary>,
+    /// The seeder super-seeded (BEP 16).
+    #[serde(default)]
+    pub super_seed: bool,
+    /// What the seeder had uploaded, in copies of the file, when it reported the swarm
+    /// self-sufficient (`null` if it never did).
+    #[serde(default)]
+    pub seeder_copies_at_self_sufficiency: Option<f64>,
 }
 
 /// One leecher in a [`SwarmSummary`].
@@ -335,6 +354,7 @@ impl JsonEvent {
             JsonEvent::Complete(_) => "complete",
             JsonEvent::Stopped(_) => "stopped",
             JsonEvent::Interrupted(_) => "interrupted",
+            JsonEvent::SelfSufficient(_) => "self_sufficient",
             JsonEvent::Error { .. } => "error",
             JsonEvent::Summary(_) => "summary",
             JsonEvent::Created(_) => "created",
@@ -356,7 +376,8 @@ impl JsonEvent {
             JsonEvent::Progress(t)
             | JsonEvent::Complete(t)
             | JsonEvent::Stopped(t)
-            | JsonEvent::Interrupted(t) => Some(t),
+            | JsonEvent::Interrupted(t)
+            | JsonEvent::SelfSufficient(t) => Some(t),
             _ => None,
         }
     }
@@ -414,12 +435,15 @@ mod tests {
             "violations",
             "trackers",
             "peer_encryption",
+            "distributed_copies",
+            "super_seeding",
         ];
         for ev in [
             JsonEvent::Progress(Transfer::default()),
             JsonEvent::Complete(Transfer::default()),
             JsonEvent::Stopped(Transfer::default()),
             JsonEvent::Interrupted(Transfer::default()),
+            JsonEvent::SelfSufficient(Transfer::default()),
         ] {
             assert_eq!(keys(&ev), sorted(&transfer), "{}", ev.name());
         }
@@ -463,6 +487,8 @@ mod tests {
                     "leechers_uploaded",
                     "leecher_share",
                     "per_leecher",
+                    "super_seed",
+                    "seeder_copies_at_self_sufficiency",
                 ],
             ),
             (

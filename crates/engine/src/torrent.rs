@@ -488,6 +488,8 @@ impl TorrentActor {
         self.status.hash_failures = s.hash_failures;
         self.status.banned = s.banned;
         self.status.violations = s.violations;
+        self.status.distributed_copies = s.distributed_copies;
+        self.status.super_seeding = s.super_seeding;
         self.status.peer_encryption = self
             .links
             .values()
@@ -504,6 +506,10 @@ impl TorrentActor {
     /// otherwise at most every [`STATUS_INTERVAL`].
     fn publish_status(&mut self, urgent: bool) {
         let now = self.now();
+        // The moment the swarm becomes self-sufficient (or stops being) is news at once.
+        let urgent = urgent
+            || (self.machine.distributed_copies() >= 1.0) != self.status.swarm_self_sufficient()
+            || self.machine.is_super_seeding() != self.status.super_seeding;
         if !urgent && now - self.last_publish < STATUS_INTERVAL {
             return;
         }

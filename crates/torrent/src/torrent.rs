@@ -456,6 +456,12 @@ impl Torrent {
         s
     }
 
+    /// The swarm's distributed copies among connected peers (see
+    /// [`TorrentStats::distributed_copies`]).
+    pub fn distributed_copies(&self) -> f64 {
+        self.picker.distributed_copies()
+    }
+
     /// Whether every wanted piece is verified.
     pub fn is_complete(&self) -> bool {
         self.picker.is_complete()
