@@ -749,13 +749,12 @@ impl Torrent {
         if self.picker.have(piece) {
             return;
         }
-        // Who sent blocks of it, seeds aside (they need no `have`).
+        // Who sent blocks of it.
         let mut senders: Vec<ConnId> = self
             .picker
             .block_senders(piece)
             .into_iter()
             .flatten()
-            .filter(|&c| !self.picker.peer_is_seed(c))
             .collect();
         senders.sort_unstable();
         senders.dedup();
@@ -772,13 +771,16 @@ impl Torrent {
         self.resume_pending = true;
         let conns = self.conns_sorted();
         for c in conns {
-            // Other peers that have the piece are not told (libtorrent's `send_redundant_have`
-            // does):
-            // measured in `crates/swarmsim`, telling them did not lower a capped seed's copies
-            // (1.19 against 1.21) and let a free rider finish 41st of 50 instead of last.
-            // A peer that sent us blocks of the piece is told too, though it has it: a
-            // super-seeder (BEP 16) learns so that its upload completed, and offers the next.
-            if !self.picker.peer_has(c, piece) || senders.binary_search(&c).is_ok() {
+            // Partial peers that have the piece are not told (libtorrent's
+            // `send_redundant_have` does): measured in `crates/swarmsim`, telling them did not
+            // lower a capped seed's copies (1.19 against 1.21) and let a free rider finish 41st
+            // of 50 instead of last. Told anyway: a seed, so that it knows the swarm's
+            // distributed copies (and when it may leave), and a peer that sent us blocks of the
+            // piece, so that a super-seeder (BEP 16) learns its upload completed.
+            let tell = !self.picker.peer_has(c, piece)
+                || self.picker.peer_is_seed(c)
+                || senders.binary_search(&c).is_ok();
+            if tell {
                 self.send(c, Message::Have(piece));
             }
             self.update_interest(now, c);

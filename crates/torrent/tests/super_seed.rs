@@ -275,3 +275,17 @@ fn leechers_complete_from_a_super_seeder_that_uploads_each_piece_once() {
     let offered_to_l0 = haves(&net, seed, s0)[0];
     assert!(haves(&net, leechers[0], l0).contains(&offered_to_l0));
 }
+
+#[test]
+fn a_normal_seed_hears_of_the_pieces_its_leechers_complete() {
+    let mut net = Net::new(content(8));
+    let seed = net.add_node(true, Behaviour::Honest);
+    let leech = net.add_node(false, Behaviour::Honest);
+    net.nodes[seed].upload_rate = Some(256 * 1024);
+    net.connect(leech, seed);
+    assert_eq!(net.nodes[seed].torrent.stats().distributed_copies, 0.0);
+    assert!(net.run_until(60 * SEC, SEC / 10, |n| n.has_all(leech)));
+    // The leecher told the seed of each piece (though the seed has it): the seed sees the
+    // swarm hold a full copy without it.
+    assert_eq!(net.nodes[seed].torrent.stats().distributed_copies, 1.0);
+}
