@@ -384,10 +384,6 @@ async fn run_in_session(
         if let TorrentState::Error(e) = &s.state {
             break Ending::Failed(e.clone());
         }
-        if !self_sufficient && s.is_complete() && s.swarm_self_sufficient() {
-            self_sufficient = true;
-            reporter.self_sufficient(&s);
-        }
         if !completed && s.is_complete() {
             // Reported the moment the last wanted piece verifies, before any shutdown work.
             completed = true;
@@ -395,6 +391,12 @@ async fn run_in_session(
             if !keep_seeding {
                 break Ending::Complete;
             }
+        }
+        // A seeder (or a download that keeps seeding, after its `complete`) says once when the
+        // peers no longer need it.
+        if completed && !self_sufficient && s.is_complete() && s.swarm_self_sufficient() {
+            self_sufficient = true;
+            reporter.self_sufficient(&s);
         }
     };
     let last = handle.shutdown().await;
