@@ -16,39 +16,91 @@ use crate::units::{human_bytes, parse_size};
 /// Arguments of `shoal create`.
 #[derive(Args, Debug)]
 pub struct CreateArgs {
-    /// The file or folder to share.
-    path: PathBuf,
-    /// Where to write the .torrent (default: `<name>.torrent` in the current folder).
-    #[arg(short, long)]
-    output: Option<PathBuf>,
+    #[command(flatten)]
+    pub torrent: TorrentArgs,
     /// Tracker URL; repeat for more (each becomes its own tier, tried in order).
     #[arg(short = 't', long = "tracker")]
-    trackers: Vec<String>,
+    pub trackers: Vec<String>,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What makes a torrent, shared by `shoal create` and `shoal share`.
+#[derive(Args, Debug, Clone)]
+pub struct TorrentArgs {
+    /// The file or folder to share.
+    pub path: PathBuf,
+    /// Where to write the .torrent (default: `<name>.torrent` in the current folder).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
     /// Piece size: `auto`, or a power of two from 16KiB to 256MiB (e.g. `256KiB`, `1M`).
     #[arg(long, default_value = "auto")]
-    piece_size: String,
+    pub piece_size: String,
     /// Mark the torrent private (BEP 27): peers only from its trackers, no DHT or PEX.
     #[arg(long)]
-    private: bool,
+    pub private: bool,
     /// A comment stored in the torrent.
     #[arg(long)]
-    comment: Option<String>,
+    pub comment: Option<String>,
     /// DHT bootstrap node `HOST:PORT` stored in the torrent; repeatable.
     #[arg(long = "node")]
-    nodes: Vec<String>,
+    pub nodes: Vec<String>,
     /// Web seed (BEP 19): an http(s) URL of the file, or of a folder ending in `/` that holds
     /// it; repeatable.
     #[arg(long = "web-seed", value_name = "URL")]
-    web_seeds: Vec<String>,
+    pub web_seeds: Vec<String>,
     /// Leave out the creation date, so the same data always gives the same .torrent file.
     #[arg(long)]
-    no_date: bool,
+    pub no_date: bool,
     /// Replace the output file if it exists.
     #[arg(long)]
-    force: bool,
-    /// Print one JSON object on stdout instead of text.
-    #[arg(long)]
-    json: bool,
+    pub force: bool,
+}
+
+/// A torrent made and written.
+pub struct Made {
+    /// The torrent.
+    pub metainfo: shoal_metainfo::Metainfo,
+    /// Where its .torrent file is.
+    pub output: PathBuf,
+    /// Seconds hashing took.
+    pub seconds: f64,
+}
+
+impl Made {
+    /// The `created` line of `--json`.
+    pub fn event(&self) -> JsonEvent {
+        let m = &self.metainfo;
+        JsonEvent::Created(Created {
+            torrent: self.output.display().to_string(),
+            info_hash: m.info_hash.to_hex(),
+            magnet: m.magnet().to_string(),
+            name: m.info.name.clone(),
+            total_size: m.info.total_length,
+            piece_length: m.info.piece_length as u64,
+            num_pieces: m.info.num_pieces(),
+            files: m.info.files.len(),
+            seconds: self.seconds,
+        })
+    }
+
+    /// The lines for people: a summary on stderr, the info-hash and magnet link on stdout.
+    pub fn print(&self) {
+        let m = &self.metainfo;
+        errln!(
+            "created {} ({}, {} files, {} pieces of {}) in {:.2}s, {:.0} MB/s",
+            self.output.display(),
+            human_bytes(m.info.total_length),
+            m.info.files.len(),
+            m.info.num_pieces(),
+            human_bytes(m.info.piece_length as u64),
+            self.seconds,
+            m.info.total_length as f64 / self.seconds.max(1e-9) / 1e6,
+        );
+        outln!("info hash: {}", m.info_hash);
+        outln!("magnet:    {}", m.magnet());
+    }
 }
 
 fn parse_node(s: &str) -> anyhow::Result<(String, u16)> {
@@ -67,6 +119,17 @@ fn parse_node(s: &str) -> anyhow::Result<(String, u16)> {
 
 /// Runs `shoal create`.
 pub fn run(args: &CreateArgs) -> anyhow::Result<()> {
+    let made = make_torrent(&args.torrent, &args.trackers, !args.json)?;
+    if args.json {
+        crate::output::event(&made.event());
+    } else {
+        made.print();
+    }
+    Ok(())
+}
+
+/// Hashes `args.path` and writes its .torrent (with a progress bar on a terminal if `bar`).
+pub fn make_torrent(args: &TorrentArgs, trackers: &[String], bar: bool) -> anyhow::Result<Made> {
     let piece_length = match args.piece_size.as_str() {
         "auto" => None,
         s => {
@@ -78,7 +141,7 @@ pub fn run(args: &CreateArgs) -> anyhow::Result<()> {
         .piece_length(piece_length)
         .private(args.private)
         .comment(args.comment.clone());
-    for t in &args.trackers {
+    for t in trackers {
         builder = builder.tracker(t.trim());
     }
     for n in &args.nodes {
@@ -96,7 +159,7 @@ pub fn run(args: &CreateArgs) -> anyhow::Result<()> {
         builder = builder.no_date();
     }
 
-    let bar = if std::io::stderr().is_terminal() && !args.json {
+    let bar = if std::io::stderr().is_terminal() && bar {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
@@ -149,33 +212,9 @@ pub fn run(args: &CreateArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e).with_context(|| format!("cannot write {}", output.display()));
     }
-
-    let magnet = m.magnet().to_string();
-    if args.json {
-        crate::output::event(&JsonEvent::Created(Created {
-            torrent: output.display().to_string(),
-            info_hash: m.info_hash.to_hex(),
-            magnet: magnet.clone(),
-            name: m.info.name.clone(),
-            total_size: m.info.total_length,
-            piece_length: m.info.piece_length as u64,
-            num_pieces: m.info.num_pieces(),
-            files: m.info.files.len(),
-            seconds,
-        }));
-    } else {
-        errln!(
-            "created {} ({}, {} files, {} pieces of {}) in {:.2}s, {:.0} MB/s",
-            output.display(),
-            human_bytes(m.info.total_length),
-            m.info.files.len(),
-            m.info.num_pieces(),
-            human_bytes(m.info.piece_length as u64),
-            seconds,
-            m.info.total_length as f64 / seconds.max(1e-9) / 1e6,
-        );
-        outln!("info hash: {}", m.info_hash);
-        outln!("magnet:    {magnet}");
-    }
-    Ok(())
+    Ok(Made {
+        metainfo: created.metainfo,
+        output,
+        seconds,
+    })
 }

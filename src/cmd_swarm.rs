@@ -40,6 +40,9 @@ pub struct SwarmArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// The seeder super-seeds (BEP 16: `shoal seed --super-seed`).
+    #[arg(long)]
+    super_seed: bool,
 }
 
 /// The file that marks a folder as made by `shoal swarm`.
@@ -254,25 +257,23 @@ pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
     )?);
     let node = wait_addr(&rx, &mut members, 0, "listening")?;
     let seed_dir = dir.join("seed").to_string_lossy().to_string();
-    members.push(spawn(
-        "seeder",
-        &s(&[
-            "seed",
-            &t,
-            &seed_dir,
-            "--listen",
-            "127.0.0.2:0",
-            "--dht-bootstrap",
-            &node,
-            "--max-upload-rate",
-            &args.seed_rate,
-            "--no-trackers",
-            "--json",
-        ]),
-        dir,
-        &tx,
-        1,
-    )?);
+    let mut seed_args = s(&[
+        "seed",
+        &t,
+        &seed_dir,
+        "--listen",
+        "127.0.0.2:0",
+        "--dht-bootstrap",
+        &node,
+        "--max-upload-rate",
+        &args.seed_rate,
+        "--no-trackers",
+        "--json",
+    ]);
+    if args.super_seed {
+        seed_args.push("--super-seed".into());
+    }
+    members.push(spawn("seeder", &seed_args, dir, &tx, 1)?);
     wait_addr(&rx, &mut members, 1, "dht")?;
     for i in 0..args.leechers {
         let out = dir
@@ -326,6 +327,8 @@ pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
         .collect();
     let deadline = start + Duration::from_secs(args.timeout);
     let mut last_print = Instant::now();
+    // The seeder's upload when it reported the swarm self-sufficient.
+    let mut self_sufficient_at: Option<u64> = None;
     loop {
         if Instant::now() > deadline {
             bail!(
@@ -337,6 +340,9 @@ pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
         if let Ok((i, ev)) = rx.recv_timeout(Duration::from_millis(100)) {
             if let JsonEvent::Error { message } = &ev {
                 bail!("{}: {message}", members[i].name);
+            }
+            if let (1, JsonEvent::SelfSufficient(t)) = (i, &ev) {
+                self_sufficient_at.get_or_insert(t.uploaded);
             }
             if let Some(t) = ev.transfer() {
                 // A leecher is done at its `complete` line (or a progress line at 100 %).
@@ -387,6 +393,9 @@ pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
             .any(|m| !matches!(m.last, Some(JsonEvent::Stopped(_))))
     {
         if let Ok((i, ev)) = rx.recv_timeout(Duration::from_millis(100)) {
+            if let (1, JsonEvent::SelfSufficient(t)) = (i, &ev) {
+                self_sufficient_at.get_or_insert(t.uploaded);
+            }
             members[i].last = Some(ev);
         }
     }
@@ -416,6 +425,8 @@ pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
         leechers_uploaded: leecher_up,
         leecher_share: leecher_up as f64 / (leecher_up + seeder_up).max(1) as f64,
         per_leecher,
+        super_seed: args.super_seed,
+        seeder_copies_at_self_sufficiency: self_sufficient_at.map(|u| u as f64 / size as f64),
     };
     if args.json {
         output::event(&JsonEvent::Summary(summary));
@@ -433,6 +444,16 @@ pub fn run(args: &SwarmArgs) -> anyhow::Result<()> {
             human_bytes(leecher_up),
             summary.leecher_share * 100.0
         );
+        if let Some(c) = summary.seeder_copies_at_self_sufficiency {
+            outln!(
+                "the swarm was self-sufficient after the seeder uploaded {c:.3} copies{}",
+                if args.super_seed {
+                    " (super-seeding)"
+                } else {
+                    ""
+                }
+            );
+        }
         for l in &summary.per_leecher {
             outln!(
                 "  {:<10} done at {:>6.1} s, received {}, uploaded {}",

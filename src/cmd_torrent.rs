@@ -107,6 +107,24 @@ pub struct SeedArgs {
     torrent: PathBuf,
     /// The data: the folder that holds it, or the file or folder itself.
     path: PathBuf,
+    /// Super-seed (BEP 16) until the peers hold every piece between them: claim no pieces and
+    /// hand each peer one piece nobody else has, the next only once another peer has it, so
+    /// each piece is uploaded about once. For an initial seeder; it then seeds normally.
+    #[arg(long)]
+    super_seed: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// Arguments of `shoal share`.
+#[derive(Args, Debug)]
+pub struct ShareArgs {
+    #[command(flatten)]
+    torrent: crate::cmd_create::TorrentArgs,
+    /// Super-seed (BEP 16) until the peers hold every piece between them (see `shoal seed`).
+    #[arg(long)]
+    super_seed: bool,
+    /// Tracker URLs (`-t`) go into the torrent (each its own tier) and are announced to.
     #[command(flatten)]
     net: NetArgs,
 }
@@ -231,15 +249,20 @@ enum Source {
 /// How long to look for a magnet link's metadata before giving up.
 const METADATA_DEADLINE: Duration = Duration::from_secs(120);
 
-async fn run_torrent(
-    source: Source,
-    output: PathBuf,
+/// How a torrent runs.
+struct RunOptions {
+    /// Serve complete data read-only (the initial seeder).
     seed_only: bool,
+    /// Keep seeding after completing, until Ctrl-C.
     keep_seeding: bool,
+    /// Only these files.
     files: Option<Vec<u32>>,
-    net: &NetArgs,
-) -> anyhow::Result<Ending> {
-    let mut reporter = Reporter::new(net.json, if seed_only { "seeding" } else { "downloading" });
+    /// Super-seed (BEP 16).
+    super_seed: bool,
+}
+
+/// Binds the session and says where it listens (`listening`, then `dht`).
+async fn start_session(net: &NetArgs, reporter: &Reporter) -> anyhow::Result<Session> {
     let session = Session::bind(session_config(net)?).await?;
     reporter.event(&JsonEvent::Listening {
         addr: session.local_addr(),
@@ -254,6 +277,39 @@ async fn run_torrent(
         reporter.event(&JsonEvent::Dht { addr: dht6 });
         reporter.note(&format!("IPv6 DHT node on {dht6} (UDP)"));
     }
+    Ok(session)
+}
+
+async fn run_torrent(
+    source: Source,
+    output: PathBuf,
+    run: RunOptions,
+    net: &NetArgs,
+) -> anyhow::Result<Ending> {
+    let label = if run.seed_only {
+        "seeding"
+    } else {
+        "downloading"
+    };
+    let mut reporter = Reporter::new(net.json, label);
+    let session = start_session(net, &reporter).await?;
+    run_in_session(&session, &mut reporter, source, output, run, net).await
+}
+
+async fn run_in_session(
+    session: &Session,
+    reporter: &mut Reporter,
+    source: Source,
+    output: PathBuf,
+    run: RunOptions,
+    net: &NetArgs,
+) -> anyhow::Result<Ending> {
+    let RunOptions {
+        seed_only,
+        keep_seeding,
+        files,
+        super_seed,
+    } = run;
     let mut peers = net.peers.clone();
     let mut files = files;
     let meta = match source {
@@ -334,6 +390,7 @@ async fn run_torrent(
             ..TierConfig::default()
         },
         wanted_files,
+        super_seed,
     };
     let info_hash = meta.info_hash;
     let handle = session.add_torrent(meta, opts, |_, _| {}).await?;
@@ -354,6 +411,8 @@ async fn run_torrent(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A seeder never "completes"; a download whose data is already complete does, at once.
     let mut completed = seed_only;
+    // Said once: the peers hold every piece without us.
+    let mut self_sufficient = false;
     let ending = loop {
         tokio::select! {
             changed = status_rx.changed() => if changed.is_err() { break Ending::Failed("the torrent stopped".into()) },
@@ -372,6 +431,12 @@ async fn run_torrent(
             if !keep_seeding {
                 break Ending::Complete;
             }
+        }
+        // A seeder (or a download that keeps seeding, after its `complete`) says once when the
+        // peers no longer need it.
+        if completed && !self_sufficient && s.is_complete() && s.swarm_self_sufficient() {
+            self_sufficient = true;
+            reporter.self_sufficient(&s);
         }
     };
     let last = handle.shutdown().await;
@@ -420,14 +485,13 @@ pub fn run_seed(args: &SeedArgs) -> anyhow::Result<()> {
             save.display()
         );
     }
-    match runtime()?.block_on(run_torrent(
-        Source::Torrent(meta),
-        save,
-        true,
-        true,
-        None,
-        &args.net,
-    ))? {
+    let run = RunOptions {
+        seed_only: true,
+        keep_seeding: true,
+        files: None,
+        super_seed: args.super_seed,
+    };
+    match runtime()?.block_on(run_torrent(Source::Torrent(meta), save, run, &args.net))? {
         Ending::Failed(e) => bail!("{e}"),
         _ => Ok(()),
     }
@@ -447,19 +511,69 @@ pub fn run_download(args: &DownloadArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(shoal_metainfo::parse_select_only)
         .transpose()?;
-    match runtime()?.block_on(run_torrent(
-        source,
-        args.output.clone(),
-        false,
-        args.seed,
+    let run = RunOptions {
+        seed_only: false,
+        keep_seeding: args.seed,
         files,
-        &args.net,
-    ))? {
+        super_seed: false,
+    };
+    match runtime()?.block_on(run_torrent(source, args.output.clone(), run, &args.net))? {
         Ending::Complete => Ok(()),
         Ending::Interrupted if args.seed => Ok(()),
         Ending::Interrupted => {
             bail!("interrupted; run the same command again to resume")
         }
         Ending::Failed(e) => bail!("{e}"),
+    }
+}
+
+/// Runs `shoal share`: the listener comes up first (`listening`), then the data is hashed and
+/// the .torrent written (`created`, with the magnet link), then it is seeded until Ctrl-C.
+pub fn run_share(args: &ShareArgs) -> anyhow::Result<()> {
+    if !args.torrent.path.exists() {
+        bail!("{} does not exist", args.torrent.path.display());
+    }
+    let ending = runtime()?.block_on(async {
+        let mut reporter = Reporter::new(args.net.json, "seeding");
+        let session = start_session(&args.net, &reporter).await?;
+        let (torrent, trackers, json) = (
+            args.torrent.clone(),
+            args.net.trackers.clone(),
+            args.net.json,
+        );
+        let made = tokio::task::spawn_blocking(move || {
+            crate::cmd_create::make_torrent(&torrent, &trackers, !json)
+        })
+        .await
+        .context("hashing stopped")??;
+        if args.net.json {
+            reporter.event(&made.event());
+        } else {
+            made.print();
+        }
+        let meta = made.metainfo;
+        let save = resolve_save_path(&args.torrent.path, &meta.info.name);
+        // The trackers are the torrent's own now, not extra tiers.
+        let mut net = args.net.clone();
+        net.trackers.clear();
+        let run = RunOptions {
+            seed_only: true,
+            keep_seeding: true,
+            files: None,
+            super_seed: args.super_seed,
+        };
+        run_in_session(
+            &session,
+            &mut reporter,
+            Source::Torrent(meta),
+            save,
+            run,
+            &net,
+        )
+        .await
+    })?;
+    match ending {
+        Ending::Failed(e) => bail!("{e}"),
+        _ => Ok(()),
     }
 }

@@ -42,6 +42,8 @@ enum Command {
     Verify(cmd_verify::VerifyArgs),
     /// Serve a torrent's complete data to peers (the initial seeder), until Ctrl-C.
     Seed(cmd_torrent::SeedArgs),
+    /// Make a torrent of a file or folder and seed it at once (create + seed), until Ctrl-C.
+    Share(cmd_torrent::ShareArgs),
     /// Download a torrent; exits 0 once every piece is verified. Resumable.
     Download(cmd_torrent::DownloadArgs),
     /// Run a BitTorrent tracker (HTTP, and UDP with --udp) from memory.
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Command::Info(args) => cmd_info::run(args),
         Command::Verify(args) => cmd_verify::run(args),
         Command::Seed(args) => cmd_torrent::run_seed(args),
+        Command::Share(args) => cmd_torrent::run_share(args),
         Command::Download(args) => cmd_torrent::run_download(args),
         Command::Tracker(args) => cmd_tracker::run(args),
         Command::Dht(args) => cmd_dht::run(args),

@@ -67,18 +67,40 @@ impl Reporter {
             let ok = s.trackers.iter().filter(|t| t.ok).count();
             format!(" trackers {ok}/{} ok", s.trackers.len())
         };
+        let super_seeding = if s.super_seeding {
+            " super-seeding"
+        } else {
+            ""
+        };
         bar.set_message(format!(
-            "down {}/s up {}/s peers {} uploaded {}{trackers}{eta}",
+            "down {}/s up {}/s peers {} uploaded {} copies {:.2}{super_seeding}{trackers}{eta}",
             human_bytes(s.down_rate as u64),
             human_bytes(s.up_rate as u64),
             s.peers,
             human_bytes(s.uploaded),
+            s.distributed_copies,
         ));
     }
 
     /// The periodic `progress` line (the caller's one-second timer decides when).
     pub fn progress_line(&self, s: &TorrentStatus) {
         self.event(&JsonEvent::Progress(Transfer::from(s)));
+    }
+
+    /// The moment the connected peers first hold every piece without us: said once, as the
+    /// `self_sufficient` event and a line for people.
+    pub fn self_sufficient(&mut self, s: &TorrentStatus) {
+        self.event(&JsonEvent::SelfSufficient(Transfer::from(s)));
+        let total = s.total_bytes.max(1) as f64;
+        let line = format!(
+            "the swarm is self-sufficient: you can stop seeding ({:.2} distributed copies \
+             among {} peers; {} uploaded, {:.2} copies)",
+            s.distributed_copies,
+            s.peers,
+            human_bytes(s.uploaded),
+            s.uploaded as f64 / total
+        );
+        self.note(&line);
     }
 
     /// The moment every wanted piece is verified: the bar shows 100 % and `complete` is printed.

@@ -62,6 +62,10 @@ session = lt.session({
     # libtorrent's default (false) for "enabled": as the receiver it then selects plaintext
     # after the MSE handshake when both are offered.
     "prefer_rc4": args.encryption == "forced",
+    # Keep a connection to a peer that completed while we seed (libtorrent closes "redundant"
+    # seed-to-seed connections once the peer's haves show it complete; shoal leechers tell seeds
+    # of their pieces): tests read what a connection agreed after the transfer.
+    "close_redundant_connections": False,
 })
 if args.magnet:
     params = lt.parse_magnet_uri("magnet:?xt=urn:btih:" + str(lt.torrent_info(args.torrent).info_hash()))

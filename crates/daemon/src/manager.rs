@@ -722,6 +722,7 @@ impl Manager {
             trackers: meta.trackers.clone(),
             tracker_config: Default::default(),
             wanted_files: record.wanted_files.clone(),
+            super_seed: false,
         };
         std::fs::create_dir_all(&record.save_path).map_err(|e| {
             DaemonError::Engine(format!("cannot create {}: {e}", record.save_path.display()))

@@ -53,6 +53,9 @@ pub enum JsonEvent {
     Stopped(Transfer),
     /// Stopped by Ctrl-C or SIGTERM before completing; the same command resumes.
     Interrupted(Transfer),
+    /// A seeder's connected peers hold every piece between them (`distributed_copies` reached
+    /// 1.0): the swarm no longer needs it. Printed once.
+    SelfSufficient(Transfer),
     /// The torrent stopped on an error; verified data is kept.
     Error {
         /// What went wrong.
@@ -149,6 +152,12 @@ pub struct Transfer {
     pub peer_encryption: Vec<PeerEncryptionLine>,
     /// Each web seed (BEP 19) and how it is doing.
     pub web_seeds: Vec<WebSeedLine>,
+    /// The swarm's distributed copies among connected peers, us excluded: the least available
+    /// piece's count plus the fraction of pieces held by more peers (other clients'
+    /// "availability"). 1.0 or more: the peers hold every piece without us.
+    pub distributed_copies: f64,
+    /// Super-seeding (BEP 16) now.
+    pub super_seeding: bool,
 }
 
 /// One web seed in the `web_seeds` list of [`Transfer`].
@@ -231,6 +240,9 @@ impl From<&TorrentStatus> for Transfer {
                     message: w.message.clone(),
                 })
                 .collect(),
+            // Rounded to 3 decimals: a fraction of pieces, not a measurement.
+            distributed_copies: (s.distributed_copies * 1000.0).round() / 1000.0,
+            super_seeding: s.super_seeding,
         }
     }
 }
@@ -261,6 +273,13 @@ pub struct SwarmSummary {
     pub leecher_share: f64,
     /// Each leecher.
     pub per_leecher: Vec<LeecherSummary>,
+    /// The seeder super-seeded (BEP 16).
+    #[serde(default)]
+    pub super_seed: bool,
+    /// What the seeder had uploaded, in copies of the file, when it reported the swarm
+    /// self-sufficient (`null` if it never did).
+    #[serde(default)]
+    pub seeder_copies_at_self_sufficiency: Option<f64>,
 }
 
 /// One leecher in a [`SwarmSummary`].
@@ -360,6 +379,7 @@ impl JsonEvent {
             JsonEvent::Complete(_) => "complete",
             JsonEvent::Stopped(_) => "stopped",
             JsonEvent::Interrupted(_) => "interrupted",
+            JsonEvent::SelfSufficient(_) => "self_sufficient",
             JsonEvent::Error { .. } => "error",
             JsonEvent::Summary(_) => "summary",
             JsonEvent::Created(_) => "created",
@@ -381,7 +401,8 @@ impl JsonEvent {
             JsonEvent::Progress(t)
             | JsonEvent::Complete(t)
             | JsonEvent::Stopped(t)
-            | JsonEvent::Interrupted(t) => Some(t),
+            | JsonEvent::Interrupted(t)
+            | JsonEvent::SelfSufficient(t) => Some(t),
             _ => None,
         }
     }
@@ -440,12 +461,15 @@ mod tests {
             "trackers",
             "peer_encryption",
             "web_seeds",
+            "distributed_copies",
+            "super_seeding",
         ];
         for ev in [
             JsonEvent::Progress(Transfer::default()),
             JsonEvent::Complete(Transfer::default()),
             JsonEvent::Stopped(Transfer::default()),
             JsonEvent::Interrupted(Transfer::default()),
+            JsonEvent::SelfSufficient(Transfer::default()),
         ] {
             assert_eq!(keys(&ev), sorted(&transfer), "{}", ev.name());
         }
@@ -489,6 +513,8 @@ mod tests {
                     "leechers_uploaded",
                     "leecher_share",
                     "per_leecher",
+                    "super_seed",
+                    "seeder_copies_at_self_sufficiency",
                 ],
             ),
             (

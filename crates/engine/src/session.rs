@@ -98,6 +98,8 @@ pub struct TorrentOptions {
     pub tracker_config: shoal_tracker::TierConfig,
     /// Per file (torrent order, pad files included): false to skip it. `None` wants all.
     pub wanted_files: Option<Vec<bool>>,
+    /// Super-seed (BEP 16) while the swarm lacks a piece; only a complete torrent does.
+    pub super_seed: bool,
 }
 
 struct Shared {
@@ -393,6 +395,7 @@ impl Session {
             connect_timeout: self.shared.config.connect_timeout,
             encryption: self.shared.config.encryption,
             seed_only: opts.seed_only,
+            super_seed: opts.super_seed,
             wanted_files,
         };
         let tracker_source = crate::tracker_source::TrackerSource {

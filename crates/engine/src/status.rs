@@ -66,11 +66,22 @@ pub struct TorrentStatus {
     pub peer_encryption: Vec<(SocketAddr, Encryption)>,
     /// Each web seed (BEP 19) and how it is doing.
     pub web_seeds: Vec<crate::WebSeedReport>,
+    /// The swarm's distributed copies among connected peers, us excluded (the least available
+    /// piece's count plus the fraction of pieces held more often): at least 1.0 once they hold
+    /// every piece between them.
+    pub distributed_copies: f64,
+    /// Super-seeding (BEP 16) now.
+    pub super_seeding: bool,
 }
 
 impl TorrentStatus {
     /// Whether every wanted piece is verified.
     pub fn is_complete(&self) -> bool {
         self.state == TorrentState::Seeding
+    }
+
+    /// Whether the connected peers hold every piece between them: the swarm no longer needs us.
+    pub fn swarm_self_sufficient(&self) -> bool {
+        self.distributed_copies >= 1.0
     }
 }

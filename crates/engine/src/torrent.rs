@@ -100,6 +100,8 @@ pub struct TorrentContext {
     pub encryption: crate::EncryptionPolicy,
     /// Whether storage is read-only (the initial seeder).
     pub seed_only: bool,
+    /// Super-seed (BEP 16) while the swarm lacks a piece.
+    pub super_seed: bool,
     /// Per file: false to skip it (`None`: all wanted).
     pub wanted_files: Option<Vec<bool>>,
 }
@@ -195,6 +197,7 @@ impl TorrentActor {
             seed_only: ctx.seed_only,
             seed: rand::random(),
             pick_mode: Default::default(),
+            super_seed: ctx.super_seed,
         };
         // Metainfo validation makes this succeed; a torrent it somehow let through is an error
         // for that torrent, not a panic.
@@ -615,6 +618,8 @@ impl TorrentActor {
         self.status.hash_failures = s.hash_failures;
         self.status.banned = s.banned;
         self.status.violations = s.violations;
+        self.status.distributed_copies = s.distributed_copies;
+        self.status.super_seeding = s.super_seeding;
         self.status.peer_encryption = self
             .links
             .values()
@@ -631,6 +636,10 @@ impl TorrentActor {
     /// otherwise at most every [`STATUS_INTERVAL`].
     fn publish_status(&mut self, urgent: bool) {
         let now = self.now();
+        // The moment the swarm becomes self-sufficient (or stops being) is news at once.
+        let urgent = urgent
+            || (self.machine.distributed_copies() >= 1.0) != self.status.swarm_self_sufficient()
+            || self.machine.is_super_seeding() != self.status.super_seeding;
         if !urgent && now - self.last_publish < STATUS_INTERVAL {
             return;
         }

@@ -16,6 +16,7 @@ fn options(save: &std::path::Path) -> TorrentOptions {
         trackers: Vec::new(),
         tracker_config: Default::default(),
         wanted_files: None,
+        super_seed: false,
     }
 }
 

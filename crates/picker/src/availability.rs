@@ -124,11 +124,16 @@ impl PeerPieces {
     }
 }
 
-/// Per-piece count of the non-seed peers holding it, plus the number of seeds.
+/// Per-piece count of the non-seed peers holding it, plus the number of seeds, and how many
+/// pieces have each count (so the swarm's least available piece is known in O(1)).
 #[derive(Clone, Debug)]
 pub(crate) struct Availability {
     counts: Vec<u32>,
     seeds: u32,
+    /// `histogram[c]`: pieces whose non-seed count is `c`.
+    histogram: Vec<u32>,
+    /// The smallest non-seed count of any piece (0 for a torrent without pieces).
+    min: u32,
 }
 
 impl Availability {
@@ -136,6 +141,8 @@ impl Availability {
         Availability {
             counts: vec![0; pieces as usize],
             seeds: 0,
+            histogram: vec![pieces],
+            min: 0,
         }
     }
 
@@ -150,11 +157,27 @@ impl Availability {
     }
 
     pub(crate) fn inc(&mut self, piece: u32) {
-        self.counts[piece as usize] += 1;
+        let c = self.counts[piece as usize];
+        self.counts[piece as usize] = c + 1;
+        if self.histogram.len() <= c as usize + 1 {
+            self.histogram.resize(c as usize + 2, 0);
+        }
+        self.histogram[c as usize] -= 1;
+        self.histogram[c as usize + 1] += 1;
+        if c == self.min && self.histogram[c as usize] == 0 {
+            self.min = c + 1;
+        }
     }
 
     pub(crate) fn dec(&mut self, piece: u32) {
-        self.counts[piece as usize] = self.counts[piece as usize].saturating_sub(1);
+        let c = self.counts[piece as usize];
+        if c == 0 {
+            return;
+        }
+        self.counts[piece as usize] = c - 1;
+        self.histogram[c as usize] -= 1;
+        self.histogram[c as usize - 1] += 1;
+        self.min = self.min.min(c - 1);
     }
 
     pub(crate) fn add_seed(&mut self) {
@@ -163,6 +186,17 @@ impl Availability {
 
     pub(crate) fn remove_seed(&mut self) {
         self.seeds = self.seeds.saturating_sub(1);
+    }
+
+    /// The availability of the least available piece, seeds included.
+    pub(crate) fn min(&self) -> u32 {
+        self.min + self.seeds
+    }
+
+    /// Pieces whose availability is above [`min`](Self::min).
+    pub(crate) fn above_min(&self) -> u32 {
+        let pieces = self.counts.len() as u32;
+        pieces - self.histogram.get(self.min as usize).copied().unwrap_or(0)
     }
 }
 
@@ -187,6 +221,26 @@ mod tests {
             PieceSet::from_wire(&[0, 0b0010_0000], 10),
             Err(PickerError::BitfieldSpareBits)
         );
+    }
+
+    #[test]
+    fn least_available_piece_is_tracked() {
+        let mut a = Availability::new(3);
+        assert_eq!((a.min(), a.above_min()), (0, 0));
+        a.inc(0);
+        a.inc(1);
+        assert_eq!((a.min(), a.above_min()), (0, 2));
+        a.inc(2);
+        assert_eq!((a.min(), a.above_min()), (1, 0));
+        a.inc(2);
+        a.add_seed();
+        assert_eq!((a.min(), a.above_min()), (2, 1));
+        a.dec(0);
+        assert_eq!((a.min(), a.above_min()), (1, 2));
+        a.dec(0);
+        assert_eq!(a.min(), 1, "a count never goes below zero");
+        a.remove_seed();
+        assert_eq!((a.min(), a.above_min()), (0, 2));
     }
 
     #[test]

@@ -390,9 +390,34 @@ impl<P: PeerKey> Picker<P> {
                 .is_some_and(|e| e.pieces.contains(piece))
     }
 
+    /// Whether the peer has every piece (a seed).
+    pub fn peer_is_seed(&self, peer: P) -> bool {
+        self.peers.get(&peer).is_some_and(|e| match &e.pieces {
+            PeerPieces::All => true,
+            PeerPieces::Some(set) => set.is_full(),
+        })
+    }
+
     /// How many connected peers have `piece`, seeds included.
     pub fn availability(&self, piece: u32) -> u32 {
         self.availability.of(piece)
+    }
+
+    /// The availability of the least available piece among connected peers (seeds included):
+    /// at least 1 when they hold every piece between them.
+    pub fn min_availability(&self) -> u32 {
+        self.availability.min()
+    }
+
+    /// The swarm's distributed copies among connected peers, as libtorrent and the clients built
+    /// on it show "availability": the least available piece's count, plus the fraction of pieces
+    /// held by more peers than that. Below 1.0, some piece is held by no connected peer.
+    pub fn distributed_copies(&self) -> f64 {
+        let n = self.layout.pieces();
+        if n == 0 {
+            return 0.0;
+        }
+        f64::from(self.availability.min()) + f64::from(self.availability.above_min()) / f64::from(n)
     }
 
     /// Whether the peer has a piece we want: whether we should be interested in it.
@@ -721,6 +746,35 @@ impl<P: PeerKey> Picker<P> {
             out.push((peer, block));
         }
         out
+    }
+
+    /// The requests whose deadline is at or before `now`, as `(peer, block)`, left in place
+    /// (see [`extend_request`](Self::extend_request) and [`expire`](Self::expire)).
+    pub fn due_requests(&self, now: Time) -> Vec<(P, Block)> {
+        self.deadlines
+            .iter()
+            .take_while(|d| d.0 <= now)
+            .map(|&(_, block, peer)| (peer, block))
+            .collect()
+    }
+
+    /// Moves the deadline of `block`'s request to `peer` to `deadline` (keeping it outstanding).
+    /// True if the request was outstanding.
+    pub fn extend_request(&mut self, peer: P, block: Block, deadline: Time) -> bool {
+        let Some(BlockState::Requested(reqs)) = self
+            .partial
+            .get_mut(&block.piece)
+            .and_then(|pp| pp.blocks.get_mut(block.index as usize))
+        else {
+            return false;
+        };
+        let Some(r) = reqs.iter_mut().find(|r| r.peer == peer) else {
+            return false;
+        };
+        self.deadlines.remove(&(r.deadline, block, peer));
+        r.deadline = deadline;
+        self.deadlines.insert((deadline, block, peer));
+        true
     }
 
     /// Frees one request (the peer rejected it, or we cancelled it). True if it was outstanding.

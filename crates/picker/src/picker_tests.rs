@@ -470,3 +470,25 @@ fn suggested_pieces_first_when_as_rare() {
         .collect();
     assert!(own.iter().any(|&x| x != 6), "{own:?}");
 }
+
+#[test]
+fn distributed_copies_follow_the_least_available_piece() {
+    let mut p = picker(4, 1, 1);
+    assert_eq!(p.distributed_copies(), 0.0);
+    add(&mut p, 1, &[0, 1]);
+    assert_eq!(p.min_availability(), 0);
+    assert_eq!(p.distributed_copies(), 0.5);
+    add(&mut p, 2, &[2, 3, 0]);
+    assert_eq!(p.min_availability(), 1);
+    assert_eq!(p.distributed_copies(), 1.25);
+    seed(&mut p, 3);
+    assert_eq!(p.distributed_copies(), 2.25);
+    // A bitfield replacing a peer's pieces, and a peer leaving, take its pieces away.
+    p.peer_bitfield(2, &[0b1000_0000]).unwrap();
+    assert_eq!(p.min_availability(), 1);
+    assert_eq!(p.distributed_copies(), 1.5);
+    p.remove_peer(3);
+    p.remove_peer(1);
+    assert_eq!(p.min_availability(), 0);
+    assert_eq!(p.distributed_copies(), 0.25);
+}

@@ -73,6 +73,8 @@ pub struct PeerSpec {
     pub leave_when_done: bool,
     /// Its network drops every connection at this interval (a flapping link).
     pub flap_every: Option<Duration>,
+    /// A seed that super-seeds (BEP 16).
+    pub super_seed: bool,
 }
 
 /// A downloader told an uploader to forget a request (`cancel`): the request was released
@@ -576,6 +578,7 @@ impl Swarm {
                 .wrapping_mul(0x9e37_79b9_7f4a_7c15)
                 .wrapping_add(i as u64),
             pick_mode: self.config.mode,
+            super_seed: spec.super_seed,
         };
         let torrent = Torrent::new(config, now).expect("valid torrent config");
         let node = &mut self.nodes[i];

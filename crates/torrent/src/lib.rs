@@ -29,6 +29,7 @@ mod pex;
 mod requests;
 pub mod smart_ban;
 mod suggest;
+pub mod superseed;
 mod torrent;
 mod uploads;
 mod violation;

@@ -118,6 +118,10 @@ pub struct Peer {
     pub upload_queue: VecDeque<BlockRef>,
     /// Pieces we suggested to it (seeding) that it has not asked for yet.
     pub suggested_out: Vec<u32>,
+    /// Super-seeding (BEP 16): the pieces offered to it now.
+    pub offers: Vec<crate::superseed::Offer>,
+    /// Super-seeding: every piece we sent it a `have` for (the only ones it may request).
+    pub announced: HashSet<u32>,
     /// Requests it cancelled while their reads were in flight.
     pub cancelled: HashSet<BlockRef>,
     /// Its download rate, bytes per second (smoothed).
@@ -172,6 +176,8 @@ impl Peer {
             up_rate_bytes: 0,
             upload_queue: VecDeque::new(),
             suggested_out: Vec::new(),
+            offers: Vec::new(),
+            announced: HashSet::new(),
             cancelled: HashSet::new(),
             down_rate: 0.0,
             block_gap: None,

@@ -23,7 +23,8 @@ impl Torrent {
     /// Suggests pieces to `conn` until it has [`SUGGEST_AHEAD`] it has not asked for, if we
     /// seed, it speaks BEP 6, is interested and unchoked.
     pub(crate) fn top_up_suggestions(&mut self, conn: ConnId) {
-        if self.picker.num_have() != self.config.num_pieces {
+        // A super-seeder tells each peer of its pieces one by one (`superseed.rs`).
+        if self.picker.num_have() != self.config.num_pieces || self.super_seed.is_some() {
             return;
         }
         loop {

@@ -88,6 +88,9 @@ pub struct TorrentConfig {
     pub seed: u64,
     /// How new pieces are chosen (rarest first; the others exist for streaming and simulations).
     pub pick_mode: PickMode,
+    /// Super-seed (BEP 16, see `superseed.rs`) while the swarm lacks a piece; only a torrent
+    /// that starts complete does.
+    pub super_seed: bool,
 }
 
 /// A completed write, as the disk reports it.
@@ -244,6 +247,12 @@ pub struct TorrentStats {
     pub complete: bool,
     /// Stopped on a storage error.
     pub fatal: Option<String>,
+    /// The swarm's distributed copies among connected peers (us excluded): the least available
+    /// piece's count plus the fraction of pieces held more often. At least 1.0 once the
+    /// connected peers hold every piece between them.
+    pub distributed_copies: f64,
+    /// Super-seeding (BEP 16) now.
+    pub super_seeding: bool,
 }
 
 /// One torrent's state machine. See the module docs.
@@ -272,6 +281,8 @@ pub struct Torrent {
     /// Per piece, to how many downloaders we suggested it or they asked for it on their own
     /// (seeding; see `suggest.rs`).
     pub(crate) offered: Vec<u16>,
+    /// Super-seeding state, while it lasts.
+    pub(crate) super_seed: Option<crate::superseed::SuperSeed>,
     pub(crate) stats: TorrentStats,
     uploaded_window: u64,
     downloaded_window: u64,
@@ -335,7 +346,10 @@ impl Torrent {
             complete: picker.is_complete(),
             ..TorrentStats::default()
         };
+        let super_seed = (config.super_seed && picker.is_complete())
+            .then(|| crate::superseed::SuperSeed::new(config.num_pieces));
         Ok(Torrent {
+            super_seed,
             rng: StdRng::seed_from_u64(config.seed ^ 0xb00c),
             offered: vec![0; config.num_pieces as usize],
             config,
@@ -412,6 +426,9 @@ impl Torrent {
         if let Some(t) = self.picker.next_deadline() {
             next = next.min(t);
         }
+        if let Some(t) = self.super_seed_deadline() {
+            next = next.min(t);
+        }
         if self.resume_pending {
             next = next.min(self.next_resume);
         }
@@ -445,7 +462,15 @@ impl Torrent {
     pub fn stats(&self) -> TorrentStats {
         let mut s = self.stats.clone();
         s.peers = self.peers.len();
+        s.distributed_copies = self.picker.distributed_copies();
+        s.super_seeding = self.super_seed.is_some();
         s
+    }
+
+    /// The swarm's distributed copies among connected peers (see
+    /// [`TorrentStats::distributed_copies`]).
+    pub fn distributed_copies(&self) -> f64 {
+        self.picker.distributed_copies()
     }
 
     /// Whether every wanted piece is verified.
@@ -534,7 +559,9 @@ impl Torrent {
             self.send(conn, hs);
         }
         let n = self.picker.num_have();
-        if hello.fast && n == 0 {
+        if self.super_seed.is_some() {
+            self.super_seed_connected(now, conn, hello.fast);
+        } else if hello.fast && n == 0 {
             self.send(conn, Message::HaveNone);
         } else if hello.fast && n == self.config.num_pieces {
             self.send(conn, Message::HaveAll);
@@ -575,6 +602,9 @@ impl Torrent {
         self.drop_silent(now);
         if now >= self.choker_next {
             self.run_choker(now);
+        }
+        if self.super_seed_deadline().is_some_and(|t| t <= now) {
+            self.super_seed_review_all(now);
         }
         if now >= self.last_rate_update + RATE_INTERVAL {
             self.update_rates(now);
@@ -650,6 +680,7 @@ impl Torrent {
     /// slot is given to a waiting peer at once, and the peer book learns how it went.
     pub(crate) fn close(&mut self, now: Time, conn: ConnId, reason: CloseReason) {
         self.withdraw_suggestions(conn);
+        self.super_seed_closing(conn);
         let Some(peer) = self.peers.remove(&conn) else {
             return;
         };
@@ -682,6 +713,8 @@ impl Torrent {
         if held_slot {
             self.fill_free_slots(now);
         }
+        // Its pieces may now be held by nobody, and its offers are free.
+        self.super_seed_review_all(now);
         self.fill_all_requests(now);
         self.dial_due(now);
     }
@@ -697,7 +730,7 @@ impl Torrent {
     pub(crate) fn fill_free_slots(&mut self, now: Time) {
         let stats = self.peer_stats();
         for p in self.choker.fill_free_slots(now, &stats) {
-            self.set_choke(p, false);
+            self.set_choke(now, p, false);
         }
     }
 
@@ -727,6 +760,15 @@ impl Torrent {
         if self.picker.have(piece) {
             return;
         }
+        // Who sent blocks of it.
+        let mut senders: Vec<ConnId> = self
+            .picker
+            .block_senders(piece)
+            .into_iter()
+            .flatten()
+            .collect();
+        senders.sort_unstable();
+        senders.dedup();
         if let Err(e) = self.picker.piece_verified(piece) {
             warn!("picker refused verified piece {piece}: {e}");
             return;
@@ -740,10 +782,16 @@ impl Torrent {
         self.resume_pending = true;
         let conns = self.conns_sorted();
         for c in conns {
-            // Peers that have the piece are not told (libtorrent's `send_redundant_have` does):
-            // measured in `crates/swarmsim`, telling them did not lower a capped seed's copies
-            // (1.19 against 1.21) and let a free rider finish 41st of 50 instead of last.
-            if !self.picker.peer_has(c, piece) {
+            // Partial peers that have the piece are not told (libtorrent's
+            // `send_redundant_have` does): measured in `crates/swarmsim`, telling them did not
+            // lower a capped seed's copies (1.19 against 1.21) and let a free rider finish 41st
+            // of 50 instead of last. Told anyway: a seed, so that it knows the swarm's
+            // distributed copies (and when it may leave), and a peer that sent us blocks of the
+            // piece, so that a super-seeder (BEP 16) learns its upload completed.
+            let tell = !self.picker.peer_has(c, piece)
+                || self.picker.peer_is_seed(c)
+                || senders.binary_search(&c).is_ok();
+            if tell {
                 self.send(c, Message::Have(piece));
             }
             self.update_interest(now, c);
@@ -783,7 +831,7 @@ impl Torrent {
         }
     }
 
-    pub(crate) fn set_choke(&mut self, conn: ConnId, choke: bool) {
+    pub(crate) fn set_choke(&mut self, now: Time, conn: ConnId, choke: bool) {
         let Some(p) = self.peers.get_mut(&conn) else {
             return;
         };
@@ -802,6 +850,7 @@ impl Torrent {
                 self.send(conn, Message::Reject(r));
             }
         }
+        self.super_seed_choked(now, conn, choke);
         if choke {
             self.send(conn, Message::Choke);
             self.withdraw_suggestions(conn);
@@ -841,10 +890,10 @@ impl Torrent {
         let seeding = self.picker.is_complete();
         let decision = self.choker.tick(now, seeding, &stats);
         for p in decision.unchoke {
-            self.set_choke(p, false);
+            self.set_choke(now, p, false);
         }
         for p in decision.choke {
-            self.set_choke(p, true);
+            self.set_choke(now, p, true);
         }
         // The one snub policy: the choker's verdict. Its blocks go to others now (late copies
         // from it stay welcome) and it gets one request at a time until it delivers.
@@ -934,7 +983,9 @@ impl Torrent {
             reqq: Some(OUR_REQQ as u32),
             your_ip: Some(addr.ip()),
             metadata_size: Some(self.config.info_bytes.len() as u64),
-            upload_only: self.picker.is_complete(),
+            // A super-seeder looks like a peer with few pieces (libtorrent does not send
+            // `upload_only` while super-seeding either).
+            upload_only: self.picker.is_complete() && self.super_seed.is_none(),
             ..Default::default()
         };
         // BEP 27: private torrents exchange neither metadata nor peers.
@@ -1005,6 +1056,7 @@ impl Torrent {
                     .peer_have(conn, piece)
                     .map_err(|_| PeerViolation::HaveOutOfRange(piece))?;
                 self.suggestion_used(conn, piece);
+                self.super_seed_have(now, conn, piece);
                 self.update_interest(now, conn);
             }
             Message::Bitfield(_) | Message::HaveAll | Message::HaveNone if peer.sent_bitfield => {
@@ -1016,6 +1068,7 @@ impl Torrent {
                 self.picker
                     .peer_bitfield(conn, &bits)
                     .map_err(|e| PeerViolation::BadBitfield(e.to_string()))?;
+                self.super_seed_bitfield(now, conn);
                 self.update_interest(now, conn);
             }
             Message::HaveAll | Message::HaveNone if !peer.fast => {
@@ -1026,6 +1079,7 @@ impl Torrent {
                 self.picker
                     .peer_have_all(conn)
                     .map_err(|e| PeerViolation::BadBitfield(e.to_string()))?;
+                self.super_seed_bitfield(now, conn);
                 self.update_interest(now, conn);
             }
             Message::HaveNone => {

@@ -30,7 +30,8 @@ impl Torrent {
                 length: req.length,
             });
         }
-        let have = self.picker.have(req.piece);
+        // A super-seeder serves only pieces it announced to this peer (BEP 16).
+        let have = self.picker.have(req.piece) && self.super_seed_allows(conn, req.piece);
         let Some(peer) = self.peers.get_mut(&conn) else {
             return Ok(());
         };
@@ -111,6 +112,7 @@ impl Torrent {
             }
         }
         self.count_upload(data.len());
+        self.super_seed_sent(now, conn, req.piece);
         self.send(
             conn,
             Message::Piece {

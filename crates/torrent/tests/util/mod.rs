@@ -123,6 +123,15 @@ impl Net {
 
     /// Adds a node (a seed if `seed`) on 127.0.0.(index + 2).
     pub fn add_node(&mut self, seed: bool, behaviour: Behaviour) -> usize {
+        self.add_node_with(seed, behaviour, false)
+    }
+
+    /// Adds a seed that super-seeds (BEP 16).
+    pub fn add_super_seed(&mut self) -> usize {
+        self.add_node_with(true, Behaviour::Honest, true)
+    }
+
+    fn add_node_with(&mut self, seed: bool, behaviour: Behaviour, super_seed: bool) -> usize {
         let i = self.nodes.len();
         let addr: SocketAddr = format!("127.0.0.{}:6881", i + 2).parse().unwrap();
         let peer_id = Id20([i as u8 + 1; 20]);
@@ -147,6 +156,7 @@ impl Net {
             seed_only: seed,
             seed: 7 + i as u64,
             pick_mode: Default::default(),
+            super_seed,
         };
         let torrent = Torrent::new(config, self.now).unwrap();
         let mut blocks = HashMap::new();
