@@ -156,6 +156,8 @@ pub struct TorrentActor {
     status_tx: watch::Sender<TorrentStatus>,
     status: TorrentStatus,
     last_publish: Time,
+    /// A change not yet published (held back by [`STATUS_INTERVAL`]): the loop wakes for it.
+    publish_pending: bool,
     /// The web seeds' tasks (aborted with the actor).
     web_seed_tasks: Vec<AbortOnDrop>,
     /// Links that are web seeds, and which (index into `status.web_seeds`).
@@ -218,6 +220,7 @@ impl TorrentActor {
             status_tx,
             status: TorrentStatus::default(),
             last_publish: now,
+            publish_pending: false,
             web_seed_tasks: Vec::new(),
             web_seed_links: HashMap::new(),
         };
@@ -242,9 +245,16 @@ impl TorrentActor {
             // Never sooner than 1 ms from now: a deadline stuck in the past (a machine bug)
             // then costs a wake-up per millisecond instead of starving peer events.
             let soonest = tokio::time::Instant::now() + Duration::from_millis(1);
-            let wake = self
-                .machine
-                .poll_timeout()
+            // A held-back status change is due too: a torrent with no timer of its own (no
+            // peers) must still show what changed (a tracker's answer, say).
+            let due = self
+                .publish_pending
+                .then_some(self.last_publish + STATUS_INTERVAL);
+            let next = match (self.machine.poll_timeout(), due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wake = next
                 .map(|t| tokio::time::Instant::from_std(self.ctx.clock.instant(t)).max(soonest));
             tokio::select! {
                 // Disk results first: they free memory and unblock requests. The machine's
@@ -641,9 +651,11 @@ impl TorrentActor {
             || (self.machine.distributed_copies() >= 1.0) != self.status.swarm_self_sufficient()
             || self.machine.is_super_seeding() != self.status.super_seeding;
         if !urgent && now - self.last_publish < STATUS_INTERVAL {
+            self.publish_pending = true;
             return;
         }
         self.last_publish = now;
+        self.publish_pending = false;
         self.refresh_status();
         let _ = self.status_tx.send(self.status.clone());
     }
