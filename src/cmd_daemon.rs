@@ -72,9 +72,29 @@ pub struct DaemonArgs {
     /// Stop seeding a torrent after this many minutes without uploading (0: never) [default: 0].
     #[arg(long)]
     seed_idle_minutes: Option<u64>,
+    /// Super-seed (BEP 16) torrents that are complete when they start (as their initial
+    /// seeder); also `super_seed = true` in the config file.
+    #[arg(long)]
+    super_seed: bool,
     /// Print JSON lines on stdout (the `listening` events).
     #[arg(long)]
     json: bool,
+}
+
+/// The default config file (`$XDG_CONFIG_HOME/shoal/config.toml`).
+fn default_config_path() -> Option<PathBuf> {
+    home_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("shoal/config.toml"))
+}
+
+/// Whether the config file turns super-seeding on for initial seeders (`shoal seed`, `shoal
+/// share`); a config file that cannot be read is an error, a missing one is not.
+pub fn config_super_seed() -> anyhow::Result<bool> {
+    let Some(path) = default_config_path() else {
+        return Ok(false);
+    };
+    Ok(DaemonConfig::load(&path, false)?
+        .super_seed
+        .unwrap_or(false))
 }
 
 fn home_dir(var: &str, fallback: &str) -> Option<PathBuf> {
@@ -102,6 +122,7 @@ impl DaemonArgs {
             max_active_seeds: self.max_active_seeds,
             seed_ratio_limit: self.seed_ratio_limit,
             seed_idle_minutes: self.seed_idle_minutes,
+            super_seed: self.super_seed.then_some(true),
         }
     }
 }
@@ -111,12 +132,7 @@ impl DaemonArgs {
 pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     let (config_path, must_exist) = match &args.config {
         Some(p) => (p.clone(), true),
-        None => (
-            home_dir("XDG_CONFIG_HOME", ".config")
-                .map(|d| d.join("shoal/config.toml"))
-                .unwrap_or_default(),
-            false,
-        ),
+        None => (default_config_path().unwrap_or_default(), false),
     };
     let file = if config_path.as_os_str().is_empty() {
         DaemonConfig::default()
@@ -163,6 +179,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         max_active_seeds: cfg.max_active_seeds.unwrap_or(0),
         seed_ratio_limit: cfg.seed_ratio_limit.unwrap_or(0.0),
         seed_idle_minutes: cfg.seed_idle_minutes.unwrap_or(0),
+        super_seed: cfg.super_seed.unwrap_or(false),
     };
     let api_addr = cfg
         .api

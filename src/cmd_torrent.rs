@@ -110,6 +110,7 @@ pub struct SeedArgs {
     /// Super-seed (BEP 16) until the peers hold every piece between them: claim no pieces and
     /// hand each peer one piece nobody else has, the next only once another peer has it, so
     /// each piece is uploaded about once. For an initial seeder; it then seeds normally.
+    /// Also on when the config file says `super_seed = true`.
     #[arg(long)]
     super_seed: bool,
     #[command(flatten)]
@@ -489,7 +490,7 @@ pub fn run_seed(args: &SeedArgs) -> anyhow::Result<()> {
         seed_only: true,
         keep_seeding: true,
         files: None,
-        super_seed: args.super_seed,
+        super_seed: args.super_seed || crate::cmd_daemon::config_super_seed()?,
     };
     match runtime()?.block_on(run_torrent(Source::Torrent(meta), save, run, &args.net))? {
         Ending::Failed(e) => bail!("{e}"),
@@ -560,7 +561,7 @@ pub fn run_share(args: &ShareArgs) -> anyhow::Result<()> {
             seed_only: true,
             keep_seeding: true,
             files: None,
-            super_seed: args.super_seed,
+            super_seed: args.super_seed || crate::cmd_daemon::config_super_seed()?,
         };
         run_in_session(
             &session,

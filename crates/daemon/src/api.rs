@@ -50,7 +50,7 @@ impl IntoResponse for DaemonError {
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/torrents", get(list).post(add))
-        .route("/torrents/{id}", get(show).delete(remove))
+        .route("/torrents/{id}", get(show).delete(remove).patch(patch))
         .route("/torrents/{id}/start", post(start))
         .route("/torrents/{id}/stop", post(stop))
         .route("/torrents/{id}/verify", post(verify))
@@ -184,6 +184,50 @@ async fn show(
     let hash = parse_id(&s.manager, &id)?;
     let view = s.manager.get(&hash).ok_or(DaemonError::NotFound)?;
     Ok(Json(view).into_response())
+}
+
+/// The body of `PATCH /api/v1/torrents/{id}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchRequest {
+    /// Per file of the torrent (pad files included): download it or not.
+    wanted_files: Option<Vec<bool>>,
+    /// Start (`false`) or stop (`true`).
+    paused: Option<bool>,
+}
+
+async fn patch(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, DaemonError> {
+    let hash = parse_id(&s.manager, &id)?;
+    let req: PatchRequest = serde_json::from_slice(&body)
+        .map_err(|e| DaemonError::BadRequest(format!("bad JSON: {e}")))?;
+    if let Some(w) = req.wanted_files {
+        s.manager.set_wanted(&hash, w).await?;
+    }
+    match req.paused {
+        Some(true) => s.manager.stop(&hash).await?,
+        Some(false) => s.manager.start(&hash)?,
+        None => {}
+    }
+    let view = s.manager.get(&hash).ok_or(DaemonError::NotFound)?;
+    Ok(Json(view).into_response())
+}
+
+/// Free and total bytes of the file system holding `path`.
+pub fn disk_space(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("a path with a NUL byte"))?;
+    // SAFETY: `statvfs` writes into the zeroed struct it is given; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let unit = st.f_frsize as u64;
+    Ok((st.f_bavail as u64 * unit, st.f_blocks as u64 * unit))
 }
 
 #[derive(Debug, Default, Deserialize)]

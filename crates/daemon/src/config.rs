@@ -43,6 +43,9 @@ pub struct DaemonConfig {
     pub seed_ratio_limit: Option<f64>,
     /// Stop seeding a torrent after this many minutes without uploading (0: never).
     pub seed_idle_minutes: Option<u64>,
+    /// Super-seed (BEP 16) as an initial seeder: `shoal seed`, `shoal share`, and torrents the
+    /// daemon starts complete.
+    pub super_seed: Option<bool>,
 }
 
 /// Defaults, as `--print-config` shows them.
@@ -95,6 +98,7 @@ impl DaemonConfig {
             max_active_seeds: Some(pick!(max_active_seeds).unwrap_or(0)),
             seed_ratio_limit: Some(pick!(seed_ratio_limit).unwrap_or(0.0)),
             seed_idle_minutes: Some(pick!(seed_idle_minutes).unwrap_or(0)),
+            super_seed: Some(pick!(super_seed).unwrap_or(false)),
         }
     }
 

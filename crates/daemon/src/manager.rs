@@ -198,6 +198,8 @@ pub struct ManagerConfig {
     pub seed_ratio_limit: f64,
     /// A seed stops after this many minutes without uploading (0: never).
     pub seed_idle_minutes: u64,
+    /// Torrents complete when they start super-seed (BEP 16) until the swarm has every piece.
+    pub super_seed: bool,
 }
 
 /// The daemon's torrents.
@@ -418,6 +420,53 @@ impl Manager {
         self.set_queued(hash);
         self.kick.notify_one();
         Ok(())
+    }
+
+    /// Chooses the files to download (`wanted[i]` for the torrent's file `i`, pad files
+    /// included); a running torrent restarts with the new choice (its verified data stays).
+    pub async fn set_wanted(
+        self: &Arc<Self>,
+        hash: &Id20,
+        wanted: Vec<bool>,
+    ) -> Result<(), DaemonError> {
+        let running = {
+            let mut entries = self.lock();
+            let e = entries.get_mut(hash).ok_or(DaemonError::NotFound)?;
+            let files = e
+                .meta
+                .as_ref()
+                .map(|m| m.info.files.len())
+                .ok_or_else(|| DaemonError::BadRequest("its metadata is not in yet".into()))?;
+            if wanted.len() != files {
+                return Err(DaemonError::BadRequest(format!(
+                    "the torrent has {files} files, the request names {}",
+                    wanted.len()
+                )));
+            }
+            e.record.wanted_files = (!wanted.iter().all(|&w| w)).then_some(wanted);
+            self.store.save_record(&e.record)?;
+            std::mem::replace(&mut e.running, Run::Stopped)
+        };
+        let was_running = !matches!(running, Run::Stopped);
+        self.halt(hash, running).await;
+        if was_running {
+            self.set_queued(hash);
+            self.kick.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The files wanted (all when no choice was made); `None` without metadata.
+    pub fn wanted(&self, hash: &Id20) -> Option<Vec<bool>> {
+        let entries = self.lock();
+        let e = entries.get(hash)?;
+        let n = e.meta.as_ref()?.info.files.len();
+        Some(
+            e.record
+                .wanted_files
+                .clone()
+                .unwrap_or_else(|| vec![true; n]),
+        )
     }
 
     /// Stops (pauses) a torrent: resume data is written, peers are closed.
@@ -722,7 +771,7 @@ impl Manager {
             trackers: meta.trackers.clone(),
             tracker_config: Default::default(),
             wanted_files: record.wanted_files.clone(),
-            super_seed: false,
+            super_seed: self.config.super_seed,
         };
         std::fs::create_dir_all(&record.save_path).map_err(|e| {
             DaemonError::Engine(format!("cannot create {}: {e}", record.save_path.display()))

@@ -195,11 +195,69 @@ async fn call(s: &AppState, method: &str, args: &Map<String, Value>) -> Result<V
             }
             Ok(json!({}))
         }
+        "torrent-set" => torrent_set(s, args).await,
+        "free-space" => {
+            let path = args
+                .get("path")
+                .and_then(Value::as_str)
+                .ok_or("free-space needs 'path'")?;
+            let (free, total) = crate::api::disk_space(std::path::Path::new(path))
+                .map_err(|e| format!("{path}: {e}"))?;
+            Ok(json!({"path": path, "size-bytes": free, "total_size": total}))
+        }
         "port-test" => Err(
             "port-test needs an outside service to connect back; shoal does not contact one".into(),
         ),
         other => Err(format!("method {other:?} is not supported")),
     }
+}
+
+/// `torrent-set`: `files-wanted` / `files-unwanted` are applied; the per-torrent limits and
+/// other settings are not supported yet, and the answer says which instead of pretending.
+async fn torrent_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, String> {
+    const IGNORED_SILENTLY: &[&str] = &["ids"];
+    let indices = |key: &str| -> Vec<usize> {
+        args.get(key)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64().map(|n| n as usize))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (want, unwant) = (indices("files-wanted"), indices("files-unwanted"));
+    let unsupported: Vec<&str> = args
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !IGNORED_SILENTLY.contains(k) && *k != "files-wanted" && *k != "files-unwanted")
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(format!(
+            "torrent-set: not supported yet: {}",
+            unsupported.join(", ")
+        ));
+    }
+    for h in select(s, args.get("ids")).unwrap_or_default() {
+        let Some(mut wanted) = s.manager.wanted(&h) else {
+            return Err("the torrent's metadata is not in yet".into());
+        };
+        for &i in &want {
+            if let Some(w) = wanted.get_mut(i) {
+                *w = true;
+            }
+        }
+        for &i in &unwant {
+            if let Some(w) = wanted.get_mut(i) {
+                *w = false;
+            }
+        }
+        s.manager
+            .set_wanted(&h, wanted)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(json!({}))
 }
 
 fn hash_of(t: &TorrentView) -> Id20 {
