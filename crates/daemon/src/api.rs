@@ -1,7 +1,8 @@
 //! The daemon's HTTP server: shoal's JSON API under `/api/v1`, the event stream, Prometheus
 //! metrics, and the Transmission RPC. Every route but the Transmission one wants
 //! `Authorization: Bearer <token>`; the RPC takes the token as the Basic password (what
-//! `transmission-remote --auth` and Sonarr send).
+//! `transmission-remote --auth` and Sonarr send). The web page at `/` is served without the token
+//! (it holds no data and asks for the token itself: see [`crate::web`]).
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -59,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/events", get(events))
         .layer(axum::middleware::from_fn_with_state(state.clone(), bearer));
     Router::new()
+        .route("/", get(crate::web::index))
         .nest("/api/v1", api)
         .route(
             "/metrics",
