@@ -24,7 +24,7 @@ const NAME: &str = "web <img src=x onerror=window.pwned=1> & co.bin";
 
 /// A running daemon: its process, API address and token.
 struct Daemon {
-    _proc: Proc,
+    proc: Proc,
     api: String,
     token: String,
 }
@@ -48,11 +48,7 @@ impl Daemon {
             .expect("token file")
             .trim()
             .to_string();
-        Daemon {
-            _proc: proc,
-            api,
-            token,
-        }
+        Daemon { proc, api, token }
     }
 
     /// An API call with the token; returns the status and the JSON body (null if none).
@@ -155,7 +151,7 @@ fn web_page_adds_completes_pauses_and_removes_torrents_in_chromium() {
     );
     seed.listening_addr();
     let dl = dir.join("dl");
-    let d = Daemon::start(&dir.join("state"), &dl, &logs);
+    let mut d = Daemon::start(&dir.join("state"), &dl, &logs);
 
     // The page needs no token; the API still does, and the page's headers lock it down.
     let (status, headers, page) = http(&d.api, "GET", "/", &[], b"");
@@ -264,6 +260,13 @@ fn web_page_adds_completes_pauses_and_removes_torrents_in_chromium() {
     assert!(b
         .text_of("#message")
         .is_some_and(|m| m.starts_with("Removed")));
+
+    // The page's event stream stays open; SIGTERM still stops the daemon (the stream ends), and
+    // the page sees it gone.
+    assert!(b.find("#status[data-live='yes']").is_some());
+    d.proc.term();
+    assert_eq!(d.proc.wait_exit(Duration::from_secs(15)), Some(0));
+    b.wait_find("#status[data-live='no']", SHORT);
 }
 
 /// Percent-encodes a URL for a magnet's `tr=`.
