@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of shoal: unit, property, conformance, end-to-end and interop tests.
 # First installs the reference peers with apt when they are missing (python3-libtorrent,
-# opentracker, transmission-cli, and stunnel4 as the TLS terminator of the HTTPS tracker test),
+# opentracker, transmission-cli, stunnel4 as the TLS terminator of the HTTPS tracker test, and
+# chromium with chromium-driver for the daemon's web page test),
 # so a fresh machine (and .ci/run) can simply call this script. Extra arguments go to
 # `cargo test`.
 set -euo pipefail
@@ -12,6 +13,8 @@ missing=()
 [ -x /usr/bin/opentracker ] || missing+=(opentracker)
 [ -x /usr/bin/stunnel4 ] || missing+=(stunnel4)
 [ -x /usr/bin/transmission-cli ] || missing+=(transmission-cli)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 
 if ((${#missing[@]})); then
     echo "installing reference peers: ${missing[*]}" >&2

@@ -1,7 +1,8 @@
 //! The daemon's HTTP server: shoal's JSON API under `/api/v1`, the event stream, Prometheus
 //! metrics, and the Transmission RPC. Every route but the Transmission one wants
 //! `Authorization: Bearer <token>`; the RPC takes the token as the Basic password (what
-//! `transmission-remote --auth` and Sonarr send).
+//! `transmission-remote --auth` and Sonarr send). The web page at `/` is served without the token
+//! (it holds no data and asks for the token itself: see [`crate::web`]).
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -59,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/events", get(events))
         .layer(axum::middleware::from_fn_with_state(state.clone(), bearer));
     Router::new()
+        .route("/", get(crate::web::index))
         .nest("/api/v1", api)
         .route(
             "/metrics",
@@ -76,14 +78,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Tells endless responses (the event stream) that the server is stopping: a graceful shutdown
+/// waits for every response to finish, and an open web page's stream never would.
+#[derive(Clone)]
+struct ShuttingDown(tokio::sync::watch::Receiver<bool>);
+
+/// Serves the API on `listener` until `shutdown` completes; then the event streams end and the
+/// requests under way finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let app = router(state).layer(axum::Extension(ShuttingDown(stop)));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        })
         .await
 }
 
@@ -301,17 +314,28 @@ async fn session(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 /// Server-sent events: one `data:` line per state change (JSON, `event` names its kind), and a
-/// comment every 15 s to keep proxies from closing an idle stream.
+/// comment every 15 s to keep proxies from closing an idle stream. The stream ends when the
+/// server shuts down.
 async fn events(
     State(s): State<Arc<AppState>>,
+    stop: Option<axum::Extension<ShuttingDown>>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let rx = s.manager.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    let stop = stop.map(|axum::Extension(ShuttingDown(stop))| stop);
+    let stream = futures_util::stream::unfold((rx, stop), |(mut rx, mut stop)| async move {
         loop {
-            match rx.recv().await {
+            let next = match stop.as_mut() {
+                Some(stop) => tokio::select! {
+                    next = rx.recv() => next,
+                    // Stopping, or the server is gone: either way the stream is over.
+                    _ = stop.wait_for(|stopping| *stopping) => return None,
+                },
+                None => rx.recv().await,
+            };
+            match next {
                 Ok(ev) => {
                     let data = serde_json::to_string(&ev).unwrap_or_default();
-                    return Some((Ok(Event::default().data(data)), rx));
+                    return Some((Ok(Event::default().data(data)), (rx, stop)));
                 }
                 // A slow reader misses events rather than holding memory: it can re-list.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,

@@ -4,6 +4,7 @@
 //! * [`manager`]: one engine session and its torrents: add, start, stop, verify, remove.
 //! * [`api`]: the HTTP server — shoal's JSON API (`/api/v1/…`) and the Transmission RPC
 //!   (`/transmission/rpc`, in [`transmission`]), behind the token.
+//! * [`web`]: the web page at `/`, which drives that API from a browser.
 
 #![warn(missing_docs)]
 
@@ -14,6 +15,7 @@ pub mod manager;
 pub mod store;
 pub mod transmission;
 pub mod watch;
+pub mod web;
 
 pub use manager::{AddSource, DaemonEvent, Manager, ManagerConfig, State, TorrentView};
 pub use store::Store;
