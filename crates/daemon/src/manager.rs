@@ -593,21 +593,24 @@ impl Manager {
             let mut downloads = 0;
             let mut seeds = Vec::new();
             for (hash, e) in entries.iter_mut() {
-                let s = e
-                    .status
-                    .as_ref()
-                    .map(|r| r.borrow().clone())
-                    .unwrap_or_else(|| e.last.clone());
+                // Read in place: this runs every second over every torrent.
+                let (complete, uploaded, total) = {
+                    let read = |s: &TorrentStatus| (s.is_complete(), s.uploaded, s.total_bytes);
+                    match &e.status {
+                        Some(r) => read(&r.borrow()),
+                        None => read(&e.last),
+                    }
+                };
                 match &e.running {
                     Run::Starting(_) => downloads += 1,
-                    Run::Active(_) if !s.is_complete() => downloads += 1,
+                    Run::Active(_) if !complete => downloads += 1,
                     Run::Active(_) => {
-                        if s.uploaded != e.last_upload.0 {
-                            e.last_upload = (s.uploaded, now);
+                        if uploaded != e.last_upload.0 {
+                            e.last_upload = (uploaded, now);
                         }
                         let ratio_hit = cfg.seed_ratio_limit > 0.0
-                            && s.total_bytes > 0
-                            && s.uploaded as f64 >= cfg.seed_ratio_limit * s.total_bytes as f64;
+                            && total > 0
+                            && uploaded as f64 >= cfg.seed_ratio_limit * total as f64;
                         let idle_hit = cfg.seed_idle_minutes > 0
                             && now.duration_since(e.last_upload.1)
                                 >= Duration::from_secs(cfg.seed_idle_minutes * 60);

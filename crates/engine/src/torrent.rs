@@ -156,8 +156,9 @@ pub struct TorrentActor {
     status_tx: watch::Sender<TorrentStatus>,
     status: TorrentStatus,
     last_publish: Time,
-    /// A change not yet published (held back by [`STATUS_INTERVAL`]): the loop wakes for it.
-    publish_pending: bool,
+    /// Something happened since the last publish (an event, a disk answer): if the publish
+    /// interval held it back, the loop wakes to publish it.
+    unpublished: bool,
     /// The web seeds' tasks (aborted with the actor).
     web_seed_tasks: Vec<AbortOnDrop>,
     /// Links that are web seeds, and which (index into `status.web_seeds`).
@@ -220,7 +221,7 @@ impl TorrentActor {
             status_tx,
             status: TorrentStatus::default(),
             last_publish: now,
-            publish_pending: false,
+            unpublished: false,
             web_seed_tasks: Vec::new(),
             web_seed_links: HashMap::new(),
         };
@@ -248,7 +249,7 @@ impl TorrentActor {
             // A held-back status change is due too: a torrent with no timer of its own (no
             // peers) must still show what changed (a tracker's answer, say).
             let due = self
-                .publish_pending
+                .unpublished
                 .then_some(self.last_publish + STATUS_INTERVAL);
             let next = match (self.machine.poll_timeout(), due) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -316,6 +317,7 @@ impl TorrentActor {
     }
 
     fn on_disk_batch(&mut self, batch: DiskBatch) {
+        self.unpublished = true;
         self.disk_inflight = self.disk_inflight.saturating_sub(1);
         if batch.writes {
             self.write_batch_out = false;
@@ -327,6 +329,7 @@ impl TorrentActor {
     }
 
     fn on_event(&mut self, ev: Event) {
+        self.unpublished = true;
         let now = self.now();
         match ev {
             Event::Link(LinkEvent::Messages(key, msgs)) => {
@@ -651,11 +654,10 @@ impl TorrentActor {
             || (self.machine.distributed_copies() >= 1.0) != self.status.swarm_self_sufficient()
             || self.machine.is_super_seeding() != self.status.super_seeding;
         if !urgent && now - self.last_publish < STATUS_INTERVAL {
-            self.publish_pending = true;
             return;
         }
         self.last_publish = now;
-        self.publish_pending = false;
+        self.unpublished = false;
         self.refresh_status();
         let _ = self.status_tx.send(self.status.clone());
     }
