@@ -924,13 +924,13 @@ async fn incoming(tcp: TcpStream, addr: SocketAddr, shared: &Shared) -> std::io:
         Err(_) => return Err(std::io::Error::other("the torrent is still checking")),
     }
     let _ = actor
-        .send(Event::Connected {
+        .send(Event::Connected(Box::new(crate::torrent::Connected {
             addr,
             outgoing: false,
             stream,
             handshake: theirs,
             leftover,
-        })
+        })))
         .await;
     Ok(())
 }

@@ -43,19 +43,10 @@ const RESUME_INTERVAL: Duration = Duration::from_secs(5);
 pub enum Event {
     /// A connection's news: a message, its end, bytes written.
     Link(LinkEvent),
-    /// A connection with a completed handshake, outgoing or incoming.
-    Connected {
-        /// The peer's address.
-        addr: SocketAddr,
-        /// Whether we dialled it.
-        outgoing: bool,
-        /// The socket and its cipher.
-        stream: connection::PeerStream,
-        /// Its handshake.
-        handshake: Handshake,
-        /// Bytes that followed the handshake.
-        leftover: BytesMut,
-    },
+    /// A connection with a completed handshake, outgoing or incoming (boxed: the socket and
+    /// its cipher state are large, and every slot of a torrent's event queue is as large as
+    /// the largest event — a daemon holds thousands of those queues).
+    Connected(Box<Connected>),
     /// A dial failed.
     DialFailed(SocketAddr, String),
     /// More peer addresses (command line, trackers, DHT).
@@ -66,6 +57,21 @@ pub enum Event {
     Shutdown(oneshot::Sender<()>),
     /// News from a web seed's task.
     WebSeed(WebSeedEvent),
+}
+
+/// A connection with a completed handshake, outgoing or incoming.
+#[derive(Debug)]
+pub struct Connected {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// Whether we dialled it.
+    pub outgoing: bool,
+    /// The socket and its cipher.
+    pub stream: connection::PeerStream,
+    /// Its handshake.
+    pub handshake: Handshake,
+    /// Bytes that followed the handshake.
+    pub leftover: BytesMut,
 }
 
 impl From<LinkEvent> for Event {
@@ -354,13 +360,14 @@ impl TorrentActor {
                 self.machine.handle_closed(now, key, reason);
             }
             Event::Link(LinkEvent::Sent(key, bytes)) => self.machine.handle_sent(now, key, bytes),
-            Event::Connected {
-                addr,
-                outgoing,
-                stream,
-                handshake,
-                leftover,
-            } => {
+            Event::Connected(c) => {
+                let Connected {
+                    addr,
+                    outgoing,
+                    stream,
+                    handshake,
+                    leftover,
+                } = *c;
                 let hello = PeerHello {
                     addr,
                     outgoing,
@@ -604,13 +611,13 @@ impl TorrentActor {
         let tx = self.events_tx.clone();
         tokio::spawn(async move {
             let ev = match connection::dial(addr, bind, ours, timeout, policy).await {
-                Ok((stream, handshake, leftover)) => Event::Connected {
+                Ok((stream, handshake, leftover)) => Event::Connected(Box::new(Connected {
                     addr,
                     outgoing: true,
                     stream,
                     handshake,
                     leftover,
-                },
+                })),
                 Err(e) => Event::DialFailed(addr, e.to_string()),
             };
             let _ = tx.send(ev).await;
@@ -745,5 +752,19 @@ fn run_disk_job(storage: &Storage, job: DiskJob) -> DiskDone {
             };
             DiskDone::ResumeFlushed(result.map(|_| ()).map_err(|e| e.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every slot of a torrent's event queue is as large as the largest event; a daemon holds
+    /// thousands of queues (their first block of 32 slots is allocated up front).
+    #[test]
+    fn events_stay_small() {
+        assert!(
+            std::mem::size_of::<super::Event>() <= 96,
+            "{}",
+            std::mem::size_of::<super::Event>()
+        );
     }
 }
