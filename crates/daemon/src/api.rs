@@ -186,7 +186,7 @@ async fn add(
         };
         (source, req.save_path, req.paused)
     };
-    let view = s.manager.add(source, save_path, paused)?;
+    let view = s.manager.add_blocking(source, save_path, paused).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 

@@ -379,6 +379,20 @@ impl Manager {
         Ok(self.get(&hash).unwrap_or(view))
     }
 
+    /// [`Manager::add`] from async code: its parsing and its fsynced writes to the state folder
+    /// run on a blocking thread, not on the runtime's workers.
+    pub async fn add_blocking(
+        self: &Arc<Self>,
+        source: AddSource,
+        save_path: Option<PathBuf>,
+        paused: bool,
+    ) -> Result<TorrentView, DaemonError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.add(source, save_path, paused))
+            .await
+            .map_err(|e| DaemonError::State(format!("adding stopped: {e}")))?
+    }
+
     /// Every torrent, oldest first.
     pub fn list(&self) -> Vec<TorrentView> {
         let entries = self.lock();

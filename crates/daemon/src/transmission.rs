@@ -163,7 +163,7 @@ async fn call(s: &AppState, method: &str, args: &Map<String, Value>) -> Result<V
                 .collect();
             Ok(json!({ "torrents": torrents }))
         }
-        "torrent-add" => torrent_add(s, args),
+        "torrent-add" => torrent_add(s, args).await,
         "torrent-start" | "torrent-start-now" => {
             for h in select(s, args.get("ids")).unwrap_or_else(|| all(s)) {
                 m.start(&h).map_err(|e| e.to_string())?;
@@ -285,7 +285,7 @@ fn select(s: &AppState, ids: Option<&Value>) -> Option<Vec<Id20>> {
     }
 }
 
-fn torrent_add(s: &AppState, args: &Map<String, Value>) -> Result<Value, String> {
+async fn torrent_add(s: &AppState, args: &Map<String, Value>) -> Result<Value, String> {
     let source = if let Some(b64) = args.get("metainfo").and_then(Value::as_str) {
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -298,7 +298,11 @@ fn torrent_add(s: &AppState, args: &Map<String, Value>) -> Result<Value, String>
         } else if f.starts_with("http://") || f.starts_with("https://") {
             return Err("adding by URL is not supported; send the file as 'metainfo'".into());
         } else {
-            let bytes = std::fs::read(f).map_err(|e| format!("cannot read {f}: {e}"))?;
+            let path = f.to_string();
+            let bytes = tokio::task::spawn_blocking(move || std::fs::read(&path))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot read {f}: {e}"))?;
             AddSource::Torrent(bytes)
         }
     } else {
@@ -309,7 +313,7 @@ fn torrent_add(s: &AppState, args: &Map<String, Value>) -> Result<Value, String>
         .and_then(Value::as_str)
         .map(std::path::PathBuf::from);
     let paused = args.get("paused").and_then(Value::as_bool).unwrap_or(false);
-    match s.manager.add(source, dir, paused) {
+    match s.manager.add_blocking(source, dir, paused).await {
         Ok(v) => {
             Ok(json!({"torrent-added": {"id": v.id, "name": v.name, "hashString": v.info_hash}}))
         }

@@ -26,7 +26,14 @@ pub fn spawn(manager: Arc<Manager>, dir: PathBuf) -> tokio::task::JoinHandle<()>
     tokio::spawn(async move {
         let mut failed: HashMap<PathBuf, Option<SystemTime>> = HashMap::new();
         loop {
-            scan(&manager, &dir, &mut failed);
+            // Reading the folder and the files, and adding (fsynced writes), off the workers.
+            let (m, d) = (manager.clone(), dir.clone());
+            failed = tokio::task::spawn_blocking(move || {
+                scan(&m, &d, &mut failed);
+                failed
+            })
+            .await
+            .unwrap_or_default();
             tokio::select! {
                 _ = rx.recv() => {}
                 _ = tokio::time::sleep(SCAN_INTERVAL) => {}
