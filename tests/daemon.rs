@@ -22,6 +22,18 @@ struct Daemon {
 }
 
 fn daemon(state: &Path, downloads: &Path, ip: &str, name: &str, logs: &Path) -> Daemon {
+    start_daemon(state, downloads, ip, &[], name, logs)
+}
+
+/// `shoal daemon` on `ip` with extra flags; no user config file leaks into the test.
+fn start_daemon(
+    state: &Path,
+    downloads: &Path,
+    ip: &str,
+    extra: &[&str],
+    name: &str,
+    logs: &Path,
+) -> Daemon {
     let mut cmd = shoal();
     cmd.args(["daemon", "--api", "127.0.0.1:0", "--json", "--no-dht"])
         .args(["--listen", &format!("{ip}:0")])
@@ -29,7 +41,7 @@ fn daemon(state: &Path, downloads: &Path, ip: &str, name: &str, logs: &Path) -> 
         .arg(state)
         .arg("--download-dir")
         .arg(downloads)
-        // No user config file leaks into the test.
+        .args(extra)
         .env("XDG_CONFIG_HOME", logs.join("no-config"));
     let mut proc = Proc::spawn_shoal(cmd, name, logs);
     let peers = proc.listening_addr();
@@ -501,36 +513,9 @@ fn remote_cli_adds_lists_pauses_resumes_removes_and_watches() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
 }
 
-/// `shoal daemon` with extra flags.
+/// `shoal daemon` on 127.0.0.4 with extra flags.
 fn daemon_with(state: &Path, downloads: &Path, extra: &[&str], name: &str, logs: &Path) -> Daemon {
-    let mut cmd = shoal();
-    cmd.args(["daemon", "--api", "127.0.0.1:0", "--json", "--no-dht"])
-        .args(["--listen", "127.0.0.4:0"])
-        .arg("--state")
-        .arg(state)
-        .arg("--download-dir")
-        .arg(downloads)
-        .args(extra)
-        // No user config file leaks into the test.
-        .env("XDG_CONFIG_HOME", logs.join("no-config"));
-    let mut proc = Proc::spawn_shoal(cmd, name, logs);
-    let peers = proc.listening_addr();
-    let api = proc.wait_for(Duration::from_secs(20), |v| {
-        v["event"] == "listening" && v["proto"] == "http"
-    })["addr"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let token = std::fs::read_to_string(state.join("token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    Daemon {
-        proc,
-        api,
-        token,
-        peers,
-    }
+    start_daemon(state, downloads, "127.0.0.4", extra, name, logs)
 }
 
 #[test]
