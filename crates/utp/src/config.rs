@@ -1,0 +1,93 @@
+use std::time::Duration;
+
+use shoal_core::RttConfig;
+
+use crate::ledbat::LedbatConfig;
+use crate::packet::HEADER_LEN;
+
+/// The tunables and bounds of one uTP connection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Config {
+    /// The path MTU assumed, in bytes of IP packet. 1500, Ethernet's. On loopback a larger value
+    /// may be configured. There is no path MTU discovery (see [`Config::max_payload`]).
+    pub mtu: u16,
+    /// IP and UDP header bytes subtracted from the MTU: 48 (IPv6's 40 + UDP's 8), so the same
+    /// payload size fits both families.
+    pub ip_udp_overhead: u16,
+    /// Bytes the application may have written and not yet had acknowledged (unsent plus in
+    /// flight). `write` accepts no more than this.
+    pub send_buffer: usize,
+    /// Bytes of received data held for the application (in order and reordered); this is the
+    /// window we advertise, and data beyond it is dropped unacknowledged.
+    pub recv_buffer: usize,
+    /// How far past the next expected packet an out-of-order packet may be and still be kept
+    /// (in packets). Packets further ahead are dropped and retransmitted later.
+    pub max_reorder_packets: u16,
+    /// The congestion controller's tunables.
+    pub ledbat: LedbatConfig,
+    /// The retransmission timeout's bounds: 1 s before any sample and a 500 ms floor (BEP 29
+    /// "timeouts"), 60 s ceiling (RFC 6298).
+    pub rtt: RttConfig,
+    /// Consecutive retransmission timeouts of data or FIN tolerated: the connection times out
+    /// on the next one. 3, libtorrent's `utp_num_resends` default (its `m_num_timeouts >
+    /// num_resends` check); with back-off from the 500 ms floor that is ~7.5 s of silence at
+    /// least, longer when the RTO is larger.
+    pub max_resends: u32,
+    /// Consecutive timeouts of the SYN tolerated: 2, libtorrent's `utp_syn_resends`, so a dead
+    /// address fails after 1 + 2 + 4 = 7 s.
+    pub syn_resends: u32,
+    /// An accepted connection that hears nothing more from the initiator than its SYN for this
+    /// long is dropped (it holds a half-open slot). 10 s.
+    pub half_open_timeout: Duration,
+    /// A STATE packet is sent after this long without sending anything, to keep NAT mappings
+    /// alive. 29 s, under the common 30 s UDP mapping timeout.
+    pub keepalive: Duration,
+    /// After our FIN is acknowledged, how long the peer may stay silent without sending its own
+    /// FIN before the connection is closed anyway. 30 s.
+    pub fin_linger: Duration,
+    /// After the connection ends gracefully, how long it stays to acknowledge a retransmitted
+    /// FIN (its STATE may have been lost) before it is forgotten. 10 s.
+    pub time_wait: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mtu: 1500,
+            ip_udp_overhead: 48,
+            send_buffer: 1 << 20,
+            recv_buffer: 1 << 20,
+            max_reorder_packets: 1024,
+            ledbat: LedbatConfig::default(),
+            rtt: RttConfig {
+                initial: Duration::from_secs(1),
+                floor: Duration::from_millis(500),
+                ceiling: Duration::from_secs(60),
+            },
+            max_resends: 3,
+            syn_resends: 2,
+            half_open_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(29),
+            fin_linger: Duration::from_secs(30),
+            time_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The smallest payload a packet may be configured to carry (BEP 29 "packet sizes": 150 bytes).
+pub const MIN_PAYLOAD: usize = 150;
+
+impl Config {
+    /// The largest datagram sent: the MTU minus the IP and UDP headers.
+    pub fn max_datagram(&self) -> usize {
+        usize::from(self.mtu.saturating_sub(self.ip_udp_overhead)).max(HEADER_LEN + MIN_PAYLOAD)
+    }
+
+    /// The payload of a full DATA packet: the largest datagram minus the uTP header, at least
+    /// [`MIN_PAYLOAD`]. This is a configured size, not a discovered one: there is no MTU probing
+    /// (a lost oversized probe would have to be resent at the same size, since uTP cannot
+    /// repacketise). 1500 - 48 - 20 = 1432 bytes by default.
+    pub fn max_payload(&self) -> usize {
+        self.max_datagram() - HEADER_LEN
+    }
+}

@@ -1,0 +1,986 @@
+//! One uTP connection as a sans-IO state machine, in the style of quinn-proto's `Connection`.
+//!
+//! # Driving it
+//!
+//! The connection never reads a clock, owns no socket and never sleeps. The driver (the
+//! multiplexer in [`crate::socket`], or a test) calls, in any order:
+//!
+//! * inputs: [`handle_datagram`](Connection::handle_datagram) (or
+//!   [`handle_packet`](Connection::handle_packet)) for every datagram from the peer that belongs to
+//!   this connection, [`handle_timeout`](Connection::handle_timeout) once
+//!   [`poll_timeout`](Connection::poll_timeout) has passed, and the application's
+//!   [`write`](Connection::write), [`read`](Connection::read), [`close`](Connection::close) and
+//!   [`abort`](Connection::abort);
+//! * outputs, after every input: [`poll_transmit`](Connection::poll_transmit) until it returns
+//!   `None` (each datagram goes to the peer), [`poll_event`](Connection::poll_event) until `None`,
+//!   then [`poll_timeout`](Connection::poll_timeout) for the next deadline.
+//!
+//! # Protocol
+//!
+//! BEP 29: the initiator picks a random receive id and sends with id + 1 (the SYN carries the
+//! receive id); the acceptor mirrors that. Sequence numbers count packets; ST_STATE carries the
+//! next sequence number without consuming it, so the initiator takes `seq_nr - 1` of the
+//! acceptor's SYN-ACK as its `ack_nr` (as libutp and libtorrent do). Every DATA is acknowledged
+//! at once (no delayed ACKs, libtorrent's default); out-of-order data is held and reported with
+//! a selective ACK. Losses are detected by three duplicate ACKs, by a selective ACK showing three
+//! packets sent after a missing one, or by the retransmission timeout (RFC 6298 through
+//! [`RttEstimator`], Karn's rule, exponential back-off). The congestion window is [`Ledbat`]'s,
+//! capped by the peer's advertised window.
+//!
+//! # Closing
+//!
+//! [`close`](Connection::close) sends a FIN after the data already written: it closes our
+//! direction only; the peer's data still arrives until its own FIN ([`Event::Eof`]). When both
+//! FINs are acknowledged the connection reports [`Event::Closed`] and lingers
+//! ([`Config::time_wait`]) to acknowledge a retransmitted FIN, then reports itself
+//! [drained](Connection::is_drained). [`abort`](Connection::abort) sends a RESET and ends at once.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use shoal_core::{RttEstimator, Time};
+
+use crate::config::Config;
+use crate::error::UtpError;
+use crate::ledbat::Ledbat;
+use crate::packet::{sack_bit, Header, Packet, PacketType, HEADER_LEN, MAX_SACK_LEN};
+use crate::recv_buffer::{Received, RecvBuffer};
+use crate::send_buffer::{SendBuffer, SentPacket};
+use crate::seq;
+
+/// What the application learns from a connection, from [`Connection::poll_event`].
+///
+/// Exactly one of [`Closed`](Event::Closed), [`Reset`](Event::Reset) and
+/// [`TimedOut`](Event::TimedOut) ends every connection; nothing follows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The handshake completed (the initiator got the SYN's answer; an acceptor is connected as
+    /// soon as it exists). Writes before this are buffered.
+    Connected,
+    /// Data arrived for [`Connection::read`] (edge-triggered: after the buffer was empty).
+    Readable,
+    /// Room freed in the send buffer after a [`Connection::write`] accepted less than offered.
+    Writable,
+    /// The peer sent FIN and all its data has arrived: once the buffered data is read,
+    /// [`Connection::read`] returns 0 for good.
+    Eof,
+    /// The connection ended without error.
+    Closed {
+        /// How.
+        reason: CloseReason,
+    },
+    /// The peer sent ST_RESET: it has no state for this connection.
+    Reset,
+    /// The peer stopped answering: the SYN or a packet went unacknowledged through all its
+    /// retransmissions, or an accepted connection stayed half-open too long.
+    TimedOut,
+}
+
+/// How a connection ended with [`Event::Closed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Both ends sent FIN and both FINs were acknowledged.
+    Graceful,
+    /// Our FIN was acknowledged, but the peer then sent nothing, not even its own FIN, for
+    /// [`Config::fin_linger`].
+    PeerSilent,
+    /// The application called [`Connection::abort`]; a RESET was sent.
+    Aborted,
+}
+
+/// Which end opened the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// We sent the SYN.
+    Initiator,
+    /// We answered a SYN.
+    Acceptor,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Initiator: SYN sent, no answer yet.
+    SynSent,
+    /// Data may flow.
+    Connected,
+    /// Ended (event emitted); lingering until `until` to answer retransmitted FINs.
+    Closed { until: Time, over: bool },
+}
+
+/// Counters and current estimates, for logs, tests and the engine's statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams produced by `poll_transmit`.
+    pub packets_sent: u64,
+    /// Packets handled (parsed and addressed to this connection).
+    pub packets_received: u64,
+    /// Payload bytes sent, retransmissions included.
+    pub payload_bytes_sent: u64,
+    /// Packets sent again (any cause).
+    pub retransmits: u64,
+    /// Losses detected by duplicate or selective ACKs.
+    pub fast_retransmits: u64,
+    /// Retransmission timeouts.
+    pub timeouts: u64,
+    /// Received DATA dropped for lack of buffer room or too far ahead.
+    pub dropped_no_room: u64,
+    /// Received packets ignored as malformed or out of window.
+    pub invalid_packets: u64,
+    /// The congestion window, bytes.
+    pub cwnd: u32,
+    /// The peer's advertised window, bytes.
+    pub peer_window: u32,
+    /// Bytes in flight.
+    pub flight: u32,
+    /// Payload bytes per full packet.
+    pub mss: u32,
+    /// Smoothed RTT, if measured.
+    pub srtt: Option<Duration>,
+    /// The current retransmission timeout.
+    pub rto: Duration,
+    /// LEDBAT's latest queuing delay estimate.
+    pub queuing_delay: Option<Duration>,
+}
+
+/// One uTP connection. See the [module documentation](self) for how to drive it.
+#[derive(Debug)]
+pub struct Connection {
+    config: Config,
+    role: Role,
+    state: State,
+    recv_id: u16,
+    send_id: u16,
+    /// Next sequence number to send.
+    seq_nr: u16,
+    /// Last sequence number received in order.
+    ack_nr: u16,
+    /// The SYN's sequence number (acceptor: to recognise a retransmitted SYN).
+    syn_seq: u16,
+    send: SendBuffer,
+    recv: RecvBuffer,
+    ledbat: Ledbat,
+    rtt: RttEstimator,
+    mss: u32,
+    flight: u32,
+    inflight_packets: u32,
+    tx_counter: u64,
+    peer_wnd: u32,
+    /// Our latest one-way delay sample of the peer's packets, echoed in every header.
+    reply_micro: u32,
+    /// The peer's `ack_nr` in its last packet, and how many pure duplicates of it followed.
+    last_peer_ack: u16,
+    dup_acks: u32,
+    ack_pending: bool,
+    rto_deadline: Option<Time>,
+    consecutive_timeouts: u32,
+    /// Blocked by a zero peer window with nothing in flight since then; a probe may be sent at
+    /// this time.
+    zero_window_probe_at: Option<Time>,
+    probe_allowed: bool,
+    last_recv: Time,
+    last_send: Time,
+    /// Acceptor: only the SYN has been heard from the peer so far.
+    half_open: bool,
+    close_requested: bool,
+    /// Our FIN's sequence number, once packetised.
+    fin_seq: Option<u16>,
+    fin_acked: bool,
+    /// The peer's FIN's sequence number.
+    peer_eof: Option<u16>,
+    /// All the peer's data up to its FIN arrived.
+    peer_finished: bool,
+    reset_pending: bool,
+    write_blocked: bool,
+    events: VecDeque<Event>,
+    stats: Stats,
+}
+
+/// Microseconds since the driver's origin, wrapped to 32 bits (BEP 29 timestamps).
+fn micros(now: Time) -> u32 {
+    now.since_origin().as_micros() as u32
+}
+
+impl Connection {
+    fn new(config: Config, role: Role, recv_id: u16, send_id: u16, seq_nr: u16, now: Time) -> Self {
+        let mss = config.max_payload() as u32;
+        Connection {
+            role,
+            state: State::SynSent,
+            recv_id,
+            send_id,
+            seq_nr,
+            ack_nr: 0,
+            syn_seq: 0,
+            send: SendBuffer::new(config.send_buffer, seq_nr),
+            recv: RecvBuffer::new(
+                config.recv_buffer,
+                usize::from(config.max_reorder_packets),
+                mss as usize,
+            ),
+            ledbat: Ledbat::new(config.ledbat, mss),
+            rtt: RttEstimator::new(config.rtt),
+            mss,
+            flight: 0,
+            inflight_packets: 0,
+            tx_counter: 0,
+            // Until the peer says otherwise, one packet (it has not told us its window yet).
+            peer_wnd: mss,
+            reply_micro: 0,
+            last_peer_ack: seq_nr.wrapping_sub(1),
+            dup_acks: 0,
+            ack_pending: false,
+            rto_deadline: None,
+            consecutive_timeouts: 0,
+            zero_window_probe_at: None,
+            probe_allowed: false,
+            last_recv: now,
+            last_send: now,
+            half_open: false,
+            close_requested: false,
+            fin_seq: None,
+            fin_acked: false,
+            peer_eof: None,
+            peer_finished: false,
+            reset_pending: false,
+            write_blocked: false,
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            config,
+        }
+    }
+
+    /// Opens a connection: `recv_id` is the random id the peer will address us with (we send
+    /// with `recv_id + 1`). The SYN is the first [`poll_transmit`](Self::poll_transmit).
+    pub fn connect(config: Config, recv_id: u16, now: Time) -> Self {
+        let mut c = Connection::new(
+            config,
+            Role::Initiator,
+            recv_id,
+            recv_id.wrapping_add(1),
+            1,
+            now,
+        );
+        c.send.push(SentPacket {
+            ty: PacketType::Syn,
+            payload: Vec::new(),
+            sent_at: now,
+            transmissions: 0,
+            tx_order: 0,
+            sacked: false,
+            in_flight: false,
+            need_resend: true,
+        });
+        c.seq_nr = 2;
+        c
+    }
+
+    /// Answers a SYN (`syn` must be an ST_SYN; the multiplexer checks). `seq_nr` is our random
+    /// initial sequence number. The answering ST_STATE is the first
+    /// [`poll_transmit`](Self::poll_transmit); [`Event::Connected`] is queued at once.
+    pub fn accept(config: Config, syn: &Header, seq_nr: u16, now: Time) -> Self {
+        let mut c = Connection::new(
+            config,
+            Role::Acceptor,
+            syn.connection_id.wrapping_add(1),
+            syn.connection_id,
+            seq_nr,
+            now,
+        );
+        c.state = State::Connected;
+        c.ack_nr = syn.seq_nr;
+        c.syn_seq = syn.seq_nr;
+        c.half_open = true;
+        c.peer_wnd = syn.wnd_size;
+        c.reply_micro = micros(now).wrapping_sub(syn.timestamp_us);
+        c.ack_pending = true;
+        c.stats.packets_received = 1;
+        c.events.push_back(Event::Connected);
+        c
+    }
+
+    /// The id the peer addresses our packets with.
+    pub fn recv_id(&self) -> u16 {
+        self.recv_id
+    }
+
+    /// The id we address the peer's packets with.
+    pub fn send_id(&self) -> u16 {
+        self.send_id
+    }
+
+    /// Which end opened the connection.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether this accepted connection has heard nothing but the SYN yet.
+    pub fn is_half_open(&self) -> bool {
+        self.half_open && !self.is_closed()
+    }
+
+    /// Whether the handshake completed and the connection has not ended.
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    /// Whether the connection has ended (its final event is queued or was polled).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed { .. })
+    }
+
+    /// Whether the connection ended, its last datagram went out, its events were polled and
+    /// its linger time passed: the driver may forget it.
+    pub fn is_drained(&self, now: Time) -> bool {
+        match self.state {
+            State::Closed { until, over } => {
+                (over || now >= until)
+                    && self.events.is_empty()
+                    && !self.ack_pending
+                    && !self.reset_pending
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the peer's FIN arrived with everything before it.
+    pub fn peer_finished(&self) -> bool {
+        self.peer_finished
+    }
+
+    /// Counters and estimates.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            cwnd: self.ledbat.window(),
+            peer_window: self.peer_wnd,
+            flight: self.flight,
+            mss: self.mss,
+            srtt: self.rtt.smoothed(),
+            rto: self.rtt.timeout(),
+            queuing_delay: self.ledbat.queuing_delay(),
+            ..self.stats
+        }
+    }
+
+    // ----- application side -----
+
+    /// Queues application data; returns how many bytes were taken (0 when the send buffer is
+    /// full: wait for [`Event::Writable`]). Errors after [`close`](Self::close) or the end.
+    pub fn write(&mut self, data: &[u8]) -> Result<usize, UtpError> {
+        if self.close_requested || self.is_closed() {
+            return Err(UtpError::InvalidState {
+                state: if self.is_closed() {
+                    "closed"
+                } else {
+                    "closing"
+                },
+                op: "write",
+            });
+        }
+        let n = self.send.write(data);
+        if n < data.len() {
+            self.write_blocked = true;
+        }
+        Ok(n)
+    }
+
+    /// Bytes [`write`](Self::write) would accept now.
+    pub fn write_capacity(&self) -> usize {
+        if self.close_requested || self.is_closed() {
+            0
+        } else {
+            self.send.free()
+        }
+    }
+
+    /// Copies received data into `buf`; returns how many bytes (0 when none is buffered, for
+    /// good once [`peer_finished`](Self::peer_finished)).
+    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+        let before = self.recv.free();
+        let n = self.recv.read(buf);
+        // Window update: the peer may be stalled on a window we reported nearly closed.
+        if n > 0 && before < self.mss as usize && self.recv.free() >= self.mss as usize {
+            if self.is_connected() {
+                self.ack_pending = true;
+            }
+        }
+        n
+    }
+
+    /// Bytes ready for [`read`](Self::read).
+    pub fn readable(&self) -> usize {
+        self.recv.readable()
+    }
+
+    /// Closes our direction: a FIN follows the data already written. Idempotent.
+    pub fn close(&mut self) {
+        self.close_requested = true;
+    }
+
+    /// Ends the connection at once with a RESET; [`Event::Closed`] with
+    /// [`CloseReason::Aborted`] follows.
+    pub fn abort(&mut self, now: Time) {
+        if self.is_closed() {
+            return;
+        }
+        self.reset_pending = true;
+        self.finish(
+            now,
+            Event::Closed {
+                reason: CloseReason::Aborted,
+            },
+            Duration::ZERO,
+        );
+    }
+
+    // ----- outputs -----
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if let State::Closed { until, over } = self.state {
+            return (!over).then_some(until);
+        }
+        let mut t = self.rto_deadline;
+        let mut consider = |d: Time| t = Some(t.map_or(d, |t| t.min(d)));
+        if let Some(p) = self.zero_window_probe_at {
+            consider(p);
+        }
+        if self.half_open {
+            consider(self.last_recv + self.config.half_open_timeout);
+        }
+        if self.state == State::Connected {
+            consider(self.last_send + self.config.keepalive);
+            if self.fin_acked && !self.peer_finished {
+                consider(self.last_recv + self.config.fin_linger);
+            }
+        }
+        t
+    }
+
+    /// Handles the passing of time: retransmission timeouts, half-open and FIN timeouts,
+    /// zero-window probes, keepalives and the end of the linger time.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if let State::Closed { until, over } = &mut self.state {
+            if now >= *until {
+                *over = true;
+            }
+            return;
+        }
+        if self.half_open && now >= self.last_recv + self.config.half_open_timeout {
+            self.finish(now, Event::TimedOut, Duration::ZERO);
+            return;
+        }
+        if self.rto_deadline.is_some_and(|d| now >= d) {
+            self.rto_deadline = None;
+            self.consecutive_timeouts += 1;
+            let limit = if self.state == State::SynSent {
+                self.config.syn_resends
+            } else {
+                self.config.max_resends
+            };
+            if self.consecutive_timeouts > limit {
+                self.finish(now, Event::TimedOut, Duration::ZERO);
+                return;
+            }
+            self.stats.timeouts += 1;
+            self.rtt.on_timeout();
+            self.ledbat.on_timeout(self.mss);
+            // Everything in flight is presumed lost (BEP 29: the window drops to one packet and
+            // the oldest is resent first).
+            for (_, p) in self.send.iter_mut() {
+                if p.in_flight {
+                    p.in_flight = false;
+                    p.need_resend = true;
+                }
+            }
+            self.flight = 0;
+            self.inflight_packets = 0;
+        }
+        if self.zero_window_probe_at.is_some_and(|d| now >= d) {
+            self.zero_window_probe_at = None;
+            self.probe_allowed = true;
+        }
+        if self.state == State::Connected {
+            if self.fin_acked
+                && !self.peer_finished
+                && now >= self.last_recv + self.config.fin_linger
+            {
+                self.finish(
+                    now,
+                    Event::Closed {
+                        reason: CloseReason::PeerSilent,
+                    },
+                    Duration::ZERO,
+                );
+                return;
+            }
+            if now >= self.last_send + self.config.keepalive {
+                self.ack_pending = true;
+            }
+        }
+    }
+
+    /// The next datagram to send to the peer, if any.
+    pub fn poll_transmit(&mut self, now: Time) -> Option<Vec<u8>> {
+        if self.reset_pending {
+            self.reset_pending = false;
+            return Some(self.build(now, PacketType::Reset, self.seq_nr, None, &[]));
+        }
+        match self.state {
+            State::Closed { .. } => {
+                // Lingering: only acknowledgements of retransmitted FINs.
+                if self.ack_pending {
+                    self.ack_pending = false;
+                    return Some(self.build(now, PacketType::State, self.seq_nr, None, &[]));
+                }
+                return None;
+            }
+            State::SynSent => {
+                let (seq, _) = self.send.first_to_resend()?;
+                return Some(self.transmit_packet(now, seq, false));
+            }
+            State::Connected => {}
+        }
+        if let Some(d) = self.transmit_data(now) {
+            return Some(d);
+        }
+        if self.ack_pending {
+            self.ack_pending = false;
+            let sack = self.recv.sack();
+            return Some(self.build(now, PacketType::State, self.seq_nr, sack.as_deref(), &[]));
+        }
+        None
+    }
+
+    /// Whether a packet of `size` bytes fits the windows now. With nothing in flight one packet
+    /// always fits the congestion window (BEP 29 allows this when the window is below a packet);
+    /// the peer's window is only overridden by a zero-window probe.
+    fn window_allows(&mut self, size: u32) -> bool {
+        let cwnd_ok = self.flight + size <= self.ledbat.window() || self.inflight_packets == 0;
+        let peer_ok = self.flight + size <= self.peer_wnd;
+        if cwnd_ok && peer_ok {
+            return true;
+        }
+        if cwnd_ok && self.inflight_packets == 0 {
+            if self.probe_allowed {
+                self.probe_allowed = false;
+                return true;
+            }
+            if self.zero_window_probe_at.is_none() {
+                self.zero_window_probe_at =
+                    Some(self.last_send.max(self.last_recv) + self.rtt.timeout());
+            }
+        }
+        false
+    }
+
+    fn transmit_data(&mut self, now: Time) -> Option<Vec<u8>> {
+        // Retransmissions first, oldest first.
+        if let Some((seq, p)) = self.send.first_to_resend() {
+            let size = p.payload.len() as u32;
+            if self.window_allows(size) {
+                return Some(self.transmit_packet(now, seq, true));
+            }
+            return None;
+        }
+        let unsent = self.send.unsent();
+        if unsent > 0 && self.send.has_room_for_packet() {
+            let size = unsent.min(self.mss as usize);
+            // Nagle: a partial packet waits while others are in flight, unless we are closing.
+            if size < self.mss as usize && self.inflight_packets > 0 && !self.close_requested {
+                return None;
+            }
+            if !self.window_allows(size as u32) {
+                return None;
+            }
+            let payload = self.send.take_unsent(size);
+            let seq = self.push_packet(now, PacketType::Data, payload);
+            return Some(self.transmit_packet(now, seq, true));
+        }
+        if self.close_requested
+            && unsent == 0
+            && self.fin_seq.is_none()
+            && self.send.has_room_for_packet()
+        {
+            let seq = self.push_packet(now, PacketType::Fin, Vec::new());
+            self.fin_seq = Some(seq);
+            return Some(self.transmit_packet(now, seq, true));
+        }
+        None
+    }
+
+    fn push_packet(&mut self, now: Time, ty: PacketType, payload: Vec<u8>) -> u16 {
+        let seq = self.send.push(SentPacket {
+            ty,
+            payload,
+            sent_at: now,
+            transmissions: 0,
+            tx_order: 0,
+            sacked: false,
+            in_flight: false,
+            need_resend: true,
+        });
+        self.seq_nr = seq.wrapping_add(1);
+        seq
+    }
+
+    /// Sends (or resends) the outstanding packet `seq`, piggybacking our acknowledgement and, if
+    /// it fits, a selective ACK.
+    fn transmit_packet(&mut self, now: Time, seq: u16, with_sack: bool) -> Vec<u8> {
+        self.tx_counter += 1;
+        let tx = self.tx_counter;
+        let Some(p) = self.send.get_mut(seq) else {
+            debug_assert!(false, "transmit of a packet not outstanding");
+            return Vec::new();
+        };
+        p.need_resend = false;
+        p.in_flight = true;
+        p.transmissions += 1;
+        p.sent_at = now;
+        p.tx_order = tx;
+        let ty = p.ty;
+        let resent = p.transmissions > 1;
+        let payload = std::mem::take(&mut p.payload);
+        let size = payload.len() as u32;
+        self.flight += size;
+        self.inflight_packets += 1;
+        if resent {
+            self.stats.retransmits += 1;
+        }
+        self.stats.payload_bytes_sent += u64::from(size);
+        let mut sack = if with_sack { self.recv.sack() } else { None };
+        if sack
+            .as_ref()
+            .is_some_and(|s| HEADER_LEN + 2 + s.len() + payload.len() > self.config.max_datagram())
+        {
+            sack = None; // does not fit: a STATE with it follows
+        } else {
+            self.ack_pending = false;
+        }
+        let out = self.build(now, ty, seq, sack.as_deref(), &payload);
+        if let Some(p) = self.send.get_mut(seq) {
+            p.payload = payload;
+        }
+        if self.rto_deadline.is_none() {
+            self.rto_deadline = Some(now + self.rtt.timeout());
+        }
+        out
+    }
+
+    fn build(
+        &mut self,
+        now: Time,
+        ty: PacketType,
+        seq_nr: u16,
+        sack: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let connection_id = if ty == PacketType::Syn {
+            self.recv_id
+        } else {
+            self.send_id
+        };
+        let header = Header {
+            ty,
+            connection_id,
+            timestamp_us: micros(now),
+            timestamp_diff_us: self.reply_micro,
+            wnd_size: self.recv.free().min(u32::MAX as usize) as u32,
+            seq_nr,
+            ack_nr: self.ack_nr,
+        };
+        self.last_send = now;
+        self.stats.packets_sent += 1;
+        Packet {
+            header,
+            sack,
+            payload,
+        }
+        .to_vec()
+    }
+
+    // ----- inputs -----
+
+    /// Handles one datagram from the peer. Malformed datagrams are counted and ignored.
+    pub fn handle_datagram(&mut self, now: Time, datagram: &[u8]) {
+        match Packet::parse(datagram) {
+            Ok(p) => self.handle_packet(now, &p),
+            Err(_) => self.stats.invalid_packets += 1,
+        }
+    }
+
+    /// Handles one parsed packet addressed to this connection.
+    pub fn handle_packet(&mut self, now: Time, packet: &Packet<'_>) {
+        let h = &packet.header;
+        if let State::Closed { .. } = self.state {
+            // Acknowledge a retransmitted FIN (or any sequenced packet) while lingering.
+            if matches!(h.ty, PacketType::Fin | PacketType::Data) && !self.reset_pending {
+                self.ack_pending = true;
+            }
+            return;
+        }
+        match h.ty {
+            PacketType::Reset => {
+                self.stats.packets_received += 1;
+                self.finish(now, Event::Reset, Duration::ZERO);
+                return;
+            }
+            PacketType::Syn => {
+                self.stats.packets_received += 1;
+                // A retransmitted SYN: our STATE was lost.
+                if self.role == Role::Acceptor && h.seq_nr == self.syn_seq {
+                    self.last_recv = now;
+                    self.ack_pending = true;
+                } else {
+                    self.stats.invalid_packets += 1;
+                }
+                return;
+            }
+            _ => {}
+        }
+        // The ack must name a packet we sent: from one before the oldest outstanding to the
+        // newest. Anything else is stale or forged; drop the whole packet.
+        let oldest = self.send.first_seq();
+        if !(seq::le(oldest.wrapping_sub(1), h.ack_nr) && seq::lt(h.ack_nr, self.seq_nr)) {
+            self.stats.invalid_packets += 1;
+            return;
+        }
+        if self.state == State::SynSent {
+            // The SYN's answer: the acceptor's STATE carries its next sequence number; a DATA may
+            // come first if the STATE was lost.
+            self.ack_nr = h.seq_nr.wrapping_sub(1);
+            self.state = State::Connected;
+            self.events.push_back(Event::Connected);
+        }
+        self.stats.packets_received += 1;
+        self.half_open = false;
+        self.last_recv = now;
+        self.consecutive_timeouts = 0;
+        self.reply_micro = micros(now).wrapping_sub(h.timestamp_us);
+        self.peer_wnd = h.wnd_size;
+        if self.peer_wnd >= self.mss || self.flight > 0 {
+            self.zero_window_probe_at = None;
+        }
+        self.handle_ack(now, packet);
+        match h.ty {
+            PacketType::Data => self.handle_data(h.seq_nr, packet.payload),
+            PacketType::Fin => self.handle_fin(h.seq_nr),
+            _ => {}
+        }
+        self.check_finished(now);
+    }
+
+    fn handle_ack(&mut self, now: Time, packet: &Packet<'_>) {
+        let h = &packet.header;
+        let flight_before = self.flight;
+        let mut acked_bytes = 0u32;
+        let mut progress = false;
+        while let Some(p) = self.send.pop_acked(h.ack_nr) {
+            progress = true;
+            self.account_acked(now, &p, &mut acked_bytes);
+            if p.ty == PacketType::Fin {
+                self.fin_acked = true;
+            }
+        }
+        let pure_dup = !progress
+            && h.ty == PacketType::State
+            && h.ack_nr == self.last_peer_ack
+            && !self.send.is_empty();
+        self.last_peer_ack = h.ack_nr;
+        let mut lost = 0u32;
+        if progress {
+            self.dup_acks = 0;
+        } else if pure_dup {
+            self.dup_acks += 1;
+            // BEP 29: three duplicate ACKs: ack_nr + 1 is lost. Once per episode (exactly at 3).
+            if self.dup_acks == 3 {
+                if let Some(p) = self.send.get_mut(h.ack_nr.wrapping_add(1)) {
+                    if p.in_flight && !p.sacked {
+                        p.in_flight = false;
+                        p.need_resend = true;
+                        self.flight = self.flight.saturating_sub(p.payload.len() as u32);
+                        self.inflight_packets = self.inflight_packets.saturating_sub(1);
+                        lost += 1;
+                    }
+                }
+            }
+        }
+        if let Some(mask) = packet.sack {
+            lost += self.handle_sack(now, h.ack_nr, mask, &mut acked_bytes);
+        }
+        if lost > 0 {
+            self.stats.fast_retransmits += u64::from(lost);
+            let rtt = self.rtt.smoothed().unwrap_or(self.rtt.timeout());
+            self.ledbat.on_loss(now, rtt, self.mss);
+        }
+        let delay = Some(h.timestamp_diff_us);
+        self.ledbat
+            .on_ack(now, acked_bytes, delay, flight_before, self.mss);
+        if progress {
+            self.rto_deadline = (self.inflight_packets > 0).then(|| now + self.rtt.timeout());
+        }
+        if self.write_blocked && self.send.free() > 0 && !self.close_requested {
+            self.write_blocked = false;
+            self.events.push_back(Event::Writable);
+        }
+    }
+
+    fn account_acked(&mut self, now: Time, p: &SentPacket, acked_bytes: &mut u32) {
+        if p.in_flight {
+            self.flight = self.flight.saturating_sub(p.payload.len() as u32);
+            self.inflight_packets = self.inflight_packets.saturating_sub(1);
+        }
+        if !p.sacked {
+            *acked_bytes += p.payload.len() as u32;
+            // Karn's rule: a packet sent more than once gives no sample.
+            if p.transmissions == 1 {
+                self.rtt.sample(now.saturating_since(p.sent_at));
+            }
+        }
+    }
+
+    /// Marks selectively acknowledged packets and declares lost every unacknowledged packet that
+    /// three or more packets sent after it overtook. Returns the number declared lost.
+    fn handle_sack(&mut self, now: Time, ack_nr: u16, mask: &[u8], acked_bytes: &mut u32) -> u32 {
+        let mask = &mask[..mask.len().min(MAX_SACK_LEN)];
+        let base = ack_nr.wrapping_add(2);
+        let mut samples = Vec::new();
+        for i in 0..mask.len() * 8 {
+            if !sack_bit(mask, i) {
+                continue;
+            }
+            let s = base.wrapping_add(i as u16);
+            if !seq::lt(s, self.seq_nr) {
+                break;
+            }
+            let Some(p) = self.send.get_mut(s) else {
+                continue;
+            };
+            if p.sacked {
+                continue;
+            }
+            p.sacked = true;
+            p.need_resend = false;
+            let was_in_flight = p.in_flight;
+            p.in_flight = false;
+            let size = p.payload.len() as u32;
+            *acked_bytes += size;
+            if p.transmissions == 1 {
+                samples.push(now.saturating_since(p.sent_at));
+            }
+            if was_in_flight {
+                self.flight = self.flight.saturating_sub(size);
+                self.inflight_packets = self.inflight_packets.saturating_sub(1);
+            }
+        }
+        for s in samples {
+            self.rtt.sample(s);
+        }
+        // Walk from the newest down, tracking the three latest transmissions among the sacked
+        // packets seen; a packet in flight older than the third of them is lost.
+        let mut top = [0u64; 3];
+        let mut lost = 0u32;
+        let mut freed = 0u32;
+        let mut freed_packets = 0u32;
+        for (_, p) in self.send.iter_mut().rev() {
+            if p.sacked {
+                let t = p.tx_order;
+                if t > top[2] {
+                    top[2] = t;
+                    top.sort_unstable_by(|a, b| b.cmp(a));
+                }
+            } else if p.in_flight && top[2] > p.tx_order {
+                p.in_flight = false;
+                p.need_resend = true;
+                freed += p.payload.len() as u32;
+                freed_packets += 1;
+                lost += 1;
+            }
+        }
+        self.flight = self.flight.saturating_sub(freed);
+        self.inflight_packets = self.inflight_packets.saturating_sub(freed_packets);
+        lost
+    }
+
+    fn handle_data(&mut self, s: u16, payload: &[u8]) {
+        if let Some(eof) = self.peer_eof {
+            if !seq::lt(s, eof) {
+                self.stats.invalid_packets += 1;
+                return;
+            }
+        }
+        self.ack_pending = true;
+        let offset = seq::distance(self.ack_nr.wrapping_add(1), s);
+        if offset >= 0x8000 {
+            return; // already received: re-acknowledge
+        }
+        let was_empty = self.recv.readable() == 0;
+        match self.recv.insert(offset, payload) {
+            Received::Delivered(n) => {
+                self.ack_nr = self.ack_nr.wrapping_add(n);
+                if was_empty && self.recv.readable() > 0 {
+                    self.events.push_back(Event::Readable);
+                }
+            }
+            Received::Buffered | Received::Duplicate => {}
+            Received::Dropped => self.stats.dropped_no_room += 1,
+        }
+    }
+
+    fn handle_fin(&mut self, s: u16) {
+        self.ack_pending = true;
+        match self.peer_eof {
+            Some(eof) if eof != s => self.stats.invalid_packets += 1,
+            _ => self.peer_eof = Some(s),
+        }
+    }
+
+    /// Advances past the peer's FIN once everything before it arrived, and ends the connection
+    /// when both directions are finished.
+    fn check_finished(&mut self, now: Time) {
+        if let Some(eof) = self.peer_eof {
+            if !self.peer_finished && self.ack_nr.wrapping_add(1) == eof {
+                self.ack_nr = eof;
+                self.peer_finished = true;
+                self.events.push_back(Event::Eof);
+            }
+        }
+        if self.peer_finished && self.fin_acked {
+            let linger = self.config.time_wait;
+            self.finish(
+                now,
+                Event::Closed {
+                    reason: CloseReason::Graceful,
+                },
+                linger,
+            );
+        }
+    }
+
+    fn finish(&mut self, now: Time, event: Event, linger: Duration) {
+        if self.is_closed() {
+            return;
+        }
+        self.state = State::Closed {
+            until: now + linger,
+            over: false,
+        };
+        self.rto_deadline = None;
+        self.zero_window_probe_at = None;
+        self.half_open = false;
+        if event
+            != (Event::Closed {
+                reason: CloseReason::Graceful,
+            })
+        {
+            self.ack_pending = false;
+        }
+        self.events.push_back(event);
+    }
+}
