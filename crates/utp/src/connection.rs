@@ -158,6 +158,10 @@ pub struct Connection {
     ack_nr: u16,
     /// The SYN's sequence number (acceptor: to recognise a retransmitted SYN).
     syn_seq: u16,
+    /// Acceptor: our first sequence number, which the SYN's answer carries.
+    initial_seq: u16,
+    /// Acceptor: the SYN's answer (a pure ST_STATE) is due; it goes before any data.
+    syn_ack_pending: bool,
     send: SendBuffer,
     recv: RecvBuffer,
     ledbat: Ledbat,
@@ -213,6 +217,8 @@ impl Connection {
             seq_nr,
             ack_nr: 0,
             syn_seq: 0,
+            initial_seq: seq_nr,
+            syn_ack_pending: false,
             send: SendBuffer::new(config.send_buffer, seq_nr),
             recv: RecvBuffer::new(
                 config.recv_buffer,
@@ -294,7 +300,7 @@ impl Connection {
         c.half_open = true;
         c.peer_wnd = syn.wnd_size;
         c.reply_micro = micros(now).wrapping_sub(syn.timestamp_us);
-        c.ack_pending = true;
+        c.syn_ack_pending = true;
         c.stats.packets_received = 1;
         c.events.push_back(Event::Connected);
         c
@@ -532,6 +538,16 @@ impl Connection {
             self.reset_pending = false;
             return Some(self.build(now, PacketType::Reset, self.seq_nr, None, &[]));
         }
+        if self.syn_ack_pending && self.state == State::Connected {
+            // The SYN's answer: always a pure STATE carrying our first sequence number, so the
+            // initiator learns it even if data follows and arrives first.
+            self.syn_ack_pending = false;
+            let ack = self.ack_nr;
+            self.ack_nr = self.syn_seq;
+            let out = self.build(now, PacketType::State, self.initial_seq, None, &[]);
+            self.ack_nr = ack;
+            return Some(out);
+        }
         match self.state {
             State::Closed { .. } => {
                 // Lingering: only acknowledgements of retransmitted FINs.
@@ -733,10 +749,12 @@ impl Connection {
             }
             PacketType::Syn => {
                 self.stats.packets_received += 1;
-                // A retransmitted SYN: our STATE was lost.
+                // A retransmitted SYN: our STATE was lost (if the initiator had it, it would have
+                // sent something else since).
                 if self.role == Role::Acceptor && h.seq_nr == self.syn_seq {
-                    self.last_recv = now;
-                    self.ack_pending = true;
+                    if self.half_open {
+                        self.syn_ack_pending = true;
+                    }
                 } else {
                     self.stats.invalid_packets += 1;
                 }
@@ -752,8 +770,13 @@ impl Connection {
             return;
         }
         if self.state == State::SynSent {
-            // The SYN's answer: the acceptor's STATE carries its next sequence number; a DATA may
-            // come first if the STATE was lost.
+            // Only the SYN's answer, a STATE carrying the acceptor's first sequence number, opens
+            // the connection; anything else (data that overtook a lost STATE) is dropped and will
+            // be resent.
+            if h.ty != PacketType::State {
+                self.stats.invalid_packets += 1;
+                return;
+            }
             self.ack_nr = h.seq_nr.wrapping_sub(1);
             self.state = State::Connected;
             self.events.push_back(Event::Connected);

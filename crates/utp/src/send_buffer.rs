@@ -173,7 +173,8 @@ mod tests {
         assert_eq!(p, b"0123");
         assert_eq!(b.free(), 4, "taken bytes are freed until pushed");
         assert_eq!(b.push(pkt(&p)), 65535);
-        assert_eq!(b.push(pkt(&b.take_unsent(4))), 0);
+        let q = b.take_unsent(4);
+        assert_eq!(b.push(pkt(&q)), 0);
         assert_eq!(b.free(), 0);
         assert!(b.pop_acked(65534).is_none());
         assert_eq!(b.pop_acked(0).unwrap().payload, b"0123");
