@@ -43,7 +43,8 @@ pub struct Config {
     /// alive. 29 s, under the common 30 s UDP mapping timeout.
     pub keepalive: Duration,
     /// After our FIN is acknowledged, how long the peer may stay silent without sending its own
-    /// FIN before the connection is closed anyway. 30 s.
+    /// FIN before the connection is closed anyway. 120 s: twice the RTO ceiling, so a peer still
+    /// retransmitting with a fully backed-off timer is not cut off.
     pub fin_linger: Duration,
     /// After the connection ends gracefully, how long it stays to acknowledge a retransmitted
     /// FIN (its STATE may have been lost) before it is forgotten. 10 s.
@@ -68,7 +69,7 @@ impl Default for Config {
             syn_resends: 2,
             half_open_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(29),
-            fin_linger: Duration::from_secs(30),
+            fin_linger: Duration::from_secs(120),
             time_wait: Duration::from_secs(10),
         }
     }

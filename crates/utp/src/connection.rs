@@ -169,6 +169,10 @@ pub struct Connection {
     mss: u32,
     flight: u32,
     inflight_packets: u32,
+    /// The largest flight size in the current and the previous round trip.
+    peak_flight: u32,
+    prev_peak_flight: u32,
+    peak_flight_until: Time,
     tx_counter: u64,
     peer_wnd: u32,
     /// Our latest one-way delay sample of the peer's packets, echoed in every header.
@@ -230,6 +234,9 @@ impl Connection {
             mss,
             flight: 0,
             inflight_packets: 0,
+            peak_flight: 0,
+            prev_peak_flight: 0,
+            peak_flight_until: now,
             tx_counter: 0,
             // Until the peer says otherwise, one packet (it has not told us its window yet).
             peer_wnd: mss,
@@ -666,6 +673,7 @@ impl Connection {
         let size = payload.len() as u32;
         self.flight += size;
         self.inflight_packets += 1;
+        self.peak_flight = self.peak_flight.max(self.flight);
         if resent {
             self.stats.retransmits += 1;
         }
@@ -744,7 +752,18 @@ impl Connection {
         match h.ty {
             PacketType::Reset => {
                 self.stats.packets_received += 1;
-                self.finish(now, Event::Reset, Duration::ZERO);
+                // Everything was exchanged but our FIN's acknowledgement, and the peer has
+                // forgotten the connection (its linger ended while we backed off): the streams
+                // are complete both ways, which is a graceful end.
+                let only_fin_left = self.fin_seq.is_some_and(|f| self.send.first_seq() == f);
+                let event = if self.peer_finished && only_fin_left {
+                    Event::Closed {
+                        reason: CloseReason::Graceful,
+                    }
+                } else {
+                    Event::Reset
+                };
+                self.finish(now, event, Duration::ZERO);
                 return;
             }
             PacketType::Syn => {
@@ -753,7 +772,9 @@ impl Connection {
                 // sent something else since).
                 if self.role == Role::Acceptor && h.seq_nr == self.syn_seq {
                     if self.half_open {
+                        // The initiator is alive and still waiting: answer, and keep the slot.
                         self.syn_ack_pending = true;
+                        self.last_recv = now;
                     }
                 } else {
                     self.stats.invalid_packets += 1;
@@ -801,7 +822,15 @@ impl Connection {
 
     fn handle_ack(&mut self, now: Time, packet: &Packet<'_>) {
         let h = &packet.header;
-        let flight_before = self.flight;
+        // The flight size LEDBAT's growth is capped against (RFC 6817 2.4.1): the largest in
+        // the last round trip, since the acks of one window arrive in a burst and the flight
+        // shrinks with each.
+        if now >= self.peak_flight_until {
+            self.prev_peak_flight = self.peak_flight;
+            self.peak_flight = self.flight;
+            self.peak_flight_until = now + self.rtt.smoothed().unwrap_or(self.rtt.timeout());
+        }
+        let flight_before = self.peak_flight.max(self.prev_peak_flight).max(self.flight);
         let mut acked_bytes = 0u32;
         let mut progress = false;
         while let Some(p) = self.send.pop_acked(h.ack_nr) {

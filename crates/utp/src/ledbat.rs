@@ -7,15 +7,16 @@
 //! and the *queuing delay* is the latest sample minus the base. The window then moves by
 //!
 //! ```text
-//! off_target = (TARGET - queuing_delay) / TARGET          (clamped to [-1, 1])
+//! off_target = (TARGET - queuing_delay) / TARGET          (at most 1)
 //! cwnd      += GAIN * off_target * bytes_acked * MSS / cwnd
 //! ```
 //!
 //! so it grows by up to `GAIN * MSS` bytes per round trip while the queue is below the target and
-//! shrinks as fast above it. On top of RFC 6817 this has what libtorrent's uTP adds: a slow start
-//! (the window grows by the bytes acknowledged, doubling per round trip) until the first loss or
-//! until the queuing delay reaches 90 % of the target, and TCP's halving on loss, at most once
-//! per round trip. A timeout drops the window to one packet (RFC 6817 section 2.4.2 and BEP 29).
+//! shrinks in proportion above it (at most halving per round trip). On top of RFC 6817 this has
+//! what libtorrent's uTP adds: a slow start (the window grows by the bytes acknowledged, doubling
+//! per round trip) until the first loss or until the queuing delay reaches 90 % of the target —
+//! then the window halves back to the one that caused that delay a round trip earlier — and
+//! TCP's halving on loss, at most once per round trip. A timeout drops the window to one packet (RFC 6817 section 2.4.2 and BEP 29).
 //! The window never grows more than `ALLOWED_INCREASE` packets past what was actually in flight
 //! (RFC 6817 section 2.4.1), so an application-limited sender does not bank a huge window.
 
@@ -88,11 +89,11 @@ impl DelayHistory {
                 self.minima.pop_front();
             }
             self.minima.push_back(sample);
-            self.base =
-                self.minima
-                    .iter()
-                    .copied()
-                    .reduce(|a, b| if wrapping_lt(b, a) { b } else { a });
+            self.base = self
+                .minima
+                .iter()
+                .copied()
+                .reduce(|a, b| if wrapping_lt(b, a) { b } else { a });
         } else if let Some(last) = self.minima.back_mut() {
             if wrapping_lt(sample, *last) {
                 *last = sample;
@@ -162,8 +163,9 @@ impl Ledbat {
 
     /// An acknowledgement for `bytes_acked` new bytes arrived at `now`, carrying the peer's
     /// one-way delay sample `delay_sample` (`timestamp_difference_microseconds`; `None` or zero
-    /// means no sample). `flight_before` is the bytes in flight before this acknowledgement and
-    /// `mss` the current packet payload size.
+    /// means no sample). `flight_before` is the flight size the growth is capped against (the
+    /// largest flight of the last round trip: the connection tracks it) and `mss` the current
+    /// packet payload size.
     pub fn on_ack(
         &mut self,
         now: Time,
@@ -180,23 +182,32 @@ impl Ledbat {
         }
         let target = self.config.target.as_secs_f64().max(1e-6);
         let queuing = self.queuing_delay.unwrap_or(Duration::ZERO).as_secs_f64();
-        let off_target = ((target - queuing) / target).clamp(-1.0, 1.0);
+        // At most 1 above (growth of GAIN packets per round trip); below, the decrease is
+        // proportional to how far the queue is over the target, bounded per ack so that a
+        // round trip of acks at most halves the window (no faster than TCP, RFC 6817 2.4.2).
+        let off_target = ((target - queuing) / target).min(1.0);
         let mss_f = f64::from(mss.max(1));
         let cwnd = self.cwnd.max(mss_f);
         let acked = f64::from(bytes_acked);
-        let mut delta = self.config.gain * off_target * acked * mss_f / cwnd;
+        let mut delta = (self.config.gain * off_target * acked * mss_f / cwnd).max(-acked / 2.0);
         if self.slow_start {
             if queuing > 0.9 * target {
+                // The delay that ends slow start was caused by the window of one round trip
+                // ago, half of today's: go back to it instead of draining the overshoot one
+                // packet per round trip.
                 self.slow_start = false;
-            } else {
-                delta = delta.max(acked);
+                self.cwnd = (self.cwnd / 2.0).max(mss_f);
+                return;
             }
+            delta = delta.max(acked);
         }
         let old = self.cwnd;
         let mut new = self.cwnd + delta;
         if delta > 0.0 {
-            // RFC 6817 2.4.1: no more than ALLOWED_INCREASE packets beyond the flight size.
-            let cap = f64::from(flight_before) + f64::from(ALLOWED_INCREASE) * mss_f;
+            // RFC 6817 2.4.1: no more than ALLOWED_INCREASE packets beyond the flight size, or
+            // the bytes this ack covers if more (one coalesced ack may cover a whole window,
+            // and slow start must still double).
+            let cap = f64::from(flight_before) + (f64::from(ALLOWED_INCREASE) * mss_f).max(acked);
             new = new.min(cap.max(old));
         }
         self.cwnd = new.clamp(mss_f, f64::from(self.config.max_window).max(mss_f));
@@ -310,10 +321,11 @@ mod tests {
         assert_eq!(l.window(), 4 * MSS);
         ack_window(&mut l, Time::ZERO, 1000);
         assert_eq!(l.window(), 8 * MSS);
-        // Queue builds past 90 % of the target: slow start ends.
+        // Queue builds past 90 % of the target: slow start ends, back to the window that built it.
         let w = l.window();
         l.on_ack(Time::ZERO, MSS, Some(1000 + 95_000), w, MSS);
         assert!(!l.in_slow_start());
+        assert_eq!(l.window(), 4 * MSS);
     }
 
     #[test]

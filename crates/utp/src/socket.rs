@@ -106,6 +106,8 @@ pub struct UtpSocket {
     accept_queue: VecDeque<ConnectionHandle>,
     events: VecDeque<(ConnectionHandle, Event)>,
     resets: VecDeque<Transmit>,
+    /// The latest time handed to any input.
+    last_now: Time,
 }
 
 impl UtpSocket {
@@ -125,6 +127,7 @@ impl UtpSocket {
             accept_queue: VecDeque::new(),
             events: VecDeque::new(),
             resets: VecDeque::new(),
+            last_now: Time::ZERO,
         }
     }
 
@@ -145,6 +148,7 @@ impl UtpSocket {
 
     /// Opens a connection to `remote`; its SYN is in the next [`poll_transmit`](Self::poll_transmit).
     pub fn connect(&mut self, now: Time, remote: SocketAddr) -> Result<ConnectionHandle, UtpError> {
+        self.last_now = self.last_now.max(now);
         if self.conns.len() >= self.config.max_connections {
             return Err(UtpError::ConnectionLimit {
                 max: self.config.max_connections,
@@ -205,7 +209,7 @@ impl UtpSocket {
         let ev = self.events.pop_front();
         if let Some((h, _)) = ev {
             // Its last event taken: an ended connection may now be forgotten.
-            self.reap_if_drained(h, None);
+            self.reap_if_drained(h, self.last_now);
         }
         ev
     }
@@ -217,6 +221,7 @@ impl UtpSocket {
 
     /// Runs every connection whose deadline has passed.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.last_now = self.last_now.max(now);
         // Each expired connection runs once per call: a deadline that stays due (a keepalive
         // waiting for `poll_transmit`) must not spin this loop.
         let due: Vec<(Time, ConnectionHandle)> = self
@@ -242,6 +247,7 @@ impl UtpSocket {
         remote: SocketAddr,
         datagram: &[u8],
     ) -> Result<(), UtpError> {
+        self.last_now = self.last_now.max(now);
         let packet = Packet::parse(datagram)?;
         let h = packet.header;
         if h.ty == PacketType::Syn {
@@ -336,6 +342,7 @@ impl UtpSocket {
 
     /// The next datagram to send, from any connection (round robin) or a RESET.
     pub fn poll_transmit(&mut self, now: Time) -> Option<Transmit> {
+        self.last_now = self.last_now.max(now);
         if let Some(t) = self.resets.pop_front() {
             return Some(t);
         }
@@ -399,10 +406,10 @@ impl UtpSocket {
         } else {
             self.half_open.remove(&handle);
         }
-        self.reap_if_drained(handle, Some(now));
+        self.reap_if_drained(handle, now);
     }
 
-    fn reap_if_drained(&mut self, handle: ConnectionHandle, now: Option<Time>) {
+    fn reap_if_drained(&mut self, handle: ConnectionHandle, now: Time) {
         let Some(e) = self.conns.get(&handle) else {
             return;
         };
@@ -410,13 +417,6 @@ impl UtpSocket {
         if self.events.iter().any(|(h, _)| *h == handle) {
             return;
         }
-        let now = match (now, e.deadline) {
-            (Some(now), _) => now,
-            // From poll_event, without a clock: drained if it lingers no more (deadline passed
-            // and was handled, so none is set).
-            (None, None) => Time::from_duration(std::time::Duration::MAX),
-            (None, Some(_)) => return,
-        };
         if !e.conn.is_drained(now) {
             return;
         }

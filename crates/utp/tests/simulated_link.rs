@@ -78,7 +78,10 @@ impl Sim {
                 UtpSocket::new(config, seed ^ 0xa),
                 UtpSocket::new(config, seed ^ 0xb),
             ],
-            addrs: ["10.0.0.1:6881".parse().unwrap(), "10.0.0.2:6881".parse().unwrap()],
+            addrs: [
+                "10.0.0.1:6881".parse().unwrap(),
+                "10.0.0.2:6881".parse().unwrap(),
+            ],
             links: [a_to_b, b_to_a],
             busy_until: [Time::ZERO; 2],
             wire: BinaryHeap::new(),
@@ -93,7 +96,15 @@ impl Sim {
         self.datagrams[from] += 1;
         if std::env::var("UTP_TRACE").is_ok() {
             let p = Packet::parse(&bytes).unwrap();
-            eprintln!("{:?} {from}-> {:?} seq {} ack {} len {} sack {:?}", self.now, p.header.ty, p.header.seq_nr, p.header.ack_nr, p.payload.len(), p.sack);
+            eprintln!(
+                "{:?} {from}-> {:?} seq {} ack {} len {} sack {:?}",
+                self.now,
+                p.header.ty,
+                p.header.seq_nr,
+                p.header.ack_nr,
+                p.payload.len(),
+                p.sack
+            );
         }
         if self.cut {
             return;
@@ -229,7 +240,11 @@ fn run(sim: &mut Sim, sizes: [u64; 2], limit: Time, cut_at: Option<Time>) -> Out
                 continue;
             };
             // Write.
-            while ends[i].connected && ends[i].end.is_none() && !ends[i].closed && ends[i].written < sizes[i] {
+            while ends[i].connected
+                && ends[i].end.is_none()
+                && !ends[i].closed
+                && ends[i].written < sizes[i]
+            {
                 let n = (sizes[i] - ends[i].written).min(chunk.len() as u64) as usize;
                 for (k, b) in chunk[..n].iter_mut().enumerate() {
                     *b = pattern(i, ends[i].written + k as u64);
@@ -304,7 +319,12 @@ fn lossy(delay_ms: u64, loss: f64, dup: f64, reorder: f64) -> LinkParams {
 #[test]
 fn clean_link_transfer_both_directions() {
     let sizes = [1 << 20, 300_000];
-    let mut sim = Sim::new(1, SocketConfig::default(), LinkParams::clean(10), LinkParams::clean(10));
+    let mut sim = Sim::new(
+        1,
+        SocketConfig::default(),
+        LinkParams::clean(10),
+        LinkParams::clean(10),
+    );
     let o = run(&mut sim, sizes, Time::from_secs(60), None);
     assert_clean(&o, sizes);
 }
@@ -325,10 +345,22 @@ fn several_mib_through_loss_duplication_and_reordering() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    // Seeded like every simulation here: the same cases on every run.
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0029),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
-    /// Whatever the link does (within reason), every byte arrives exactly once and in order,
-    /// and both ends close gracefully.
+    /// Whatever the link does, every byte arrives exactly once and in order, and both ends
+    /// close gracefully.
+    ///
+    /// The connections tolerate 8 consecutive timeouts here instead of the default 3 (2 for
+    /// the SYN; libtorrent's), and the acceptor waits for the handshake as long: with 3, a packet or its acknowledgement lost four times in a row ends
+    /// the connection by design (`vanished_peer_times_out_in_bounded_time` tests that bound),
+    /// and at 15 % loss each way that happens in a few runs out of a hundred. The property
+    /// under test is the stream's integrity and the close handshake, not the give-up policy.
     #[test]
     fn stream_arrives_exactly_once_in_order(
         seed: u64,
@@ -336,12 +368,21 @@ proptest! {
         loss in 0.0f64..0.15,
         dup in 0.0f64..0.1,
         reorder in 0.0f64..0.2,
-        a_to_b in 0u64..400_000,
-        b_to_a in 0u64..100_000,
+        a_to_b in 0u64..1_000_000,
+        b_to_a in 0u64..200_000,
     ) {
         let sizes = [a_to_b, b_to_a];
         let link = lossy(delay_ms, loss, dup, reorder);
-        let mut sim = Sim::new(seed, SocketConfig::default(), link, link);
+        let config = SocketConfig {
+            connection: Config {
+                max_resends: 8,
+                syn_resends: 8,
+                half_open_timeout: Duration::from_secs(600),
+                ..Config::default()
+            },
+            ..SocketConfig::default()
+        };
+        let mut sim = Sim::new(seed, config, link, link);
         let o = run(&mut sim, sizes, Time::from_secs(3600), None);
         assert_clean(&o, sizes);
     }
@@ -349,7 +390,12 @@ proptest! {
 
 #[test]
 fn vanished_peer_times_out_in_bounded_time() {
-    let mut sim = Sim::new(3, SocketConfig::default(), LinkParams::clean(25), LinkParams::clean(25));
+    let mut sim = Sim::new(
+        3,
+        SocketConfig::default(),
+        LinkParams::clean(25),
+        LinkParams::clean(25),
+    );
     let cut = Time::from_secs(2);
     let o = run(&mut sim, [64 << 20, 0], Time::from_secs(600), Some(cut));
     let a = &o.ends[0];
@@ -366,7 +412,12 @@ fn vanished_peer_times_out_in_bounded_time() {
 
 #[test]
 fn connect_to_nobody_times_out_after_syn_resends() {
-    let mut sim = Sim::new(4, SocketConfig::default(), LinkParams::clean(5), LinkParams::clean(5));
+    let mut sim = Sim::new(
+        4,
+        SocketConfig::default(),
+        LinkParams::clean(5),
+        LinkParams::clean(5),
+    );
     sim.cut = true;
     let o = run(&mut sim, [10, 0], Time::from_secs(600), None);
     assert_eq!(o.ends[0].end, Some(Event::TimedOut));
@@ -380,7 +431,12 @@ fn throughput_on_a_clean_fast_link() {
     // 0.5 ms each way (1 ms RTT), no loss: slow start then the receive window's 1 MiB per RTT.
     let mib = 8u64;
     let sizes = [mib << 20, 0];
-    let mut sim = Sim::new(5, SocketConfig::default(), LinkParams::clean(0), LinkParams::clean(0));
+    let mut sim = Sim::new(
+        5,
+        SocketConfig::default(),
+        LinkParams::clean(0),
+        LinkParams::clean(0),
+    );
     sim.links[0].delay = Duration::from_micros(500);
     sim.links[1].delay = Duration::from_micros(500);
     let o = run(&mut sim, sizes, Time::from_secs(60), None);
@@ -398,7 +454,7 @@ fn ledbat_holds_the_bottleneck_queue_near_target() {
     let mut up = LinkParams::clean(25);
     up.rate = Some(1_000_000);
     up.queue = Duration::from_secs(1);
-    let sizes = [30_000_000, 0];
+    let sizes = [20_000_000, 0];
     let mut sim = Sim::new(6, SocketConfig::default(), up, LinkParams::clean(25));
     let o = run(&mut sim, sizes, Time::from_secs(600), None);
     assert_clean(&o, sizes);
@@ -413,8 +469,11 @@ fn ledbat_holds_the_bottleneck_queue_near_target() {
     let max = waits.iter().cloned().fold(0.0, f64::max);
     let rate = sizes[0] as f64 / secs / 1e6;
     println!("bottleneck 1 MB/s: {rate:.2} MB/s goodput over {secs:.1} s, queue after 10 s: mean {mean:.1} ms, max {max:.1} ms");
-    assert!((60.0..=140.0).contains(&mean), "mean queuing delay {mean} ms");
-    assert!(max < 300.0, "max queuing delay {max} ms");
+    assert!(
+        (80.0..=120.0).contains(&mean),
+        "mean queuing delay {mean} ms"
+    );
+    assert!(max < 200.0, "max queuing delay {max} ms");
     assert!(rate > 0.85, "goodput {rate} MB/s of 1");
 }
 
@@ -446,9 +505,15 @@ fn syn_flood_is_bounded() {
     let mut s = UtpSocket::new(config, 9);
     let mut refused = 0;
     for i in 0..10_000u32 {
-        let from: SocketAddr = format!("10.{}.{}.{}:{}", i >> 16, (i >> 8) & 255, i & 255, 1000 + i % 5000)
-            .parse()
-            .unwrap();
+        let from: SocketAddr = format!(
+            "10.{}.{}.{}:{}",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255,
+            1000 + i % 5000
+        )
+        .parse()
+        .unwrap();
         match s.handle_datagram(Time::ZERO, from, &syn(i as u16)) {
             Ok(()) => {}
             Err(UtpError::HalfOpenLimit { max: 16 }) => refused += 1,
@@ -494,42 +559,66 @@ fn connection_cap_refuses_with_reset() {
         Err(UtpError::ConnectionLimit { max: 4 })
     );
     let t = s.poll_transmit(Time::ZERO).unwrap();
-    assert_eq!(Packet::parse(&t.contents).unwrap().header.ty, PacketType::Reset);
+    assert_eq!(
+        Packet::parse(&t.contents).unwrap().header.ty,
+        PacketType::Reset
+    );
     assert!(s.connect(Time::ZERO, peer).is_err());
     // A retransmitted SYN of an existing connection is answered again, not refused.
     s.handle_datagram(Time::ZERO, peer, &syn(10)).unwrap();
     let t = s.poll_transmit(Time::ZERO).unwrap();
-    assert_eq!(Packet::parse(&t.contents).unwrap().header.ty, PacketType::State);
+    assert_eq!(
+        Packet::parse(&t.contents).unwrap().header.ty,
+        PacketType::State
+    );
 }
 
 #[test]
 fn garbage_and_unknown_connections() {
     let mut s = UtpSocket::new(SocketConfig::default(), 2);
     let peer: SocketAddr = "192.0.2.1:6881".parse().unwrap();
-    assert!(s.handle_datagram(Time::ZERO, peer, b"d1:ad2:id20:").is_err());
+    assert!(s
+        .handle_datagram(Time::ZERO, peer, b"d1:ad2:id20:")
+        .is_err());
     // A DATA for no connection is answered with a RESET; a RESET is not answered.
     let mut data = syn(5);
     data[0] = 0x01;
     s.handle_datagram(Time::ZERO, peer, &data).unwrap();
     let t = s.poll_transmit(Time::ZERO).unwrap();
-    assert_eq!(Packet::parse(&t.contents).unwrap().header.ty, PacketType::Reset);
+    assert_eq!(
+        Packet::parse(&t.contents).unwrap().header.ty,
+        PacketType::Reset
+    );
     let mut reset = syn(5);
     reset[0] = 0x31;
     s.handle_datagram(Time::ZERO, peer, &reset).unwrap();
     assert!(s.poll_transmit(Time::ZERO).is_none());
     assert!(shoal_utp::looks_like_utp(&syn(1)));
-    assert!(!shoal_utp::looks_like_utp(b"d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:ping1:t2:aa1:y1:qe"));
+    assert!(!shoal_utp::looks_like_utp(
+        b"d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:ping1:t2:aa1:y1:qe"
+    ));
 }
 
 #[test]
 fn reset_from_peer_ends_the_connection() {
-    let mut sim = Sim::new(8, SocketConfig::default(), LinkParams::clean(5), LinkParams::clean(5));
+    let mut sim = Sim::new(
+        8,
+        SocketConfig::default(),
+        LinkParams::clean(5),
+        LinkParams::clean(5),
+    );
     let a = sim.sockets[0].connect(sim.now, sim.addrs[1]).unwrap();
-    for _ in 0..20 {
+    let b = loop {
         sim.flush();
         sim.step();
-    }
-    let b = sim.sockets[1].accept().unwrap();
+        if let Some(b) = sim.sockets[1].accept() {
+            break b;
+        }
+    };
+    // Let the SYN's answer reach A (the next event; B's half-open timeout is 10 s away).
+    sim.flush();
+    sim.step();
+    assert_eq!(sim.now, Time::from_millis(10));
     sim.sockets[1].connection(b).unwrap().abort(sim.now);
     for _ in 0..20 {
         sim.flush();
@@ -558,15 +647,5 @@ fn small_receive_window_is_respected() {
     let sizes = [500_000, 0];
     let mut sim = Sim::new(10, config, LinkParams::clean(5), LinkParams::clean(5));
     let o = run(&mut sim, sizes, Time::from_secs(120), None);
-    assert_clean(&o, sizes);
-}
-
-#[test]
-fn debug_case() {
-    let sizes = [0, 170];
-    let link = lossy(1, 0.0, 0.0, 0.0);
-    let mut sim = Sim::new(957994267718418564, SocketConfig::default(), link, link);
-    let o = run(&mut sim, sizes, Time::from_secs(3600), None);
-    println!("{:?} {:?}", o.ends, o.time);
     assert_clean(&o, sizes);
 }
