@@ -284,6 +284,7 @@ impl Connection {
             sacked: false,
             in_flight: false,
             need_resend: true,
+            fast_resend: false,
         });
         c.seq_nr = 2;
         c
@@ -413,10 +414,12 @@ impl Connection {
         let before = self.recv.free();
         let n = self.recv.read(buf);
         // Window update: the peer may be stalled on a window we reported nearly closed.
-        if n > 0 && before < self.mss as usize && self.recv.free() >= self.mss as usize {
-            if self.is_connected() {
-                self.ack_pending = true;
-            }
+        if n > 0
+            && before < self.mss as usize
+            && self.recv.free() >= self.mss as usize
+            && self.is_connected()
+        {
+            self.ack_pending = true;
         }
         n
     }
@@ -607,7 +610,7 @@ impl Connection {
         // Retransmissions first, oldest first.
         if let Some((seq, p)) = self.send.first_to_resend() {
             let size = p.payload.len() as u32;
-            if self.window_allows(size) {
+            if p.fast_resend || self.window_allows(size) {
                 return Some(self.transmit_packet(now, seq, true));
             }
             return None;
@@ -648,6 +651,7 @@ impl Connection {
             sacked: false,
             in_flight: false,
             need_resend: true,
+            fast_resend: false,
         });
         self.seq_nr = seq.wrapping_add(1);
         seq
@@ -663,6 +667,7 @@ impl Connection {
             return Vec::new();
         };
         p.need_resend = false;
+        p.fast_resend = false;
         p.in_flight = true;
         p.transmissions += 1;
         p.sent_at = now;
@@ -856,6 +861,7 @@ impl Connection {
                     if p.in_flight && !p.sacked {
                         p.in_flight = false;
                         p.need_resend = true;
+                        p.fast_resend = true;
                         self.flight = self.flight.saturating_sub(p.payload.len() as u32);
                         self.inflight_packets = self.inflight_packets.saturating_sub(1);
                         lost += 1;
@@ -950,6 +956,7 @@ impl Connection {
             } else if p.in_flight && top[2] > p.tx_order {
                 p.in_flight = false;
                 p.need_resend = true;
+                p.fast_resend = true;
                 freed += p.payload.len() as u32;
                 freed_packets += 1;
                 lost += 1;

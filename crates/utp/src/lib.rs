@@ -37,3 +37,6 @@ pub use ledbat::{Ledbat, LedbatConfig};
 pub use packet::{Header, Packet, PacketType};
 pub use send_buffer::MAX_OUTSTANDING;
 pub use socket::{looks_like_utp, ConnectionHandle, SocketConfig, Transmit, UtpSocket};
+
+#[cfg(test)]
+mod tests;

@@ -32,6 +32,9 @@ pub struct SentPacket {
     pub in_flight: bool,
     /// Declared lost and waiting to be resent.
     pub need_resend: bool,
+    /// Declared lost by duplicate or selective ACKs: resent at once, whatever the congestion
+    /// window (TCP's fast retransmit; the window was halved instead).
+    pub fast_resend: bool,
 }
 
 /// Unsent bytes and unacknowledged packets.
@@ -161,6 +164,7 @@ mod tests {
             sacked: false,
             in_flight: false,
             need_resend: false,
+            fast_resend: false,
         }
     }
 

@@ -51,6 +51,9 @@ impl LinkParams {
     }
 }
 
+/// A datagram on the wire: (arrival, tie-break, destination, bytes).
+type InTransit = (Time, u64, usize, Vec<u8>);
+
 struct Sim {
     now: Time,
     rng: StdRng,
@@ -59,8 +62,7 @@ struct Sim {
     links: [LinkParams; 2],
     /// When each direction's bottleneck finishes sending what it has queued.
     busy_until: [Time; 2],
-    /// (arrival, tie-break, destination, bytes)
-    wire: BinaryHeap<Reverse<(Time, u64, usize, Vec<u8>)>>,
+    wire: BinaryHeap<Reverse<InTransit>>,
     counter: u64,
     /// Set to cut both directions (a peer that vanished).
     cut: bool,
