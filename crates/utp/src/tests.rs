@@ -252,8 +252,7 @@ fn retransmission_timeout_backs_off_then_gives_up() {
     // No sample yet (the SYN's answer came from a SYN sent once, 10 ms: floor 500 ms).
     let mut t = now;
     let mut gaps = Vec::new();
-    loop {
-        let Some(next) = a.poll_timeout() else { break };
+    while let Some(next) = a.poll_timeout() {
         if a.is_closed() {
             break;
         }
@@ -362,7 +361,7 @@ fn stalled_reader_stops_the_sender_then_it_resumes() {
             }
         }
         // The reader sleeps for rounds 10..60; in that time the sender stops at B's window.
-        if round < 10 || round >= 60 {
+        if !(10..60).contains(&round) {
             read += b.read(&mut buf);
         } else {
             assert!(b.readable() <= 16 * 1024);
