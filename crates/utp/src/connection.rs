@@ -569,7 +569,7 @@ impl Connection {
             }
             State::SynSent => {
                 let (seq, _) = self.send.first_to_resend()?;
-                return Some(self.transmit_packet(now, seq, false));
+                return self.transmit_packet(now, seq, false);
             }
             State::Connected => {}
         }
@@ -611,7 +611,7 @@ impl Connection {
         if let Some((seq, p)) = self.send.first_to_resend() {
             let size = p.payload.len() as u32;
             if p.fast_resend || self.window_allows(size) {
-                return Some(self.transmit_packet(now, seq, true));
+                return self.transmit_packet(now, seq, true);
             }
             return None;
         }
@@ -627,7 +627,7 @@ impl Connection {
             }
             let payload = self.send.take_unsent(size);
             let seq = self.push_packet(now, PacketType::Data, payload);
-            return Some(self.transmit_packet(now, seq, true));
+            return self.transmit_packet(now, seq, true);
         }
         if self.close_requested
             && unsent == 0
@@ -636,7 +636,7 @@ impl Connection {
         {
             let seq = self.push_packet(now, PacketType::Fin, Vec::new());
             self.fin_seq = Some(seq);
-            return Some(self.transmit_packet(now, seq, true));
+            return self.transmit_packet(now, seq, true);
         }
         None
     }
@@ -659,13 +659,11 @@ impl Connection {
 
     /// Sends (or resends) the outstanding packet `seq`, piggybacking our acknowledgement and, if
     /// it fits, a selective ACK.
-    fn transmit_packet(&mut self, now: Time, seq: u16, with_sack: bool) -> Vec<u8> {
+    fn transmit_packet(&mut self, now: Time, seq: u16, with_sack: bool) -> Option<Vec<u8>> {
         self.tx_counter += 1;
         let tx = self.tx_counter;
-        let Some(p) = self.send.get_mut(seq) else {
-            debug_assert!(false, "transmit of a packet not outstanding");
-            return Vec::new();
-        };
+        // Always present: callers pass the sequence number of an outstanding packet.
+        let p = self.send.get_mut(seq)?;
         p.need_resend = false;
         p.fast_resend = false;
         p.in_flight = true;
@@ -699,7 +697,7 @@ impl Connection {
         if self.rto_deadline.is_none() {
             self.rto_deadline = Some(now + self.rtt.timeout());
         }
-        out
+        Some(out)
     }
 
     fn build(
