@@ -371,10 +371,23 @@ impl Connection {
             flight: self.flight,
             mss: self.mss,
             srtt: self.rtt.smoothed(),
-            rto: self.rtt.timeout(),
+            rto: self.rto(),
             queuing_delay: self.ledbat.queuing_delay(),
             ..self.stats
         }
+    }
+
+    /// The retransmission timeout: the RFC 6298 estimate (500 ms floor, 60 s ceiling) doubled
+    /// for each consecutive timeout. As in libtorrent (`packet_timeout`, `m_num_timeouts`), any
+    /// valid packet from the peer clears the back-off: it proves the path alive. (RFC 6298 keeps
+    /// the back-off until a fresh sample; on a lossy link, where Karn's rule withholds samples
+    /// for a while, that let the timeout climb to tens of seconds between single packets.)
+    fn rto(&self) -> Duration {
+        let shift = self.consecutive_timeouts.min(16);
+        self.rtt
+            .timeout()
+            .saturating_mul(1 << shift)
+            .min(self.config.rtt.ceiling)
     }
 
     // ----- application side -----
@@ -505,7 +518,6 @@ impl Connection {
                 return;
             }
             self.stats.timeouts += 1;
-            self.rtt.on_timeout();
             self.ledbat.on_timeout(self.mss);
             // Everything in flight is presumed lost (BEP 29: the window drops to one packet and
             // the oldest is resent first).
@@ -599,8 +611,7 @@ impl Connection {
                 return true;
             }
             if self.zero_window_probe_at.is_none() {
-                self.zero_window_probe_at =
-                    Some(self.last_send.max(self.last_recv) + self.rtt.timeout());
+                self.zero_window_probe_at = Some(self.last_send.max(self.last_recv) + self.rto());
             }
         }
         false
@@ -695,7 +706,7 @@ impl Connection {
             p.payload = payload;
         }
         if self.rto_deadline.is_none() {
-            self.rto_deadline = Some(now + self.rtt.timeout());
+            self.rto_deadline = Some(now + self.rto());
         }
         Some(out)
     }
@@ -879,7 +890,7 @@ impl Connection {
         self.ledbat
             .on_ack(now, acked_bytes, delay, flight_before, self.mss);
         if progress {
-            self.rto_deadline = (self.inflight_packets > 0).then(|| now + self.rtt.timeout());
+            self.rto_deadline = (self.inflight_packets > 0).then(|| now + self.rto());
         }
         if self.write_blocked && self.send.free() > 0 && !self.close_requested {
             self.write_blocked = false;

@@ -390,6 +390,33 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 32,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0030),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// The same with the default configuration (libtorrent's 3 resends) on a mildly lossy link.
+    #[test]
+    fn stream_arrives_with_default_config(
+        seed: u64,
+        delay_ms in 1u64..100,
+        loss in 0.0f64..0.03,
+        dup in 0.0f64..0.05,
+        reorder in 0.0f64..0.1,
+        a_to_b in 0u64..1_000_000,
+        b_to_a in 0u64..200_000,
+    ) {
+        let sizes = [a_to_b, b_to_a];
+        let link = lossy(delay_ms, loss, dup, reorder);
+        let mut sim = Sim::new(seed, SocketConfig::default(), link, link);
+        let o = run(&mut sim, sizes, Time::from_secs(3600), None);
+        assert_clean(&o, sizes);
+    }
+}
+
 #[test]
 fn vanished_peer_times_out_in_bounded_time() {
     let mut sim = Sim::new(
