@@ -206,6 +206,17 @@ impl UtpSocket {
 
     /// The next event of any connection.
     pub fn poll_event(&mut self) -> Option<(ConnectionHandle, Event)> {
+        if self.events.is_empty() {
+            // Events the application's own calls caused (`abort`, say) before any transmit.
+            let dirty: Vec<ConnectionHandle> = self.dirty.iter().copied().collect();
+            for h in dirty {
+                if let Some(e) = self.conns.get_mut(&h) {
+                    while let Some(ev) = e.conn.poll_event() {
+                        self.events.push_back((h, ev));
+                    }
+                }
+            }
+        }
         let ev = self.events.pop_front();
         if let Some((h, _)) = ev {
             // Its last event taken: an ended connection may now be forgotten.
