@@ -600,8 +600,9 @@ impl Connection {
     /// always fits the congestion window (BEP 29 allows this when the window is below a packet);
     /// the peer's window is only overridden by a zero-window probe.
     fn window_allows(&mut self, size: u32) -> bool {
-        let cwnd_ok = self.flight + size <= self.ledbat.window() || self.inflight_packets == 0;
-        let peer_ok = self.flight + size <= self.peer_wnd;
+        let cwnd_ok =
+            self.flight.saturating_add(size) <= self.ledbat.window() || self.inflight_packets == 0;
+        let peer_ok = self.flight.saturating_add(size) <= self.peer_wnd;
         if cwnd_ok && peer_ok {
             return true;
         }
@@ -685,7 +686,7 @@ impl Connection {
         let resent = p.transmissions > 1;
         let payload = std::mem::take(&mut p.payload);
         let size = payload.len() as u32;
-        self.flight += size;
+        self.flight = self.flight.saturating_add(size);
         self.inflight_packets += 1;
         self.peak_flight = self.peak_flight.max(self.flight);
         if resent {
@@ -904,7 +905,7 @@ impl Connection {
             self.inflight_packets = self.inflight_packets.saturating_sub(1);
         }
         if !p.sacked {
-            *acked_bytes += p.payload.len() as u32;
+            *acked_bytes = acked_bytes.saturating_add(p.payload.len() as u32);
             // Karn's rule: a packet sent more than once gives no sample.
             if p.transmissions == 1 {
                 self.rtt.sample(now.saturating_since(p.sent_at));
@@ -937,7 +938,7 @@ impl Connection {
             let was_in_flight = p.in_flight;
             p.in_flight = false;
             let size = p.payload.len() as u32;
-            *acked_bytes += size;
+            *acked_bytes = acked_bytes.saturating_add(size);
             if p.transmissions == 1 {
                 samples.push(now.saturating_since(p.sent_at));
             }

@@ -471,8 +471,18 @@ fn throughput_on_a_clean_fast_link() {
     let o = run(&mut sim, sizes, Time::from_secs(60), None);
     assert_clean(&o, sizes);
     let rtts = o.ends[1].end_time.unwrap().since_origin().as_secs_f64() / 0.001;
-    let stats = sim.sockets[0].len();
-    println!("{mib} MiB in {rtts:.0} virtual RTTs ({stats} connections left)");
+    // A lingers after its graceful close: its statistics are still there.
+    let h = o.ends[0].handle.unwrap();
+    let stats = sim.sockets[0].connection(h).unwrap().stats();
+    println!(
+        "{mib} MiB in {rtts:.0} virtual RTTs; cwnd {} KiB, {} retransmits, srtt {:?}",
+        stats.cwnd / 1024,
+        stats.retransmits,
+        stats.srtt
+    );
+    assert_eq!(stats.retransmits, 0);
+    // The window grew from 2 packets to the receive window (1 MiB).
+    assert!(stats.cwnd >= 512 * 1024, "cwnd {}", stats.cwnd);
     // Slow start reaches the 1 MiB window in ~10 RTTs; then ~1 MiB per RTT.
     assert!(rtts < 40.0, "{rtts} RTTs");
 }
