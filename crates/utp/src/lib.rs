@@ -17,6 +17,15 @@
 //! [`shoal_core::Time`] in and datagrams out. Every buffer is bounded ([`Config`],
 //! [`SocketConfig`], [`MAX_OUTSTANDING`], [`packet::MAX_SACK_LEN`]).
 
+//!
+//! Not implemented, by choice or not yet: path MTU discovery (the payload size is configured,
+//! see [`Config::max_payload`]: a lost oversized probe could only be resent at the same size),
+//! the BEP 29 shrinking of packets on slow links, delayed ACKs (every DATA is acknowledged at
+//! once, libtorrent's default), pacing, clock-drift correction of the base delay (the 10-minute
+//! history forgets a drifted base instead), and libtorrent's close-reason extension (skipped
+//! like any unknown extension). An idle connection (nothing in flight) sends keepalives but
+//! cannot notice a vanished peer; the BitTorrent layer's own keepalives put data in flight.
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
