@@ -97,6 +97,9 @@ pub struct UtpSocket {
     conns: HashMap<ConnectionHandle, Entry>,
     /// (remote, the id the peer addresses us with) -> connection.
     by_key: HashMap<(SocketAddr, u16), ConnectionHandle>,
+    /// (remote, the id we address the peer with) -> connection, to match a RESET that carries
+    /// our send id.
+    by_send_id: HashMap<(SocketAddr, u16), ConnectionHandle>,
     /// Deadlines of all connections, earliest first.
     timers: BTreeSet<(Time, ConnectionHandle)>,
     /// Connections that may have something to send, round robin.
@@ -120,6 +123,7 @@ impl UtpSocket {
             next_handle: 0,
             conns: HashMap::new(),
             by_key: HashMap::new(),
+            by_send_id: HashMap::new(),
             timers: BTreeSet::new(),
             dirty: VecDeque::new(),
             dirty_set: HashSet::new(),
@@ -167,6 +171,7 @@ impl UtpSocket {
         let handle = ConnectionHandle(self.next_handle);
         self.next_handle += 1;
         self.by_key.insert((remote, conn.recv_id()), handle);
+        self.by_send_id.insert((remote, conn.send_id()), handle);
         self.conns.insert(
             handle,
             Entry {
@@ -267,11 +272,9 @@ impl UtpSocket {
         let handle = match self.by_key.get(&(remote, h.connection_id)) {
             Some(&handle) => Some(handle),
             // A RESET may carry the id we send with (libtorrent answers with the id it received).
-            None if h.ty == PacketType::Reset => self
-                .conns
-                .iter()
-                .find(|(_, e)| e.remote == remote && e.conn.send_id() == h.connection_id)
-                .map(|(h, _)| *h),
+            None if h.ty == PacketType::Reset => {
+                self.by_send_id.get(&(remote, h.connection_id)).copied()
+            }
             None => None,
         };
         match handle {
@@ -433,6 +436,10 @@ impl UtpSocket {
         }
         if let Some(e) = self.conns.remove(&handle) {
             self.by_key.remove(&(e.remote, e.conn.recv_id()));
+            let send_key = (e.remote, e.conn.send_id());
+            if self.by_send_id.get(&send_key) == Some(&handle) {
+                self.by_send_id.remove(&send_key);
+            }
             if let Some(d) = e.deadline {
                 self.timers.remove(&(d, handle));
             }
