@@ -17,7 +17,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHOAL = os.path.join(ROOT, "target/release/shoal")
+SHOAL = os.environ.get("SHOAL", os.path.join(ROOT, "target/release/shoal"))
 LT_PEER = os.path.join(ROOT, "tests/interop/lt_peer.py")
 size_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
