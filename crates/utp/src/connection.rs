@@ -275,17 +275,8 @@ impl Connection {
             1,
             now,
         );
-        c.send.push(SentPacket {
-            ty: PacketType::Syn,
-            payload: Vec::new(),
-            sent_at: now,
-            transmissions: 0,
-            tx_order: 0,
-            sacked: false,
-            in_flight: false,
-            need_resend: true,
-            fast_resend: false,
-        });
+        c.send
+            .push(SentPacket::new(PacketType::Syn, Vec::new(), now));
         c.seq_nr = 2;
         c
     }
@@ -654,17 +645,7 @@ impl Connection {
     }
 
     fn push_packet(&mut self, now: Time, ty: PacketType, payload: Vec<u8>) -> u16 {
-        let seq = self.send.push(SentPacket {
-            ty,
-            payload,
-            sent_at: now,
-            transmissions: 0,
-            tx_order: 0,
-            sacked: false,
-            in_flight: false,
-            need_resend: true,
-            fast_resend: false,
-        });
+        let seq = self.send.push(SentPacket::new(ty, payload, now));
         self.seq_nr = seq.wrapping_add(1);
         seq
     }

@@ -37,6 +37,23 @@ pub struct SentPacket {
     pub fast_resend: bool,
 }
 
+impl SentPacket {
+    /// A packet not sent yet: waiting for its first transmission.
+    pub fn new(ty: PacketType, payload: Vec<u8>, now: Time) -> Self {
+        SentPacket {
+            ty,
+            payload,
+            sent_at: now,
+            transmissions: 0,
+            tx_order: 0,
+            sacked: false,
+            in_flight: false,
+            need_resend: true,
+            fast_resend: false,
+        }
+    }
+}
+
 /// Unsent bytes and unacknowledged packets.
 #[derive(Debug)]
 pub struct SendBuffer {
@@ -156,15 +173,8 @@ mod tests {
 
     fn pkt(payload: &[u8]) -> SentPacket {
         SentPacket {
-            ty: PacketType::Data,
-            payload: payload.to_vec(),
-            sent_at: Time::ZERO,
-            transmissions: 0,
-            tx_order: 0,
-            sacked: false,
-            in_flight: false,
             need_resend: false,
-            fast_resend: false,
+            ..SentPacket::new(PacketType::Data, payload.to_vec(), Time::ZERO)
         }
     }
 
