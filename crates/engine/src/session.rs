@@ -235,7 +235,17 @@ pub struct TorrentHandle {
     info_hash: Id20,
     /// The torrent's own rate limits (its connections read them).
     limits: Arc<crate::connection::TorrentLimits>,
+    /// How the torrent picks new pieces (its actor follows changes).
+    pick_mode: watch::Sender<shoal_torrent::PickMode>,
     clock: Clock,
+}
+
+fn pick_mode_of(sequential: bool) -> shoal_torrent::PickMode {
+    if sequential {
+        shoal_torrent::PickMode::Sequential
+    } else {
+        shoal_torrent::PickMode::RarestFirst
+    }
 }
 
 /// Events queued to a torrent actor before peers must wait.
@@ -467,6 +477,7 @@ impl Session {
             }
         }
         let (status_tx, status_rx) = watch::channel(TorrentStatus::default());
+        let (pick_mode, pick_mode_rx) = watch::channel(pick_mode_of(opts.sequential));
         let limits = Arc::new(crate::connection::TorrentLimits::new(
             opts.upload_limit,
             opts.download_limit,
@@ -490,11 +501,7 @@ impl Session {
             },
             max_peers: self.shared.peer_cap.subscribe(),
             active,
-            pick_mode: if opts.sequential {
-                shoal_torrent::PickMode::Sequential
-            } else {
-                shoal_torrent::PickMode::RarestFirst
-            },
+            pick_mode: pick_mode_rx,
             connect_timeout: self.shared.config.connect_timeout,
             encryption: self.shared.config.encryption,
             seed_only: opts.seed_only,
@@ -556,6 +563,7 @@ impl Session {
             registry: self.shared.torrents.clone(),
             info_hash,
             limits,
+            pick_mode,
             clock: self.shared.clock,
         })
     }
@@ -682,14 +690,15 @@ impl TorrentHandle {
         self.limits.set(upload, download, self.clock.now());
     }
 
-    /// Fetches new pieces in order (`true`, for streaming) or rarest first.
-    pub async fn set_sequential(&self, sequential: bool) {
-        let mode = if sequential {
-            shoal_torrent::PickMode::Sequential
-        } else {
-            shoal_torrent::PickMode::RarestFirst
-        };
-        let _ = self.events.send(Event::SetPickMode(mode)).await;
+    /// Fetches new pieces in order (`true`, for streaming) or rarest first, from now on
+    /// (pieces already started are finished as they are).
+    pub fn set_sequential(&self, sequential: bool) {
+        self.pick_mode.send_replace(pick_mode_of(sequential));
+    }
+
+    /// Whether new pieces are fetched in order.
+    pub fn is_sequential(&self) -> bool {
+        *self.pick_mode.borrow() == shoal_torrent::PickMode::Sequential
     }
 
     /// Gives the torrent more peer addresses to dial.

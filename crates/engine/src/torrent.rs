@@ -57,8 +57,6 @@ pub enum Event {
     Shutdown(oneshot::Sender<()>),
     /// News from a web seed's task.
     WebSeed(WebSeedEvent),
-    /// Choose new pieces in this order from now on.
-    SetPickMode(PickMode),
 }
 
 /// A connection with a completed handshake, outgoing or incoming.
@@ -106,8 +104,8 @@ pub struct TorrentContext {
     /// Set while the torrent wants peers or has some (it then counts in the session's split of
     /// the peer budget).
     pub active: Arc<std::sync::atomic::AtomicBool>,
-    /// How new pieces are chosen.
-    pub pick_mode: PickMode,
+    /// How new pieces are chosen; changeable while the torrent runs.
+    pub pick_mode: watch::Receiver<PickMode>,
     /// Connect and handshake timeout.
     pub connect_timeout: Duration,
     /// Whether connections we dial use MSE/PE.
@@ -213,7 +211,7 @@ impl TorrentActor {
             have: ctx.storage.verified().ones().collect(),
             seed_only: ctx.seed_only,
             seed: rand::random(),
-            pick_mode: ctx.pick_mode,
+            pick_mode: *ctx.pick_mode.borrow(),
             super_seed: ctx.super_seed,
         };
         // Metainfo validation makes this succeed; a torrent it somehow let through is an error
@@ -280,6 +278,10 @@ impl TorrentActor {
                     let now = self.now();
                     self.machine.handle_timeout(now);
                     self.publish_status(true);
+                }
+                Ok(()) = self.ctx.pick_mode.changed() => {
+                    let mode = *self.ctx.pick_mode.borrow_and_update();
+                    self.machine.set_pick_mode(mode);
                 }
                 Ok(()) = self.ctx.max_peers.changed() => {
                     let cap = *self.ctx.max_peers.borrow_and_update();
@@ -412,7 +414,6 @@ impl TorrentActor {
             Event::AddPeers(addrs) => self.machine.add_peers(now, addrs),
             Event::TrackerReports(reports) => self.status.trackers = reports,
             Event::WebSeed(ev) => self.on_web_seed(now, ev),
-            Event::SetPickMode(mode) => self.machine.set_pick_mode(mode),
             Event::Shutdown(_) => {}
         }
     }
