@@ -241,7 +241,9 @@ async fn call(s: &AppState, method: &str, args: &Map<String, Value>) -> Result<V
                 .unwrap_or(false);
             for h in select(s, args.get("ids")).unwrap_or_default() {
                 match m.remove(&h, delete).await {
-                    Ok(()) | Err(DaemonError::NotFound) => {}
+                    Ok(()) | Err(DaemonError::NotFound) => {
+                        s.transmission.lock().torrents.remove(&h);
+                    }
                     Err(e) => return Err(e.to_string()),
                 }
             }

@@ -154,6 +154,10 @@ enum Way {
     Down,
 }
 
+/// A long wait is cut in slices of this, so a cap changed meanwhile (lifted, raised, lowered)
+/// counts from the next slice on, not after the wait the old cap set.
+const THROTTLE_SLICE: Duration = Duration::from_millis(250);
+
 /// Waits as long as the stricter of the session's and the torrent's caps says after moving
 /// `bytes`.
 async fn throttle(rates: &LinkRates, way: Way, bytes: usize, clock: &Clock) {
@@ -166,11 +170,26 @@ async fn throttle(rates: &LinkRates, way: Way, bytes: usize, clock: &Clock) {
         Way::Up => (&rates.session.upload, &rates.torrent.upload),
         Way::Down => (&rates.session.download, &rates.torrent.download),
     };
-    let wait = lock(session)
-        .take(rates.flow, n, now)
-        .max(lock(torrent).take(n, now));
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
+    let (wait, mut generations) = {
+        let (mut s, mut t) = (lock(session), lock(torrent));
+        let wait = s.take(rates.flow, n, now).max(t.take(n, now));
+        (wait, (s.generation(), t.generation()))
+    };
+    let mut until = now + wait;
+    loop {
+        let now = clock.now();
+        if now >= until {
+            return;
+        }
+        tokio::time::sleep((until - now).min(THROTTLE_SLICE)).await;
+        // A cap changed meanwhile: the wait left is what the new caps say.
+        let now = clock.now();
+        let (mut s, mut t) = (lock(session), lock(torrent));
+        let current = (s.generation(), t.generation());
+        if current != generations {
+            generations = current;
+            until = now + s.delay(rates.flow, now).max(t.delay(now));
+        }
     }
 }
 

@@ -19,6 +19,8 @@ pub struct TokenBucket {
     burst: u64,
     tokens: f64,
     last: Time,
+    /// Counts rate changes, so waiting callers can tell their wait is out of date.
+    generation: u64,
 }
 
 impl TokenBucket {
@@ -31,6 +33,7 @@ impl TokenBucket {
             burst,
             tokens: burst as f64,
             last: now,
+            generation: 0,
         }
     }
 
@@ -39,10 +42,16 @@ impl TokenBucket {
         self.rate
     }
 
+    /// Changes with every [`TokenBucket::set_rate`]: a wait computed before is out of date.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Changes the rate from `now` on (0: unlimited). Debt already owed stays (bounded by the
     /// new burst), so changing the rate never lets a burst through.
     pub fn set_rate(&mut self, rate: u64, now: Time) {
         self.refill(now);
+        self.generation += 1;
         let was_unlimited = self.rate == 0;
         self.rate = rate;
         self.burst = burst_of(rate);
@@ -75,6 +84,19 @@ impl TokenBucket {
     }
 }
 
+impl TokenBucket {
+    /// How long a caller that took tokens must still wait now (zero once its debt is paid, or
+    /// the rate was lifted meanwhile).
+    pub fn delay(&mut self, now: Time) -> Duration {
+        self.refill(now);
+        if self.rate == 0 || self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate as f64)
+        }
+    }
+}
+
 fn burst_of(rate: u64) -> u64 {
     (rate / 4).max(MIN_BURST)
 }
@@ -99,6 +121,8 @@ pub struct FairShare {
     /// Bytes each flow still owes, in no particular order.
     backlog: HashMap<FlowId, f64>,
     last: Time,
+    /// Counts rate changes, so waiting callers can tell their wait is out of date.
+    generation: u64,
 }
 
 impl FairShare {
@@ -109,6 +133,7 @@ impl FairShare {
             burst: burst_of(rate),
             backlog: HashMap::new(),
             last: now,
+            generation: 0,
         }
     }
 
@@ -117,9 +142,15 @@ impl FairShare {
         self.rate
     }
 
+    /// Changes with every [`FairShare::set_rate`]: a wait computed before is out of date.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Changes the cap from `now` on (0: unlimited, which forgets every backlog).
     pub fn set_rate(&mut self, rate: u64, now: Time) {
         self.drain(now);
+        self.generation += 1;
         self.rate = rate;
         self.burst = burst_of(rate);
         if rate == 0 {
@@ -160,10 +191,23 @@ impl FairShare {
         if self.rate == 0 || n == 0 {
             return Duration::ZERO;
         }
-        let mine = {
-            let b = self.backlog.entry(flow).or_insert(0.0);
-            *b += n as f64;
-            *b
+        *self.backlog.entry(flow).or_insert(0.0) += n as f64;
+        self.wait_of(flow)
+    }
+
+    /// How long `flow` must still wait now, for what it took before (zero once its backlog is
+    /// paid, or the cap was lifted meanwhile).
+    pub fn delay(&mut self, flow: FlowId, now: Time) -> Duration {
+        self.drain(now);
+        if self.rate == 0 {
+            return Duration::ZERO;
+        }
+        self.wait_of(flow)
+    }
+
+    fn wait_of(&self, flow: FlowId) -> Duration {
+        let Some(&mine) = self.backlog.get(&flow) else {
+            return Duration::ZERO;
         };
         // Under fair sharing, the flow's backlog is gone once every flow has been served
         // `min(its backlog, mine)`.
@@ -274,6 +318,28 @@ mod tests {
         // A second later every backlog is paid: nothing is kept.
         cap.take(3, 0, Time::from_secs(20));
         assert_eq!(cap.backlogged(), 0);
+    }
+
+    #[test]
+    fn a_waiting_flow_learns_when_the_cap_is_lifted_or_lowered() {
+        let mut cap = FairShare::new(100_000, Time::ZERO);
+        let wait = cap.take(1, 1_000_000, Time::ZERO);
+        assert!(wait > Duration::from_secs(8), "{wait:?}");
+        // Half-way through, the delay left has shrunk accordingly.
+        let left = cap.delay(1, Time::from_secs(4));
+        assert!(left < wait - Duration::from_secs(3), "{left:?}");
+        // Lifted: no wait at all; lowered: longer.
+        cap.set_rate(200_000, Time::from_secs(4));
+        assert!(cap.delay(1, Time::from_secs(4)) < left);
+        cap.set_rate(0, Time::from_secs(4));
+        assert_eq!(cap.delay(1, Time::from_secs(4)), Duration::ZERO);
+        assert_eq!(cap.generation(), 2);
+        let mut bucket = TokenBucket::new(100_000, Time::ZERO);
+        let wait = bucket.take(1_000_000, Time::ZERO);
+        assert_eq!(bucket.delay(Time::ZERO), wait);
+        bucket.set_rate(0, Time::from_secs(1));
+        assert_eq!(bucket.generation(), 1);
+        assert_eq!(bucket.delay(Time::from_secs(1)), Duration::ZERO);
     }
 
     #[test]
