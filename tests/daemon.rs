@@ -344,14 +344,49 @@ fn transmission_remote_adds_lists_stops_and_removes() {
     assert!(same_bytes(&data, &own.join("tr.bin")));
     let info = remote(&["-t", "1", "-i"]);
     assert!(info.contains("tr.bin"), "{info}");
+    // Per-torrent and session speed limits, as transmission-remote sends them (kB/s).
+    remote(&["-t", "1", "-d", "100", "-u", "50"]);
+    let info = remote(&["-t", "1", "-i"]);
+    assert!(info.contains("Download Limit: 100 kB/s"), "{info}");
+    assert!(info.contains("Upload Limit: 50 kB/s"), "{info}");
+    remote(&["-d", "500"]);
+    let session = remote(&["-si"]);
+    assert!(
+        session.contains("Download speed limit: 500 kB/s"),
+        "{session}"
+    );
+    remote(&["-D"]);
+    let session = remote(&["-si"]);
+    assert!(
+        session.contains("Download speed limit: Unlimited"),
+        "{session}"
+    );
+    // Moved with its data; seeding from the new place, nothing fetched again.
+    let moved = dir.join("moved");
+    remote(&["-t", "1", "--move", moved.to_str().unwrap()]);
+    assert!(same_bytes(&data, &moved.join("tr.bin")));
+    assert!(!own.join("tr.bin").exists());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info = remote(&["-t", "1", "-i"]);
+        let (_, list) = d.api("GET", "/api/v1/torrents", "", b"");
+        if info.contains(&format!("Location: {}", moved.display())) && list[0]["state"] == "seeding"
+        {
+            // Its resume data matched the moved file: not a byte fetched again.
+            assert_eq!(list[0]["received"], 0, "{list}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never seeding again: {info}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     remote(&["-t", "1", "-S"]);
     let list = remote(&["-l"]);
     assert!(list.contains("Stopped"), "{list}");
     remote(&["-t", "1", "--remove-and-delete"]);
     let list = remote(&["-l"]);
     assert!(!list.contains("tr.bin"), "{list}");
-    // Its file is gone; the user's file beside it is not.
-    assert!(!own.join("tr.bin").exists());
+    // Its file is gone; the user's file where it was first saved is not.
+    assert!(!moved.join("tr.bin").exists());
     assert_eq!(std::fs::read(own.join("keep.txt")).unwrap(), b"not shoal's");
 }
 

@@ -119,8 +119,14 @@ impl Store {
 
     /// Saves the session settings changed at run time.
     pub fn save_session(&self, settings: &DaemonConfig) -> Result<(), DaemonError> {
+        // Only the keys that were changed.
+        let mut value =
+            serde_json::to_value(settings).map_err(|e| DaemonError::State(e.to_string()))?;
+        if let Some(o) = value.as_object_mut() {
+            o.retain(|_, v| !v.is_null());
+        }
         let bytes =
-            serde_json::to_vec_pretty(settings).map_err(|e| DaemonError::State(e.to_string()))?;
+            serde_json::to_vec_pretty(&value).map_err(|e| DaemonError::State(e.to_string()))?;
         shoal_storage::write_atomic(&self.session_path(), &bytes).map_err(|e| {
             DaemonError::State(format!(
                 "cannot save {}: {e}",

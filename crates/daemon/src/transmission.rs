@@ -272,7 +272,7 @@ fn session_get(s: &AppState) -> Value {
     let set = m.session_settings();
     let mem = s.transmission.lock().clone();
     let speed = |cap: Option<u64>, off: u64| cap.map_or(off, kbps);
-    json!({
+    let mut out = json!({
         "version": format!("4.0.0 (shoal {})", env!("CARGO_PKG_VERSION")),
         "rpc-version": RPC_VERSION,
         "rpc-version-minimum": 1,
@@ -285,7 +285,8 @@ fn session_get(s: &AppState) -> Value {
         "speed-limit-down-enabled": set.max_download_rate.is_some(),
         "speed-limit-up": speed(set.max_upload_rate, mem.speed_up),
         "speed-limit-up-enabled": set.max_upload_rate.is_some(),
-        "alt-speed-enabled": false,
+        "peer-limit-global": m.session().max_connections(),
+        "trash-original-torrent-files": false,
         "download-queue-size": if set.max_active_downloads > 0 { set.max_active_downloads } else { mem.download_queue },
         "download-queue-enabled": set.max_active_downloads > 0,
         "seed-queue-size": if set.max_active_seeds > 0 { set.max_active_seeds } else { mem.seed_queue },
@@ -311,7 +312,20 @@ fn session_get(s: &AppState) -> Value {
             "memory-units": ["KiB", "MiB", "GiB", "TiB"],
             "memory-bytes": 1024,
         },
-    })
+    });
+    // No alternative speeds (the "turtle"): off, at Transmission's default values.
+    if let Some(o) = out.as_object_mut() {
+        o.extend([
+            ("alt-speed-enabled".into(), json!(false)),
+            ("alt-speed-down".into(), json!(50)),
+            ("alt-speed-up".into(), json!(50)),
+            ("alt-speed-time-enabled".into(), json!(false)),
+            ("alt-speed-time-begin".into(), json!(540)),
+            ("alt-speed-time-end".into(), json!(1020)),
+            ("alt-speed-time-day".into(), json!(127)),
+        ]);
+    }
+    out
 }
 
 /// `session-set`: the speed limits, the download folder, the queues and the seeding limits

@@ -412,6 +412,11 @@ impl Session {
             .set(upload, download, self.shared.clock.now());
     }
 
+    /// The peer budget: most peers of all torrents together (0: no global cap).
+    pub fn max_connections(&self) -> usize {
+        self.shared.config.max_connections
+    }
+
     /// Each torrent's current peer cap (its share of the peer budget).
     pub fn peer_cap(&self) -> usize {
         *self.shared.peer_cap.borrow()
