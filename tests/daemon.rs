@@ -1202,3 +1202,68 @@ fn session_set_sequential_and_limits_apply_and_survive_a_restart() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("max_active_downloads = 7"), "{text}");
 }
+
+#[test]
+fn a_session_cap_set_at_run_time_holds_and_is_shared_between_torrents_not_connections() {
+    let dir = scratch("daemon-fair");
+    let logs = dir.clone();
+    let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
+    let (ta, _) = tracker_torrent(&dir, "many.bin", 16 * 1024 * 1024, port);
+    let (tb, _) = tracker_torrent(&dir, "one.bin", 16 * 1024 * 1024, port);
+    // Torrent A has four seeders, torrent B one: shared per connection, B would get a fifth.
+    let mut seeds = Vec::new();
+    for (i, (t, ip)) in [
+        (&ta, "127.0.0.50"),
+        (&ta, "127.0.0.51"),
+        (&ta, "127.0.0.52"),
+        (&ta, "127.0.0.53"),
+        (&tb, "127.0.0.54"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = shoal_seed(t, &dir.join("seed"), ip, &[], &format!("seeder{i}"), &logs);
+        s.listening_addr();
+        seeds.push(s);
+    }
+    let d = daemon(
+        &dir.join("state"),
+        &dir.join("dl"),
+        "127.0.0.55",
+        "daemon",
+        &logs,
+    );
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "session-set", "arguments": {"speed-limit-down": 1000, "speed-limit-down-enabled": true}}),
+    );
+    assert_eq!(r["result"], "success", "{r}");
+    let ha = d.add_torrent(&ta)["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hb = d.add_torrent(&tb)["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    d.wait(&ha, |v| {
+        v["peers"].as_u64() >= Some(4) && v["received"].as_u64() > Some(0)
+    });
+    d.wait(&hb, |v| v["received"].as_u64() > Some(0));
+    let received = |h: &str| d.torrent(h)["received"].as_u64().unwrap();
+    let (a0, b0, start) = (received(&ha), received(&hb), Instant::now());
+    std::thread::sleep(Duration::from_secs(6));
+    let (a, b) = (received(&ha) - a0, received(&hb) - b0);
+    let secs = start.elapsed().as_secs_f64();
+    let total = (a + b) as f64 / secs;
+    let share_b = b as f64 / (a + b).max(1) as f64;
+    eprintln!(
+        "cap 1,000,000 B/s: {:.0} B/s in all; four connections {:.0} B/s, one {:.0} B/s ({:.0} % of it)",
+        total,
+        a as f64 / secs,
+        b as f64 / secs,
+        share_b * 100.0
+    );
+    assert!(total < 1_500_000.0, "{total}");
+    assert!((0.35..0.65).contains(&share_b), "{share_b}");
+}
