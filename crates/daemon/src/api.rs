@@ -242,14 +242,16 @@ async fn patch(
             .set_location(&hash, path, req.move_data.unwrap_or(false))
             .await?;
     }
-    s.manager.set_options(
-        &hash,
-        crate::manager::TorrentPatch {
-            download_limit: req.download_limit,
-            upload_limit: req.upload_limit,
-            sequential: req.sequential,
-        },
-    )?;
+    s.manager
+        .set_options_blocking(
+            &hash,
+            crate::manager::TorrentPatch {
+                download_limit: req.download_limit,
+                upload_limit: req.upload_limit,
+                sequential: req.sequential,
+            },
+        )
+        .await?;
     if let Some(w) = req.wanted_files {
         s.manager.set_wanted(&hash, w).await?;
     }

@@ -442,6 +442,19 @@ impl Manager {
         Ok(())
     }
 
+    /// [`Manager::set_options`] from async code: the record's fsynced write runs on a blocking
+    /// thread, not on the runtime's workers.
+    pub async fn set_options_blocking(
+        self: &Arc<Self>,
+        hash: &Id20,
+        patch: TorrentPatch,
+    ) -> Result<(), DaemonError> {
+        let (me, hash) = (self.clone(), *hash);
+        tokio::task::spawn_blocking(move || me.set_options(&hash, patch))
+            .await
+            .map_err(|e| DaemonError::State(format!("the change stopped: {e}")))?
+    }
+
     /// Points a torrent at a new save folder. With `move_data`, its files are moved there
     /// first (renamed on the same file system, copied then removed otherwise); a file already
     /// at the destination is never overwritten: the move is refused, and nothing changes. A

@@ -608,7 +608,10 @@ async fn torrent_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, S
                 sequential,
             }
         };
-        s.manager.set_options(h, patch).map_err(|e| e.to_string())?;
+        s.manager
+            .set_options_blocking(h, patch)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     if want.is_empty() && unwant.is_empty() {
         return Ok(json!({}));
