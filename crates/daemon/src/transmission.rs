@@ -475,7 +475,7 @@ async fn session_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, S
 ///   `utp-enabled: false`, `incomplete-dir-enabled: false`, `alt-speed-enabled: false`,
 ///   `alt-speed-time-enabled: false`, `blocklist-enabled: false`,
 ///   `trash-original-torrent-files: false`, the `script-torrent-*-enabled: false` switches,
-///   `dht-enabled` and `peer-port` as they are.
+///   `dht-enabled`, `peer-port`, `peer-limit-global` and `peer-limit-per-torrent` as they are.
 fn harmless_session_key(s: &AppState, key: &str, value: &Value) -> bool {
     const ALWAYS: &[&str] = &[
         "rename-partial-files",
@@ -505,6 +505,8 @@ fn harmless_session_key(s: &AppState, key: &str, value: &Value) -> bool {
         || (WHEN_FALSE.contains(&key) && value.as_bool() == Some(false))
         || (key == "dht-enabled" && value.as_bool() == Some(session.dht_addr().is_some()))
         || (key == "peer-port" && value.as_u64() == Some(u64::from(session.local_addr().port())))
+        || (key == "peer-limit-global" && value.as_u64() == Some(session.max_connections() as u64))
+        || (key == "peer-limit-per-torrent" && value.as_u64() == Some(session.peer_cap() as u64))
 }
 
 /// `torrent-set`: `files-wanted` / `files-unwanted`, the torrent's own speed limits
