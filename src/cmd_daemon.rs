@@ -22,7 +22,8 @@ pub struct DaemonArgs {
     /// The config file (TOML; default `$XDG_CONFIG_HOME/shoal/config.toml`, used if present).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Print the merged configuration (file, flags, defaults) as TOML and exit.
+    /// Print the merged configuration (file, run-time changes saved in `<state>/session.json`,
+    /// flags, defaults) as TOML and exit.
     #[arg(long)]
     print_config: bool,
     /// Address of the HTTP API (JSON API, Transmission RPC) [default: 127.0.0.1:9091]. Every
@@ -76,6 +77,10 @@ pub struct DaemonArgs {
     /// seeder); also `super_seed = true` in the config file.
     #[arg(long)]
     super_seed: bool,
+    /// Peers of all torrents together, split evenly among the active ones (0: no global cap)
+    /// [default: 200].
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Print JSON lines on stdout (the `listening` events).
     #[arg(long)]
     json: bool,
@@ -123,6 +128,7 @@ impl DaemonArgs {
             seed_ratio_limit: self.seed_ratio_limit,
             seed_idle_minutes: self.seed_idle_minutes,
             super_seed: self.super_seed.then_some(true),
+            max_connections: self.max_connections,
         }
     }
 }
@@ -143,8 +149,25 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         .map(|d| d.join("shoal/daemon"))
         .context("no state folder: set XDG_STATE_HOME or HOME, or give --state")?;
     let cwd = std::env::current_dir().context("no current folder")?;
-    let cfg = file.merged(args.as_config(), state_default, cwd);
+    // Settings changed at run time (session-set, PATCH /api/v1/session) are saved in the state
+    // folder and win over the config file; flags win over both.
+    let state_dir = file
+        .clone()
+        .merged(args.as_config(), state_default.clone(), cwd.clone())
+        .state
+        .unwrap_or_default();
+    let runtime = shoal_daemon::store::load_session(&state_dir);
+    let has_runtime = runtime != DaemonConfig::default();
+    let cfg = file
+        .layered(runtime)
+        .merged(args.as_config(), state_default, cwd);
     if args.print_config {
+        if has_runtime {
+            outln!(
+                "# includes settings changed at run time, saved in {}",
+                state_dir.join("session.json").display()
+            );
+        }
         outln!("{}", cfg.to_toml().trim_end());
         return Ok(());
     }
@@ -170,7 +193,8 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         (listen.port() != 0).then(|| state_dir.join(format!("dht-{}.state", listen.port()))),
         encryption,
     );
-    let session_cfg = session_config(&net)?;
+    let mut session_cfg = session_config(&net)?;
+    session_cfg.max_connections = cfg.max_connections.unwrap_or(0);
     let store = Store::open(&state_dir)?;
     let token = store.token()?;
     let manager_cfg = ManagerConfig {
@@ -205,6 +229,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             rpc_session_id: (0..24)
                 .map(|_| format!("{:x}", rand::random::<u8>() & 15))
                 .collect(),
+            transmission: Default::default(),
         });
         if json {
             output::event(&JsonEvent::Listening {

@@ -392,6 +392,9 @@ async fn run_in_session(
         },
         wanted_files,
         super_seed,
+        upload_limit: None,
+        download_limit: None,
+        sequential: false,
     };
     let info_hash = meta.info_hash;
     let handle = session.add_torrent(meta, opts, |_, _| {}).await?;

@@ -344,14 +344,49 @@ fn transmission_remote_adds_lists_stops_and_removes() {
     assert!(same_bytes(&data, &own.join("tr.bin")));
     let info = remote(&["-t", "1", "-i"]);
     assert!(info.contains("tr.bin"), "{info}");
+    // Per-torrent and session speed limits, as transmission-remote sends them (kB/s).
+    remote(&["-t", "1", "-d", "100", "-u", "50"]);
+    let info = remote(&["-t", "1", "-i"]);
+    assert!(info.contains("Download Limit: 100 kB/s"), "{info}");
+    assert!(info.contains("Upload Limit: 50 kB/s"), "{info}");
+    remote(&["-d", "500"]);
+    let session = remote(&["-si"]);
+    assert!(
+        session.contains("Download speed limit: 500 kB/s"),
+        "{session}"
+    );
+    remote(&["-D"]);
+    let session = remote(&["-si"]);
+    assert!(
+        session.contains("Download speed limit: Unlimited"),
+        "{session}"
+    );
+    // Moved with its data; seeding from the new place, nothing fetched again.
+    let moved = dir.join("moved");
+    remote(&["-t", "1", "--move", moved.to_str().unwrap()]);
+    assert!(same_bytes(&data, &moved.join("tr.bin")));
+    assert!(!own.join("tr.bin").exists());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info = remote(&["-t", "1", "-i"]);
+        let (_, list) = d.api("GET", "/api/v1/torrents", "", b"");
+        if info.contains(&format!("Location: {}", moved.display())) && list[0]["state"] == "seeding"
+        {
+            // Its resume data matched the moved file: not a byte fetched again.
+            assert_eq!(list[0]["received"], 0, "{list}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never seeding again: {info}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     remote(&["-t", "1", "-S"]);
     let list = remote(&["-l"]);
     assert!(list.contains("Stopped"), "{list}");
     remote(&["-t", "1", "--remove-and-delete"]);
     let list = remote(&["-l"]);
     assert!(!list.contains("tr.bin"), "{list}");
-    // Its file is gone; the user's file beside it is not.
-    assert!(!own.join("tr.bin").exists());
+    // Its file is gone; the user's file where it was first saved is not.
+    assert!(!moved.join("tr.bin").exists());
     assert_eq!(std::fs::read(own.join("keep.txt")).unwrap(), b"not shoal's");
 }
 
@@ -816,9 +851,9 @@ fn file_selection_through_patch_and_torrent_set_and_free_space() {
     // What is not supported says so.
     let r = rpc(
         &d,
-        serde_json::json!({"method": "torrent-set", "arguments": {"ids": [1], "uploadLimit": 5}}),
+        serde_json::json!({"method": "torrent-set", "arguments": {"ids": [1], "peer-limit": 5}}),
     );
-    assert!(r["result"].as_str().unwrap().contains("uploadLimit"), "{r}");
+    assert!(r["result"].as_str().unwrap().contains("peer-limit"), "{r}");
     let r = rpc(
         &d,
         serde_json::json!({"method": "free-space", "arguments": {"path": dir.to_str().unwrap()}}),
@@ -827,4 +862,408 @@ fn file_selection_through_patch_and_torrent_set_and_free_space() {
     assert!(r["arguments"]["size-bytes"].as_u64().unwrap() > 0);
     let r = rpc(&d, serde_json::json!({"method": "port-test"}));
     assert_ne!(r["result"], "success");
+}
+
+impl Daemon {
+    fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.api(
+            "PATCH",
+            path,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    }
+}
+
+#[test]
+fn a_per_torrent_download_limit_holds_and_lifting_it_completes() {
+    let dir = scratch("daemon-torrent-limit");
+    let logs = dir.clone();
+    let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
+    let (torrent, data) = tracker_torrent(&dir, "limited.bin", 8 * 1024 * 1024, port);
+    let mut seed = shoal_seed(
+        &torrent,
+        &dir.join("seed"),
+        "127.0.0.41",
+        &[],
+        "seeder",
+        &logs,
+    );
+    seed.listening_addr();
+    let d = daemon(
+        &dir.join("state"),
+        &dir.join("dl"),
+        "127.0.0.42",
+        "daemon",
+        &logs,
+    );
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&torrent).unwrap())
+    };
+    let (status, added) = d.api(
+        "POST",
+        "/api/v1/torrents",
+        "application/json",
+        serde_json::json!({ "torrent": b64, "paused": true })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 201, "{added}");
+    let hash = added["info_hash"].as_str().unwrap().to_string();
+    let limit = 256 * 1024u64;
+    let (status, v) = d.patch(
+        &format!("/api/v1/torrents/{hash}"),
+        serde_json::json!({"download_limit": limit, "paused": false}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["download_limit"], limit, "{v}");
+    // Through the RPC, in Transmission's kB/s (1000 bytes).
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "torrent-get", "arguments": {"ids": [1], "fields": ["downloadLimit", "downloadLimited", "uploadLimited"]}}),
+    );
+    let t = &r["arguments"]["torrents"][0];
+    assert_eq!(t["downloadLimit"], 262, "{r}");
+    assert_eq!(t["downloadLimited"], true, "{r}");
+    assert_eq!(t["uploadLimited"], false, "{r}");
+    let first = d.wait(&hash, |v| v["received"].as_u64().unwrap_or(0) > 0);
+    let start = Instant::now();
+    let from = first["received"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let v = d.torrent(&hash);
+    let secs = start.elapsed().as_secs_f64();
+    let got = v["received"].as_u64().unwrap() - from;
+    eprintln!("{got} bytes in {secs:.1} s at a limit of {limit} B/s");
+    // Unlimited, 8 MiB over loopback take well under a second; limited, about 1 MiB comes in.
+    assert!(
+        (got as f64) < 3.0 * limit as f64 * secs,
+        "{got} in {secs} s"
+    );
+    assert_ne!(v["state"], "seeding", "{v}");
+    // Lifted while it runs: it completes, with the right bytes.
+    let (status, v) = d.patch(
+        &format!("/api/v1/torrents/{hash}"),
+        serde_json::json!({"download_limit": null}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(v["download_limit"].is_null(), "{v}");
+    d.wait(&hash, |v| v["state"] == "seeding");
+    assert!(same_bytes(&data, &dir.join("dl/limited.bin")));
+}
+
+#[test]
+fn torrent_set_location_moves_the_data_and_seeds_it_from_there() {
+    let dir = scratch("daemon-move");
+    let logs = dir.clone();
+    let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
+    let root = dir.join("seed").join("album");
+    write_random_file(&root.join("a.bin"), 700_000, 11);
+    write_random_file(&root.join("sub/b.bin"), 500_000, 12);
+    let torrent = dir.join("album.torrent");
+    let out = run_shoal(&[
+        "create",
+        root.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "--piece-size",
+        "32KiB",
+        "-t",
+        &format!("http://127.0.0.1:{port}/announce"),
+    ]);
+    assert!(out.status.success());
+    let mut seed = shoal_seed(
+        &torrent,
+        &dir.join("seed"),
+        "127.0.0.43",
+        &[],
+        "seeder",
+        &logs,
+    );
+    seed.listening_addr();
+    let d = daemon(
+        &dir.join("state"),
+        &dir.join("dl"),
+        "127.0.0.44",
+        "daemon",
+        &logs,
+    );
+    let hash = d.add_torrent(&torrent)["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = d.wait(&hash, |v| v["state"] == "seeding");
+    let pieces_total = done["pieces_total"].as_u64().unwrap();
+    // The only source goes away: whatever the daemon has after the move, it had before.
+    drop(seed);
+    // Not the torrent's: it stays where it is.
+    std::fs::write(dir.join("dl/album/notes.txt"), b"mine").unwrap();
+    let moved = dir.join("moved");
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "torrent-set-location", "arguments": {"ids": [1], "location": moved.to_str().unwrap(), "move": true}}),
+    );
+    assert_eq!(r["result"], "success", "{r}");
+    let v = d.wait(&hash, |v| {
+        v["state"] == "seeding" && v["save_path"] == moved.to_str().unwrap()
+    });
+    assert_eq!(v["pieces"].as_u64(), Some(pieces_total), "{v}");
+    assert!(same_bytes(&root.join("a.bin"), &moved.join("album/a.bin")));
+    assert!(same_bytes(
+        &root.join("sub/b.bin"),
+        &moved.join("album/sub/b.bin")
+    ));
+    assert!(!dir.join("dl/album/a.bin").exists());
+    assert!(
+        !dir.join("dl/album/sub").exists(),
+        "its emptied folder is gone"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("dl/album/notes.txt")).unwrap(),
+        b"mine"
+    );
+    // Resume data matched the moved files: nothing was checked or fetched again.
+    let log = std::fs::read_to_string(logs.join("daemon.stderr")).unwrap();
+    assert!(!log.contains("resume data ignored"), "{log}");
+    // A file in the way is never overwritten: refused, and the torrent stays where it was.
+    write_random_file(&dir.join("dl/album/sub/b.bin"), 10, 99);
+    let (status, e) = d.patch(
+        &format!("/api/v1/torrents/{hash}"),
+        serde_json::json!({"save_path": dir.join("dl"), "move_data": true}),
+    );
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("already exists"),
+        "{e}"
+    );
+    let v = d.wait(&hash, |v| v["state"] == "seeding");
+    assert_eq!(v["save_path"], moved.to_str().unwrap());
+    assert!(same_bytes(&root.join("a.bin"), &moved.join("album/a.bin")));
+    assert_eq!(
+        std::fs::metadata(dir.join("dl/album/sub/b.bin"))
+            .unwrap()
+            .len(),
+        10
+    );
+    // Without the file in the way, back through the JSON API.
+    std::fs::remove_file(dir.join("dl/album/sub/b.bin")).unwrap();
+    let (status, v) = d.patch(
+        &format!("/api/v1/torrents/{hash}"),
+        serde_json::json!({"save_path": dir.join("dl"), "move_data": true}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let v = d.wait(&hash, |v| v["state"] == "seeding");
+    assert_eq!(v["pieces"].as_u64(), Some(pieces_total), "{v}");
+    assert!(same_bytes(
+        &root.join("sub/b.bin"),
+        &dir.join("dl/album/sub/b.bin")
+    ));
+    assert!(!moved.join("album").exists());
+}
+
+#[test]
+fn session_set_sequential_and_limits_apply_and_survive_a_restart() {
+    let dir = scratch("daemon-session-set");
+    let logs = dir.clone();
+    let (torrent, _) = make_torrent(&dir, "s.bin", 100_000, "16KiB");
+    let state = dir.join("state");
+    let mut d = daemon(&state, &dir.join("dl"), "127.0.0.45", "daemon", &logs);
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "session-set", "arguments": {
+            "speed-limit-down": 500, "speed-limit-down-enabled": true,
+            "speed-limit-up": 40, "speed-limit-up-enabled": false,
+            "download-queue-size": 2, "download-queue-enabled": true,
+            "seedRatioLimit": 1.5, "seedRatioLimited": true,
+            "idle-seeding-limit": 20, "idle-seeding-limit-enabled": true,
+            "start-added-torrents": true, "rename-partial-files": true,
+        }}),
+    );
+    assert_eq!(r["result"], "success", "{r}");
+    let r = rpc(&d, serde_json::json!({"method": "session-get"}));
+    let a = &r["arguments"];
+    assert_eq!(a["speed-limit-down"], 500, "{r}");
+    assert_eq!(a["speed-limit-down-enabled"], true, "{r}");
+    // Remembered while off, as Transmission does.
+    assert_eq!(a["speed-limit-up"], 40, "{r}");
+    assert_eq!(a["speed-limit-up-enabled"], false, "{r}");
+    assert_eq!(a["download-queue-size"], 2, "{r}");
+    assert_eq!(a["seedRatioLimit"], 1.5, "{r}");
+    assert_eq!(a["idle-seeding-limit"], 20, "{r}");
+    assert_eq!(a["units"]["speed-bytes"], 1000, "{r}");
+    // A key that would change what shoal does is refused by name, and nothing changes.
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "session-set", "arguments": {"speed-limit-down": 9, "alt-speed-down": 50}}),
+    );
+    assert!(
+        r["result"].as_str().unwrap().contains("alt-speed-down"),
+        "{r}"
+    );
+    let (_, s) = d.api("GET", "/api/v1/session", "", b"");
+    assert_eq!(s["max_download_rate"], 500_000, "{s}");
+    assert_eq!(s["max_active_downloads"], 2, "{s}");
+    assert_eq!(s["seed_ratio_limit"], 1.5, "{s}");
+    assert_eq!(s["seed_idle_minutes"], 20, "{s}");
+    // shoal's names, in bytes per second.
+    let (status, s) = d.patch(
+        "/api/v1/session",
+        serde_json::json!({"max_upload_rate": 1_048_576, "seed_idle_minutes": 0}),
+    );
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["max_upload_rate"], 1_048_576, "{s}");
+    assert_eq!(s["seed_idle_minutes"], 0, "{s}");
+    let (status, e) = d.patch(
+        "/api/v1/session",
+        serde_json::json!({"download_dir": "relative"}),
+    );
+    assert_eq!(status, 400, "{e}");
+    let (status, e) = d.patch("/api/v1/session", serde_json::json!({"no_such": 1}));
+    assert_eq!(status, 400, "{e}");
+    // Sequential mode through both APIs.
+    let hash = d.add_torrent(&torrent)["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "torrent-set", "arguments": {"ids": [hash], "sequential_download": true, "uploadLimit": 100, "uploadLimited": true}}),
+    );
+    assert_eq!(r["result"], "success", "{r}");
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "torrent-get", "arguments": {"fields": ["sequential_download", "uploadLimit", "uploadLimited"]}}),
+    );
+    let t = &r["arguments"]["torrents"][0];
+    assert_eq!(t["sequential_download"], true, "{r}");
+    assert_eq!(t["uploadLimit"], 100, "{r}");
+    assert_eq!(t["uploadLimited"], true, "{r}");
+    let v = d.torrent(&hash);
+    assert_eq!(v["sequential"], true, "{v}");
+    assert_eq!(v["upload_limit"], 100_000, "{v}");
+    let (status, v) = d.patch(
+        &format!("/api/v1/torrents/{hash}"),
+        serde_json::json!({"sequential": false}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["sequential"], false, "{v}");
+    let (_, v) = d.patch(
+        &format!("/api/v1/torrents/{hash}"),
+        serde_json::json!({"sequential": true}),
+    );
+    assert_eq!(v["sequential"], true, "{v}");
+    // After a restart: the session's settings win over the (absent) config file, the torrent
+    // keeps its own.
+    d.proc.kill9();
+    let d = daemon(&state, &dir.join("dl"), "127.0.0.45", "daemon-again", &logs);
+    let (_, s) = d.api("GET", "/api/v1/session", "", b"");
+    assert_eq!(s["max_download_rate"], 500_000, "{s}");
+    assert_eq!(s["max_upload_rate"], 1_048_576, "{s}");
+    assert_eq!(s["max_active_downloads"], 2, "{s}");
+    assert_eq!(s["seed_ratio_limit"], 1.5, "{s}");
+    let v = d.torrent(&hash);
+    assert_eq!(v["sequential"], true, "{v}");
+    assert_eq!(v["upload_limit"], 100_000, "{v}");
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "torrent-get", "arguments": {"fields": ["sequentialDownload"]}}),
+    );
+    assert_eq!(
+        r["arguments"]["torrents"][0]["sequentialDownload"], true,
+        "{r}"
+    );
+    // --print-config tells the truth: the saved settings, and where they come from.
+    let out = shoal()
+        .args([
+            "daemon",
+            "--print-config",
+            "--state",
+            state.to_str().unwrap(),
+        ])
+        .env("XDG_CONFIG_HOME", logs.join("no-config"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("session.json"), "{text}");
+    assert!(text.contains("max_download_rate = \"500000\""), "{text}");
+    assert!(text.contains("max_active_downloads = 2"), "{text}");
+    // A flag still wins over them.
+    let out = shoal()
+        .args([
+            "daemon",
+            "--print-config",
+            "--state",
+            state.to_str().unwrap(),
+        ])
+        .args(["--max-active-downloads", "7"])
+        .env("XDG_CONFIG_HOME", logs.join("no-config"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("max_active_downloads = 7"), "{text}");
+}
+
+#[test]
+fn a_session_cap_set_at_run_time_holds_and_is_shared_between_torrents_not_connections() {
+    let dir = scratch("daemon-fair");
+    let logs = dir.clone();
+    let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
+    let (ta, _) = tracker_torrent(&dir, "many.bin", 16 * 1024 * 1024, port);
+    let (tb, _) = tracker_torrent(&dir, "one.bin", 16 * 1024 * 1024, port);
+    // Torrent A has four seeders, torrent B one: shared per connection, B would get a fifth.
+    let mut seeds = Vec::new();
+    for (i, (t, ip)) in [
+        (&ta, "127.0.0.50"),
+        (&ta, "127.0.0.51"),
+        (&ta, "127.0.0.52"),
+        (&ta, "127.0.0.53"),
+        (&tb, "127.0.0.54"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = shoal_seed(t, &dir.join("seed"), ip, &[], &format!("seeder{i}"), &logs);
+        s.listening_addr();
+        seeds.push(s);
+    }
+    let d = daemon(
+        &dir.join("state"),
+        &dir.join("dl"),
+        "127.0.0.55",
+        "daemon",
+        &logs,
+    );
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "session-set", "arguments": {"speed-limit-down": 1000, "speed-limit-down-enabled": true}}),
+    );
+    assert_eq!(r["result"], "success", "{r}");
+    let ha = d.add_torrent(&ta)["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hb = d.add_torrent(&tb)["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    d.wait(&ha, |v| {
+        v["peers"].as_u64() >= Some(4) && v["received"].as_u64() > Some(0)
+    });
+    d.wait(&hb, |v| v["received"].as_u64() > Some(0));
+    let received = |h: &str| d.torrent(h)["received"].as_u64().unwrap();
+    let (a0, b0, start) = (received(&ha), received(&hb), Instant::now());
+    std::thread::sleep(Duration::from_secs(6));
+    let (a, b) = (received(&ha) - a0, received(&hb) - b0);
+    let secs = start.elapsed().as_secs_f64();
+    let total = (a + b) as f64 / secs;
+    let share_b = b as f64 / (a + b).max(1) as f64;
+    eprintln!(
+        "cap 1,000,000 B/s: {:.0} B/s in all; four connections {:.0} B/s, one {:.0} B/s ({:.0} % of it)",
+        total,
+        a as f64 / secs,
+        b as f64 / secs,
+        share_b * 100.0
+    );
+    assert!(total < 1_500_000.0, "{total}");
+    assert!((0.35..0.65).contains(&share_b), "{share_b}");
 }

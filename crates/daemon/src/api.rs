@@ -29,6 +29,8 @@ pub struct AppState {
     pub token: String,
     /// The Transmission RPC's CSRF session id.
     pub rpc_session_id: String,
+    /// What the Transmission RPC remembers between calls.
+    pub transmission: crate::transmission::Remembered,
 }
 
 impl IntoResponse for DaemonError {
@@ -56,7 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/torrents/{id}/stop", post(stop))
         .route("/torrents/{id}/verify", post(verify))
         .route("/torrents/{id}/files", get(files))
-        .route("/session", get(session))
+        .route("/session", get(session).patch(patch_session))
         .route("/events", get(events))
         .layer(axum::middleware::from_fn_with_state(state.clone(), bearer));
     Router::new()
@@ -207,6 +209,19 @@ struct PatchRequest {
     wanted_files: Option<Vec<bool>>,
     /// Start (`false`) or stop (`true`).
     paused: Option<bool>,
+    /// Its own download cap, bytes per second (`null` or 0: only the session's).
+    #[serde(default, deserialize_with = "crate::manager::present")]
+    download_limit: Option<Option<u64>>,
+    /// Its own upload cap, bytes per second (`null` or 0: only the session's).
+    #[serde(default, deserialize_with = "crate::manager::present")]
+    upload_limit: Option<Option<u64>>,
+    /// Fetch pieces in order.
+    sequential: Option<bool>,
+    /// A new save folder (absolute).
+    save_path: Option<PathBuf>,
+    /// With `save_path`: move the files there (`true`) or only look for them there (`false`,
+    /// the default).
+    move_data: Option<bool>,
 }
 
 async fn patch(
@@ -217,6 +232,26 @@ async fn patch(
     let hash = parse_id(&s.manager, &id)?;
     let req: PatchRequest = serde_json::from_slice(&body)
         .map_err(|e| DaemonError::BadRequest(format!("bad JSON: {e}")))?;
+    if req.move_data.is_some() && req.save_path.is_none() {
+        return Err(DaemonError::BadRequest(
+            "'move_data' goes with 'save_path'".into(),
+        ));
+    }
+    if let Some(path) = req.save_path {
+        s.manager
+            .set_location(&hash, path, req.move_data.unwrap_or(false))
+            .await?;
+    }
+    s.manager
+        .set_options_blocking(
+            &hash,
+            crate::manager::TorrentPatch {
+                download_limit: req.download_limit,
+                upload_limit: req.upload_limit,
+                sequential: req.sequential,
+            },
+        )
+        .await?;
     if let Some(w) = req.wanted_files {
         s.manager.set_wanted(&hash, w).await?;
     }
@@ -303,14 +338,38 @@ async fn files(
 }
 
 async fn session(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    let m = &s.manager;
-    Json(serde_json::json!({
+    Json(session_json(&s.manager))
+}
+
+/// The session as `GET /api/v1/session` shows it: what it is, and its settings.
+fn session_json(m: &Manager) -> serde_json::Value {
+    let mut v = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "listen": m.session().local_addr().to_string(),
         "peer_id": String::from_utf8_lossy(&m.session().peer_id().0[..8]),
-        "download_dir": m.download_dir(),
         "torrents": m.list().len(),
-    }))
+    });
+    if let (Some(out), Ok(serde_json::Value::Object(settings))) = (
+        v.as_object_mut(),
+        serde_json::to_value(m.session_settings()),
+    ) {
+        out.extend(settings);
+    }
+    v
+}
+
+/// `PATCH /api/v1/session`: see [`crate::manager::SessionPatch`]; answers with the session.
+async fn patch_session(
+    State(s): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, DaemonError> {
+    let patch: crate::manager::SessionPatch = serde_json::from_slice(&body)
+        .map_err(|e| DaemonError::BadRequest(format!("bad JSON: {e}")))?;
+    let m = s.manager.clone();
+    tokio::task::spawn_blocking(move || m.update_session(patch))
+        .await
+        .map_err(|e| DaemonError::State(format!("the change stopped: {e}")))??;
+    Ok(Json(session_json(&s.manager)).into_response())
 }
 
 /// Server-sent events: one `data:` line per state change (JSON, `event` names its kind), and a

@@ -46,6 +46,9 @@ pub struct DaemonConfig {
     /// Super-seed (BEP 16) as an initial seeder: `shoal seed`, `shoal share`, and torrents the
     /// daemon starts complete.
     pub super_seed: Option<bool>,
+    /// Peers of all torrents together, split evenly among the active ones (0: no global cap;
+    /// each torrent still has at most 50).
+    pub max_connections: Option<usize>,
 }
 
 /// Defaults, as `--print-config` shows them.
@@ -54,6 +57,8 @@ pub const DEFAULT_API: &str = "127.0.0.1:9091";
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:6881";
 /// Downloads at once by default (Transmission's `download-queue-size`).
 pub const DEFAULT_ACTIVE_DOWNLOADS: usize = 5;
+/// Peers of all torrents together by default (Transmission's `peer-limit-global`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 200;
 
 impl DaemonConfig {
     /// Reads a config file; a missing default file is an empty config, a missing named one an
@@ -99,7 +104,37 @@ impl DaemonConfig {
             seed_ratio_limit: Some(pick!(seed_ratio_limit).unwrap_or(0.0)),
             seed_idle_minutes: Some(pick!(seed_idle_minutes).unwrap_or(0)),
             super_seed: Some(pick!(super_seed).unwrap_or(false)),
+            max_connections: Some(pick!(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS)),
         }
+    }
+
+    /// `over`'s keys where set, else `self`'s, without defaults (for layering the run-time
+    /// settings of `session.json` over the config file).
+    pub fn layered(self, over: DaemonConfig) -> DaemonConfig {
+        macro_rules! pick {
+            ($($f:ident),*) => {
+                DaemonConfig { $($f: over.$f.or(self.$f)),* }
+            };
+        }
+        pick!(
+            api,
+            state,
+            download_dir,
+            watch,
+            listen,
+            bind,
+            max_upload_rate,
+            max_download_rate,
+            dht,
+            dht_bootstrap,
+            encryption,
+            max_active_downloads,
+            max_active_seeds,
+            seed_ratio_limit,
+            seed_idle_minutes,
+            super_seed,
+            max_connections
+        )
     }
 
     /// As TOML.

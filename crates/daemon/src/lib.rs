@@ -1,7 +1,9 @@
 //! `shoal daemon`: many torrents in one process, persisted in a state folder, driven over HTTP.
 //!
 //! * [`store`]: the torrents, their options and the API token on disk, written atomically.
-//! * [`manager`]: one engine session and its torrents: add, start, stop, verify, remove.
+//! * [`manager`]: one engine session and its torrents: add, start, stop, verify, remove,
+//!   move; the session's settings at run time.
+//! * [`relocate`]: moving a torrent's files to a new save folder.
 //! * [`api`]: the HTTP server — shoal's JSON API (`/api/v1/…`) and the Transmission RPC
 //!   (`/transmission/rpc`, in [`transmission`]), behind the token.
 //! * [`web`]: the web page at `/`, which drives that API from a browser.
@@ -12,12 +14,16 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod manager;
+pub mod relocate;
 pub mod store;
 pub mod transmission;
 pub mod watch;
 pub mod web;
 
-pub use manager::{AddSource, DaemonEvent, Manager, ManagerConfig, State, TorrentView};
+pub use manager::{
+    AddSource, DaemonEvent, Manager, ManagerConfig, SessionPatch, SessionSettings, State,
+    TorrentPatch, TorrentView,
+};
 pub use store::Store;
 
 /// What can go wrong in the daemon, each mapped to an HTTP status by the API.

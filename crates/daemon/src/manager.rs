@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shoal_core::Id20;
 use shoal_engine::{ResumeLocation, Session, TorrentHandle, TorrentOptions, TorrentStatus};
 use shoal_metainfo::{Magnet, Metainfo};
@@ -77,6 +77,12 @@ pub struct TorrentView {
     pub added: u64,
     /// Why it stopped, in `error` state.
     pub error: Option<String>,
+    /// Its own download cap, bytes per second (`null`: only the session's).
+    pub download_limit: Option<u64>,
+    /// Its own upload cap, bytes per second (`null`: only the session's).
+    pub upload_limit: Option<u64>,
+    /// Pieces fetched in order (streaming) instead of rarest first.
+    pub sequential: bool,
 }
 
 /// A state change, for the event stream.
@@ -136,6 +142,8 @@ struct Entry {
     last: TorrentStatus,
     /// Upload counter and when it last moved (the idle limit).
     last_upload: (u64, std::time::Instant),
+    /// Its files are being moved: it must not start meanwhile.
+    moving: bool,
 }
 
 impl Entry {
@@ -181,11 +189,15 @@ impl Entry {
             hash_failures: s.hash_failures,
             added: self.record.added,
             error,
+            download_limit: self.record.download_limit,
+            upload_limit: self.record.upload_limit,
+            sequential: self.record.sequential,
         }
     }
 }
 
-/// Session-wide settings the manager applies to every torrent.
+/// Session-wide settings the manager applies to every torrent; the queue and seeding limits
+/// (and the download folder) can change at run time ([`Manager::update_session`]).
 #[derive(Clone, Debug, Default)]
 pub struct ManagerConfig {
     /// Where new torrents are saved unless the request says otherwise.
@@ -202,11 +214,83 @@ pub struct ManagerConfig {
     pub super_seed: bool,
 }
 
+/// A change to the session's settings (`PATCH /api/v1/session`, Transmission `session-set`):
+/// each key that is present changes; rates in bytes per second, `null` or 0 for no cap.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPatch {
+    /// The session's download cap.
+    #[serde(default, deserialize_with = "present")]
+    pub max_download_rate: Option<Option<u64>>,
+    /// The session's upload cap.
+    #[serde(default, deserialize_with = "present")]
+    pub max_upload_rate: Option<Option<u64>>,
+    /// Where new torrents go (absolute).
+    pub download_dir: Option<PathBuf>,
+    /// Torrents downloading at once (0: no limit).
+    pub max_active_downloads: Option<usize>,
+    /// Torrents seeding at once (0: no limit).
+    pub max_active_seeds: Option<usize>,
+    /// A seed stops once it uploaded this many times its size (0: never).
+    pub seed_ratio_limit: Option<f64>,
+    /// A seed stops after this many minutes without uploading (0: never).
+    pub seed_idle_minutes: Option<u64>,
+}
+
+/// A change to one torrent's options (`PATCH /api/v1/torrents/{id}`, Transmission
+/// `torrent-set`): each key that is present changes.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct TorrentPatch {
+    /// Its own download cap, bytes per second (`null` or 0: only the session's).
+    #[serde(default, deserialize_with = "present")]
+    pub download_limit: Option<Option<u64>>,
+    /// Its own upload cap, bytes per second (`null` or 0: only the session's).
+    #[serde(default, deserialize_with = "present")]
+    pub upload_limit: Option<Option<u64>>,
+    /// Fetch pieces in order.
+    pub sequential: Option<bool>,
+}
+
+/// A key that is present, even as `null` (`Some(None)`), as opposed to a missing one (`None`).
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// 0 is no cap, as `None`.
+fn cap(rate: Option<u64>) -> Option<u64> {
+    rate.filter(|&r| r > 0)
+}
+
+/// The session's settings as the API shows them.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionSettings {
+    /// The session's download cap, bytes per second (`null`: none).
+    pub max_download_rate: Option<u64>,
+    /// The session's upload cap, bytes per second (`null`: none).
+    pub max_upload_rate: Option<u64>,
+    /// Where new torrents go.
+    pub download_dir: PathBuf,
+    /// Torrents downloading at once (0: no limit).
+    pub max_active_downloads: usize,
+    /// Torrents seeding at once (0: no limit).
+    pub max_active_seeds: usize,
+    /// A seed stops once it uploaded this many times its size (0: never).
+    pub seed_ratio_limit: f64,
+    /// A seed stops after this many minutes without uploading (0: never).
+    pub seed_idle_minutes: u64,
+    /// Each torrent's current peer cap (its share of the session's peer budget).
+    pub peers_per_torrent: usize,
+}
+
 /// The daemon's torrents.
 pub struct Manager {
     session: Session,
     store: Store,
-    config: ManagerConfig,
+    config: Mutex<ManagerConfig>,
     entries: Mutex<BTreeMap<Id20, Entry>>,
     events: broadcast::Sender<DaemonEvent>,
     /// Wakes the scheduler (a torrent added, started, stopped, completed).
@@ -227,7 +311,7 @@ impl Manager {
         Arc::new(Manager {
             session,
             store,
-            config,
+            config: Mutex::new(config),
             entries: Mutex::new(BTreeMap::new()),
             events,
             kick: tokio::sync::Notify::new(),
@@ -244,9 +328,196 @@ impl Manager {
         &self.store
     }
 
+    fn config(&self) -> ManagerConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Where torrents go by default.
-    pub fn download_dir(&self) -> &Path {
-        &self.config.download_dir
+    pub fn download_dir(&self) -> PathBuf {
+        self.config().download_dir
+    }
+
+    /// The session's settings now.
+    pub fn session_settings(&self) -> SessionSettings {
+        let cfg = self.config();
+        let (up, down) = self.session.rate_limits();
+        SessionSettings {
+            max_download_rate: down,
+            max_upload_rate: up,
+            download_dir: cfg.download_dir,
+            max_active_downloads: cfg.max_active_downloads,
+            max_active_seeds: cfg.max_active_seeds,
+            seed_ratio_limit: cfg.seed_ratio_limit,
+            seed_idle_minutes: cfg.seed_idle_minutes,
+            peers_per_torrent: self.session.peer_cap(),
+        }
+    }
+
+    /// Changes the session's settings at once (rate caps for every connection, the queue and
+    /// seeding limits from the scheduler's next round) and saves the changed keys in the
+    /// state folder's `session.json`, where they win over the config file at the next start.
+    /// Nothing changes if a value is invalid.
+    pub fn update_session(&self, patch: SessionPatch) -> Result<SessionSettings, DaemonError> {
+        if let Some(dir) = &patch.download_dir {
+            if !dir.is_absolute() {
+                return Err(DaemonError::BadRequest(format!(
+                    "the download folder must be absolute: {}",
+                    dir.display()
+                )));
+            }
+        }
+        if let Some(r) = patch.seed_ratio_limit {
+            if !r.is_finite() || r < 0.0 {
+                return Err(DaemonError::BadRequest(format!(
+                    "seed_ratio_limit must be 0 (never) or more: {r}"
+                )));
+            }
+        }
+        let mut saved = self.store.load_session();
+        let rate = |r: Option<u64>| Some(cap(r).unwrap_or(0).to_string());
+        if patch.max_download_rate.is_some() || patch.max_upload_rate.is_some() {
+            let (up, down) = self.session.rate_limits();
+            let up = patch.max_upload_rate.map_or(up, cap);
+            let down = patch.max_download_rate.map_or(down, cap);
+            self.session.set_rate_limits(up, down);
+            if patch.max_upload_rate.is_some() {
+                saved.max_upload_rate = rate(up);
+            }
+            if patch.max_download_rate.is_some() {
+                saved.max_download_rate = rate(down);
+            }
+        }
+        {
+            let mut cfg = self.config.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(d) = patch.download_dir {
+                cfg.download_dir = d.clone();
+                saved.download_dir = Some(d);
+            }
+            if let Some(n) = patch.max_active_downloads {
+                cfg.max_active_downloads = n;
+                saved.max_active_downloads = Some(n);
+            }
+            if let Some(n) = patch.max_active_seeds {
+                cfg.max_active_seeds = n;
+                saved.max_active_seeds = Some(n);
+            }
+            if let Some(r) = patch.seed_ratio_limit {
+                cfg.seed_ratio_limit = r;
+                saved.seed_ratio_limit = Some(r);
+            }
+            if let Some(m) = patch.seed_idle_minutes {
+                cfg.seed_idle_minutes = m;
+                saved.seed_idle_minutes = Some(m);
+            }
+        }
+        self.store.save_session(&saved)?;
+        self.kick.notify_one();
+        Ok(self.session_settings())
+    }
+
+    /// Changes a torrent's own rate caps and piece order; a running torrent follows at once
+    /// (no restart), and the choice is saved with it.
+    pub fn set_options(&self, hash: &Id20, patch: TorrentPatch) -> Result<(), DaemonError> {
+        let mut entries = self.lock();
+        let e = entries.get_mut(hash).ok_or(DaemonError::NotFound)?;
+        let mut record = e.record.clone();
+        if let Some(d) = patch.download_limit {
+            record.download_limit = cap(d);
+        }
+        if let Some(u) = patch.upload_limit {
+            record.upload_limit = cap(u);
+        }
+        if let Some(seq) = patch.sequential {
+            record.sequential = seq;
+        }
+        self.store.save_record(&record)?;
+        if let Run::Active(handle) = &e.running {
+            handle.set_limits(record.upload_limit, record.download_limit);
+            handle.set_sequential(record.sequential);
+        }
+        e.record = record;
+        Ok(())
+    }
+
+    /// [`Manager::set_options`] from async code: the record's fsynced write runs on a blocking
+    /// thread, not on the runtime's workers.
+    pub async fn set_options_blocking(
+        self: &Arc<Self>,
+        hash: &Id20,
+        patch: TorrentPatch,
+    ) -> Result<(), DaemonError> {
+        let (me, hash) = (self.clone(), *hash);
+        tokio::task::spawn_blocking(move || me.set_options(&hash, patch))
+            .await
+            .map_err(|e| DaemonError::State(format!("the change stopped: {e}")))?
+    }
+
+    /// Points a torrent at a new save folder. With `move_data`, its files are moved there
+    /// first (renamed on the same file system, copied then removed otherwise); a file already
+    /// at the destination is never overwritten: the move is refused, and nothing changes. A
+    /// running torrent is stopped for the move and started again with its verified data (the
+    /// resume data still matches the moved files, so nothing is checked or fetched again).
+    /// On any error the torrent stays where it was, as it was.
+    pub async fn set_location(
+        self: &Arc<Self>,
+        hash: &Id20,
+        save_path: PathBuf,
+        move_data: bool,
+    ) -> Result<(), DaemonError> {
+        if !save_path.is_absolute() {
+            return Err(DaemonError::BadRequest(format!(
+                "the save path must be absolute: {}",
+                save_path.display()
+            )));
+        }
+        let (running, meta, from) = {
+            let mut entries = self.lock();
+            let e = entries.get_mut(hash).ok_or(DaemonError::NotFound)?;
+            if e.moving {
+                return Err(DaemonError::BadRequest(
+                    "the torrent's files are being moved already".into(),
+                ));
+            }
+            e.moving = true;
+            (
+                std::mem::replace(&mut e.running, Run::Stopped),
+                e.meta.clone(),
+                e.record.save_path.clone(),
+            )
+        };
+        let was_running = !matches!(running, Run::Stopped);
+        self.halt(hash, running).await;
+        let moved = match (&meta, move_data) {
+            (Some(meta), true) => {
+                let (meta, from, to) = (meta.clone(), from.clone(), save_path.clone());
+                tokio::task::spawn_blocking(move || crate::relocate::move_files(&meta, &from, &to))
+                    .await
+                    .map_err(|e| DaemonError::State(format!("the move stopped: {e}")))
+                    .and_then(|r| r.map_err(DaemonError::BadRequest))
+            }
+            _ => Ok(()),
+        };
+        let result = moved.and_then(|()| {
+            let mut entries = self.lock();
+            let e = entries.get_mut(hash).ok_or(DaemonError::NotFound)?;
+            let mut record = e.record.clone();
+            record.save_path = save_path.clone();
+            self.store.save_record(&record)?;
+            e.record = record;
+            Ok(())
+        });
+        if let Some(e) = self.lock().get_mut(hash) {
+            e.moving = false;
+        }
+        if was_running {
+            self.set_queued(hash);
+            self.kick.notify_one();
+        }
+        self.notify_state(hash);
+        result
     }
 
     /// State changes as they happen.
@@ -294,6 +565,7 @@ impl Manager {
                     status: None,
                     last: TorrentStatus::default(),
                     last_upload: (0, std::time::Instant::now()),
+                    moving: false,
                 },
             );
             if !paused {
@@ -323,7 +595,7 @@ impl Manager {
                 (m.info_hash, None, Some((link, m)), None)
             }
         };
-        let save_path = save_path.unwrap_or_else(|| self.config.download_dir.clone());
+        let save_path = save_path.unwrap_or_else(|| self.download_dir());
         if !save_path.is_absolute() {
             return Err(DaemonError::BadRequest(format!(
                 "the save path must be absolute: {}",
@@ -349,6 +621,9 @@ impl Manager {
                 added: now_unix(),
                 magnet: magnet.as_ref().map(|(l, _)| l.clone()),
                 wanted_files: None,
+                download_limit: None,
+                upload_limit: None,
+                sequential: false,
             };
             if let Some(bytes) = &bytes {
                 self.store.save_torrent(&hash, bytes)?;
@@ -364,6 +639,7 @@ impl Manager {
                 status: None,
                 last: TorrentStatus::default(),
                 last_upload: (0, std::time::Instant::now()),
+                moving: false,
             };
             let view = entry.view();
             entries.insert(hash, entry);
@@ -598,7 +874,7 @@ impl Manager {
     /// One round: stops seeds past their limits or over `max_active_seeds`, then starts
     /// queued torrents, oldest first, while there is room.
     async fn schedule(self: &Arc<Self>) {
-        let cfg = &self.config;
+        let cfg = &self.config();
         let now = std::time::Instant::now();
         let mut to_stop: Vec<(Id20, bool)> = Vec::new(); // (hash, paused for good)
         let mut to_start = Vec::new();
@@ -656,7 +932,9 @@ impl Manager {
             };
             let mut waiting: Vec<(&Id20, &Entry)> = entries
                 .iter()
-                .filter(|(_, e)| e.state == State::Queued && matches!(e.running, Run::Stopped))
+                .filter(|(_, e)| {
+                    e.state == State::Queued && matches!(e.running, Run::Stopped) && !e.moving
+                })
                 .collect();
             waiting.sort_by_key(|(_, e)| e.record.id);
             for (hash, e) in waiting {
@@ -719,7 +997,7 @@ impl Manager {
         let Some(e) = entries.get_mut(&hash) else {
             return;
         };
-        if !matches!(e.running, Run::Stopped) {
+        if !matches!(e.running, Run::Stopped) || e.moving {
             return;
         }
         e.state = if e.meta.is_some() {
@@ -788,7 +1066,10 @@ impl Manager {
             trackers: meta.trackers.clone(),
             tracker_config: Default::default(),
             wanted_files: record.wanted_files.clone(),
-            super_seed: self.config.super_seed,
+            super_seed: self.config().super_seed,
+            upload_limit: record.upload_limit,
+            download_limit: record.download_limit,
+            sequential: record.sequential,
         };
         std::fs::create_dir_all(&record.save_path).map_err(|e| {
             DaemonError::Engine(format!("cannot create {}: {e}", record.save_path.display()))

@@ -4,7 +4,9 @@
 //! * `torrents/<info-hash>.torrent` — the metainfo (for a magnet, written once fetched);
 //! * `torrents/<info-hash>.json` — the entry: its id, save path, paused or not, magnet link;
 //! * `resume/<info-hash>.shoal-resume` — each torrent's resume data (written by storage);
-//! * `token` — the API token (mode 0600).
+//! * `token` — the API token (mode 0600);
+//! * `session.json` — session settings changed at run time (`session-set`, `PATCH
+//!   /api/v1/session`), config keys that win over the config file at the next start.
 //!
 //! Every file is written atomically (temp file, fsync, rename): a crash leaves the old or the
 //! new version, never half of one.
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use shoal_core::Id20;
 
+use crate::config::DaemonConfig;
 use crate::DaemonError;
 
 /// What the daemon keeps about one torrent besides its metainfo.
@@ -35,6 +38,15 @@ pub struct EntryRecord {
     /// Per file: false to skip it (`None`: all).
     #[serde(default)]
     pub wanted_files: Option<Vec<bool>>,
+    /// The torrent's own download cap, bytes per second (`None`: only the session's).
+    #[serde(default)]
+    pub download_limit: Option<u64>,
+    /// The torrent's own upload cap, bytes per second (`None`: only the session's).
+    #[serde(default)]
+    pub upload_limit: Option<u64>,
+    /// Pieces fetched in order (streaming) instead of rarest first.
+    #[serde(default)]
+    pub sequential: bool,
 }
 
 /// The state folder's layout and its reads and writes.
@@ -92,6 +104,35 @@ impl Store {
             serde_json::to_vec_pretty(record).map_err(|e| DaemonError::State(e.to_string()))?;
         shoal_storage::write_atomic(&self.record_path(&hash), &bytes)
             .map_err(|e| DaemonError::State(format!("cannot save the torrent list: {e}")))
+    }
+
+    fn session_path(&self) -> PathBuf {
+        self.root.join("session.json")
+    }
+
+    /// The session settings changed at run time (only the keys that were changed); an empty
+    /// config when there are none. An unreadable file is reported in the log and ignored (the
+    /// config file's settings then apply).
+    pub fn load_session(&self) -> DaemonConfig {
+        load_session(&self.root)
+    }
+
+    /// Saves the session settings changed at run time.
+    pub fn save_session(&self, settings: &DaemonConfig) -> Result<(), DaemonError> {
+        // Only the keys that were changed.
+        let mut value =
+            serde_json::to_value(settings).map_err(|e| DaemonError::State(e.to_string()))?;
+        if let Some(o) = value.as_object_mut() {
+            o.retain(|_, v| !v.is_null());
+        }
+        let bytes =
+            serde_json::to_vec_pretty(&value).map_err(|e| DaemonError::State(e.to_string()))?;
+        shoal_storage::write_atomic(&self.session_path(), &bytes).map_err(|e| {
+            DaemonError::State(format!(
+                "cannot save {}: {e}",
+                self.session_path().display()
+            ))
+        })
     }
 
     /// Forgets a torrent (its metainfo, entry and resume data).
@@ -156,6 +197,19 @@ impl Store {
     }
 }
 
+/// The session settings changed at run time under the state folder `root` (see
+/// [`Store::load_session`]); readable before the store is opened, for `--print-config`.
+pub fn load_session(root: &Path) -> DaemonConfig {
+    let path = root.join("session.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!("ignoring {}: {e}", path.display());
+            DaemonConfig::default()
+        }),
+        Err(_) => DaemonConfig::default(),
+    }
+}
+
 /// Writes a file only its owner can read (created with mode 0600, then renamed into place).
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -190,6 +244,9 @@ mod tests {
             added: 1,
             magnet: None,
             wanted_files: Some(vec![true, false]),
+            download_limit: Some(262_144),
+            upload_limit: None,
+            sequential: true,
         };
         store.save_record(&rec).unwrap();
         store.save_torrent(&hash, b"d4:infod...").unwrap();
@@ -200,6 +257,35 @@ mod tests {
         assert_eq!(loaded[0].1.as_deref(), Some(&b"d4:infod..."[..]));
         store.remove(&hash);
         assert!(store.load().is_empty());
+    }
+
+    #[test]
+    fn old_records_read_with_defaults_and_session_settings_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hash = Id20([9; 20]);
+        // A record written before the limits and sequential mode existed.
+        std::fs::write(
+            dir.path().join(format!("torrents/{}.json", hash.to_hex())),
+            format!(
+                r#"{{"id":1,"info_hash":"{}","save_path":"/d","paused":false,"added":1}}"#,
+                hash.to_hex()
+            ),
+        )
+        .unwrap();
+        let loaded = store.load();
+        assert_eq!(loaded[0].0.download_limit, None);
+        assert!(!loaded[0].0.sequential);
+        assert_eq!(store.load_session(), DaemonConfig::default());
+        let settings = DaemonConfig {
+            max_download_rate: Some("1000".into()),
+            seed_ratio_limit: Some(2.0),
+            ..Default::default()
+        };
+        store.save_session(&settings).unwrap();
+        assert_eq!(store.load_session(), settings);
+        std::fs::write(dir.path().join("session.json"), b"{oops").unwrap();
+        assert_eq!(store.load_session(), DaemonConfig::default());
     }
 
     #[test]

@@ -20,8 +20,63 @@ use crate::DaemonError;
 
 /// The header of the CSRF exchange.
 pub const SESSION_HEADER: &str = "X-Transmission-Session-Id";
-/// The RPC version we answer as: Transmission 4.0's (17), whose fields we follow.
+/// The RPC version we answer as: Transmission 4.0's (17), whose fields we follow (and a few
+/// of 4.1's, such as `sequential_download`).
 const RPC_VERSION: u64 = 17;
+/// Transmission's speeds are in kB/s of 1000 bytes (its `units.speed-bytes`), never KiB/s.
+const SPEED_K: u64 = 1000;
+
+/// What the RPC remembers for the clients between calls: Transmission keeps a speed limit (or a
+/// queue size, a ratio…) and whether it is on as two settings, so a value set while off is
+/// shown and used once it is turned on. shoal has one setting (a cap or none), so the values
+/// set while off live here (in memory; after a restart they start from Transmission's
+/// defaults again).
+#[derive(Debug)]
+pub struct Remembered {
+    inner: std::sync::Mutex<RememberedValues>,
+}
+
+#[derive(Debug, Clone)]
+struct RememberedValues {
+    /// kB/s.
+    speed_down: u64,
+    /// kB/s.
+    speed_up: u64,
+    download_queue: usize,
+    seed_queue: usize,
+    ratio: f64,
+    idle_minutes: u64,
+    /// Per torrent: (down, up) in kB/s.
+    torrents: std::collections::HashMap<Id20, (u64, u64)>,
+}
+
+impl Default for Remembered {
+    /// Transmission's defaults.
+    fn default() -> Self {
+        Remembered {
+            inner: std::sync::Mutex::new(RememberedValues {
+                speed_down: 100,
+                speed_up: 100,
+                download_queue: 5,
+                seed_queue: 10,
+                ratio: 2.0,
+                idle_minutes: 30,
+                torrents: Default::default(),
+            }),
+        }
+    }
+}
+
+impl Remembered {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RememberedValues> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// kB/s from bytes per second, rounded.
+fn kbps(bytes: u64) -> u64 {
+    (bytes + SPEED_K / 2) / SPEED_K
+}
 
 /// Handles one RPC request.
 pub async fn rpc(
@@ -103,24 +158,21 @@ fn basic_auth_ok(headers: &HeaderMap, token: &str) -> bool {
 async fn call(s: &AppState, method: &str, args: &Map<String, Value>) -> Result<Value, String> {
     let m = &s.manager;
     match method {
-        "session-get" => Ok(json!({
-            "version": format!("4.0.0 (shoal {})", env!("CARGO_PKG_VERSION")),
-            "rpc-version": RPC_VERSION,
-            "rpc-version-minimum": 1,
-            "rpc-version-semver": "5.3.0",
-            "download-dir": m.download_dir(),
-            "peer-port": m.session().local_addr().port(),
-            "session-id": s.rpc_session_id,
-            "encryption": "preferred",
-            "speed-limit-down-enabled": false,
-            "speed-limit-up-enabled": false,
-            "pex-enabled": true,
-            "dht-enabled": m.session().dht_addr().is_some(),
-            "utp-enabled": false,
-        })),
-        // Accepted for the clients that send their preferences; none of them changes how this
-        // daemon runs yet, which the reply does not pretend otherwise: it echoes nothing.
-        "session-set" => Ok(json!({})),
+        "session-get" => Ok(session_get(s)),
+        "session-set" => session_set(s, args).await,
+        "torrent-set-location" => {
+            let location = args
+                .get("location")
+                .and_then(Value::as_str)
+                .ok_or("torrent-set-location needs 'location'")?;
+            let move_data = args.get("move").and_then(Value::as_bool).unwrap_or(false);
+            for h in select(s, args.get("ids")).unwrap_or_default() {
+                m.set_location(&h, location.into(), move_data)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(json!({}))
+        }
         "session-stats" => {
             let list = m.list();
             let active = list
@@ -189,7 +241,9 @@ async fn call(s: &AppState, method: &str, args: &Map<String, Value>) -> Result<V
                 .unwrap_or(false);
             for h in select(s, args.get("ids")).unwrap_or_default() {
                 match m.remove(&h, delete).await {
-                    Ok(()) | Err(DaemonError::NotFound) => {}
+                    Ok(()) | Err(DaemonError::NotFound) => {
+                        s.transmission.lock().torrents.remove(&h);
+                    }
                     Err(e) => return Err(e.to_string()),
                 }
             }
@@ -212,10 +266,272 @@ async fn call(s: &AppState, method: &str, args: &Map<String, Value>) -> Result<V
     }
 }
 
-/// `torrent-set`: `files-wanted` / `files-unwanted` are applied; the per-torrent limits and
-/// other settings are not supported yet, and the answer says which instead of pretending.
+/// `session-get`: the session as Transmission clients read it.
+fn session_get(s: &AppState) -> Value {
+    let m = &s.manager;
+    let set = m.session_settings();
+    let mem = s.transmission.lock().clone();
+    let speed = |cap: Option<u64>, off: u64| cap.map_or(off, kbps);
+    let mut out = json!({
+        "version": format!("4.0.0 (shoal {})", env!("CARGO_PKG_VERSION")),
+        "rpc-version": RPC_VERSION,
+        "rpc-version-minimum": 1,
+        "rpc-version-semver": "5.3.0",
+        "download-dir": set.download_dir,
+        "peer-port": m.session().local_addr().port(),
+        "session-id": s.rpc_session_id,
+        "encryption": "preferred",
+        "speed-limit-down": speed(set.max_download_rate, mem.speed_down),
+        "speed-limit-down-enabled": set.max_download_rate.is_some(),
+        "speed-limit-up": speed(set.max_upload_rate, mem.speed_up),
+        "speed-limit-up-enabled": set.max_upload_rate.is_some(),
+        "peer-limit-global": m.session().max_connections(),
+        "trash-original-torrent-files": false,
+        "download-queue-size": if set.max_active_downloads > 0 { set.max_active_downloads } else { mem.download_queue },
+        "download-queue-enabled": set.max_active_downloads > 0,
+        "seed-queue-size": if set.max_active_seeds > 0 { set.max_active_seeds } else { mem.seed_queue },
+        "seed-queue-enabled": set.max_active_seeds > 0,
+        "seedRatioLimit": if set.seed_ratio_limit > 0.0 { set.seed_ratio_limit } else { mem.ratio },
+        "seedRatioLimited": set.seed_ratio_limit > 0.0,
+        "idle-seeding-limit": if set.seed_idle_minutes > 0 { set.seed_idle_minutes } else { mem.idle_minutes },
+        "idle-seeding-limit-enabled": set.seed_idle_minutes > 0,
+        "peer-limit-per-torrent": set.peers_per_torrent,
+        "start-added-torrents": true,
+        "rename-partial-files": false,
+        "incomplete-dir-enabled": false,
+        "pex-enabled": true,
+        "dht-enabled": m.session().dht_addr().is_some(),
+        "utp-enabled": false,
+        "lpd-enabled": false,
+        "port-forwarding-enabled": false,
+        "units": {
+            "speed-units": ["kB/s", "MB/s", "GB/s", "TB/s"],
+            "speed-bytes": SPEED_K,
+            "size-units": ["kB", "MB", "GB", "TB"],
+            "size-bytes": 1000,
+            "memory-units": ["KiB", "MiB", "GiB", "TiB"],
+            "memory-bytes": 1024,
+        },
+    });
+    // No alternative speeds (the "turtle"): off, at Transmission's default values.
+    if let Some(o) = out.as_object_mut() {
+        o.extend([
+            ("alt-speed-enabled".into(), json!(false)),
+            ("alt-speed-down".into(), json!(50)),
+            ("alt-speed-up".into(), json!(50)),
+            ("alt-speed-time-enabled".into(), json!(false)),
+            ("alt-speed-time-begin".into(), json!(540)),
+            ("alt-speed-time-end".into(), json!(1020)),
+            ("alt-speed-time-day".into(), json!(127)),
+        ]);
+    }
+    out
+}
+
+/// `session-set`: the speed limits, the download folder, the queues and the seeding limits
+/// change the running daemon (and are saved, see [`crate::Manager::update_session`]). Keys
+/// clients send with their preferences that ask for nothing shoal does not already do are
+/// accepted and ignored (see [`harmless_session_key`]); any other key is refused by name, and
+/// then nothing changes.
+async fn session_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, String> {
+    const APPLIED: &[&str] = &[
+        "speed-limit-down",
+        "speed-limit-down-enabled",
+        "speed-limit-up",
+        "speed-limit-up-enabled",
+        "download-dir",
+        "download-queue-size",
+        "download-queue-enabled",
+        "seed-queue-size",
+        "seed-queue-enabled",
+        "seedRatioLimit",
+        "seedRatioLimited",
+        "idle-seeding-limit",
+        "idle-seeding-limit-enabled",
+    ];
+    let m = &s.manager;
+    let refused: Vec<&str> = args
+        .iter()
+        .filter(|(k, v)| !APPLIED.contains(&k.as_str()) && !harmless_session_key(s, k, v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !refused.is_empty() {
+        return Err(format!(
+            "session-set: not supported: {} (nothing was changed)",
+            refused.join(", ")
+        ));
+    }
+    let num = |k: &str| -> Result<Option<f64>, String> {
+        match args.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .map(Some)
+                .ok_or_else(|| format!("session-set: '{k}' must be a number, 0 or more")),
+        }
+    };
+    let flag = |k: &str| -> Result<Option<bool>, String> {
+        match args.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| format!("session-set: '{k}' must be true or false")),
+        }
+    };
+    let set = m.session_settings();
+    let mut patch = crate::SessionPatch::default();
+    let mut mem = s.transmission.lock().clone();
+    // A value and its switch: the value is remembered; the switch (given, or as it is now)
+    // says whether it applies.
+    let speed = |value: Option<f64>, on: Option<bool>, now: Option<u64>, kept: &mut u64| {
+        if let Some(v) = value {
+            *kept = v as u64;
+        }
+        let on = on.unwrap_or(now.is_some());
+        if value.is_none() && on == now.is_some() {
+            return None;
+        }
+        // Transmission's "0 kB/s" stops the transfer; shoal's smallest cap is 1 kB/s.
+        Some(on.then(|| (*kept).max(1) * SPEED_K))
+    };
+    patch.max_download_rate = speed(
+        num("speed-limit-down")?,
+        flag("speed-limit-down-enabled")?,
+        set.max_download_rate,
+        &mut mem.speed_down,
+    );
+    patch.max_upload_rate = speed(
+        num("speed-limit-up")?,
+        flag("speed-limit-up-enabled")?,
+        set.max_upload_rate,
+        &mut mem.speed_up,
+    );
+    let queue = |value: Option<f64>, on: Option<bool>, now: usize, kept: &mut usize| {
+        if let Some(v) = value {
+            *kept = (v as usize).max(1);
+        }
+        let on = on.unwrap_or(now > 0);
+        if value.is_none() && on == (now > 0) {
+            return None;
+        }
+        Some(if on { *kept } else { 0 })
+    };
+    patch.max_active_downloads = queue(
+        num("download-queue-size")?,
+        flag("download-queue-enabled")?,
+        set.max_active_downloads,
+        &mut mem.download_queue,
+    );
+    patch.max_active_seeds = queue(
+        num("seed-queue-size")?,
+        flag("seed-queue-enabled")?,
+        set.max_active_seeds,
+        &mut mem.seed_queue,
+    );
+    let (ratio, ratio_on) = (num("seedRatioLimit")?, flag("seedRatioLimited")?);
+    if let Some(r) = ratio {
+        mem.ratio = r;
+    }
+    let on = ratio_on.unwrap_or(set.seed_ratio_limit > 0.0);
+    if ratio.is_some() || on != (set.seed_ratio_limit > 0.0) {
+        patch.seed_ratio_limit = Some(if on { mem.ratio } else { 0.0 });
+    }
+    let (idle, idle_on) = (
+        num("idle-seeding-limit")?,
+        flag("idle-seeding-limit-enabled")?,
+    );
+    if let Some(i) = idle {
+        mem.idle_minutes = (i as u64).max(1);
+    }
+    let on = idle_on.unwrap_or(set.seed_idle_minutes > 0);
+    if idle.is_some() || on != (set.seed_idle_minutes > 0) {
+        patch.seed_idle_minutes = Some(if on { mem.idle_minutes } else { 0 });
+    }
+    if let Some(d) = args.get("download-dir") {
+        let d = d
+            .as_str()
+            .ok_or("session-set: 'download-dir' must be a string")?;
+        patch.download_dir = Some(d.into());
+    }
+    let m = s.manager.clone();
+    tokio::task::spawn_blocking(move || m.update_session(patch))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    *s.transmission.lock() = mem;
+    Ok(json!({}))
+}
+
+/// Keys of `session-set` that clients send with all their preferences and that ask for
+/// nothing shoal does not do anyway, so accepting them changes nothing and hides nothing:
+/// * always: `rename-partial-files` (shoal writes no `.part` files), `cache-size-mb` (shoal's
+///   cache is the kernel's), `queue-stalled-enabled` and `queue-stalled-minutes` (stalled
+///   torrents keep their places), `peer-port-random-on-start`, `blocklist-url` (no blocklist
+///   is fetched either way), `port-forwarding-enabled` and `lpd-enabled` (shoal does neither,
+///   which the reply to `session-get` says);
+/// * when they match what shoal does: `start-added-torrents: true`, `pex-enabled: true`,
+///   `utp-enabled: false`, `incomplete-dir-enabled: false`, `alt-speed-enabled: false`,
+///   `alt-speed-time-enabled: false`, `blocklist-enabled: false`,
+///   `trash-original-torrent-files: false`, the `script-torrent-*-enabled: false` switches,
+///   `dht-enabled`, `peer-port`, `peer-limit-global` and `peer-limit-per-torrent` as they are.
+fn harmless_session_key(s: &AppState, key: &str, value: &Value) -> bool {
+    const ALWAYS: &[&str] = &[
+        "rename-partial-files",
+        "cache-size-mb",
+        "queue-stalled-enabled",
+        "queue-stalled-minutes",
+        "peer-port-random-on-start",
+        "blocklist-url",
+        "port-forwarding-enabled",
+        "lpd-enabled",
+    ];
+    const WHEN_TRUE: &[&str] = &["start-added-torrents", "pex-enabled"];
+    const WHEN_FALSE: &[&str] = &[
+        "utp-enabled",
+        "incomplete-dir-enabled",
+        "alt-speed-enabled",
+        "alt-speed-time-enabled",
+        "blocklist-enabled",
+        "trash-original-torrent-files",
+        "script-torrent-added-enabled",
+        "script-torrent-done-enabled",
+        "script-torrent-done-seeding-enabled",
+    ];
+    let session = s.manager.session();
+    ALWAYS.contains(&key)
+        || (WHEN_TRUE.contains(&key) && value.as_bool() == Some(true))
+        || (WHEN_FALSE.contains(&key) && value.as_bool() == Some(false))
+        || (key == "dht-enabled" && value.as_bool() == Some(session.dht_addr().is_some()))
+        || (key == "peer-port" && value.as_u64() == Some(u64::from(session.local_addr().port())))
+        || (key == "peer-limit-global" && value.as_u64() == Some(session.max_connections() as u64))
+        || (key == "peer-limit-per-torrent" && value.as_u64() == Some(session.peer_cap() as u64))
+}
+
+/// `torrent-set`: `files-wanted` / `files-unwanted`, the torrent's own speed limits
+/// (`downloadLimit`/`downloadLimited`, `uploadLimit`/`uploadLimited`, kB/s) and
+/// `sequential_download` (Transmission 4.1; `sequentialDownload` too) are applied; a few keys
+/// that ask for what shoal does anyway are accepted (`honorsSessionLimits: true`,
+/// `bandwidthPriority: 0`, `seedRatioMode: 0` and `seedIdleMode: 0`, which follow the
+/// session's); any other key is refused by name, and then nothing changes.
 async fn torrent_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, String> {
     const IGNORED_SILENTLY: &[&str] = &["ids"];
+    const APPLIED: &[&str] = &[
+        "files-wanted",
+        "files-unwanted",
+        "downloadLimit",
+        "downloadLimited",
+        "uploadLimit",
+        "uploadLimited",
+        "sequential_download",
+        "sequentialDownload",
+    ];
+    let harmless = |k: &str, v: &Value| match k {
+        "honorsSessionLimits" => v.as_bool() == Some(true),
+        "bandwidthPriority" | "seedRatioMode" | "seedIdleMode" => v.as_i64() == Some(0),
+        _ => false,
+    };
     let indices = |key: &str| -> Vec<usize> {
         args.get(key)
             .and_then(Value::as_array)
@@ -228,17 +544,81 @@ async fn torrent_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, S
     };
     let (want, unwant) = (indices("files-wanted"), indices("files-unwanted"));
     let unsupported: Vec<&str> = args
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !IGNORED_SILENTLY.contains(k) && *k != "files-wanted" && *k != "files-unwanted")
+        .iter()
+        .filter(|(k, v)| {
+            !IGNORED_SILENTLY.contains(&k.as_str())
+                && !APPLIED.contains(&k.as_str())
+                && !harmless(k, v)
+        })
+        .map(|(k, _)| k.as_str())
         .collect();
     if !unsupported.is_empty() {
         return Err(format!(
-            "torrent-set: not supported yet: {}",
+            "torrent-set: not supported: {} (nothing was changed)",
             unsupported.join(", ")
         ));
     }
-    for h in select(s, args.get("ids")).unwrap_or_default() {
+    let kb = |k: &str| -> Result<Option<u64>, String> {
+        match args.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("torrent-set: '{k}' must be a whole number of kB/s")),
+        }
+    };
+    let on = |k: &str| -> Result<Option<bool>, String> {
+        match args.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| format!("torrent-set: '{k}' must be true or false")),
+        }
+    };
+    let (down, down_on) = (kb("downloadLimit")?, on("downloadLimited")?);
+    let (up, up_on) = (kb("uploadLimit")?, on("uploadLimited")?);
+    let sequential = match (on("sequential_download")?, on("sequentialDownload")?) {
+        (Some(a), _) => Some(a),
+        (None, b) => b,
+    };
+    let torrents = select(s, args.get("ids")).unwrap_or_default();
+    for h in &torrents {
+        let Some(view) = s.manager.get(h) else {
+            continue;
+        };
+        let patch = {
+            let mut mem = s.transmission.lock();
+            let kept = mem.torrents.entry(*h).or_insert((
+                view.download_limit.map_or(100, kbps),
+                view.upload_limit.map_or(100, kbps),
+            ));
+            // As for the session: the value is remembered, its switch says if it applies.
+            let limit = |value: Option<u64>, on: Option<bool>, now: Option<u64>, kept: &mut u64| {
+                if let Some(v) = value {
+                    *kept = v;
+                }
+                let on = on.unwrap_or(now.is_some());
+                if value.is_none() && on == now.is_some() {
+                    return None;
+                }
+                Some(on.then(|| (*kept).max(1) * SPEED_K))
+            };
+            crate::TorrentPatch {
+                download_limit: limit(down, down_on, view.download_limit, &mut kept.0),
+                upload_limit: limit(up, up_on, view.upload_limit, &mut kept.1),
+                sequential,
+            }
+        };
+        s.manager
+            .set_options_blocking(h, patch)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    if want.is_empty() && unwant.is_empty() {
+        return Ok(json!({}));
+    }
+    for h in torrents {
         let Some(mut wanted) = s.manager.wanted(&h) else {
             return Err("the torrent's metadata is not in yet".into());
         };
@@ -378,6 +758,22 @@ fn torrent_fields(s: &AppState, t: &TorrentView, fields: &[String]) -> Value {
             "queuePosition" => json!(t.id),
             "recheckProgress" => json!(0.0),
             "pieceCount" => json!(t.pieces_total),
+            "downloadLimited" => json!(t.download_limit.is_some()),
+            "uploadLimited" => json!(t.upload_limit.is_some()),
+            "downloadLimit" | "uploadLimit" => {
+                let (cap, kept) = {
+                    let mem = s.transmission.lock();
+                    let kept = mem.torrents.get(&hash_of(t)).copied();
+                    if f == "downloadLimit" {
+                        (t.download_limit, kept.map(|k| k.0))
+                    } else {
+                        (t.upload_limit, kept.map(|k| k.1))
+                    }
+                };
+                json!(cap.map_or(kept.unwrap_or(100), kbps))
+            }
+            "honorsSessionLimits" => json!(true),
+            "sequential_download" | "sequentialDownload" => json!(t.sequential),
             "files" => json!(meta
                 .as_ref()
                 .map(|m| m

@@ -19,7 +19,8 @@ use shoal_torrent::CloseReason;
 
 use crate::clock::Clock;
 pub use crate::encryption::{accept, dial, read_handshake, PeerStream};
-use crate::rate_limit::TokenBucket;
+use crate::rate_limit::{FairShare, FlowId, TokenBucket};
+use shoal_core::Time;
 
 /// Identifies a connection to whoever receives its [`LinkEvent`]s.
 pub type LinkId = u32;
@@ -45,36 +46,150 @@ pub const PEER_QUEUE: usize = 512;
 /// Bytes the writer gathers into one `write` call.
 const WRITE_BATCH: usize = 256 * 1024;
 
-/// The session-wide rate limits, shared by every connection.
-#[derive(Debug, Default)]
+/// The session-wide rate limits, shared by every connection and fairly between torrents (see
+/// [`FairShare`]); changeable at run time.
+#[derive(Debug)]
 pub struct RateLimits {
     /// Upload cap (payload bytes of `piece` messages).
-    pub upload: Option<Mutex<TokenBucket>>,
+    pub upload: Mutex<FairShare>,
     /// Download cap (all bytes read from peers).
-    pub download: Option<Mutex<TokenBucket>>,
+    pub download: Mutex<FairShare>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            upload: Mutex::new(FairShare::new(0, Time::ZERO)),
+            download: Mutex::new(FairShare::new(0, Time::ZERO)),
+        }
+    }
+}
+
+/// `None` (or 0) as the buckets' "unlimited" 0.
+fn rate_of(r: Option<u64>) -> u64 {
+    r.unwrap_or(0)
+}
+
+/// The buckets' 0 as `None`.
+fn limit_of(r: u64) -> Option<u64> {
+    (r > 0).then_some(r)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl RateLimits {
     /// Caps in bytes per second (`None` = unlimited).
     pub fn new(upload: Option<u64>, download: Option<u64>, clock: &Clock) -> Self {
-        let bucket = |r: Option<u64>| r.map(|r| Mutex::new(TokenBucket::new(r, clock.now())));
+        let now = clock.now();
         RateLimits {
-            upload: bucket(upload),
-            download: bucket(download),
+            upload: Mutex::new(FairShare::new(rate_of(upload), now)),
+            download: Mutex::new(FairShare::new(rate_of(download), now)),
         }
+    }
+
+    /// Changes both caps (bytes per second, `None` = unlimited); connections follow at once.
+    pub fn set(&self, upload: Option<u64>, download: Option<u64>, now: Time) {
+        lock(&self.upload).set_rate(rate_of(upload), now);
+        lock(&self.download).set_rate(rate_of(download), now);
+    }
+
+    /// The caps: (upload, download), `None` = unlimited.
+    pub fn get(&self) -> (Option<u64>, Option<u64>) {
+        (
+            limit_of(lock(&self.upload).rate()),
+            limit_of(lock(&self.download).rate()),
+        )
     }
 }
 
-async fn throttle(bucket: &Option<Mutex<TokenBucket>>, bytes: usize, clock: &Clock) {
-    let wait = match bucket {
-        Some(b) => b
-            .lock()
-            .map(|mut b| b.take(bytes as u64, clock.now()))
-            .unwrap_or_default(),
-        None => return,
+/// One torrent's own caps, on top of the session's; shared by the torrent's connections and
+/// changeable while it runs.
+#[derive(Debug)]
+pub struct TorrentLimits {
+    upload: Mutex<TokenBucket>,
+    download: Mutex<TokenBucket>,
+}
+
+impl TorrentLimits {
+    /// Caps in bytes per second (`None` = unlimited).
+    pub fn new(upload: Option<u64>, download: Option<u64>, now: Time) -> Self {
+        TorrentLimits {
+            upload: Mutex::new(TokenBucket::new(rate_of(upload), now)),
+            download: Mutex::new(TokenBucket::new(rate_of(download), now)),
+        }
+    }
+
+    /// Changes both caps (bytes per second, `None` = unlimited).
+    pub fn set(&self, upload: Option<u64>, download: Option<u64>, now: Time) {
+        lock(&self.upload).set_rate(rate_of(upload), now);
+        lock(&self.download).set_rate(rate_of(download), now);
+    }
+
+    /// The caps: (upload, download), `None` = unlimited.
+    pub fn get(&self) -> (Option<u64>, Option<u64>) {
+        (
+            limit_of(lock(&self.upload).rate()),
+            limit_of(lock(&self.download).rate()),
+        )
+    }
+}
+
+/// The limits one connection obeys: the session's (as its torrent's flow) and its torrent's.
+#[derive(Clone, Debug)]
+pub struct LinkRates {
+    /// The session's caps.
+    pub session: Arc<RateLimits>,
+    /// The torrent's caps.
+    pub torrent: Arc<TorrentLimits>,
+    /// The torrent's flow in the session's fair sharing.
+    pub flow: FlowId,
+}
+
+/// Which way bytes go.
+#[derive(Clone, Copy)]
+enum Way {
+    Up,
+    Down,
+}
+
+/// A long wait is cut in slices of this, so a cap changed meanwhile (lifted, raised, lowered)
+/// counts from the next slice on, not after the wait the old cap set.
+const THROTTLE_SLICE: Duration = Duration::from_millis(250);
+
+/// Waits as long as the stricter of the session's and the torrent's caps says after moving
+/// `bytes`.
+async fn throttle(rates: &LinkRates, way: Way, bytes: usize, clock: &Clock) {
+    if bytes == 0 {
+        return;
+    }
+    let now = clock.now();
+    let n = bytes as u64;
+    let (session, torrent) = match way {
+        Way::Up => (&rates.session.upload, &rates.torrent.upload),
+        Way::Down => (&rates.session.download, &rates.torrent.download),
     };
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
+    let (wait, mut generations) = {
+        let (mut s, mut t) = (lock(session), lock(torrent));
+        let wait = s.take(rates.flow, n, now).max(t.take(n, now));
+        (wait, (s.generation(), t.generation()))
+    };
+    let mut until = now + wait;
+    loop {
+        let now = clock.now();
+        if now >= until {
+            return;
+        }
+        tokio::time::sleep((until - now).min(THROTTLE_SLICE)).await;
+        // A cap changed meanwhile: the wait left is what the new caps say.
+        let now = clock.now();
+        let (mut s, mut t) = (lock(session), lock(torrent));
+        let current = (s.generation(), t.generation());
+        if current != generations {
+            generations = current;
+            until = now + s.delay(rates.flow, now).max(t.delay(now));
+        }
     }
 }
 
@@ -120,7 +235,7 @@ pub fn spawn<E: From<LinkEvent> + Send + 'static>(
     leftover: BytesMut,
     limits: Limits,
     events: mpsc::Sender<E>,
-    rates: Arc<RateLimits>,
+    rates: LinkRates,
     clock: Clock,
 ) -> PeerLink {
     let addr = stream.tcp.peer_addr().ok();
@@ -161,7 +276,7 @@ async fn read_loop<E: From<LinkEvent>>(
     mut buf: BytesMut,
     limits: Limits,
     events: mpsc::Sender<E>,
-    rates: Arc<RateLimits>,
+    rates: LinkRates,
     clock: Clock,
 ) {
     let reason = loop {
@@ -195,7 +310,7 @@ async fn read_loop<E: From<LinkEvent>>(
             Ok(n) => {
                 // In place on the new bytes only; nothing at all for plaintext.
                 decrypt.apply(&mut buf[start..]);
-                throttle(&rates.download, n, &clock).await
+                throttle(&rates, Way::Down, n, &clock).await
             }
             Err(e) => break CloseReason::Io(format!("read error: {e}")),
         }
@@ -209,7 +324,7 @@ async fn write_loop<E: From<LinkEvent>>(
     key: LinkId,
     mut rx: mpsc::Receiver<Message>,
     events: mpsc::Sender<E>,
-    rates: Arc<RateLimits>,
+    rates: LinkRates,
     clock: Clock,
 ) {
     let mut out = BytesMut::with_capacity(WRITE_BATCH);
@@ -235,7 +350,7 @@ async fn write_loop<E: From<LinkEvent>>(
                 None
             };
         }
-        throttle(&rates.upload, payload, &clock).await;
+        throttle(&rates, Way::Up, payload, &clock).await;
         encrypt.apply(&mut out);
         if let Err(e) = wr.write_all(&out).await {
             break CloseReason::Io(format!("write error: {e}"));

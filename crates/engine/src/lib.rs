@@ -9,6 +9,7 @@
 //! as `handle_timeout` at `poll_timeout`. Dialling, accepting and the handshakes (MSE/PE and
 //! BitTorrent's) are in `encryption`.
 
+pub mod budget;
 pub mod clock;
 pub mod connection;
 pub mod dht_source;

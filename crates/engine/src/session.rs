@@ -41,6 +41,9 @@ pub struct SessionConfig {
     pub max_download_rate: Option<u64>,
     /// Most peers per torrent.
     pub max_peers_per_torrent: usize,
+    /// Most peers of all torrents together (0: no global cap), split evenly among the active
+    /// torrents (see [`crate::budget::peer_cap`]).
+    pub max_connections: usize,
     /// Timeout for connecting and for the handshake (libtorrent: 15 s connect; 10 s is plenty
     /// for a handshake that is one round trip).
     pub connect_timeout: Duration,
@@ -72,6 +75,7 @@ impl Default for SessionConfig {
             max_upload_rate: None,
             max_download_rate: None,
             max_peers_per_torrent: 50,
+            max_connections: 0,
             connect_timeout: Duration::from_secs(10),
             disk_threads: 1,
             dht: None,
@@ -100,6 +104,12 @@ pub struct TorrentOptions {
     pub wanted_files: Option<Vec<bool>>,
     /// Super-seed (BEP 16) while the swarm lacks a piece; only a complete torrent does.
     pub super_seed: bool,
+    /// The torrent's own upload cap, bytes per second (`None`: only the session's).
+    pub upload_limit: Option<u64>,
+    /// The torrent's own download cap, bytes per second (`None`: only the session's).
+    pub download_limit: Option<u64>,
+    /// Fetch pieces in order (streaming) instead of rarest first.
+    pub sequential: bool,
 }
 
 struct Shared {
@@ -112,6 +122,10 @@ struct Shared {
     rates: Arc<RateLimits>,
     pool: Arc<DiskPool>,
     torrents: Arc<Registry>,
+    /// Each torrent's peer cap, as the peer budget is split (see [`Shared::rebalance`]).
+    peer_cap: watch::Sender<usize>,
+    /// The next torrent's flow in the fair sharing of the session's rate limits.
+    next_flow: std::sync::atomic::AtomicU64,
     trackers: Arc<shoal_tracker::TrackerClient>,
     dht: Option<(shoal_dht::driver::Dht, watch::Receiver<bool>)>,
     /// Where the DHT state is saved (`None`: not saved).
@@ -123,6 +137,35 @@ struct Shared {
 struct Registration {
     events: mpsc::Sender<Event>,
     ready: watch::Receiver<bool>,
+    /// Downloading or with peers: counts in the split of the peer budget.
+    active: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How often the peer budget is split again (torrents also trigger it when they start).
+const REBALANCE_INTERVAL: Duration = Duration::from_secs(2);
+
+impl Shared {
+    /// Splits the peer budget again among the active torrents; running torrents follow at
+    /// once (a lower cap closes their newest connections over it).
+    fn rebalance(&self) {
+        let active = self
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|r| r.active.load(std::sync::atomic::Ordering::Relaxed))
+            .count();
+        let cap = crate::budget::peer_cap(
+            self.config.max_connections,
+            self.config.max_peers_per_torrent,
+            active,
+        );
+        self.peer_cap.send_if_modified(|c| {
+            let changed = *c != cap;
+            *c = cap;
+            changed
+        });
+    }
 }
 
 /// The session's torrents by info-hash. A torrent leaves it when it stops, so it can be added
@@ -190,6 +233,19 @@ pub struct TorrentHandle {
     _ready: watch::Sender<bool>,
     registry: Arc<Registry>,
     info_hash: Id20,
+    /// The torrent's own rate limits (its connections read them).
+    limits: Arc<crate::connection::TorrentLimits>,
+    /// How the torrent picks new pieces (its actor follows changes).
+    pick_mode: watch::Sender<shoal_torrent::PickMode>,
+    clock: Clock,
+}
+
+fn pick_mode_of(sequential: bool) -> shoal_torrent::PickMode {
+    if sequential {
+        shoal_torrent::PickMode::Sequential
+    } else {
+        shoal_torrent::PickMode::RarestFirst
+    }
 }
 
 /// Events queued to a torrent actor before peers must wait.
@@ -290,9 +346,28 @@ impl Session {
                     ..Default::default()
                 },
             )),
+            peer_cap: watch::channel(crate::budget::peer_cap(
+                config.max_connections,
+                config.max_peers_per_torrent,
+                0,
+            ))
+            .0,
+            next_flow: std::sync::atomic::AtomicU64::new(1),
             config,
             torrents: Arc::new(Mutex::new(HashMap::new())),
         });
+        if shared.config.max_connections > 0 {
+            let weak = Arc::downgrade(&shared);
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(REBALANCE_INTERVAL).await;
+                    match weak.upgrade() {
+                        Some(shared) => shared.rebalance(),
+                        None => return,
+                    }
+                }
+            }));
+        }
         tasks.push(tokio::spawn(accept_loop(listener, shared.clone())));
         if let Some(second) = second {
             tasks.push(tokio::spawn(accept_loop(second, shared.clone())));
@@ -324,6 +399,29 @@ impl Session {
             .and_then(|(d, _)| d.local_addr_v6().filter(|_| d.local_addr_v4().is_some()))
     }
 
+    /// The session's rate caps: (upload, download), bytes per second, `None` = unlimited.
+    pub fn rate_limits(&self) -> (Option<u64>, Option<u64>) {
+        self.shared.rates.get()
+    }
+
+    /// Changes the session's rate caps (bytes per second, `None` = unlimited); every
+    /// connection follows at once.
+    pub fn set_rate_limits(&self, upload: Option<u64>, download: Option<u64>) {
+        self.shared
+            .rates
+            .set(upload, download, self.shared.clock.now());
+    }
+
+    /// The peer budget: most peers of all torrents together (0: no global cap).
+    pub fn max_connections(&self) -> usize {
+        self.shared.config.max_connections
+    }
+
+    /// Each torrent's current peer cap (its share of the peer budget).
+    pub fn peer_cap(&self) -> usize {
+        *self.shared.peer_cap.borrow()
+    }
+
     /// Writes the DHT node's id and good nodes to its state file (if it has one).
     pub async fn save_dht_state(&self) {
         if let (Some((dht, _)), Some(path)) = (&self.shared.dht, &self.shared.dht_state_file) {
@@ -343,6 +441,7 @@ impl Session {
         // Registered before the data check: incoming peers wait for it instead of being refused.
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let (ready_tx, ready_rx) = watch::channel(false);
+        let active = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let mut torrents = self
                 .shared
@@ -357,6 +456,7 @@ impl Session {
                 Registration {
                     events: tx.clone(),
                     ready: ready_rx,
+                    active: active.clone(),
                 },
             );
         }
@@ -382,6 +482,12 @@ impl Session {
             }
         }
         let (status_tx, status_rx) = watch::channel(TorrentStatus::default());
+        let (pick_mode, pick_mode_rx) = watch::channel(pick_mode_of(opts.sequential));
+        let limits = Arc::new(crate::connection::TorrentLimits::new(
+            opts.upload_limit,
+            opts.download_limit,
+            self.shared.clock.now(),
+        ));
         let ctx = TorrentContext {
             meta,
             storage,
@@ -390,8 +496,17 @@ impl Session {
             listen_addr: self.shared.listen_addr,
             bind: self.shared.bind,
             clock: self.shared.clock,
-            rates: self.shared.rates.clone(),
-            max_peers: self.shared.config.max_peers_per_torrent,
+            rates: crate::connection::LinkRates {
+                session: self.shared.rates.clone(),
+                torrent: limits.clone(),
+                flow: self
+                    .shared
+                    .next_flow
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            },
+            max_peers: self.shared.peer_cap.subscribe(),
+            active,
+            pick_mode: pick_mode_rx,
             connect_timeout: self.shared.config.connect_timeout,
             encryption: self.shared.config.encryption,
             seed_only: opts.seed_only,
@@ -410,6 +525,7 @@ impl Session {
         // From here peers are answered, the waiting ones first.
         let _ = ready_tx.send(true);
         std::mem::forget(registration);
+        self.shared.rebalance();
         let trackers = crate::tracker_source::spawn(
             tracker_source,
             self.shared.trackers.clone(),
@@ -451,6 +567,9 @@ impl Session {
             _ready: ready_tx,
             registry: self.shared.torrents.clone(),
             info_hash,
+            limits,
+            pick_mode,
+            clock: self.shared.clock,
         })
     }
 }
@@ -564,6 +683,29 @@ impl Session {
 }
 
 impl TorrentHandle {
+    /// The torrent's own rate caps: (upload, download), bytes per second, `None` = only the
+    /// session's.
+    pub fn limits(&self) -> (Option<u64>, Option<u64>) {
+        self.limits.get()
+    }
+
+    /// Changes the torrent's own rate caps (bytes per second, `None` = only the session's);
+    /// its connections follow at once.
+    pub fn set_limits(&self, upload: Option<u64>, download: Option<u64>) {
+        self.limits.set(upload, download, self.clock.now());
+    }
+
+    /// Fetches new pieces in order (`true`, for streaming) or rarest first, from now on
+    /// (pieces already started are finished as they are).
+    pub fn set_sequential(&self, sequential: bool) {
+        self.pick_mode.send_replace(pick_mode_of(sequential));
+    }
+
+    /// Whether new pieces are fetched in order.
+    pub fn is_sequential(&self) -> bool {
+        *self.pick_mode.borrow() == shoal_torrent::PickMode::Sequential
+    }
+
     /// Gives the torrent more peer addresses to dial.
     pub async fn add_peers(&self, peers: Vec<SocketAddr>) {
         let _ = self.events.send(Event::AddPeers(peers)).await;

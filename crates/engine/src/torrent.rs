@@ -16,8 +16,8 @@ use shoal_core::{Id20, Time};
 use shoal_metainfo::Metainfo;
 use shoal_storage::{DiskPool, Storage, TrySubmitError, WriteOutcome};
 use shoal_torrent::{
-    CloseReason, ConnId, DiskDone, DiskJob, PeerHello, Torrent, TorrentConfig, TorrentEvent,
-    WriteResult,
+    CloseReason, ConnId, DiskDone, DiskJob, PeerHello, PickMode, Torrent, TorrentConfig,
+    TorrentEvent, WriteResult,
 };
 use shoal_wire::frame::Limits;
 use shoal_wire::Handshake;
@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use crate::clock::{sleep_until, Clock};
-use crate::connection::{self, LinkEvent, RateLimits};
+use crate::connection::{self, LinkEvent, LinkRates};
 use crate::status::{TorrentState, TorrentStatus};
 use crate::web_seed::{self, Admission, WebSeedEvent};
 
@@ -101,10 +101,16 @@ pub struct TorrentContext {
     pub bind: shoal_core::LocalBind,
     /// Session clock.
     pub clock: Clock,
-    /// Session rate limits.
-    pub rates: Arc<RateLimits>,
-    /// Most peers connected at once.
-    pub max_peers: usize,
+    /// The session's rate limits (as this torrent's flow) and the torrent's own.
+    pub rates: LinkRates,
+    /// Most peers connected at once: the session's share for this torrent, which changes as
+    /// torrents come and go (see [`crate::budget`]).
+    pub max_peers: watch::Receiver<usize>,
+    /// Set while the torrent wants peers or has some (it then counts in the session's split of
+    /// the peer budget).
+    pub active: Arc<std::sync::atomic::AtomicBool>,
+    /// How new pieces are chosen; changeable while the torrent runs.
+    pub pick_mode: watch::Receiver<PickMode>,
     /// Connect and handshake timeout.
     pub connect_timeout: Duration,
     /// Whether connections we dial use MSE/PE.
@@ -211,12 +217,12 @@ impl TorrentActor {
             info_bytes: Bytes::from(ctx.meta.info_bytes.to_vec()),
             listen_port: ctx.listen_addr.port(),
             own_addr: Some(ctx.listen_addr),
-            max_peers: ctx.max_peers,
+            max_peers: *ctx.max_peers.borrow(),
             wanted: wanted_pieces(info, ctx.wanted_files.as_deref()),
             have: ctx.storage.verified().ones().collect(),
             seed_only: ctx.seed_only,
             seed: rand::random(),
-            pick_mode: Default::default(),
+            pick_mode: *ctx.pick_mode.borrow(),
             super_seed: ctx.super_seed,
         };
         // Metainfo validation makes this succeed; a torrent it somehow let through is an error
@@ -286,6 +292,15 @@ impl TorrentActor {
                     let now = self.now();
                     self.machine.handle_timeout(now);
                     self.publish_status(true);
+                }
+                Ok(()) = self.ctx.pick_mode.changed() => {
+                    let mode = *self.ctx.pick_mode.borrow_and_update();
+                    self.machine.set_pick_mode(mode);
+                }
+                Ok(()) = self.ctx.max_peers.changed() => {
+                    let cap = *self.ctx.max_peers.borrow_and_update();
+                    let now = self.now();
+                    self.machine.set_max_peers(now, cap);
                 }
                 ev = self.events_rx.recv() => match ev {
                     None => break None,
@@ -682,6 +697,10 @@ impl TorrentActor {
             .values()
             .filter_map(|l| Some((l.addr?, l.encryption)))
             .collect();
+        self.ctx.active.store(
+            !s.complete || s.peers > 0,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.status.state = match (&s.fatal, s.complete) {
             (Some(e), _) => TorrentState::Error(e.clone()),
             (None, true) => TorrentState::Seeding,

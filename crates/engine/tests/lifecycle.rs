@@ -17,6 +17,9 @@ fn options(save: &std::path::Path) -> TorrentOptions {
         tracker_config: Default::default(),
         wanted_files: None,
         super_seed: false,
+        upload_limit: None,
+        download_limit: None,
+        sequential: false,
     }
 }
 

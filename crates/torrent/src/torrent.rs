@@ -503,6 +503,36 @@ impl Torrent {
         self.dial_due(now);
     }
 
+    /// Changes how new pieces are chosen (pieces already started are finished as they are):
+    /// sequential for streaming, rarest first otherwise.
+    pub fn set_pick_mode(&mut self, mode: PickMode) {
+        self.config.pick_mode = mode;
+        self.picker.set_mode(mode);
+    }
+
+    /// Changes the most peers connected at once (at least 1). Lowering it closes the newest
+    /// connections over the new cap; raising it lets the torrent dial more.
+    pub fn set_max_peers(&mut self, now: Time, max_peers: usize) {
+        let max_peers = max_peers.max(1);
+        if max_peers == self.config.max_peers {
+            return;
+        }
+        self.config.max_peers = max_peers;
+        if self.peers.len() > max_peers {
+            let mut conns: Vec<ConnId> = self.peers.keys().copied().collect();
+            conns.sort_unstable();
+            for conn in conns.split_off(max_peers) {
+                self.close(now, conn, CloseReason::TooManyPeers);
+            }
+        }
+        self.dial_due(now);
+    }
+
+    /// The most peers connected at once.
+    pub fn max_peers(&self) -> usize {
+        self.config.max_peers
+    }
+
     /// A dial from [`Torrent::poll_dial`] failed (refused, timed out, wrong handshake).
     pub fn handle_dial_failed(&mut self, now: Time, addr: SocketAddr) {
         self.dialing = self.dialing.saturating_sub(1);

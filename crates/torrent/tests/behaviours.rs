@@ -602,3 +602,59 @@ fn a_torrent_without_peers_sleeps_and_wakes_for_a_peer() {
     assert!(net.run_until(Duration::from_secs(60), step, |n| n.has_all(leech)));
     assert!(net.nodes[seed].torrent.stats().uploaded > 0);
 }
+
+#[test]
+fn a_lower_peer_cap_closes_the_newest_connections_and_a_higher_one_admits_more() {
+    let mut net = Net::new(small());
+    let seed = net.add_node(true, Behaviour::Honest);
+    let leechers: Vec<usize> = (0..4)
+        .map(|_| net.add_node(false, Behaviour::Honest))
+        .collect();
+    for &l in &leechers {
+        net.connect(l, seed);
+    }
+    assert_eq!(net.nodes[seed].torrent.stats().peers, 4);
+    let now = net.now;
+    net.nodes[seed].torrent.set_max_peers(now, 2);
+    net.run();
+    assert_eq!(net.nodes[seed].torrent.max_peers(), 2);
+    assert_eq!(net.nodes[seed].torrent.stats().peers, 2);
+    // Full: one more is refused, as being full (not the peer's fault).
+    let extra = net.add_node(false, Behaviour::Honest);
+    let hello = shoal_torrent::PeerHello {
+        addr: net.nodes[extra].addr,
+        outgoing: false,
+        peer_id: net.nodes[extra].peer_id,
+        fast: true,
+        extended: true,
+    };
+    assert_eq!(
+        net.nodes[seed].torrent.handle_connected(now, hello),
+        Err(CloseReason::TooManyPeers)
+    );
+    net.nodes[seed].torrent.set_max_peers(now, 50);
+    net.connect(extra, seed);
+    assert_eq!(net.nodes[seed].torrent.stats().peers, 3);
+}
+
+#[test]
+fn sequential_mode_set_on_a_machine_fetches_pieces_in_order() {
+    let mut net = Net::new(Content::new(40 * 16384, 16384, 7));
+    let seed = net.add_node(true, Behaviour::Honest);
+    let leech = net.add_node(false, Behaviour::Honest);
+    net.nodes[leech]
+        .torrent
+        .set_pick_mode(shoal_torrent::PickMode::Sequential);
+    net.connect(leech, seed);
+    assert!(net.run_until(60 * SEC, SEC / 10, |n| n.has_all(leech)));
+    // Pieces first appear in the written blocks in order.
+    let mut first_seen = Vec::new();
+    for (_, b) in &net.nodes[leech].writes {
+        if !first_seen.contains(&b.piece) {
+            first_seen.push(b.piece);
+        }
+    }
+    let mut sorted = first_seen.clone();
+    sorted.sort_unstable();
+    assert_eq!(first_seen, sorted);
+}
