@@ -862,6 +862,93 @@ fn file_selection_through_patch_and_torrent_set_and_free_space() {
     assert!(r["arguments"]["size-bytes"].as_u64().unwrap() > 0);
     let r = rpc(&d, serde_json::json!({"method": "port-test"}));
     assert_ne!(r["result"], "success");
+    // A torrent with BEP 47 pad files: Transmission's indices and the JSON API's count only
+    // the real files (a, b, c); the torrent stays paused, its piece hashes do not matter.
+    let padded = {
+        let mut info = Vec::new();
+        info.extend_from_slice(b"d5:filesl");
+        for (name, len, pad) in [
+            ("a", 10_000, false),
+            ("6384", 6_384, true),
+            ("b", 16_384, false),
+            ("c", 100, false),
+        ] {
+            let dir = if pad { "4:.pad" } else { "" };
+            let attr = if pad { "4:attr1:p" } else { "" };
+            info.extend_from_slice(
+                format!("d{attr}6:lengthi{len}e4:pathl{dir}{}:{name}ee", name.len()).as_bytes(),
+            );
+        }
+        info.extend_from_slice(b"e4:name6:padded12:piece lengthi16384e6:pieces60:");
+        info.extend_from_slice(&[7; 60]);
+        info.extend_from_slice(b"e");
+        let mut t = b"d4:info".to_vec();
+        t.extend_from_slice(&info);
+        t.push(b'e');
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(t)
+    };
+    let (status, added) = d.api(
+        "POST",
+        "/api/v1/torrents",
+        "application/json",
+        serde_json::json!({ "torrent": padded, "paused": true })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 201, "{added}");
+    let padded_hash = added["info_hash"].as_str().unwrap().to_string();
+    let ids = serde_json::json!([padded_hash]);
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "torrent-set", "arguments": {"ids": ids, "files-unwanted": [1]}}),
+    );
+    assert_eq!(r["result"], "success", "{r}");
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "torrent-set", "arguments": {"ids": ids, "files-wanted": [3]}}),
+    );
+    let e = r["result"].as_str().unwrap();
+    assert!(e.contains("no file 3") && e.contains("3 files"), "{r}");
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "torrent-get", "arguments": {"ids": ids, "fields": ["files", "fileStats", "wanted", "priorities"]}}),
+    );
+    let t = &r["arguments"]["torrents"][0];
+    let names: Vec<&str> = t["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["padded/a", "padded/b", "padded/c"], "{r}");
+    assert_eq!(t["wanted"], serde_json::json!([true, false, true]), "{r}");
+    assert_eq!(t["fileStats"][1]["wanted"], false, "{r}");
+    assert_eq!(t["priorities"], serde_json::json!([0, 0, 0]), "{r}");
+    let (status, files) = d.api(
+        "GET",
+        &format!("/api/v1/torrents/{padded_hash}/files"),
+        "application/json",
+        b"",
+    );
+    assert_eq!(status, 200, "{files}");
+    assert_eq!(files[1]["path"], "padded/b", "{files}");
+    assert_eq!(files[1]["wanted"], false, "{files}");
+    // The JSON API numbers files the same way: three flags for three files.
+    let (status, v) = d.patch(
+        &format!("/api/v1/torrents/{padded_hash}"),
+        serde_json::json!({"wanted_files": [false, true, true]}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "torrent-get", "arguments": {"ids": ids, "fields": ["wanted"]}}),
+    );
+    assert_eq!(
+        r["arguments"]["torrents"][0]["wanted"],
+        serde_json::json!([false, true, true]),
+        "{r}"
+    );
 }
 
 impl Daemon {

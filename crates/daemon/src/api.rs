@@ -205,7 +205,8 @@ async fn show(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PatchRequest {
-    /// Per file of the torrent (pad files included): download it or not.
+    /// Per file of the torrent, as `/files` lists them (BEP 47 pad files not counted; a list
+    /// counting them too is accepted): download it or not.
     wanted_files: Option<Vec<bool>>,
     /// Start (`false`) or stop (`true`).
     paused: Option<bool>,
@@ -327,12 +328,21 @@ async fn files(
 ) -> Result<Response, DaemonError> {
     let hash = parse_id(&s.manager, &id)?;
     let meta = s.manager.metainfo(&hash).ok_or(DaemonError::NotFound)?;
+    let wanted = s.manager.wanted(&hash).unwrap_or_default();
+    // Real files only (pad files not counted), numbered as `wanted_files` takes them.
     let files: Vec<serde_json::Value> = meta
         .info
         .files
         .iter()
         .filter(|f| !f.is_pad())
-        .map(|f| serde_json::json!({"path": f.display_path(), "length": f.length}))
+        .enumerate()
+        .map(|(i, f)| {
+            serde_json::json!({
+                "path": f.display_path(),
+                "length": f.length,
+                "wanted": wanted.get(i).copied().unwrap_or(true),
+            })
+        })
         .collect();
     Ok(Json(files).into_response())
 }

@@ -712,8 +712,10 @@ impl Manager {
         Ok(())
     }
 
-    /// Chooses the files to download (`wanted[i]` for the torrent's file `i`, pad files
-    /// included); a running torrent restarts with the new choice (its verified data stays).
+    /// Chooses the files to download: `wanted[i]` for the torrent's real file `i`, numbered
+    /// without its BEP 47 pad files (as `/files` and the Transmission RPC list them); a list
+    /// counting the pad files too is accepted as well (its pad entries do not matter). A
+    /// running torrent restarts with the new choice (its verified data stays).
     pub async fn set_wanted(
         self: &Arc<Self>,
         hash: &Id20,
@@ -725,14 +727,9 @@ impl Manager {
             let files = e
                 .meta
                 .as_ref()
-                .map(|m| m.info.files.len())
+                .map(|m| &m.info.files)
                 .ok_or_else(|| DaemonError::BadRequest("its metadata is not in yet".into()))?;
-            if wanted.len() != files {
-                return Err(DaemonError::BadRequest(format!(
-                    "the torrent has {files} files, the request names {}",
-                    wanted.len()
-                )));
-            }
+            let wanted = expand_wanted(files, &wanted).map_err(DaemonError::BadRequest)?;
             e.record.wanted_files = (!wanted.iter().all(|&w| w)).then_some(wanted);
             self.store.save_record(&e.record)?;
             std::mem::replace(&mut e.running, Run::Stopped)
@@ -746,16 +743,22 @@ impl Manager {
         Ok(())
     }
 
-    /// The files wanted (all when no choice was made); `None` without metadata.
+    /// The real files wanted (all when no choice was made), numbered without pad files as
+    /// [`Manager::set_wanted`] takes them; `None` without metadata.
     pub fn wanted(&self, hash: &Id20) -> Option<Vec<bool>> {
         let entries = self.lock();
         let e = entries.get(hash)?;
-        let n = e.meta.as_ref()?.info.files.len();
+        let files = &e.meta.as_ref()?.info.files;
         Some(
-            e.record
-                .wanted_files
-                .clone()
-                .unwrap_or_else(|| vec![true; n]),
+            real_files(files)
+                .into_iter()
+                .map(|i| {
+                    e.record
+                        .wanted_files
+                        .as_ref()
+                        .is_none_or(|w| w.get(i).copied().unwrap_or(true))
+                })
+                .collect(),
         )
     }
 
@@ -1137,6 +1140,49 @@ fn with_magnet_extras(mut meta: Metainfo, magnet: Option<&Magnet>) -> Metainfo {
         }
     }
     meta
+}
+
+/// Where each real file of a torrent (BEP 47 pad files not counted) sits in its full file
+/// list: entry `n` is the full index of real file `n`.
+pub(crate) fn real_files(files: &[shoal_metainfo::FileEntry]) -> Vec<usize> {
+    (0..files.len()).filter(|&i| !files[i].is_pad()).collect()
+}
+
+/// A choice of files (one flag per real file, or one per file with the pad files counted) as
+/// one flag per file of the full list, the pad files' set (the engine never fetches them).
+pub(crate) fn expand_wanted(
+    files: &[shoal_metainfo::FileEntry],
+    wanted: &[bool],
+) -> Result<Vec<bool>, String> {
+    let real = real_files(files);
+    if wanted.len() == files.len() {
+        return Ok(files
+            .iter()
+            .zip(wanted)
+            .map(|(f, &w)| w || f.is_pad())
+            .collect());
+    }
+    if wanted.len() != real.len() {
+        return Err(if real.len() == files.len() {
+            format!(
+                "the torrent has {} files, the request names {}",
+                real.len(),
+                wanted.len()
+            )
+        } else {
+            format!(
+                "the torrent has {} files ({} with its pad files), the request names {}",
+                real.len(),
+                files.len(),
+                wanted.len()
+            )
+        });
+    }
+    let mut all = vec![true; files.len()];
+    for (&i, &w) in real.iter().zip(wanted) {
+        all[i] = w;
+    }
+    Ok(all)
 }
 
 /// Deletes the torrent's own files under `save_path` and the folders they leave empty (never

@@ -532,17 +532,10 @@ async fn torrent_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, S
         "bandwidthPriority" | "seedRatioMode" | "seedIdleMode" => v.as_i64() == Some(0),
         _ => false,
     };
-    let indices = |key: &str| -> Vec<usize> {
-        args.get(key)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_u64().map(|n| n as usize))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (want, unwant) = (indices("files-wanted"), indices("files-unwanted"));
+    let (want, unwant) = (
+        file_indices(args, "files-wanted")?,
+        file_indices(args, "files-unwanted")?,
+    );
     let unsupported: Vec<&str> = args
         .iter()
         .filter(|(k, v)| {
@@ -583,6 +576,19 @@ async fn torrent_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, S
         (None, b) => b,
     };
     let torrents = select(s, args.get("ids")).unwrap_or_default();
+    // The files' choice is checked for every torrent before anything changes.
+    let mut choices = Vec::new();
+    if want.is_some() || unwant.is_some() {
+        for h in &torrents {
+            let Some(wanted) = s.manager.wanted(h) else {
+                return Err("torrent-set: the torrent's metadata is not in yet".into());
+            };
+            choices.push((
+                *h,
+                choose_files(wanted, want.as_deref(), unwant.as_deref())?,
+            ));
+        }
+    }
     for h in &torrents {
         let Some(view) = s.manager.get(h) else {
             continue;
@@ -615,29 +621,61 @@ async fn torrent_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, S
             .await
             .map_err(|e| e.to_string())?;
     }
-    if want.is_empty() && unwant.is_empty() {
-        return Ok(json!({}));
-    }
-    for h in torrents {
-        let Some(mut wanted) = s.manager.wanted(&h) else {
-            return Err("the torrent's metadata is not in yet".into());
-        };
-        for &i in &want {
-            if let Some(w) = wanted.get_mut(i) {
-                *w = true;
-            }
-        }
-        for &i in &unwant {
-            if let Some(w) = wanted.get_mut(i) {
-                *w = false;
-            }
-        }
+    for (h, wanted) in choices {
         s.manager
             .set_wanted(&h, wanted)
             .await
             .map_err(|e| e.to_string())?;
     }
     Ok(json!({}))
+}
+
+/// `files-wanted` / `files-unwanted`: a list of file indices, `None` when absent. An empty list
+/// names every file, as in Transmission.
+fn file_indices(args: &Map<String, Value>, key: &str) -> Result<Option<Vec<usize>>, String> {
+    let Some(v) = args.get(key) else {
+        return Ok(None);
+    };
+    let list = v
+        .as_array()
+        .ok_or_else(|| format!("torrent-set: '{key}' must be a list of file indices"))?;
+    list.iter()
+        .map(|v| {
+            v.as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| format!("torrent-set: '{key}': {v} is not a file index"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Applies `files-wanted` and `files-unwanted` to a choice of files. Indices number the real
+/// files (BEP 47 pad files not counted), as `files` lists them; one out of range is refused by
+/// name. An empty list means every file.
+fn choose_files(
+    mut wanted: Vec<bool>,
+    want: Option<&[usize]>,
+    unwant: Option<&[usize]>,
+) -> Result<Vec<bool>, String> {
+    for (key, list, value) in [
+        ("files-wanted", want, true),
+        ("files-unwanted", unwant, false),
+    ] {
+        let Some(list) = list else {
+            continue;
+        };
+        if list.is_empty() {
+            wanted.iter_mut().for_each(|w| *w = value);
+        }
+        for &i in list {
+            let n = wanted.len();
+            let w = wanted.get_mut(i).ok_or_else(|| {
+                format!("torrent-set: '{key}': no file {i} (the torrent has {n} files, numbered from 0)")
+            })?;
+            *w = value;
+        }
+    }
+    Ok(wanted)
 }
 
 fn hash_of(t: &TorrentView) -> Id20 {
@@ -774,19 +812,119 @@ fn torrent_fields(s: &AppState, t: &TorrentView, fields: &[String]) -> Value {
             }
             "honorsSessionLimits" => json!(true),
             "sequential_download" | "sequentialDownload" => json!(t.sequential),
-            "files" => json!(meta
-                .as_ref()
-                .map(|m| m
-                    .info
-                    .files
+            // Real files only (BEP 47 pad files not counted), numbered as `torrent-set` takes
+            // them.
+            "files" | "fileStats" | "wanted" | "priorities" => {
+                let wanted = s.manager.wanted(&hash_of(t)).unwrap_or_default();
+                let real = meta
+                    .as_ref()
+                    .map(|m| {
+                        m.info
+                            .files
+                            .iter()
+                            .filter(|f| !f.is_pad())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                let done = |i: usize, length: u64| {
+                    if left == 0 && wanted.get(i).copied().unwrap_or(true) {
+                        length
+                    } else {
+                        0
+                    }
+                };
+                let list: Vec<Value> = real
                     .iter()
-                    .filter(|f| !f.is_pad())
-                    .map(|f| json!({"name": f.display_path(), "length": f.length, "bytesCompleted": if left == 0 { f.length } else { 0 }}))
-                    .collect::<Vec<_>>())
-                .unwrap_or_default()),
+                    .enumerate()
+                    .map(|(i, file)| {
+                        let w = wanted.get(i).copied().unwrap_or(true);
+                        match f.as_str() {
+                            "files" => json!({"name": file.display_path(), "length": file.length, "bytesCompleted": done(i, file.length)}),
+                            "fileStats" => json!({"bytesCompleted": done(i, file.length), "wanted": w, "priority": 0}),
+                            "wanted" => json!(w),
+                            _ => json!(0),
+                        }
+                    })
+                    .collect();
+                json!(list)
+            }
             _ => continue,
         };
         out.insert(f.clone(), v);
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::{expand_wanted, real_files};
+    use shoal_metainfo::{FileAttr, FileEntry};
+
+    fn file(name: &str, length: u64, pad: bool) -> FileEntry {
+        FileEntry {
+            path: vec!["t".into(), name.into()],
+            length,
+            offset: 0,
+            attr: FileAttr {
+                pad,
+                ..FileAttr::default()
+            },
+            symlink_target: None,
+        }
+    }
+
+    /// a, pad, b, pad, c: the real files are 0, 2 and 4 of the full list.
+    fn padded() -> Vec<FileEntry> {
+        vec![
+            file("a", 10, false),
+            file(".pad/6", 6, true),
+            file("b", 16, false),
+            file(".pad/0", 0, true),
+            file("c", 3, false),
+        ]
+    }
+
+    #[test]
+    fn file_indices_skip_pad_files() {
+        let files = padded();
+        assert_eq!(real_files(&files), vec![0, 2, 4]);
+        // Transmission's file 1 is b, full index 2.
+        let wanted = choose_files(vec![true; 3], None, Some(&[1])).unwrap();
+        assert_eq!(wanted, vec![true, false, true]);
+        assert_eq!(
+            expand_wanted(&files, &wanted).unwrap(),
+            vec![true, true, false, true, true]
+        );
+        // A list counting the pad files is taken as it is (pads stay set).
+        assert_eq!(
+            expand_wanted(&files, &[false, false, true, false, false]).unwrap(),
+            vec![false, true, true, true, false]
+        );
+        let e = expand_wanted(&files, &[true, false]).unwrap_err();
+        assert!(e.contains("3 files (5 with its pad files)"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_file_indices_are_refused_by_number() {
+        let e = choose_files(vec![true; 3], Some(&[3]), None).unwrap_err();
+        assert!(e.contains("files-wanted") && e.contains("no file 3"), "{e}");
+        let e = choose_files(vec![true; 3], None, Some(&[0, 7])).unwrap_err();
+        assert!(
+            e.contains("files-unwanted") && e.contains("no file 7"),
+            "{e}"
+        );
+        // An empty list names every file.
+        assert_eq!(
+            choose_files(vec![true; 3], None, Some(&[])).unwrap(),
+            vec![false; 3]
+        );
+        assert_eq!(
+            choose_files(vec![false; 3], Some(&[]), Some(&[2])).unwrap(),
+            vec![true, true, false]
+        );
+        let args = json!({"files-wanted": [1, "x"]});
+        let e = file_indices(args.as_object().unwrap(), "files-wanted").unwrap_err();
+        assert!(e.contains("\"x\" is not a file index"), "{e}");
+    }
 }
