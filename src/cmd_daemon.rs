@@ -129,6 +129,7 @@ impl DaemonArgs {
             seed_idle_minutes: self.seed_idle_minutes,
             super_seed: self.super_seed.then_some(true),
             max_connections: self.max_connections,
+            max_peers_per_torrent: None,
         }
     }
 }
@@ -195,6 +196,9 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     );
     let mut session_cfg = session_config(&net)?;
     session_cfg.max_connections = cfg.max_connections.unwrap_or(0);
+    if let Some(n) = cfg.max_peers_per_torrent {
+        session_cfg.max_peers_per_torrent = n.max(1);
+    }
     let store = Store::open(&state_dir)?;
     let token = store.token()?;
     let manager_cfg = ManagerConfig {

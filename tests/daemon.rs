@@ -1164,11 +1164,14 @@ fn session_set_sequential_and_limits_apply_and_survive_a_restart() {
             "seedRatioLimit": 1.5, "seedRatioLimited": true,
             "idle-seeding-limit": 20, "idle-seeding-limit-enabled": true,
             "start-added-torrents": true, "rename-partial-files": true,
+            "peer-limit-global": 120, "peer-limit-per-torrent": 30,
         }}),
     );
     assert_eq!(r["result"], "success", "{r}");
     let r = rpc(&d, serde_json::json!({"method": "session-get"}));
     let a = &r["arguments"];
+    assert_eq!(a["peer-limit-global"], 120, "{r}");
+    assert_eq!(a["peer-limit-per-torrent"], 30, "{r}");
     assert_eq!(a["speed-limit-down"], 500, "{r}");
     assert_eq!(a["speed-limit-down-enabled"], true, "{r}");
     // Remembered while off, as Transmission does.
@@ -1200,6 +1203,25 @@ fn session_set_sequential_and_limits_apply_and_survive_a_restart() {
     assert_eq!(status, 200, "{s}");
     assert_eq!(s["max_upload_rate"], 1_048_576, "{s}");
     assert_eq!(s["seed_idle_minutes"], 0, "{s}");
+    assert_eq!(s["max_connections"], 120, "{s}");
+    let (status, s) = d.patch(
+        "/api/v1/session",
+        serde_json::json!({"max_connections": 90}),
+    );
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["max_connections"], 90, "{s}");
+    assert_eq!(s["max_peers_per_torrent"], 30, "{s}");
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "session-set", "arguments": {"peer-limit-per-torrent": 0}}),
+    );
+    assert!(
+        r["result"]
+            .as_str()
+            .unwrap()
+            .contains("peer-limit-per-torrent"),
+        "{r}"
+    );
     let (status, e) = d.patch(
         "/api/v1/session",
         serde_json::json!({"download_dir": "relative"}),
@@ -1248,6 +1270,10 @@ fn session_set_sequential_and_limits_apply_and_survive_a_restart() {
     assert_eq!(s["max_upload_rate"], 1_048_576, "{s}");
     assert_eq!(s["max_active_downloads"], 2, "{s}");
     assert_eq!(s["seed_ratio_limit"], 1.5, "{s}");
+    assert_eq!(s["max_connections"], 90, "{s}");
+    let r = rpc(&d, serde_json::json!({"method": "session-get"}));
+    assert_eq!(r["arguments"]["peer-limit-global"], 90, "{r}");
+    assert_eq!(r["arguments"]["peer-limit-per-torrent"], 30, "{r}");
     let v = d.torrent(&hash);
     assert_eq!(v["sequential"], true, "{v}");
     assert_eq!(v["upload_limit"], 100_000, "{v}");

@@ -49,6 +49,9 @@ pub struct DaemonConfig {
     /// Peers of all torrents together, split evenly among the active ones (0: no global cap;
     /// each torrent still has at most 50).
     pub max_connections: Option<usize>,
+    /// Most peers of one torrent (default 50, Transmission's `peer-limit-per-torrent`); its
+    /// share of `max_connections` may be smaller.
+    pub max_peers_per_torrent: Option<usize>,
 }
 
 /// Defaults, as `--print-config` shows them.
@@ -59,6 +62,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:6881";
 pub const DEFAULT_ACTIVE_DOWNLOADS: usize = 5;
 /// Peers of all torrents together by default (Transmission's `peer-limit-global`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 200;
+/// Peers of one torrent by default (Transmission's `peer-limit-per-torrent`).
+pub const DEFAULT_MAX_PEERS_PER_TORRENT: usize = 50;
 
 impl DaemonConfig {
     /// Reads a config file; a missing default file is an empty config, a missing named one an
@@ -105,6 +110,9 @@ impl DaemonConfig {
             seed_idle_minutes: Some(pick!(seed_idle_minutes).unwrap_or(0)),
             super_seed: Some(pick!(super_seed).unwrap_or(false)),
             max_connections: Some(pick!(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS)),
+            max_peers_per_torrent: Some(
+                pick!(max_peers_per_torrent).unwrap_or(DEFAULT_MAX_PEERS_PER_TORRENT),
+            ),
         }
     }
 
@@ -133,7 +141,8 @@ impl DaemonConfig {
             seed_ratio_limit,
             seed_idle_minutes,
             super_seed,
-            max_connections
+            max_connections,
+            max_peers_per_torrent
         )
     }
 

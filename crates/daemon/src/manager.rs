@@ -235,6 +235,10 @@ pub struct SessionPatch {
     pub seed_ratio_limit: Option<f64>,
     /// A seed stops after this many minutes without uploading (0: never).
     pub seed_idle_minutes: Option<u64>,
+    /// The peer budget: most peers of all torrents together (0: no global cap).
+    pub max_connections: Option<usize>,
+    /// Most peers of one torrent (at least 1).
+    pub max_peers_per_torrent: Option<usize>,
 }
 
 /// A change to one torrent's options (`PATCH /api/v1/torrents/{id}`, Transmission
@@ -282,6 +286,10 @@ pub struct SessionSettings {
     pub seed_ratio_limit: f64,
     /// A seed stops after this many minutes without uploading (0: never).
     pub seed_idle_minutes: u64,
+    /// The peer budget: most peers of all torrents together (0: no global cap).
+    pub max_connections: usize,
+    /// Most peers of one torrent, before the budget's split.
+    pub max_peers_per_torrent: usize,
     /// Each torrent's current peer cap (its share of the session's peer budget).
     pub peers_per_torrent: usize,
 }
@@ -352,12 +360,14 @@ impl Manager {
             max_active_seeds: cfg.max_active_seeds,
             seed_ratio_limit: cfg.seed_ratio_limit,
             seed_idle_minutes: cfg.seed_idle_minutes,
+            max_connections: self.session.max_connections(),
+            max_peers_per_torrent: self.session.max_peers_per_torrent(),
             peers_per_torrent: self.session.peer_cap(),
         }
     }
 
-    /// Changes the session's settings at once (rate caps for every connection, the queue and
-    /// seeding limits from the scheduler's next round) and saves the changed keys in the
+    /// Changes the session's settings at once (rate caps for every connection, the peer budget
+    /// split again at once, the queue and seeding limits from the scheduler's next round) and saves the changed keys in the
     /// state folder's `session.json`, where they win over the config file at the next start.
     /// Nothing changes if a value is invalid.
     pub fn update_session(&self, patch: SessionPatch) -> Result<SessionSettings, DaemonError> {
@@ -376,6 +386,11 @@ impl Manager {
                 )));
             }
         }
+        if patch.max_peers_per_torrent == Some(0) {
+            return Err(DaemonError::BadRequest(
+                "max_peers_per_torrent must be 1 or more".into(),
+            ));
+        }
         let mut saved = self.store.load_session();
         let rate = |r: Option<u64>| Some(cap(r).unwrap_or(0).to_string());
         if patch.max_download_rate.is_some() || patch.max_upload_rate.is_some() {
@@ -389,6 +404,13 @@ impl Manager {
             if patch.max_download_rate.is_some() {
                 saved.max_download_rate = rate(down);
             }
+        }
+        if patch.max_connections.is_some() || patch.max_peers_per_torrent.is_some() {
+            self.session
+                .set_peer_limits(patch.max_connections, patch.max_peers_per_torrent);
+            saved.max_connections = patch.max_connections.or(saved.max_connections);
+            saved.max_peers_per_torrent =
+                patch.max_peers_per_torrent.or(saved.max_peers_per_torrent);
         }
         {
             let mut cfg = self.config.lock().unwrap_or_else(|e| e.into_inner());

@@ -285,7 +285,7 @@ fn session_get(s: &AppState) -> Value {
         "speed-limit-down-enabled": set.max_download_rate.is_some(),
         "speed-limit-up": speed(set.max_upload_rate, mem.speed_up),
         "speed-limit-up-enabled": set.max_upload_rate.is_some(),
-        "peer-limit-global": m.session().max_connections(),
+        "peer-limit-global": set.max_connections,
         "trash-original-torrent-files": false,
         "download-queue-size": if set.max_active_downloads > 0 { set.max_active_downloads } else { mem.download_queue },
         "download-queue-enabled": set.max_active_downloads > 0,
@@ -295,7 +295,7 @@ fn session_get(s: &AppState) -> Value {
         "seedRatioLimited": set.seed_ratio_limit > 0.0,
         "idle-seeding-limit": if set.seed_idle_minutes > 0 { set.seed_idle_minutes } else { mem.idle_minutes },
         "idle-seeding-limit-enabled": set.seed_idle_minutes > 0,
-        "peer-limit-per-torrent": set.peers_per_torrent,
+        "peer-limit-per-torrent": set.max_peers_per_torrent,
         "start-added-torrents": true,
         "rename-partial-files": false,
         "incomplete-dir-enabled": false,
@@ -328,8 +328,9 @@ fn session_get(s: &AppState) -> Value {
     out
 }
 
-/// `session-set`: the speed limits, the download folder, the queues and the seeding limits
-/// change the running daemon (and are saved, see [`crate::Manager::update_session`]). Keys
+/// `session-set`: the speed limits, the download folder, the queues, the seeding limits and
+/// the peer limits (`peer-limit-global`, 0: no global cap; `peer-limit-per-torrent`) change
+/// the running daemon (and are saved, see [`crate::Manager::update_session`]). Keys
 /// clients send with their preferences that ask for nothing shoal does not already do are
 /// accepted and ignored (see [`harmless_session_key`]); any other key is refused by name, and
 /// then nothing changes.
@@ -348,6 +349,8 @@ async fn session_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, S
         "seedRatioLimited",
         "idle-seeding-limit",
         "idle-seeding-limit-enabled",
+        "peer-limit-global",
+        "peer-limit-per-torrent",
     ];
     let m = &s.manager;
     let refused: Vec<&str> = args
@@ -449,6 +452,21 @@ async fn session_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, S
     if idle.is_some() || on != (set.seed_idle_minutes > 0) {
         patch.seed_idle_minutes = Some(if on { mem.idle_minutes } else { 0 });
     }
+    let peers = |k: &str| -> Result<Option<usize>, String> {
+        match args.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| format!("session-set: '{k}' must be a whole number, 0 or more")),
+        }
+    };
+    patch.max_connections = peers("peer-limit-global")?;
+    patch.max_peers_per_torrent = peers("peer-limit-per-torrent")?;
+    if patch.max_peers_per_torrent == Some(0) {
+        return Err("session-set: 'peer-limit-per-torrent' must be 1 or more".into());
+    }
     if let Some(d) = args.get("download-dir") {
         let d = d
             .as_str()
@@ -475,7 +493,7 @@ async fn session_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, S
 ///   `utp-enabled: false`, `incomplete-dir-enabled: false`, `alt-speed-enabled: false`,
 ///   `alt-speed-time-enabled: false`, `blocklist-enabled: false`,
 ///   `trash-original-torrent-files: false`, the `script-torrent-*-enabled: false` switches,
-///   `dht-enabled`, `peer-port`, `peer-limit-global` and `peer-limit-per-torrent` as they are.
+///   `dht-enabled` and `peer-port` as they are.
 fn harmless_session_key(s: &AppState, key: &str, value: &Value) -> bool {
     const ALWAYS: &[&str] = &[
         "rename-partial-files",
@@ -505,8 +523,6 @@ fn harmless_session_key(s: &AppState, key: &str, value: &Value) -> bool {
         || (WHEN_FALSE.contains(&key) && value.as_bool() == Some(false))
         || (key == "dht-enabled" && value.as_bool() == Some(session.dht_addr().is_some()))
         || (key == "peer-port" && value.as_u64() == Some(u64::from(session.local_addr().port())))
-        || (key == "peer-limit-global" && value.as_u64() == Some(session.max_connections() as u64))
-        || (key == "peer-limit-per-torrent" && value.as_u64() == Some(session.peer_cap() as u64))
 }
 
 /// `torrent-set`: `files-wanted` / `files-unwanted`, the torrent's own speed limits

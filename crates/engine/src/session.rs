@@ -124,6 +124,9 @@ struct Shared {
     torrents: Arc<Registry>,
     /// Each torrent's peer cap, as the peer budget is split (see [`Shared::rebalance`]).
     peer_cap: watch::Sender<usize>,
+    /// The peer budget and the most peers per torrent now: `config`'s, until changed at run
+    /// time ([`Session::set_peer_limits`]).
+    peer_limits: Mutex<(usize, usize)>,
     /// The next torrent's flow in the fair sharing of the session's rate limits.
     next_flow: std::sync::atomic::AtomicU64,
     trackers: Arc<shoal_tracker::TrackerClient>,
@@ -155,16 +158,20 @@ impl Shared {
             .values()
             .filter(|r| r.active.load(std::sync::atomic::Ordering::Relaxed))
             .count();
-        let cap = crate::budget::peer_cap(
-            self.config.max_connections,
-            self.config.max_peers_per_torrent,
-            active,
-        );
+        let (global, per_torrent) = self.peer_limits();
+        let cap = crate::budget::peer_cap(global, per_torrent, active);
         self.peer_cap.send_if_modified(|c| {
             let changed = *c != cap;
             *c = cap;
             changed
         });
+    }
+}
+
+impl Shared {
+    /// The peer budget (0: no global cap) and the most peers per torrent.
+    fn peer_limits(&self) -> (usize, usize) {
+        *self.peer_limits.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -352,11 +359,13 @@ impl Session {
                 0,
             ))
             .0,
+            peer_limits: Mutex::new((config.max_connections, config.max_peers_per_torrent)),
             next_flow: std::sync::atomic::AtomicU64::new(1),
             config,
             torrents: Arc::new(Mutex::new(HashMap::new())),
         });
-        if shared.config.max_connections > 0 {
+        // Always: the budget can be set at run time (`set_peer_limits`).
+        {
             let weak = Arc::downgrade(&shared);
             tasks.push(tokio::spawn(async move {
                 loop {
@@ -414,7 +423,32 @@ impl Session {
 
     /// The peer budget: most peers of all torrents together (0: no global cap).
     pub fn max_connections(&self) -> usize {
-        self.shared.config.max_connections
+        self.shared.peer_limits().0
+    }
+
+    /// The most peers one torrent keeps (before the budget's split).
+    pub fn max_peers_per_torrent(&self) -> usize {
+        self.shared.peer_limits().1
+    }
+
+    /// Changes the peer budget (`max_connections`, 0: no global cap) and the most peers per
+    /// torrent (at least 1), each when `Some`; the budget is split again at once and running
+    /// torrents follow (a lower cap closes their newest connections over it).
+    pub fn set_peer_limits(&self, max_connections: Option<usize>, per_torrent: Option<usize>) {
+        {
+            let mut limits = self
+                .shared
+                .peer_limits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = max_connections {
+                limits.0 = n;
+            }
+            if let Some(n) = per_torrent {
+                limits.1 = n.max(1);
+            }
+        }
+        self.shared.rebalance();
     }
 
     /// Each torrent's current peer cap (its share of the peer budget).
