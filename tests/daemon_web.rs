@@ -58,6 +58,17 @@ impl Daemon {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
+    /// A `PATCH` with a JSON body and the token; returns the status.
+    fn patch(&self, path: &str, body: &Value) -> u16 {
+        let auth = format!("Bearer {}", self.token);
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        let body = body.to_string();
+        http(&self.api, "PATCH", path, &headers, body.as_bytes()).0
+    }
+
     fn torrents(&self) -> Value {
         let (status, v) = self.get("/api/v1/torrents");
         assert_eq!(status, 200, "{v}");
@@ -222,6 +233,16 @@ fn web_page_adds_completes_pauses_and_removes_torrents_in_chromium() {
     assert_eq!(v["state"], "seeding", "{v}");
     assert_eq!(v["downloaded"], v["total"], "{v}");
     assert!(same_bytes(&data, &dl.join(NAME)));
+    // The row shows the torrent's own caps and sequential mode (read-only).
+    assert_eq!(cell(&b, &hash, "td.limits").as_deref(), Some("none"));
+    let status = d.patch(
+        &format!("/api/v1/torrents/{hash}"),
+        &json!({"upload_limit": 102_400, "sequential": true}),
+    );
+    assert_eq!(status, 200);
+    b.wait("the row's limits", SHORT, || {
+        cell(&b, &hash, "td.limits").filter(|t| t == "up 100.0 KiB/s, sequential")
+    });
     let shot = dir.join("page.png");
     b.screenshot(&shot);
     let png = std::fs::read(&shot).unwrap();
