@@ -49,6 +49,8 @@ const RECV_BATCH: usize = 64;
 const SOCKET_BUFFER: usize = 4 << 20;
 /// The largest UDP datagram.
 const MAX_DATAGRAM: usize = 65_536;
+/// Datagrams taken from the multiplexer at once, under its lock, before sending them.
+const OUTBOX: usize = 64;
 
 /// How a connection ended, as the stream reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,6 +237,11 @@ impl UtpEndpoint {
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // One socket per family, as the engine's listeners and the DHT's nodes: no v4-mapped
+        // addresses on an IPv6 socket.
+        socket.set_only_v6(true)?;
+    }
     // Best effort: the kernel may cap these.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
@@ -336,7 +343,7 @@ fn flush(udp: &UdpSocket, shared: &Shared, clock: &Clock, outbox: &mut VecDeque<
             let now = clock.now();
             route(&mut st, now, &mut accepted_any);
             if outbox.is_empty() {
-                while outbox.len() < 64 {
+                while outbox.len() < OUTBOX {
                     match st.socket.poll_transmit(now) {
                         Some(t) => outbox.push_back(t),
                         None => break,

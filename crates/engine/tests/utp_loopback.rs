@@ -218,3 +218,67 @@ async fn other_datagrams_go_to_the_hook() {
     assert_eq!(&back[..n], b"d1:y1:re");
     sa.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn dropping_a_stream_closes_the_connection() {
+    let a = UtpEndpoint::bind(localhost(), Clock::new()).unwrap();
+    let b = UtpEndpoint::bind(localhost(), Clock::new()).unwrap();
+    let (mut sa, mut sb) = timeout(Duration::from_secs(10), pair(&a, &b))
+        .await
+        .expect("connect in time");
+    sa.write_all(b"last words").await.unwrap();
+    drop(sa);
+    // The data written before the drop arrives, then EOF.
+    let mut got = Vec::new();
+    timeout(Duration::from_secs(10), sb.read_to_end(&mut got))
+        .await
+        .expect("EOF in time")
+        .unwrap();
+    assert_eq!(got, b"last words");
+    // The other direction is closed on a's side: b's writes are read and discarded there, and
+    // b's FIN ends the connection.
+    sb.write_all(b"unheard").await.unwrap();
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_stalls_the_writer() {
+    let a = UtpEndpoint::bind(localhost(), Clock::new()).unwrap();
+    let b = UtpEndpoint::bind(localhost(), Clock::new()).unwrap();
+    let (mut sa, mut sb) = timeout(Duration::from_secs(10), pair(&a, &b))
+        .await
+        .expect("connect in time");
+    // b does not read: a's writes stop once b's receive window and a's send buffer are full.
+    let chunk = vec![1u8; 64 << 10];
+    let mut written = 0usize;
+    while let Ok(r) = timeout(Duration::from_millis(500), sa.write_all(&chunk)).await {
+        r.unwrap();
+        written += chunk.len();
+        assert!(written <= 8 << 20, "writes never stalled");
+    }
+    // The default buffers: 1 MiB each side, plus the chunk in progress.
+    assert!(
+        written <= (2 << 20) + chunk.len(),
+        "{written} bytes buffered"
+    );
+    // Reading resumes the flow.
+    let writer = tokio::spawn(async move {
+        sa.write_all(&chunk).await.unwrap();
+        sa.shutdown().await.unwrap();
+        sa
+    });
+    let mut got = Vec::new();
+    timeout(Duration::from_secs(20), sb.read_to_end(&mut got))
+        .await
+        .expect("flow resumes")
+        .unwrap();
+    assert!(
+        got.len() >= written + (64 << 10),
+        "{} of {written}",
+        got.len()
+    );
+    timeout(Duration::from_secs(5), writer)
+        .await
+        .expect("writer done")
+        .unwrap();
+}
