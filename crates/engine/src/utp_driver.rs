@@ -211,6 +211,10 @@ impl UtpEndpoint {
             {
                 let mut st = self.shared.lock();
                 if let Some((handle, addr)) = st.accepted.pop_front() {
+                    if !st.accepted.is_empty() {
+                        // Another `accept` may be waiting for the next one.
+                        self.shared.accept.notify_one();
+                    }
                     return Ok((
                         UtpStream {
                             shared: self.shared.clone(),

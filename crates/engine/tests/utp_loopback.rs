@@ -282,3 +282,51 @@ async fn a_reader_that_stops_reading_stalls_the_writer() {
         .expect("writer done")
         .unwrap();
 }
+
+#[tokio::test]
+async fn many_connections_at_once() {
+    let a = UtpEndpoint::bind(localhost(), Clock::new()).unwrap();
+    let b = std::sync::Arc::new(UtpEndpoint::bind(localhost(), Clock::new()).unwrap());
+    let n = 16;
+    let server = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            for _ in 0..n {
+                let (mut s, _) = b.accept().await.unwrap();
+                tasks.push(tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    s.read_to_end(&mut got).await.unwrap();
+                    s.write_all(&got).await.unwrap();
+                    s.shutdown().await.unwrap();
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+    };
+    let b_addr = b.local_addr();
+    let a = std::sync::Arc::new(a);
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let a = a.clone();
+        clients.spawn(async move {
+            let mut s = a.connect(b_addr).await.unwrap();
+            let data = random_bytes(100_000 + i * 1000);
+            s.write_all(&data).await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut echo = Vec::new();
+            s.read_to_end(&mut echo).await.unwrap();
+            assert!(echo == data, "connection {i} echoed other bytes");
+        });
+    }
+    timeout(Duration::from_secs(30), async {
+        while let Some(r) = clients.join_next().await {
+            r.unwrap();
+        }
+        server.await.unwrap();
+    })
+    .await
+    .expect("all echoes in time");
+}
