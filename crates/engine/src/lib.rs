@@ -23,6 +23,7 @@ pub mod session;
 pub mod status;
 pub mod torrent;
 pub mod tracker_source;
+pub mod utp_driver;
 pub mod web_seed;
 
 pub use encryption::{Encryption, EncryptionPolicy};
@@ -31,4 +32,5 @@ pub use session::{DhtSettings, Session, SessionConfig, TorrentHandle, TorrentOpt
 pub use shoal_storage::ResumeLocation;
 pub use shoal_tracker::TierConfig;
 pub use status::{TorrentState, TorrentStatus, TrackerReport};
+pub use utp_driver::{UtpEndpoint, UtpStream};
 pub use web_seed::WebSeedReport;
