@@ -11,14 +11,14 @@ use shoal_mse::{Encryption, HalfCipher};
 use shoal_wire::frame::{decode_frame, Limits};
 use shoal_wire::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use shoal_torrent::CloseReason;
 
 use crate::clock::Clock;
-pub use crate::encryption::{accept, dial, read_handshake, PeerStream};
+pub use crate::encryption::{accept, dial, read_handshake, PeerStream, Transport, Via};
+use crate::encryption::{TransportRead, TransportWrite};
 use crate::rate_limit::{FairShare, FlowId, TokenBucket};
 use shoal_core::Time;
 
@@ -202,6 +202,8 @@ pub struct PeerLink {
     pub addr: Option<SocketAddr>,
     /// What the connection's handshake agreed.
     pub encryption: Encryption,
+    /// "tcp" or "utp" ("web" for a web seed).
+    pub transport: &'static str,
     /// The tasks that stop with the link (none for a web seed, whose task outlives its links).
     tasks: Vec<JoinHandle<()>>,
 }
@@ -214,6 +216,7 @@ impl PeerLink {
             tx,
             addr: None,
             encryption: Encryption::Plaintext,
+            transport: "web",
             tasks: Vec::new(),
         }
     }
@@ -238,9 +241,10 @@ pub fn spawn<E: From<LinkEvent> + Send + 'static>(
     rates: LinkRates,
     clock: Clock,
 ) -> PeerLink {
-    let addr = stream.tcp.peer_addr().ok();
+    let addr = stream.transport.peer_addr().ok();
     let encryption = stream.encryption;
-    let (rd, wr) = stream.tcp.into_split();
+    let transport = stream.transport();
+    let (rd, wr) = stream.transport.into_split();
     let (encrypt, decrypt) = stream.cipher.split();
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
     let reader = tokio::spawn(read_loop(
@@ -257,13 +261,14 @@ pub fn spawn<E: From<LinkEvent> + Send + 'static>(
         tx,
         addr,
         encryption,
+        transport,
         tasks: vec![reader, writer],
     }
 }
 
 /// The socket's read half and what decrypts it (a passthrough for plaintext).
 struct ReadSide {
-    rd: OwnedReadHalf,
+    rd: TransportRead,
     decrypt: HalfCipher,
 }
 
@@ -319,7 +324,7 @@ async fn read_loop<E: From<LinkEvent>>(
 }
 
 async fn write_loop<E: From<LinkEvent>>(
-    mut wr: OwnedWriteHalf,
+    mut wr: TransportWrite,
     mut encrypt: HalfCipher,
     key: LinkId,
     mut rx: mpsc::Receiver<Message>,

@@ -4,27 +4,158 @@
 //! After the handshakes a connection is a [`PeerStream`]: the socket and its [`Cipher`]. The
 //! reader and writer tasks apply the cipher in place on their own buffers (no copy), and for
 //! plaintext the cipher is a passthrough that touches nothing.
+//!
+//! The socket is a [`Transport`]: TCP, or a uTP stream of the session's [`UtpEndpoint`]. MSE
+//! and the handshakes run the same over either.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use shoal_core::{Id20, LocalBind};
 use shoal_mse::{classify, Incoming};
 use shoal_wire::{Handshake, HANDSHAKE_LEN};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tracing::debug;
 
+use crate::utp_driver::{UtpEndpoint, UtpStream};
+
 pub use shoal_mse::{Cipher, Encryption, EncryptionPolicy};
+
+/// The socket under a peer connection.
+#[derive(Debug)]
+pub enum Transport {
+    /// TCP.
+    Tcp(TcpStream),
+    /// uTP over the session's UDP socket.
+    Utp(UtpStream),
+}
+
+impl Transport {
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Transport::Tcp(t) => t.peer_addr(),
+            Transport::Utp(u) => Ok(u.peer_addr()),
+        }
+    }
+
+    /// "tcp" or "utp".
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::Tcp(_) => "tcp",
+            Transport::Utp(_) => "utp",
+        }
+    }
+
+    /// Read and write halves for the reader and writer tasks: TCP's `into_split` (no lock),
+    /// `tokio::io::split` for uTP (whose stream locks its socket state anyway).
+    pub fn into_split(self) -> (TransportRead, TransportWrite) {
+        match self {
+            Transport::Tcp(t) => {
+                let (r, w) = t.into_split();
+                (TransportRead::Tcp(r), TransportWrite::Tcp(w))
+            }
+            Transport::Utp(u) => {
+                let (r, w) = tokio::io::split(u);
+                (TransportRead::Utp(r), TransportWrite::Utp(w))
+            }
+        }
+    }
+}
+
+/// The read half of a [`Transport`].
+#[derive(Debug)]
+pub enum TransportRead {
+    /// TCP.
+    Tcp(OwnedReadHalf),
+    /// uTP.
+    Utp(tokio::io::ReadHalf<UtpStream>),
+}
+
+/// The write half of a [`Transport`].
+#[derive(Debug)]
+pub enum TransportWrite {
+    /// TCP.
+    Tcp(OwnedWriteHalf),
+    /// uTP.
+    Utp(tokio::io::WriteHalf<UtpStream>),
+}
+
+macro_rules! delegate_read {
+    ($t:ty) => {
+        impl AsyncRead for $t {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    Self::Tcp(t) => Pin::new(t).poll_read(cx, buf),
+                    Self::Utp(u) => Pin::new(u).poll_read(cx, buf),
+                }
+            }
+        }
+    };
+}
+
+macro_rules! delegate_write {
+    ($t:ty) => {
+        impl AsyncWrite for $t {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                match self.get_mut() {
+                    Self::Tcp(t) => Pin::new(t).poll_write(cx, buf),
+                    Self::Utp(u) => Pin::new(u).poll_write(cx, buf),
+                }
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    Self::Tcp(t) => Pin::new(t).poll_flush(cx),
+                    Self::Utp(u) => Pin::new(u).poll_flush(cx),
+                }
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    Self::Tcp(t) => Pin::new(t).poll_shutdown(cx),
+                    Self::Utp(u) => Pin::new(u).poll_shutdown(cx),
+                }
+            }
+        }
+    };
+}
+
+delegate_read!(Transport);
+delegate_read!(TransportRead);
+delegate_write!(Transport);
+delegate_write!(TransportWrite);
+
+/// How to open an outgoing connection.
+#[derive(Clone, Debug)]
+pub enum Via {
+    /// TCP, from `LocalBind`'s address of the peer's family.
+    Tcp(LocalBind),
+    /// uTP over this endpoint (already bound to the listen address).
+    Utp(Arc<UtpEndpoint>),
+}
 
 /// A connection past its handshakes: the socket, the cipher for what follows, and what was
 /// agreed (for status).
 #[derive(Debug)]
 pub struct PeerStream {
     /// The socket.
-    pub tcp: TcpStream,
+    pub transport: Transport,
     /// Encrypts what we send, decrypts what we read, from here on.
     pub cipher: Cipher,
     /// Plaintext, MSE with plaintext, or RC4.
@@ -32,9 +163,9 @@ pub struct PeerStream {
 }
 
 impl PeerStream {
-    fn plaintext(tcp: TcpStream) -> Self {
+    fn plaintext(transport: Transport) -> Self {
         PeerStream {
-            tcp,
+            transport,
             cipher: Cipher::plaintext(),
             encryption: Encryption::Plaintext,
         }
@@ -43,13 +174,18 @@ impl PeerStream {
     /// Encrypts `buf` in place and writes all of it.
     pub async fn write_all(&mut self, buf: &mut [u8]) -> io::Result<()> {
         self.cipher.encrypt(buf);
-        self.tcp.write_all(buf).await
+        self.transport.write_all(buf).await
+    }
+
+    /// "tcp" or "utp".
+    pub fn transport(&self) -> &'static str {
+        self.transport.name()
     }
 
     /// Reads into the free space of `buf` and decrypts what arrived; 0 at end of stream.
     pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         let start = buf.len();
-        let n = self.tcp.read_buf(buf).await?;
+        let n = self.transport.read_buf(buf).await?;
         self.cipher.decrypt(&mut buf[start..]);
         Ok(n)
     }
@@ -63,10 +199,25 @@ fn timed_out(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))
 }
 
+/// Opens a connection to `addr` the way `via` says, under `timeout`.
+async fn connect(addr: SocketAddr, via: &Via, timeout: Duration) -> io::Result<Transport> {
+    match via {
+        Via::Tcp(bind) => connect_tcp(addr, *bind, timeout).await.map(Transport::Tcp),
+        Via::Utp(endpoint) => tokio::time::timeout(timeout, endpoint.connect(addr))
+            .await
+            .map_err(|_| timed_out("uTP connect"))?
+            .map(Transport::Utp),
+    }
+}
+
 /// Opens a TCP connection to `addr` from `bind`'s address of its family (so peers on
 /// 127.0.0.2 and 127.0.0.3 look like different hosts, and `--bind` holds) under `timeout`. A
 /// family the binding forbids, or a bound address that is gone, fails here: never a fallback.
-async fn connect(addr: SocketAddr, bind: LocalBind, timeout: Duration) -> io::Result<TcpStream> {
+async fn connect_tcp(
+    addr: SocketAddr,
+    bind: LocalBind,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
     let source = bind.source_for(addr)?;
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -90,15 +241,15 @@ async fn connect(addr: SocketAddr, bind: LocalBind, timeout: Duration) -> io::Re
 /// (decrypted) bytes that followed it.
 pub async fn dial(
     addr: SocketAddr,
-    bind: LocalBind,
+    via: &Via,
     ours: Handshake,
     timeout: Duration,
     policy: EncryptionPolicy,
 ) -> io::Result<(PeerStream, Handshake, BytesMut)> {
     if policy.dials_encrypted() {
         // A peer that cannot be reached at all is not redialled.
-        let tcp = connect(addr, bind, timeout).await?;
-        match tokio::time::timeout(timeout, dial_encrypted(tcp, ours, policy)).await {
+        let transport = connect(addr, via, timeout).await?;
+        match tokio::time::timeout(timeout, dial_encrypted(transport, ours, policy)).await {
             Ok(Ok(done)) => return Ok(done),
             Ok(Err(e)) if policy.falls_back_to_plaintext() => {
                 debug!(%addr, "encrypted handshake failed ({e}); redialling in plaintext");
@@ -110,7 +261,7 @@ pub async fn dial(
             Err(_) => return Err(timed_out("encrypted handshake")),
         }
     }
-    let mut stream = PeerStream::plaintext(connect(addr, bind, timeout).await?);
+    let mut stream = PeerStream::plaintext(connect(addr, via, timeout).await?);
     stream.write_all(&mut ours.encode()).await?;
     let (theirs, rest) = read_handshake(&mut stream, BytesMut::new(), timeout).await?;
     check_info_hash(&ours, &theirs)?;
@@ -127,7 +278,7 @@ fn check_info_hash(ours: &Handshake, theirs: &Handshake) -> io::Result<()> {
 /// The initiator's MSE handshake with our BitTorrent handshake as its initial payload (as
 /// libtorrent sends it), then the peer's BitTorrent handshake through the cipher.
 async fn dial_encrypted(
-    mut tcp: TcpStream,
+    mut tcp: Transport,
     ours: Handshake,
     policy: EncryptionPolicy,
 ) -> io::Result<(PeerStream, Handshake, BytesMut)> {
@@ -139,7 +290,7 @@ async fn dial_encrypted(
     );
     let (done, rest) = run_mse(&mut tcp, mse, BytesMut::new()).await?;
     let mut stream = PeerStream {
-        tcp,
+        transport: tcp,
         cipher: done.cipher,
         encryption: Encryption::of(done.method),
     };
@@ -151,10 +302,10 @@ async fn dial_encrypted(
     Ok((stream, theirs, rest))
 }
 
-/// Drives an MSE handshake over `tcp` until it is established, starting with bytes already
+/// Drives an MSE handshake over `tcp` (either transport) until it is established, starting with bytes already
 /// read (`buf`). Returns the result and the bytes read past its end, still encrypted.
 async fn run_mse(
-    tcp: &mut TcpStream,
+    tcp: &mut Transport,
     mut mse: shoal_mse::Handshake,
     mut buf: BytesMut,
 ) -> io::Result<(shoal_mse::Established, BytesMut)> {
@@ -222,7 +373,7 @@ pub async fn read_handshake(
 /// handshake, all under `timeout`. Our handshake is the caller's to send, with
 /// [`PeerStream::write_all`]. Refuses what `policy` does not accept.
 pub async fn accept(
-    mut tcp: TcpStream,
+    mut tcp: Transport,
     timeout: Duration,
     policy: EncryptionPolicy,
     info_hashes: impl FnOnce() -> Vec<Id20>,
@@ -252,7 +403,7 @@ pub async fn accept(
                 let mse = shoal_mse::Handshake::receiver(info_hashes(), policy, &mut rand::rng());
                 let (done, mut rest) = run_mse(&mut tcp, mse, buf).await?;
                 let mut stream = PeerStream {
-                    tcp,
+                    transport: tcp,
                     cipher: done.cipher,
                     encryption: Encryption::of(done.method),
                 };
@@ -312,7 +463,10 @@ mod tests {
                 };
                 let r = async {
                     let (mut stream, theirs, rest) =
-                        accept(tcp, TIMEOUT, policy, || vec![Id20([1; 20]), Id20([7; 20])]).await?;
+                        accept(Transport::Tcp(tcp), TIMEOUT, policy, || {
+                            vec![Id20([1; 20]), Id20([7; 20])]
+                        })
+                        .await?;
                     assert_eq!(theirs.peer_id, Id20([1; 20]));
                     assert!(rest.is_empty());
                     stream.write_all(&mut hs(2).encode()).await?;
@@ -344,7 +498,8 @@ mod tests {
             1
         };
         let (addr, task) = acceptor(acceptor_policy, tries).await;
-        let dialled = dial(addr, LocalBind::default(), hs(1), TIMEOUT, dialler).await;
+        let via = Via::Tcp(LocalBind::default());
+        let dialled = dial(addr, &via, hs(1), TIMEOUT, dialler).await;
         let result = match dialled {
             Ok((mut stream, theirs, mut rest)) => {
                 assert_eq!(theirs.peer_id, Id20([2; 20]));
@@ -385,6 +540,43 @@ mod tests {
         }
     }
 
+    /// MSE (RC4 required both ways) and the BitTorrent handshakes over uTP, as over TCP.
+    #[tokio::test]
+    async fn encrypted_handshake_over_utp() {
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let a = Arc::new(UtpEndpoint::bind(local, crate::clock::Clock::new()).unwrap());
+        let b = UtpEndpoint::bind(local, crate::clock::Clock::new()).unwrap();
+        let b_addr = b.local_addr();
+        let policy = EncryptionPolicy::Require;
+        let server = tokio::spawn(async move {
+            let (utp, _) = b.accept().await.unwrap();
+            let (mut stream, theirs, rest) =
+                accept(Transport::Utp(utp), TIMEOUT, policy, || vec![Id20([7; 20])])
+                    .await
+                    .unwrap();
+            assert_eq!(theirs.peer_id, Id20([1; 20]));
+            assert!(rest.is_empty());
+            assert_eq!(stream.transport(), "utp");
+            stream.write_all(&mut hs(2).encode()).await.unwrap();
+            stream.write_all(&mut b"pong".to_vec()).await.unwrap();
+            let mut buf = BytesMut::new();
+            let _ = stream.read_buf(&mut buf).await;
+            stream.encryption
+        });
+        let via = Via::Utp(a.clone());
+        let (mut stream, theirs, mut rest) =
+            dial(b_addr, &via, hs(1), TIMEOUT, policy).await.unwrap();
+        assert_eq!(theirs.peer_id, Id20([2; 20]));
+        while rest.len() < 4 {
+            assert!(stream.read_buf(&mut rest).await.unwrap() > 0);
+        }
+        assert_eq!(&rest[..], b"pong");
+        assert_eq!(stream.transport(), "utp");
+        assert_eq!(stream.encryption, Encryption::Rc4);
+        stream.write_all(&mut b"bye".to_vec()).await.unwrap();
+        assert_eq!(server.await.unwrap(), Encryption::Rc4);
+    }
+
     /// A peer that sends a public key and then never the synchronisation hash is dropped once
     /// PadA's bound is past, not when the timeout fires.
     #[tokio::test]
@@ -402,7 +594,7 @@ mod tests {
         let (tcp, _) = listener.accept().await.unwrap();
         let started = std::time::Instant::now();
         let err = accept(
-            tcp,
+            Transport::Tcp(tcp),
             Duration::from_secs(30),
             EncryptionPolicy::Prefer,
             || vec![Id20([7; 20])],

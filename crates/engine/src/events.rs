@@ -180,6 +180,13 @@ pub struct PeerEncryptionLine {
     pub addr: SocketAddr,
     /// `plaintext` (no MSE), `mse-plaintext` (MSE handshake, plaintext payload) or `rc4`.
     pub encryption: String,
+    /// `tcp` or `utp` (absent from lines of versions before uTP: `tcp`).
+    #[serde(default = "tcp")]
+    pub transport: String,
+}
+
+fn tcp() -> String {
+    "tcp".to_string()
 }
 
 /// One tracker's last announce, as the `trackers` list of [`Transfer`] shows it.
@@ -225,9 +232,10 @@ impl From<&TorrentStatus> for Transfer {
             peer_encryption: s
                 .peer_encryption
                 .iter()
-                .map(|(addr, e)| PeerEncryptionLine {
+                .map(|(addr, e, transport)| PeerEncryptionLine {
                     addr: *addr,
                     encryption: e.as_str().to_string(),
+                    transport: transport.to_string(),
                 })
                 .collect(),
             web_seeds: s
@@ -569,11 +577,12 @@ mod tests {
         let peer = serde_json::to_value(PeerEncryptionLine {
             addr,
             encryption: "rc4".into(),
+            transport: "utp".into(),
         })
         .unwrap();
         let mut pk: Vec<String> = peer.as_object().unwrap().keys().cloned().collect();
         pk.sort();
-        assert_eq!(pk, sorted(&["addr", "encryption"]));
+        assert_eq!(pk, sorted(&["addr", "encryption", "transport"]));
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod web_seed;
 
 pub use encryption::{Encryption, EncryptionPolicy};
 pub use error::EngineError;
-pub use session::{DhtSettings, Session, SessionConfig, TorrentHandle, TorrentOptions};
+pub use session::{DhtSettings, Session, SessionConfig, TorrentHandle, TorrentOptions, UtpMode};
 pub use shoal_storage::ResumeLocation;
 pub use shoal_tracker::TierConfig;
 pub use status::{TorrentState, TorrentStatus, TrackerReport};

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::connection::{dial, PeerStream};
+use crate::connection::{dial, PeerStream, Via};
 use crate::EncryptionPolicy;
 use shoal_torrent::UT_METADATA_ID;
 
@@ -185,7 +185,7 @@ async fn fetch_from(
     let ours = Handshake::new(info_hash, peer_id);
     let (mut stream, theirs, mut buf) = dial(
         addr,
-        settings.bind,
+        &Via::Tcp(settings.bind),
         ours,
         settings.timeout,
         settings.encryption,

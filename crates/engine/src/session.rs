@@ -13,15 +13,16 @@ use shoal_storage::{
     StorageOptions,
 };
 use shoal_wire::Handshake;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
-use crate::connection::{accept, RateLimits};
+use crate::connection::{accept, RateLimits, Transport};
 use crate::peer_id::new_peer_id;
 use crate::status::TorrentStatus;
 use crate::torrent::{Event, TorrentActor, TorrentContext};
+use crate::utp_driver::UtpEndpoint;
 use crate::EngineError;
 
 /// Session settings.
@@ -56,6 +57,45 @@ pub struct SessionConfig {
     pub dht: Option<DhtSettings>,
     /// MSE/PE for connections both ways (`--encryption`).
     pub encryption: crate::EncryptionPolicy,
+    /// uTP for peer connections (`--utp`). Default [`UtpMode::Off`] for now: libtorrent's
+    /// default is on (both transports, in and out); ours flips once interop is tested.
+    pub utp: UtpMode,
+}
+
+/// Whether peer connections use uTP (over UDP, on the listen port's number) besides TCP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UtpMode {
+    /// TCP only.
+    #[default]
+    Off,
+    /// Accept both; dial TCP.
+    On,
+    /// Accept both; dial uTP first, then TCP if that fails.
+    Prefer,
+    /// uTP only: no TCP listener, no TCP dial.
+    Only,
+}
+
+impl UtpMode {
+    /// Whether a uTP endpoint runs.
+    pub fn enabled(self) -> bool {
+        self != UtpMode::Off
+    }
+}
+
+impl std::str::FromStr for UtpMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(UtpMode::Off),
+            "on" => Ok(UtpMode::On),
+            "prefer" => Ok(UtpMode::Prefer),
+            "only" => Ok(UtpMode::Only),
+            other => Err(format!(
+                "unknown uTP mode {other:?} (off, on, prefer or only)"
+            )),
+        }
+    }
 }
 
 /// How the session's DHT node starts.
@@ -80,6 +120,7 @@ impl Default for SessionConfig {
             disk_threads: 1,
             dht: None,
             encryption: crate::EncryptionPolicy::Prefer,
+            utp: UtpMode::Off,
         }
     }
 }
@@ -133,6 +174,8 @@ struct Shared {
     dht: Option<(shoal_dht::driver::Dht, watch::Receiver<bool>)>,
     /// Where the DHT state is saved (`None`: not saved).
     dht_state_file: Option<PathBuf>,
+    /// The uTP endpoint, unless `config.utp` is off.
+    utp: Option<Arc<UtpEndpoint>>,
 }
 
 /// A torrent known to the session: where its events go, and whether it serves peers yet (it is
@@ -311,6 +354,26 @@ impl Session {
             }
             None => None,
         };
+        let clock = Clock::new();
+        // uTP on the TCP port's number (UDP), else on any port.
+        let utp = if config.utp.enabled() {
+            let endpoint = UtpEndpoint::bind(listen_addr, clock).or_else(|e| {
+                debug!(%listen_addr, "uTP port taken ({e}); binding any port");
+                UtpEndpoint::bind(SocketAddr::new(listen_addr.ip(), 0), clock)
+            });
+            let endpoint = endpoint.map_err(|source| EngineError::Listen {
+                addr: listen_addr,
+                source,
+            })?;
+            Some(Arc::new(endpoint))
+        } else {
+            None
+        };
+        // uTP only: no TCP accepted; the listen address is the uTP one.
+        let (listener, second, listen_addr) = match &utp {
+            Some(u) if config.utp == UtpMode::Only => (None, None, u.local_addr()),
+            _ => (Some(listener), second, listen_addr),
+        };
         let announce_ipv6 = std::iter::once(listen_addr)
             .chain(second.as_ref().and_then(|l| l.local_addr().ok()))
             .find_map(|a| match a.ip() {
@@ -321,11 +384,17 @@ impl Session {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let clock = Clock::new();
         let mut tasks = Vec::new();
         let (dht, dht_state_file) = match &config.dht {
             Some(settings) => {
-                let dht_bind = dht_bind(listen_addr, config.listen, bind);
+                // uTP holds the listen port's number over UDP: the DHT takes another port
+                // until it shares uTP's socket (`UtpEndpoint::bind_with`).
+                let dht_port = if utp.is_some() { 0 } else { listen_addr.port() };
+                let dht_bind = dht_bind(
+                    SocketAddr::new(listen_addr.ip(), dht_port),
+                    config.listen,
+                    bind,
+                );
                 let (dht, ready, file, dht_tasks) = start_dht(dht_bind, settings).await?;
                 tasks.extend(dht_tasks);
                 (Some((dht, ready)), file)
@@ -363,6 +432,7 @@ impl Session {
             next_flow: std::sync::atomic::AtomicU64::new(1),
             config,
             torrents: Arc::new(Mutex::new(HashMap::new())),
+            utp: utp.clone(),
         });
         // Always: the budget can be set at run time (`set_peer_limits`).
         {
@@ -377,7 +447,12 @@ impl Session {
                 }
             }));
         }
-        tasks.push(tokio::spawn(accept_loop(listener, shared.clone())));
+        if let Some(listener) = listener {
+            tasks.push(tokio::spawn(accept_loop(listener, shared.clone())));
+        }
+        if let Some(utp) = utp {
+            tasks.push(tokio::spawn(utp_accept_loop(utp, shared.clone())));
+        }
         if let Some(second) = second {
             tasks.push(tokio::spawn(accept_loop(second, shared.clone())));
         }
@@ -388,6 +463,11 @@ impl Session {
     /// The bound listen address.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.listen_addr
+    }
+
+    /// The uTP endpoint's UDP address, unless uTP is off.
+    pub fn utp_addr(&self) -> Option<SocketAddr> {
+        self.shared.utp.as_ref().map(|u| u.local_addr())
     }
 
     /// This process's peer id.
@@ -543,6 +623,8 @@ impl Session {
             pick_mode: pick_mode_rx,
             connect_timeout: self.shared.config.connect_timeout,
             encryption: self.shared.config.encryption,
+            utp: self.shared.config.utp,
+            utp_endpoint: self.shared.utp.clone(),
             seed_only: opts.seed_only,
             super_seed: opts.super_seed,
             wanted_files,
@@ -1020,6 +1102,31 @@ fn dual_stack_listener(port: u16) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Accepts uTP connections into the same path as TCP's ([`incoming`]).
+async fn utp_accept_loop(endpoint: Arc<UtpEndpoint>, shared: Arc<Shared>) {
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_INCOMING_PENDING));
+    loop {
+        let Ok(place) = places.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, addr) = match endpoint.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Only when the endpoint is gone.
+                debug!("uTP accept failed: {e}; no more uTP peers accepted");
+                return;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = incoming(Transport::Utp(stream), addr, &shared).await {
+                debug!(%addr, "incoming uTP connection dropped: {e}");
+            }
+            drop(place);
+        });
+    }
+}
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let places = Arc::new(tokio::sync::Semaphore::new(MAX_INCOMING_PENDING));
     let mut backoff = ACCEPT_BACKOFF_MIN;
@@ -1046,7 +1153,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            if let Err(e) = incoming(stream, addr, &shared).await {
+            let r = match stream.set_nodelay(true) {
+                Ok(()) => incoming(Transport::Tcp(stream), addr, &shared).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
                 debug!(%addr, "incoming connection dropped: {e}");
             }
             drop(place);
@@ -1054,8 +1165,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn incoming(tcp: TcpStream, addr: SocketAddr, shared: &Shared) -> std::io::Result<()> {
-    tcp.set_nodelay(true)?;
+/// One accepted connection, TCP or uTP: handshakes, then to its torrent's actor.
+async fn incoming(transport: Transport, addr: SocketAddr, shared: &Shared) -> std::io::Result<()> {
     // An MSE peer names its torrent by a hash of the info-hash: the receiver tries each.
     let info_hashes = || {
         shared
@@ -1065,7 +1176,7 @@ async fn incoming(tcp: TcpStream, addr: SocketAddr, shared: &Shared) -> std::io:
             .unwrap_or_default()
     };
     let (mut stream, theirs, leftover) = accept(
-        tcp,
+        transport,
         shared.config.connect_timeout,
         shared.config.encryption,
         info_hashes,

@@ -62,8 +62,9 @@ pub struct TorrentStatus {
     pub violations: u32,
     /// Each tracker's last announce.
     pub trackers: Vec<TrackerReport>,
-    /// Each connected peer and what its connection's handshake agreed.
-    pub peer_encryption: Vec<(SocketAddr, Encryption)>,
+    /// Each connected peer, what its connection's handshake agreed, and its transport
+    /// ("tcp" or "utp").
+    pub peer_encryption: Vec<(SocketAddr, Encryption, &'static str)>,
     /// Each web seed (BEP 19) and how it is doing.
     pub web_seeds: Vec<crate::WebSeedReport>,
     /// The swarm's distributed copies among connected peers, us excluded (the least available

@@ -115,6 +115,10 @@ pub struct TorrentContext {
     pub connect_timeout: Duration,
     /// Whether connections we dial use MSE/PE.
     pub encryption: crate::EncryptionPolicy,
+    /// Which transport connections we dial use.
+    pub utp: crate::UtpMode,
+    /// The session's uTP endpoint (`None` when uTP is off).
+    pub utp_endpoint: Option<Arc<crate::UtpEndpoint>>,
     /// Whether storage is read-only (the initial seeder).
     pub seed_only: bool,
     /// Super-seed (BEP 16) while the swarm lacks a piece.
@@ -657,12 +661,23 @@ impl TorrentActor {
         } else {
             ours
         };
-        let bind = self.ctx.bind;
+        let tcp = connection::Via::Tcp(self.ctx.bind);
+        // `On` dials TCP, as before uTP: whether to dial uTP first there awaits a measurement.
+        let (first, then) = match (self.ctx.utp, &self.ctx.utp_endpoint) {
+            (crate::UtpMode::Only, Some(u)) => (connection::Via::Utp(u.clone()), None),
+            (crate::UtpMode::Prefer, Some(u)) => (connection::Via::Utp(u.clone()), Some(tcp)),
+            _ => (tcp, None),
+        };
         let timeout = self.ctx.connect_timeout;
         let policy = self.ctx.encryption;
         let tx = self.events_tx.clone();
         tokio::spawn(async move {
-            let ev = match connection::dial(addr, bind, ours, timeout, policy).await {
+            let mut dialled = connection::dial(addr, &first, ours, timeout, policy).await;
+            if let (Err(e), Some(then)) = (&dialled, then) {
+                debug!(%addr, "uTP dial failed ({e}); dialling TCP");
+                dialled = connection::dial(addr, &then, ours, timeout, policy).await;
+            }
+            let ev = match dialled {
                 Ok((stream, handshake, leftover)) => Event::Connected(Box::new(Connected {
                     addr,
                     outgoing: true,
@@ -695,7 +710,7 @@ impl TorrentActor {
         self.status.peer_encryption = self
             .links
             .values()
-            .filter_map(|l| Some((l.addr?, l.encryption)))
+            .filter_map(|l| Some((l.addr?, l.encryption, l.transport)))
             .collect();
         self.ctx.active.store(
             !s.complete || s.peers > 0,
