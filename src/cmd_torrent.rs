@@ -10,7 +10,7 @@ use shoal_core::LocalBind;
 use shoal_engine::events::JsonEvent;
 use shoal_engine::{
     DhtSettings, EncryptionPolicy, ResumeLocation, Session, SessionConfig, TierConfig,
-    TorrentOptions, TorrentState,
+    TorrentOptions, TorrentState, UtpMode,
 };
 use shoal_metainfo::{Magnet, Metainfo};
 use shoal_storage::resolve_save_path;
@@ -66,6 +66,11 @@ pub struct NetArgs {
     /// `require` (RC4 only, both ways) or `disable` (plaintext only).
     #[arg(long, default_value = "prefer", value_name = "prefer|require|disable")]
     encryption: EncryptionPolicy,
+    /// uTP (BEP 29, over UDP on the listen port's number) for peer connections: `off` (TCP
+    /// only), `on` (accept both, dial TCP), `prefer` (accept both, dial uTP then TCP) or
+    /// `only` (no TCP at all).
+    #[arg(long, default_value = "off", value_name = "off|on|prefer|only")]
+    utp: UtpMode,
 }
 
 impl NetArgs {
@@ -96,6 +101,7 @@ impl NetArgs {
             dht_bootstrap,
             dht_state,
             encryption,
+            utp: UtpMode::Off,
         }
     }
 }
@@ -190,6 +196,7 @@ pub(crate) fn session_config(net: &NetArgs) -> anyhow::Result<SessionConfig> {
         max_download_rate: rate(&net.max_download_rate)?,
         dht,
         encryption: net.encryption,
+        utp: net.utp,
         ..SessionConfig::default()
     })
 }
@@ -269,6 +276,9 @@ async fn start_session(net: &NetArgs, reporter: &Reporter) -> anyhow::Result<Ses
         addr: session.local_addr(),
         proto: None,
     });
+    if let Some(utp) = session.utp_addr() {
+        reporter.note(&format!("uTP on {utp} (UDP)"));
+    }
     if let Some(dht) = session.dht_addr() {
         reporter.event(&JsonEvent::Dht { addr: dht });
         reporter.note(&format!("DHT node on {dht} (UDP)"));
