@@ -1,0 +1,78 @@
+//! Peers over uTP on loopback: a shoal seeder and a shoal downloader, both `--utp only` (no TCP
+//! listener, no TCP dial), with MSE required so the encrypted handshake runs over uTP too.
+//! Bytes compared; each side's `peer_encryption` names the transport.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// The transports shoal's last progress-like line with peers reports.
+fn peer_transports(p: &Proc) -> Vec<(String, String)> {
+    p.seen
+        .iter()
+        .rev()
+        .filter_map(|v| v["peer_encryption"].as_array())
+        .find(|a| !a.is_empty())
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["transport"].as_str().unwrap_or("").to_string(),
+                        e["encryption"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn shoal_seeds_shoal_downloads_over_utp_only() {
+    let dir = scratch("utp_only");
+    let (torrent, data) = make_torrent(&dir, "utp.bin", 3 << 20 | 777, "32KiB");
+    let only = ["--utp", "only", "--encryption", "require"];
+    let mut seed = shoal_seed(&torrent, &data, "127.0.0.2", &only, "seed", &dir);
+    let seed_addr = seed.listening_addr();
+    // `only`: nothing accepts TCP on the listen address (uTP has its port number, over UDP).
+    assert!(
+        std::net::TcpStream::connect(&seed_addr).is_err(),
+        "the uTP-only seeder accepted TCP on {seed_addr}"
+    );
+    let out = dir.join("dl");
+    let mut dl = shoal_download(
+        &torrent,
+        &out,
+        "127.0.0.3",
+        std::slice::from_ref(&seed_addr),
+        &["--utp", "only", "--encryption", "require", "--seed"],
+        "dl",
+        &dir,
+    );
+    dl.wait_for(LONG, |v| {
+        v["event"] == "complete"
+            || (v["event"] == "progress"
+                && v["total"].as_u64() > Some(0)
+                && v["downloaded"] == v["total"])
+    });
+    assert!(same_bytes(&data, &out.join("utp.bin")), "bytes differ");
+    // A progress line with the peer listed, to see what carried it.
+    dl.wait_for(Duration::from_secs(10), |v| {
+        v["peer_encryption"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    let transports = peer_transports(&dl);
+    assert_eq!(
+        transports,
+        vec![("utp".to_string(), "rc4".to_string())],
+        "the downloader's peer"
+    );
+    dl.term();
+    dl.wait_exit(Duration::from_secs(20));
+    seed.term();
+    seed.wait_exit(Duration::from_secs(20));
+}
