@@ -76,3 +76,50 @@ fn shoal_seeds_shoal_downloads_over_utp_only() {
     seed.term();
     seed.wait_exit(Duration::from_secs(20));
 }
+
+/// libtorrent with TCP off both ways and uTP on seeds; shoal downloads with `--utp only`.
+#[test]
+fn libtorrent_utp_only_seeds_shoal_downloads() {
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("utp_lt_seeds");
+    let (torrent, data) = make_torrent(&dir, "utp-lt.bin", 3 << 20 | 4321, "32KiB");
+    let mut lt = lt_peer(
+        "seed",
+        &torrent,
+        &dir.join("seed"),
+        "127.0.0.4",
+        &[],
+        &["--timeout", "120", "--transport", "utp"],
+        "lt-seed",
+        &dir,
+    );
+    let lt_addr = lt.listening_addr();
+    let out = dir.join("dl");
+    let mut dl = shoal_download(
+        &torrent,
+        &out,
+        "127.0.0.3",
+        std::slice::from_ref(&lt_addr),
+        &["--utp", "only", "--seed"],
+        "shoal-dl",
+        &dir,
+    );
+    dl.wait_for(LONG, |v| {
+        v["event"] == "complete"
+            || (v["event"] == "progress"
+                && v["total"].as_u64() > Some(0)
+                && v["downloaded"] == v["total"])
+    });
+    assert!(same_bytes(&data, &out.join("utp-lt.bin")), "bytes differ");
+    dl.wait_for(Duration::from_secs(10), |v| {
+        v["peer_encryption"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    let transports: Vec<String> = peer_transports(&dl).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(transports, vec!["utp"]);
+    dl.term();
+    dl.wait_exit(Duration::from_secs(20));
+}
