@@ -123,3 +123,40 @@ fn libtorrent_utp_only_seeds_shoal_downloads() {
     dl.term();
     dl.wait_exit(Duration::from_secs(20));
 }
+
+/// shoal seeds with `--utp only`; libtorrent with TCP off both ways dials it over uTP.
+#[test]
+fn shoal_utp_only_seeds_libtorrent_utp_only() {
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("utp_shoal_seeds_lt");
+    let (torrent, data) = make_torrent(&dir, "utp-lt2.bin", 3 << 20 | 99, "16KiB");
+    let mut seed = shoal_seed(
+        &torrent,
+        &data,
+        "127.0.0.2",
+        &["--utp", "only"],
+        "seed",
+        &dir,
+    );
+    let seed_addr = seed.listening_addr();
+    let mut lt = lt_peer(
+        "download",
+        &torrent,
+        &dir.join("lt"),
+        "127.0.0.5",
+        std::slice::from_ref(&seed_addr),
+        &["--timeout", "100", "--transport", "utp"],
+        "lt-dl",
+        &dir,
+    );
+    lt.wait_event("complete", LONG);
+    assert!(
+        same_bytes(&data, &dir.join("lt").join("utp-lt2.bin")),
+        "bytes differ"
+    );
+    lt.wait_exit(Duration::from_secs(20));
+    seed.term();
+    seed.wait_exit(Duration::from_secs(20));
+}
