@@ -138,6 +138,8 @@ async fn fetch_one(
             timeout: Duration::from_secs(5),
             // Crawled peers are strangers: whatever they speak (prefer: try MSE, fall back).
             encryption: shoal_engine::EncryptionPolicy::Prefer,
+            utp: shoal_engine::UtpMode::Off,
+            utp_endpoint: None,
         },
         left,
     )

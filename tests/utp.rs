@@ -160,3 +160,35 @@ fn shoal_utp_only_seeds_libtorrent_utp_only() {
     seed.term();
     seed.wait_exit(Duration::from_secs(20));
 }
+
+/// A magnet link with `--utp only`: the metadata comes over uTP too (the seeder has no TCP).
+#[test]
+fn magnet_over_utp_only() {
+    let dir = scratch("utp_magnet");
+    let (torrent, data) = make_torrent(&dir, "m.bin", 2 << 20 | 99, "32KiB");
+    let mut seed = shoal_seed(
+        &torrent,
+        &data,
+        "127.0.0.2",
+        &["--utp", "only"],
+        "seed",
+        &dir,
+    );
+    let seed_addr = seed.listening_addr();
+    let magnet = format!("magnet:?xt=urn:btih:{}&dn=m.bin", info_hash(&torrent));
+    let out = dir.join("dl");
+    let mut dl = shoal_download(
+        std::path::Path::new(&magnet),
+        &out,
+        "127.0.0.3",
+        &[seed_addr],
+        &["--utp", "only"],
+        "dl",
+        &dir,
+    );
+    dl.wait_event("metadata", LONG);
+    dl.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out.join("m.bin")));
+    seed.term();
+    seed.wait_exit(Duration::from_secs(20));
+}

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use shoal_torrent::CloseReason;
 
 use crate::clock::Clock;
-pub use crate::encryption::{accept, dial, read_handshake, PeerStream, Transport, Via};
+pub use crate::encryption::{accept, dial, dial_as, read_handshake, PeerStream, Transport, Via};
 use crate::encryption::{TransportRead, TransportWrite};
 use crate::rate_limit::{FairShare, FlowId, TokenBucket};
 use shoal_core::Time;

@@ -268,6 +268,33 @@ pub async fn dial(
     Ok((stream, theirs, rest))
 }
 
+/// [`dial`] over the transports `utp` allows: uTP only, uTP then TCP if that fails
+/// (`Prefer`), or TCP (`Off`, and `On`: which to dial first there awaits a measurement). Without
+/// an endpoint, TCP.
+pub async fn dial_as(
+    addr: SocketAddr,
+    bind: LocalBind,
+    utp: (crate::UtpMode, Option<&Arc<UtpEndpoint>>),
+    ours: Handshake,
+    timeout: Duration,
+    policy: EncryptionPolicy,
+) -> io::Result<(PeerStream, Handshake, BytesMut)> {
+    let tcp = Via::Tcp(bind);
+    let (first, then) = match utp {
+        (crate::UtpMode::Only, Some(u)) => (Via::Utp(u.clone()), None),
+        (crate::UtpMode::Prefer, Some(u)) => (Via::Utp(u.clone()), Some(tcp)),
+        _ => (tcp, None),
+    };
+    let dialled = dial(addr, &first, ours, timeout, policy).await;
+    match (dialled, then) {
+        (Err(e), Some(then)) => {
+            debug!(%addr, "uTP dial failed ({e}); dialling TCP");
+            dial(addr, &then, ours, timeout, policy).await
+        }
+        (dialled, _) => dialled,
+    }
+}
+
 fn check_info_hash(ours: &Handshake, theirs: &Handshake) -> io::Result<()> {
     if theirs.info_hash != ours.info_hash {
         return Err(invalid("peer answered with another info-hash"));

@@ -18,12 +18,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::connection::{dial, PeerStream, Via};
+use crate::connection::{dial_as, PeerStream};
 use crate::EncryptionPolicy;
 use shoal_torrent::UT_METADATA_ID;
 
 /// How metadata peers are dialled.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct DialSettings {
     /// Local addresses to dial from.
     pub bind: shoal_core::LocalBind,
@@ -31,6 +31,10 @@ pub struct DialSettings {
     pub timeout: Duration,
     /// MSE/PE policy.
     pub encryption: EncryptionPolicy,
+    /// Which transports to dial (as the session's peers).
+    pub utp: crate::UtpMode,
+    /// The session's uTP endpoint (`None`: TCP).
+    pub utp_endpoint: Option<std::sync::Arc<crate::UtpEndpoint>>,
 }
 
 /// Largest info dictionary accepted (libtorrent's `max_metadata_size` is 30 MiB; real ones are
@@ -92,6 +96,7 @@ pub async fn fetch_metadata(
                 continue;
             }
             *n += 1;
+            let dial_settings = dial_settings.clone();
             tasks.spawn(async move {
                 let result = fetch_from(addr, info_hash, peer_id, dial_settings).await;
                 (addr, result)
@@ -183,9 +188,10 @@ async fn fetch_from(
     settings: DialSettings,
 ) -> Result<Vec<u8>, PeerFailure> {
     let ours = Handshake::new(info_hash, peer_id);
-    let (mut stream, theirs, mut buf) = dial(
+    let (mut stream, theirs, mut buf) = dial_as(
         addr,
-        &Via::Tcp(settings.bind),
+        settings.bind,
+        (settings.utp, settings.utp_endpoint.as_ref()),
         ours,
         settings.timeout,
         settings.encryption,

@@ -710,6 +710,8 @@ impl Session {
                 bind: self.shared.bind,
                 timeout: self.shared.config.connect_timeout,
                 encryption: self.shared.config.encryption,
+                utp: self.shared.config.utp,
+                utp_endpoint: self.shared.utp.clone(),
             },
             deadline,
         )

@@ -661,22 +661,16 @@ impl TorrentActor {
         } else {
             ours
         };
-        let tcp = connection::Via::Tcp(self.ctx.bind);
-        // `On` dials TCP, as before uTP: whether to dial uTP first there awaits a measurement.
-        let (first, then) = match (self.ctx.utp, &self.ctx.utp_endpoint) {
-            (crate::UtpMode::Only, Some(u)) => (connection::Via::Utp(u.clone()), None),
-            (crate::UtpMode::Prefer, Some(u)) => (connection::Via::Utp(u.clone()), Some(tcp)),
-            _ => (tcp, None),
-        };
+        let bind = self.ctx.bind;
+        let utp = self.ctx.utp;
+        let endpoint = self.ctx.utp_endpoint.clone();
         let timeout = self.ctx.connect_timeout;
         let policy = self.ctx.encryption;
         let tx = self.events_tx.clone();
         tokio::spawn(async move {
-            let mut dialled = connection::dial(addr, &first, ours, timeout, policy).await;
-            if let (Err(e), Some(then)) = (&dialled, then) {
-                debug!(%addr, "uTP dial failed ({e}); dialling TCP");
-                dialled = connection::dial(addr, &then, ours, timeout, policy).await;
-            }
+            let dialled =
+                connection::dial_as(addr, bind, (utp, endpoint.as_ref()), ours, timeout, policy)
+                    .await;
             let ev = match dialled {
                 Ok((stream, handshake, leftover)) => Event::Connected(Box::new(Connected {
                     addr,
