@@ -169,6 +169,26 @@ fn tracker_torrent(dir: &Path, name: &str, len: usize, port: u16) -> (PathBuf, P
     )
 }
 
+/// A .torrent for the folder `root` = `DIR/seed/NAME` (announcing to the tracker on `port`),
+/// written as `DIR/NAME.torrent`, outside the seeder's folder.
+fn folder_torrent(root: &Path, piece_size: &str, port: u16) -> PathBuf {
+    let name = root.file_name().unwrap().to_str().unwrap();
+    let dir = root.parent().and_then(Path::parent).unwrap();
+    let torrent = dir.join(format!("{name}.torrent"));
+    let out = run_shoal(&[
+        "create",
+        root.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "--piece-size",
+        piece_size,
+        "-t",
+        &format!("http://127.0.0.1:{port}/announce"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    torrent
+}
+
 #[test]
 fn api_needs_the_token_and_refuses_bad_input() {
     let dir = scratch("daemon-api");
@@ -765,18 +785,7 @@ fn file_selection_through_patch_and_torrent_set_and_free_space() {
     write_random_file(&root.join("a.bin"), 300_000, 1);
     write_random_file(&root.join("b.bin"), 300_000, 2);
     write_random_file(&root.join("c.bin"), 300_000, 3);
-    let torrent = dir.join("set.torrent");
-    let out = run_shoal(&[
-        "create",
-        root.to_str().unwrap(),
-        "-o",
-        torrent.to_str().unwrap(),
-        "--piece-size",
-        "16KiB",
-        "-t",
-        &format!("http://127.0.0.1:{port}/announce"),
-    ]);
-    assert!(out.status.success());
+    let torrent = folder_torrent(&root, "16KiB", port);
     let mut seed = shoal_seed(
         &torrent,
         &dir.join("seed"),
@@ -1047,18 +1056,7 @@ fn torrent_set_location_moves_the_data_and_seeds_it_from_there() {
     let root = dir.join("seed").join("album");
     write_random_file(&root.join("a.bin"), 700_000, 11);
     write_random_file(&root.join("sub/b.bin"), 500_000, 12);
-    let torrent = dir.join("album.torrent");
-    let out = run_shoal(&[
-        "create",
-        root.to_str().unwrap(),
-        "-o",
-        torrent.to_str().unwrap(),
-        "--piece-size",
-        "32KiB",
-        "-t",
-        &format!("http://127.0.0.1:{port}/announce"),
-    ]);
-    assert!(out.status.success());
+    let torrent = folder_torrent(&root, "32KiB", port);
     let mut seed = shoal_seed(
         &torrent,
         &dir.join("seed"),
