@@ -19,7 +19,7 @@ use shoal_torrent::CloseReason;
 use crate::clock::Clock;
 pub use crate::encryption::{accept, dial, dial_as, read_handshake, PeerStream, Transport, Via};
 use crate::encryption::{TransportRead, TransportWrite};
-use crate::rate_limit::{FairShare, FlowId, TokenBucket};
+use crate::rate_limit::{Cap, FairShare, FlowId, TokenBucket};
 use shoal_core::Time;
 
 /// Identifies a connection to whoever receives its [`LinkEvent`]s.
@@ -46,22 +46,26 @@ pub const PEER_QUEUE: usize = 512;
 /// Bytes the writer gathers into one `write` call.
 const WRITE_BATCH: usize = 256 * 1024;
 
-/// The session-wide rate limits, shared by every connection and fairly between torrents (see
-/// [`FairShare`]); changeable at run time.
+/// An upload cap (payload bytes of `piece` messages) and a download cap (all bytes read from
+/// peers), changeable at run time.
 #[derive(Debug)]
-pub struct RateLimits {
-    /// Upload cap (payload bytes of `piece` messages).
-    pub upload: Mutex<FairShare>,
-    /// Download cap (all bytes read from peers).
-    pub download: Mutex<FairShare>,
+pub struct Caps<C> {
+    /// Upload cap.
+    pub upload: Mutex<C>,
+    /// Download cap.
+    pub download: Mutex<C>,
 }
 
-impl Default for RateLimits {
+/// The session-wide rate limits, shared by every connection and fairly between torrents (see
+/// [`FairShare`]).
+pub type RateLimits = Caps<FairShare>;
+
+/// One torrent's own caps, on top of the session's; shared by the torrent's connections.
+pub type TorrentLimits = Caps<TokenBucket>;
+
+impl<C: Cap> Default for Caps<C> {
     fn default() -> Self {
-        RateLimits {
-            upload: Mutex::new(FairShare::new(0, Time::ZERO)),
-            download: Mutex::new(FairShare::new(0, Time::ZERO)),
-        }
+        Caps::new(None, None, Time::ZERO)
     }
 }
 
@@ -79,49 +83,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl RateLimits {
+impl<C: Cap> Caps<C> {
     /// Caps in bytes per second (`None` = unlimited).
-    pub fn new(upload: Option<u64>, download: Option<u64>, clock: &Clock) -> Self {
-        let now = clock.now();
-        RateLimits {
-            upload: Mutex::new(FairShare::new(rate_of(upload), now)),
-            download: Mutex::new(FairShare::new(rate_of(download), now)),
+    pub fn new(upload: Option<u64>, download: Option<u64>, now: Time) -> Self {
+        Caps {
+            upload: Mutex::new(C::new(rate_of(upload), now)),
+            download: Mutex::new(C::new(rate_of(download), now)),
         }
     }
 
     /// Changes both caps (bytes per second, `None` = unlimited); connections follow at once.
-    pub fn set(&self, upload: Option<u64>, download: Option<u64>, now: Time) {
-        lock(&self.upload).set_rate(rate_of(upload), now);
-        lock(&self.download).set_rate(rate_of(download), now);
-    }
-
-    /// The caps: (upload, download), `None` = unlimited.
-    pub fn get(&self) -> (Option<u64>, Option<u64>) {
-        (
-            limit_of(lock(&self.upload).rate()),
-            limit_of(lock(&self.download).rate()),
-        )
-    }
-}
-
-/// One torrent's own caps, on top of the session's; shared by the torrent's connections and
-/// changeable while it runs.
-#[derive(Debug)]
-pub struct TorrentLimits {
-    upload: Mutex<TokenBucket>,
-    download: Mutex<TokenBucket>,
-}
-
-impl TorrentLimits {
-    /// Caps in bytes per second (`None` = unlimited).
-    pub fn new(upload: Option<u64>, download: Option<u64>, now: Time) -> Self {
-        TorrentLimits {
-            upload: Mutex::new(TokenBucket::new(rate_of(upload), now)),
-            download: Mutex::new(TokenBucket::new(rate_of(download), now)),
-        }
-    }
-
-    /// Changes both caps (bytes per second, `None` = unlimited).
     pub fn set(&self, upload: Option<u64>, download: Option<u64>, now: Time) {
         lock(&self.upload).set_rate(rate_of(upload), now);
         lock(&self.download).set_rate(rate_of(download), now);

@@ -11,6 +11,41 @@ use shoal_core::Time;
 /// pass.
 const MIN_BURST: u64 = 16 * 1024 + 13;
 
+/// A rate cap that can be made and changed at run time: what [`crate::connection::Caps`]
+/// holds one of per direction.
+pub trait Cap {
+    /// A cap of `rate` bytes per second (0: unlimited).
+    fn new(rate: u64, now: Time) -> Self;
+    /// The rate, bytes per second (0: unlimited).
+    fn rate(&self) -> u64;
+    /// Changes the rate from `now` on (0: unlimited).
+    fn set_rate(&mut self, rate: u64, now: Time);
+}
+
+impl Cap for TokenBucket {
+    fn new(rate: u64, now: Time) -> Self {
+        TokenBucket::new(rate, now)
+    }
+    fn rate(&self) -> u64 {
+        TokenBucket::rate(self)
+    }
+    fn set_rate(&mut self, rate: u64, now: Time) {
+        TokenBucket::set_rate(self, rate, now)
+    }
+}
+
+impl Cap for FairShare {
+    fn new(rate: u64, now: Time) -> Self {
+        FairShare::new(rate, now)
+    }
+    fn rate(&self) -> u64 {
+        FairShare::rate(self)
+    }
+    fn set_rate(&mut self, rate: u64, now: Time) {
+        FairShare::set_rate(self, rate, now)
+    }
+}
+
 /// A token bucket: `rate` bytes per second, bursts up to `burst` bytes; rate 0 lets everything
 /// through at once (no limit).
 #[derive(Clone, Debug)]

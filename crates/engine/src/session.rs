@@ -410,7 +410,7 @@ impl Session {
             rates: Arc::new(RateLimits::new(
                 config.max_upload_rate,
                 config.max_download_rate,
-                &clock,
+                clock.now(),
             )),
             clock,
             // The queue is larger than the actors' in-flight limits, so submitting never blocks.
