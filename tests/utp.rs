@@ -10,6 +10,25 @@ use support::*;
 
 const LONG: Duration = Duration::from_secs(120);
 
+/// Waits until the download has every byte.
+fn wait_complete(dl: &mut Proc) {
+    dl.wait_for(LONG, |v| {
+        v["event"] == "complete"
+            || (v["event"] == "progress"
+                && v["total"].as_u64() > Some(0)
+                && v["downloaded"] == v["total"])
+    });
+}
+
+/// Waits for a progress line that lists a peer (to see what carried it).
+fn wait_peer_listed(dl: &mut Proc) {
+    dl.wait_for(Duration::from_secs(10), |v| {
+        v["peer_encryption"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+}
+
 /// The transports shoal's last progress-like line with peers reports.
 fn peer_transports(p: &Proc) -> Vec<(String, String)> {
     p.seen
@@ -52,19 +71,10 @@ fn shoal_seeds_shoal_downloads_over_utp_only() {
         "dl",
         &dir,
     );
-    dl.wait_for(LONG, |v| {
-        v["event"] == "complete"
-            || (v["event"] == "progress"
-                && v["total"].as_u64() > Some(0)
-                && v["downloaded"] == v["total"])
-    });
+    wait_complete(&mut dl);
     assert!(same_bytes(&data, &out.join("utp.bin")), "bytes differ");
     // A progress line with the peer listed, to see what carried it.
-    dl.wait_for(Duration::from_secs(10), |v| {
-        v["peer_encryption"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
+    wait_peer_listed(&mut dl);
     let transports = peer_transports(&dl);
     assert_eq!(
         transports,
@@ -106,18 +116,9 @@ fn libtorrent_utp_only_seeds_shoal_downloads() {
         "shoal-dl",
         &dir,
     );
-    dl.wait_for(LONG, |v| {
-        v["event"] == "complete"
-            || (v["event"] == "progress"
-                && v["total"].as_u64() > Some(0)
-                && v["downloaded"] == v["total"])
-    });
+    wait_complete(&mut dl);
     assert!(same_bytes(&data, &out.join("utp-lt.bin")), "bytes differ");
-    dl.wait_for(Duration::from_secs(10), |v| {
-        v["peer_encryption"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
+    wait_peer_listed(&mut dl);
     let transports: Vec<String> = peer_transports(&dl).into_iter().map(|(t, _)| t).collect();
     assert_eq!(transports, vec!["utp"]);
     dl.term();
