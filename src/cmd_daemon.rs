@@ -61,6 +61,9 @@ pub struct DaemonArgs {
     /// MSE/PE encryption: prefer, require or disable [default: prefer].
     #[arg(long, value_name = "prefer|require|disable")]
     encryption: Option<String>,
+    /// uTP for peers: off, on, prefer or only, as `shoal download --utp` [default: off].
+    #[arg(long, value_name = "off|on|prefer|only")]
+    utp: Option<String>,
     /// Torrents downloading at once, the rest queued (0: no limit) [default: 5].
     #[arg(long)]
     max_active_downloads: Option<usize>,
@@ -123,6 +126,7 @@ impl DaemonArgs {
             dht: self.no_dht.then_some(false),
             dht_bootstrap: (!self.dht_bootstrap.is_empty()).then(|| self.dht_bootstrap.clone()),
             encryption: self.encryption.clone(),
+            utp: self.utp.clone(),
             max_active_downloads: self.max_active_downloads,
             max_active_seeds: self.max_active_seeds,
             seed_ratio_limit: self.seed_ratio_limit,
@@ -195,6 +199,12 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         encryption,
     );
     let mut session_cfg = session_config(&net)?;
+    session_cfg.utp = cfg
+        .utp
+        .as_deref()
+        .unwrap_or("off")
+        .parse()
+        .map_err(|e| anyhow::anyhow!("utp: {e}"))?;
     session_cfg.max_connections = cfg.max_connections.unwrap_or(0);
     if let Some(n) = cfg.max_peers_per_torrent {
         session_cfg.max_peers_per_torrent = n.max(1);

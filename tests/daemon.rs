@@ -711,6 +711,7 @@ fn print_config_merges_file_flags_and_defaults() {
     assert!(text.contains("max_active_downloads = 3"), "{text}");
     assert!(text.contains("seed_ratio_limit = 1.5"), "{text}");
     assert!(text.contains("listen = \"0.0.0.0:6881\""), "{text}");
+    assert!(text.contains("utp = \"off\""), "{text}");
     std::fs::write(&conf, "no_such_key = 1\n").unwrap();
     let out = shoal()
         .args([
@@ -1377,4 +1378,47 @@ fn a_session_cap_set_at_run_time_holds_and_is_shared_between_torrents_not_connec
     );
     assert!(total < 1_500_000.0, "{total}");
     assert!((0.35..0.65).contains(&share_b), "{share_b}");
+}
+
+/// `shoal daemon --utp only` downloads from a shoal seeder that speaks uTP only (found through
+/// the tracker), and tells Transmission clients uTP is on.
+#[test]
+fn a_utp_only_daemon_downloads_over_utp() {
+    let dir = scratch("daemon-utp");
+    let logs = dir.clone();
+    let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
+    let (torrent, data) = tracker_torrent(&dir, "utp.bin", 2 * 1024 * 1024 + 77, port);
+    let mut seed = shoal_seed(
+        &torrent,
+        &dir.join("seed"),
+        "127.0.0.46",
+        &["--utp", "only"],
+        "seeder",
+        &logs,
+    );
+    seed.listening_addr();
+    let d = start_daemon(
+        &dir.join("state"),
+        &dir.join("dl"),
+        "127.0.0.47",
+        &["--utp", "only"],
+        "daemon",
+        &logs,
+    );
+    let r = rpc(&d, serde_json::json!({"method": "session-get"}));
+    assert_eq!(r["arguments"]["utp-enabled"], true, "{r}");
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&torrent).unwrap())
+    };
+    let (status, added) = d.api(
+        "POST",
+        "/api/v1/torrents",
+        "application/json",
+        serde_json::json!({ "torrent": b64 }).to_string().as_bytes(),
+    );
+    assert_eq!(status, 201, "{added}");
+    let hash = added["info_hash"].as_str().unwrap().to_string();
+    d.wait(&hash, |v| v["state"] == "seeding");
+    assert!(same_bytes(&data, &dir.join("dl/utp.bin")));
 }

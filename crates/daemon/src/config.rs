@@ -35,6 +35,8 @@ pub struct DaemonConfig {
     pub dht_bootstrap: Option<Vec<String>>,
     /// MSE/PE: `prefer`, `require` or `disable`.
     pub encryption: Option<String>,
+    /// uTP for peers: `off`, `on`, `prefer` or `only` (as `shoal download --utp`).
+    pub utp: Option<String>,
     /// Torrents downloading at once; more wait queued (0: no limit).
     pub max_active_downloads: Option<usize>,
     /// Torrents seeding at once; more wait queued (0: no limit).
@@ -102,6 +104,7 @@ impl DaemonConfig {
             dht: Some(pick!(dht).unwrap_or(true)),
             dht_bootstrap: Some(pick!(dht_bootstrap).unwrap_or_default()),
             encryption: Some(pick!(encryption).unwrap_or_else(|| "prefer".into())),
+            utp: Some(pick!(utp).unwrap_or_else(|| "off".into())),
             max_active_downloads: Some(
                 pick!(max_active_downloads).unwrap_or(DEFAULT_ACTIVE_DOWNLOADS),
             ),
@@ -136,6 +139,7 @@ impl DaemonConfig {
             dht,
             dht_bootstrap,
             encryption,
+            utp,
             max_active_downloads,
             max_active_seeds,
             seed_ratio_limit,

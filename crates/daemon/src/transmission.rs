@@ -301,7 +301,7 @@ fn session_get(s: &AppState) -> Value {
         "incomplete-dir-enabled": false,
         "pex-enabled": true,
         "dht-enabled": m.session().dht_addr().is_some(),
-        "utp-enabled": false,
+        "utp-enabled": m.session().utp_addr().is_some(),
         "lpd-enabled": false,
         "port-forwarding-enabled": false,
         "units": {
@@ -490,10 +490,10 @@ async fn session_set(s: &AppState, args: &Map<String, Value>) -> Result<Value, S
 ///   is fetched either way), `port-forwarding-enabled` and `lpd-enabled` (shoal does neither,
 ///   which the reply to `session-get` says);
 /// * when they match what shoal does: `start-added-torrents: true`, `pex-enabled: true`,
-///   `utp-enabled: false`, `incomplete-dir-enabled: false`, `alt-speed-enabled: false`,
+///   `incomplete-dir-enabled: false`, `alt-speed-enabled: false`,
 ///   `alt-speed-time-enabled: false`, `blocklist-enabled: false`,
 ///   `trash-original-torrent-files: false`, the `script-torrent-*-enabled: false` switches,
-///   `dht-enabled` and `peer-port` as they are.
+///   `dht-enabled`, `utp-enabled` and `peer-port` as they are.
 fn harmless_session_key(s: &AppState, key: &str, value: &Value) -> bool {
     const ALWAYS: &[&str] = &[
         "rename-partial-files",
@@ -507,7 +507,6 @@ fn harmless_session_key(s: &AppState, key: &str, value: &Value) -> bool {
     ];
     const WHEN_TRUE: &[&str] = &["start-added-torrents", "pex-enabled"];
     const WHEN_FALSE: &[&str] = &[
-        "utp-enabled",
         "incomplete-dir-enabled",
         "alt-speed-enabled",
         "alt-speed-time-enabled",
@@ -522,6 +521,7 @@ fn harmless_session_key(s: &AppState, key: &str, value: &Value) -> bool {
         || (WHEN_TRUE.contains(&key) && value.as_bool() == Some(true))
         || (WHEN_FALSE.contains(&key) && value.as_bool() == Some(false))
         || (key == "dht-enabled" && value.as_bool() == Some(session.dht_addr().is_some()))
+        || (key == "utp-enabled" && value.as_bool() == Some(session.utp_addr().is_some()))
         || (key == "peer-port" && value.as_u64() == Some(u64::from(session.local_addr().port())))
 }
 
