@@ -803,20 +803,7 @@ fn file_selection_through_patch_and_torrent_set_and_free_space() {
         "daemon",
         &logs,
     );
-    let b64 = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&torrent).unwrap())
-    };
-    let (status, added) = d.api(
-        "POST",
-        "/api/v1/torrents",
-        "application/json",
-        serde_json::json!({ "torrent": b64, "paused": true })
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(status, 201, "{added}");
-    let hash = added["info_hash"].as_str().unwrap().to_string();
+    let hash = d.add_paused(&torrent);
     // Only a.bin, through the JSON API; a wrong length is refused.
     let (status, v) = d.api(
         "PATCH",
@@ -962,6 +949,23 @@ fn file_selection_through_patch_and_torrent_set_and_free_space() {
 }
 
 impl Daemon {
+    /// Adds the .torrent file paused, through the JSON API (base64 in JSON); 201 expected.
+    /// Returns the info-hash.
+    fn add_paused(&self, torrent: &Path) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(torrent).unwrap());
+        let (status, added) = self.api(
+            "POST",
+            "/api/v1/torrents",
+            "application/json",
+            serde_json::json!({ "torrent": b64, "paused": true })
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(status, 201, "{added}");
+        added["info_hash"].as_str().unwrap().to_string()
+    }
+
     fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         self.api(
             "PATCH",
@@ -994,20 +998,7 @@ fn a_per_torrent_download_limit_holds_and_lifting_it_completes() {
         "daemon",
         &logs,
     );
-    let b64 = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&torrent).unwrap())
-    };
-    let (status, added) = d.api(
-        "POST",
-        "/api/v1/torrents",
-        "application/json",
-        serde_json::json!({ "torrent": b64, "paused": true })
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(status, 201, "{added}");
-    let hash = added["info_hash"].as_str().unwrap().to_string();
+    let hash = d.add_paused(&torrent);
     let limit = 256 * 1024u64;
     let (status, v) = d.patch(
         &format!("/api/v1/torrents/{hash}"),
@@ -1407,18 +1398,10 @@ fn a_utp_only_daemon_downloads_over_utp() {
     );
     let r = rpc(&d, serde_json::json!({"method": "session-get"}));
     assert_eq!(r["arguments"]["utp-enabled"], true, "{r}");
-    let b64 = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&torrent).unwrap())
-    };
-    let (status, added) = d.api(
-        "POST",
-        "/api/v1/torrents",
-        "application/json",
-        serde_json::json!({ "torrent": b64 }).to_string().as_bytes(),
-    );
-    assert_eq!(status, 201, "{added}");
-    let hash = added["info_hash"].as_str().unwrap().to_string();
+    let hash = d.add_torrent(&torrent)["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
     d.wait(&hash, |v| v["state"] == "seeding");
     assert!(same_bytes(&data, &dir.join("dl/utp.bin")));
 }
