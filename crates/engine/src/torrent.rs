@@ -810,8 +810,12 @@ fn run_disk_job(storage: &Storage, job: DiskJob) -> DiskDone {
             result: storage.block_hashes(piece).map_err(|e| e.to_string()),
         },
         DiskJob::FlushResume { force } => {
+            // A forced flush (completion, shutdown) is one a user waits for: it records the
+            // pieces since the last synced flush as unsynced instead of waiting for the disk
+            // (see shoal_storage::resume). The periodic ones sync, bounding what a reboot
+            // makes us re-check.
             let result = if force {
-                storage.flush_resume()
+                storage.flush_resume_unsynced()
             } else {
                 storage.flush_resume_if_due(RESUME_INTERVAL)
             };

@@ -251,6 +251,12 @@ impl FileStore {
         self.handle(idx, true).map(|_| ())
     }
 
+    /// Count every file as written, so the next [`FileStore::sync_dirty`] syncs them all (data
+    /// an earlier process left in the page cache).
+    pub fn mark_all_dirty(&self) {
+        lock(&self.dirty).extend(0..self.paths.len());
+    }
+
     /// `fdatasync` every file written since the last call, so what the resume data is about to
     /// claim is on stable storage first.
     pub fn sync_dirty(&self) -> Result<()> {

@@ -47,8 +47,8 @@ pub use parts::part_file_path;
 pub use pool::{DiskPool, TrySubmitError};
 pub use recheck::{verify, PieceCheck, RecheckOptions, RecheckProgress, RecheckReport};
 pub use resume::{
-    default_resume_path, state_dir_resume_path, write_atomic, FileStamp, ResumeData, ResumeWarning,
-    RESUME_VERSION,
+    current_boot_id, default_resume_path, state_dir_resume_path, write_atomic, FileStamp,
+    ResumeData, ResumeWarning, RESUME_VERSION,
 };
 pub use save_path::resolve_save_path;
 pub use storage::{Mode, ResumeLocation, Startup, Storage, StorageOptions, WriteOutcome};

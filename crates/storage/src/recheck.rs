@@ -162,7 +162,11 @@ pub(crate) fn run(
 }
 
 /// Read and hash one piece; returns the verdict and the bytes read from files.
-fn check_piece(storage: &Storage, piece: u32, buf: &mut [u8]) -> Result<(PieceCheck, u64)> {
+pub(crate) fn check_piece(
+    storage: &Storage,
+    piece: u32,
+    buf: &mut [u8],
+) -> Result<(PieceCheck, u64)> {
     let size = storage.layout().piece_size(piece) as usize;
     let buf = &mut buf[..size];
     let missing = storage.read_range_lenient(piece, 0, buf)?;

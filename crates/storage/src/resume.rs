@@ -7,8 +7,19 @@
 //!
 //! Layout (integers little-endian):
 //! `"SHOALRSM"`, version u32, info-hash [20], pieces u32, bitfield [ceil(pieces/8)],
+//! (version 2:) unsynced bitfield [ceil(pieces/8)], boot id length u8, boot id [length],
 //! files u32, then per file: present u8, size u64, mtime seconds i64, mtime nanoseconds u32;
-//! finally SHA-1 of all the preceding bytes [20].
+//! finally SHA-1 of all the preceding bytes [20]. Version 1 files (no unsynced set) still load.
+//!
+//! # Pieces not yet on stable storage
+//!
+//! Syncing every file before exit made `shoal download` wait for the disk long after the last
+//! piece verified (1.6 s for 1 GiB on a 216 MB/s disk). Instead, a flush may skip `fdatasync`
+//! and record the pieces verified since the last synced flush as *unsynced*, with the kernel's
+//! boot id. Their data sits in the page cache, which survives the process (a crash, Ctrl-C,
+//! SIGKILL) but not the machine: when the file is read back in the same boot they are trusted;
+//! after a reboot (another boot id, or none known) exactly those pieces are hashed again before
+//! they count, so an OS crash or power cut costs a re-check of the tail, never a false claim.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -22,7 +33,9 @@ use crate::error::{Result, StorageError};
 
 const MAGIC: &[u8; 8] = b"SHOALRSM";
 /// Version of the format written by this code.
-pub const RESUME_VERSION: u32 = 1;
+pub const RESUME_VERSION: u32 = 2;
+/// The boot ids longer than this are not recorded (Linux's is a 36-character UUID).
+const MAX_BOOT_ID: usize = 64;
 /// Resume files larger than this are refused unread (a torrent of 10 million pieces and a
 /// million files fits well under it).
 const MAX_RESUME_SIZE: u64 = 64 << 20;
@@ -57,6 +70,11 @@ pub struct ResumeData {
     pub info_hash: Id20,
     /// Pieces verified when the file was written.
     pub verified: Bitfield,
+    /// The subset of `verified` whose data may not be on stable storage yet (written without
+    /// `fdatasync`): trusted only within the boot recorded in `boot_id`.
+    pub unsynced: Bitfield,
+    /// The kernel's boot id when the file was written (empty when unknown).
+    pub boot_id: Vec<u8>,
     /// One stamp per file of the torrent that is kept on disk (pad files excluded), in torrent
     /// order, then one for the part file.
     pub files: Vec<FileStamp>,
@@ -105,6 +123,23 @@ impl ResumeData {
         out.extend_from_slice(self.info_hash.as_bytes());
         out.extend_from_slice(&self.verified.len().to_le_bytes());
         out.extend_from_slice(self.verified.as_bytes());
+        // A set of another length (a caller's slip) is written as "none unsynced" only when
+        // it is empty; otherwise every verified piece is marked unsynced, the safe side.
+        let unsynced = if self.unsynced.len() == self.verified.len() {
+            self.unsynced.clone()
+        } else if self.unsynced.count() == 0 {
+            Bitfield::new(self.verified.len())
+        } else {
+            self.verified.clone()
+        };
+        out.extend_from_slice(unsynced.as_bytes());
+        let boot = if self.boot_id.len() <= MAX_BOOT_ID {
+            &self.boot_id[..]
+        } else {
+            &[]
+        };
+        out.push(boot.len() as u8);
+        out.extend_from_slice(boot);
         out.extend_from_slice(&(self.files.len() as u32).to_le_bytes());
         for f in &self.files {
             out.push(f.present as u8);
@@ -141,7 +176,7 @@ impl ResumeData {
         if Sha1::digest(body).as_slice() != sum {
             return Err(corrupt("checksum mismatch"));
         }
-        if version != RESUME_VERSION {
+        if version != 1 && version != RESUME_VERSION {
             return Err(ResumeWarning::UnknownVersion {
                 path: path.to_path_buf(),
                 version,
@@ -158,6 +193,24 @@ impl ResumeData {
             .take(pieces.div_ceil(8) as usize)
             .ok_or_else(|| corrupt("truncated bitfield"))?;
         let verified = Bitfield::from_bytes(bits, pieces).ok_or_else(|| corrupt("bad bitfield"))?;
+        let (unsynced, boot_id) = if version == 1 {
+            (Bitfield::new(pieces), Vec::new())
+        } else {
+            let bits = r
+                .take(pieces.div_ceil(8) as usize)
+                .ok_or_else(|| corrupt("truncated bitfield"))?;
+            let unsynced =
+                Bitfield::from_bytes(bits, pieces).ok_or_else(|| corrupt("bad bitfield"))?;
+            if (0..pieces).any(|p| unsynced.get(p) && !verified.get(p)) {
+                return Err(corrupt("unsynced piece not verified"));
+            }
+            let len = r.take(1).ok_or_else(|| corrupt("truncated"))?[0] as usize;
+            if len > MAX_BOOT_ID {
+                return Err(corrupt("boot id too long"));
+            }
+            let boot = r.take(len).ok_or_else(|| corrupt("truncated"))?;
+            (unsynced, boot.to_vec())
+        };
         let nfiles = r.u32().ok_or_else(|| corrupt("truncated"))? as usize;
         // Check the count against what is left before allocating anything for it.
         if r.b.len() != nfiles.saturating_mul(21) {
@@ -183,6 +236,8 @@ impl ResumeData {
         Ok(ResumeData {
             info_hash: *info_hash,
             verified,
+            unsynced,
+            boot_id,
             files,
         })
     }
@@ -211,6 +266,19 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(b);
         Some(u64::from_le_bytes(a))
     }
+}
+
+/// The running kernel's boot id (Linux: `/proc/sys/kernel/random/boot_id`), read once; empty
+/// where there is none, so unsynced pieces are then always re-checked.
+pub fn current_boot_id() -> &'static [u8] {
+    static BOOT_ID: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BOOT_ID.get_or_init(|| {
+        fs::read("/proc/sys/kernel/random/boot_id")
+            .map(|b| b.trim_ascii().to_vec())
+            .ok()
+            .filter(|b| !b.is_empty() && b.len() <= MAX_BOOT_ID)
+            .unwrap_or_default()
+    })
 }
 
 /// Where resume data lives by default: hidden, beside the download, `<save>/.<name>.shoal-resume`.
@@ -286,9 +354,13 @@ mod tests {
         let mut verified = Bitfield::new(13);
         verified.set(0);
         verified.set(12);
+        let mut unsynced = Bitfield::new(13);
+        unsynced.set(12);
         ResumeData {
             info_hash: Id20([7; 20]),
             verified,
+            unsynced,
+            boot_id: b"4f9a2c3e-0000-4000-8000-0123456789ab".to_vec(),
             files: vec![
                 FileStamp {
                     present: true,
@@ -306,6 +378,49 @@ mod tests {
         let d = sample();
         let p = Path::new("x");
         assert_eq!(ResumeData::decode(&d.encode(), &d.info_hash, p), Ok(d));
+    }
+
+    /// Files written before the unsynced set existed load with none unsynced.
+    #[test]
+    fn version_1_still_loads() {
+        let d = sample();
+        let mut v1 = MAGIC.to_vec();
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(d.info_hash.as_bytes());
+        v1.extend_from_slice(&d.verified.len().to_le_bytes());
+        v1.extend_from_slice(d.verified.as_bytes());
+        v1.extend_from_slice(&(d.files.len() as u32).to_le_bytes());
+        for f in &d.files {
+            v1.push(f.present as u8);
+            v1.extend_from_slice(&f.size.to_le_bytes());
+            v1.extend_from_slice(&f.mtime_secs.to_le_bytes());
+            v1.extend_from_slice(&f.mtime_nanos.to_le_bytes());
+        }
+        let sum = Sha1::digest(&v1);
+        v1.extend_from_slice(&sum);
+        let got = ResumeData::decode(&v1, &d.info_hash, Path::new("x")).unwrap();
+        assert_eq!(got.verified, d.verified);
+        assert_eq!(got.unsynced.count(), 0);
+        assert!(got.boot_id.is_empty());
+        assert_eq!(got.files, d.files);
+    }
+
+    #[test]
+    fn an_unsynced_piece_must_be_verified() {
+        let mut d = sample();
+        d.unsynced.set(3);
+        let bytes = d.encode();
+        assert!(matches!(
+            ResumeData::decode(&bytes, &d.info_hash, Path::new("x")),
+            Err(ResumeWarning::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn the_boot_id_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert_eq!(current_boot_id().len(), 36);
+        }
     }
 
     #[test]

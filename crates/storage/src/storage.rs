@@ -140,6 +140,9 @@ struct PieceState {
 struct FlushState {
     dirty: bool,
     last: Option<Instant>,
+    /// Verified pieces whose data is known to be on stable storage (a synced flush covered
+    /// them, or resume data said so); the others are recorded as unsynced.
+    synced: Bitfield,
 }
 
 /// The storage of one torrent. `Send + Sync`: share it with `Arc` across the disk pool.
@@ -219,6 +222,7 @@ impl Storage {
             flush: Mutex::new(FlushState {
                 dirty: false,
                 last: None,
+                synced: Bitfield::new(layout.num_pieces()),
             }),
             flush_lock: Mutex::new(()),
             layout,
@@ -300,8 +304,33 @@ impl Storage {
                 };
             }
         }
-        let verified = data.verified.count();
-        *lock(&self.have) = data.verified;
+        let mut have = data.verified;
+        let unsynced: Vec<u32> = (0..have.len()).filter(|&p| data.unsynced.get(p)).collect();
+        let mut synced = have.clone();
+        for &p in &unsynced {
+            synced.clear(p);
+        }
+        if !unsynced.is_empty() {
+            if !data.boot_id.is_empty() && data.boot_id == resume::current_boot_id() {
+                // Same boot: the page cache still holds what was written. The next synced
+                // flush makes it durable (every file is synced then; clean ones cost nothing).
+                self.files.mark_all_dirty();
+                lock(&self.flush).dirty = true;
+            } else {
+                // The machine restarted since: the data may never have reached the disk.
+                let mut buf = vec![0u8; self.layout.piece_length() as usize];
+                for &p in &unsynced {
+                    match crate::recheck::check_piece(self, p, &mut buf) {
+                        Ok((crate::recheck::PieceCheck::Valid, _)) => synced.set(p),
+                        _ => have.clear(p),
+                    }
+                }
+                lock(&self.flush).dirty = true;
+            }
+        }
+        let verified = have.count();
+        *lock(&self.have) = have;
+        lock(&self.flush).synced = synced;
         Startup::Resumed { verified }
     }
 
@@ -752,9 +781,20 @@ impl Storage {
         Ok(self.flush_resume_snapshot()?.is_some())
     }
 
+    /// Write resume data now if anything changed, without waiting for the disk: pieces verified
+    /// since the last synced flush are recorded as unsynced (trusted again only within this
+    /// boot; see [`crate::resume`]). For completion and shutdown, where a user waits.
+    pub fn flush_resume_unsynced(&self) -> Result<bool> {
+        Ok(self.flush_resume_as(false)?.is_some())
+    }
+
     /// Like [`Self::flush_resume`], returning the verified set that was written (for callers and
     /// tests that must know exactly what became durable).
     pub fn flush_resume_snapshot(&self) -> Result<Option<Bitfield>> {
+        self.flush_resume_as(true)
+    }
+
+    fn flush_resume_as(&self, sync: bool) -> Result<Option<Bitfield>> {
         let Some(path) = self.resume_path.clone() else {
             return Ok(None);
         };
@@ -768,10 +808,26 @@ impl Storage {
             f.dirty = false;
         }
         let snapshot = lock(&self.have).clone();
-        let result = self.files.sync_dirty().and_then(|()| {
+        let synced_before = lock(&self.flush).synced.clone();
+        let synced_now = if sync {
+            self.files.sync_dirty()
+        } else {
+            Ok(())
+        };
+        let result = synced_now.and_then(|()| {
+            let mut unsynced = Bitfield::new(snapshot.len());
+            if !sync {
+                for p in 0..snapshot.len() {
+                    if snapshot.get(p) && !synced_before.get(p) {
+                        unsynced.set(p);
+                    }
+                }
+            }
             let data = ResumeData {
                 info_hash: self.info_hash,
                 verified: snapshot.clone(),
+                unsynced,
+                boot_id: resume::current_boot_id().to_vec(),
                 files: self.stamps(),
             };
             resume::write_atomic(&path, &data.encode())
@@ -780,6 +836,9 @@ impl Storage {
         match result {
             Ok(()) => {
                 f.last = Some(Instant::now());
+                if sync {
+                    f.synced = snapshot.clone();
+                }
                 Ok(Some(snapshot))
             }
             Err(e) => {
@@ -789,9 +848,10 @@ impl Storage {
         }
     }
 
-    /// Clean shutdown: flush resume data and close the files.
+    /// Clean shutdown: flush resume data (unsynced: the page cache outlives the process) and
+    /// close the files.
     pub fn close(&self) -> Result<()> {
-        self.flush_resume()?;
+        self.flush_resume_unsynced()?;
         self.files.close_all();
         Ok(())
     }

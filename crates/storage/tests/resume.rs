@@ -122,7 +122,7 @@ fn other_info_hash_and_unknown_version_are_ignored() {
     data.info_hash = f.info_hash;
     let mut future = data.encode();
     future.truncate(future.len() - 20);
-    future[8..12].copy_from_slice(&2u32.to_le_bytes());
+    future[8..12].copy_from_slice(&3u32.to_le_bytes());
     let sum: [u8; 20] = sha1::Digest::finalize(sha1::Digest::chain_update(
         <sha1::Sha1 as sha1::Digest>::new(),
         &future,
@@ -131,7 +131,7 @@ fn other_info_hash_and_unknown_version_are_ignored() {
     future.extend_from_slice(&sum);
     fs::write(resume_file(dir.path()), &future).unwrap();
     open_expect_warning(&f, dir.path(), |w| {
-        matches!(w, ResumeWarning::UnknownVersion { version: 2, .. })
+        matches!(w, ResumeWarning::UnknownVersion { version: 3, .. })
     });
 }
 
@@ -192,4 +192,86 @@ fn state_folder_location() {
     assert!(!resume_file(data.path()).exists());
     let (_, startup) = Storage::open(&f.info, f.info_hash, opts).unwrap();
     assert_eq!(startup, Startup::Resumed { verified: 1 });
+}
+
+/// Rewrite the resume file as if it had been written in another boot.
+fn from_another_boot(f: &Fixture, path: &Path) -> ResumeData {
+    let mut data = ResumeData::decode(&fs::read(path).unwrap(), &f.info_hash, path).unwrap();
+    data.boot_id = b"00000000-0000-4000-8000-000000000000".to_vec();
+    shoal_storage::write_atomic(path, &data.encode()).unwrap();
+    data
+}
+
+/// Overwrite `bytes` at `offset` of `file`, keeping its modification time (so the resume data's
+/// stamps still match: what a lost page-cache write after a power cut looks like).
+fn overwrite_keeping_mtime(file: &Path, offset: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mtime = fs::metadata(file).unwrap().modified().unwrap();
+    let mut h = fs::OpenOptions::new().write(true).open(file).unwrap();
+    h.seek(SeekFrom::Start(offset)).unwrap();
+    h.write_all(bytes).unwrap();
+    h.set_modified(mtime).unwrap();
+}
+
+/// Closing does not wait for the disk: the pieces since the last synced flush are recorded as
+/// unsynced, and trusted when read back in the same boot.
+#[test]
+fn close_records_unsynced_pieces_trusted_in_the_same_boot() {
+    let f = fixture();
+    let dir = complete(&f);
+    let path = resume_file(dir.path());
+    let data = ResumeData::decode(&fs::read(&path).unwrap(), &f.info_hash, &path).unwrap();
+    assert_eq!(data.unsynced.count(), f.num_pieces());
+    assert_eq!(data.boot_id, shoal_storage::current_boot_id());
+    let (s, startup) =
+        Storage::open(&f.info, f.info_hash, StorageOptions::new(dir.path())).unwrap();
+    assert_eq!(
+        startup,
+        Startup::Resumed {
+            verified: f.num_pieces()
+        }
+    );
+    // The next synced flush makes them durable: none unsynced after it.
+    assert!(s.flush_resume().unwrap());
+    let data = ResumeData::decode(&fs::read(&path).unwrap(), &f.info_hash, &path).unwrap();
+    assert_eq!(data.unsynced.count(), 0);
+    assert_eq!(data.verified.count(), f.num_pieces());
+}
+
+/// After a reboot the unsynced pieces are hashed again: one whose data never reached the disk
+/// is dropped, the others (and every synced piece) are kept without reading them.
+#[test]
+fn after_a_reboot_unsynced_pieces_are_rechecked() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = Storage::open(&f.info, f.info_hash, StorageOptions::new(dir.path())).unwrap();
+    // Pieces 0 and 1 synced, the rest verified after the last synced flush.
+    for p in 0..2 {
+        for (o, b) in f.blocks(p) {
+            s.write_block(p, o, &b).unwrap();
+        }
+    }
+    s.flush_resume().unwrap();
+    for p in 2..f.num_pieces() {
+        for (o, b) in f.blocks(p) {
+            s.write_block(p, o, &b).unwrap();
+        }
+    }
+    s.close().unwrap();
+    let path = resume_file(dir.path());
+    let data = from_another_boot(&f, &path);
+    assert!(!data.unsynced.get(0) && !data.unsynced.get(1) && data.unsynced.get(2));
+    // Piece 4 (inside rs/f2, which starts at byte 50,000) "was lost"; so was piece 0, but it
+    // was synced, so it is trusted (resume data never re-reads synced pieces).
+    let f2 = dir.path().join("rs").join("f2");
+    overwrite_keeping_mtime(&f2, 4 * 16_384 - 50_000, &[0xAA; 100]);
+    let (s, startup) =
+        Storage::open(&f.info, f.info_hash, StorageOptions::new(dir.path())).unwrap();
+    assert_eq!(
+        startup,
+        Startup::Resumed {
+            verified: f.num_pieces() - 1
+        }
+    );
+    assert!(!s.have(4) && s.have(3) && s.have(5) && s.have(0));
 }
