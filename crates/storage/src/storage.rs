@@ -143,6 +143,9 @@ struct FlushState {
     /// Verified pieces whose data is known to be on stable storage (a synced flush covered
     /// them, or resume data said so); the others are recorded as unsynced.
     synced: Bitfield,
+    /// The last write recorded unsynced pieces: the next periodic flush syncs them even if
+    /// nothing else changed.
+    needs_sync: bool,
 }
 
 /// The storage of one torrent. `Send + Sync`: share it with `Arc` across the disk pool.
@@ -223,6 +226,7 @@ impl Storage {
                 dirty: false,
                 last: None,
                 synced: Bitfield::new(layout.num_pieces()),
+                needs_sync: false,
             }),
             flush_lock: Mutex::new(()),
             layout,
@@ -315,7 +319,7 @@ impl Storage {
                 // Same boot: the page cache still holds what was written. The next synced
                 // flush makes it durable (every file is synced then; clean ones cost nothing).
                 self.files.mark_all_dirty();
-                lock(&self.flush).dirty = true;
+                lock(&self.flush).needs_sync = true;
             } else {
                 // The machine restarted since: the data may never have reached the disk.
                 let mut buf = vec![0u8; self.layout.piece_length() as usize];
@@ -768,7 +772,7 @@ impl Storage {
     pub fn flush_resume_if_due(&self, interval: Duration) -> Result<bool> {
         {
             let f = lock(&self.flush);
-            if !f.dirty || f.last.is_some_and(|t| t.elapsed() < interval) {
+            if !(f.dirty || f.needs_sync) || f.last.is_some_and(|t| t.elapsed() < interval) {
                 return Ok(false);
             }
         }
@@ -801,7 +805,7 @@ impl Storage {
         let _one_at_a_time = lock(&self.flush_lock);
         {
             let mut f = lock(&self.flush);
-            if !f.dirty {
+            if !(f.dirty || (sync && f.needs_sync)) {
                 return Ok(None);
             }
             // Cleared before the snapshot: a piece verified meanwhile re-dirties it.
@@ -838,6 +842,9 @@ impl Storage {
                 f.last = Some(Instant::now());
                 if sync {
                     f.synced = snapshot.clone();
+                    f.needs_sync = false;
+                } else if (0..snapshot.len()).any(|p| snapshot.get(p) && !f.synced.get(p)) {
+                    f.needs_sync = true;
                 }
                 Ok(Some(snapshot))
             }

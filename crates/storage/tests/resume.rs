@@ -275,3 +275,27 @@ fn after_a_reboot_unsynced_pieces_are_rechecked() {
     );
     assert!(!s.have(4) && s.have(3) && s.have(5) && s.have(0));
 }
+
+/// An unsynced write (completion) is followed by a synced one at the next periodic flush, even
+/// when no piece changed in between; an unsynced flush with nothing new writes nothing.
+#[test]
+fn a_periodic_flush_syncs_what_an_unsynced_one_left() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = Storage::open(&f.info, f.info_hash, StorageOptions::new(dir.path())).unwrap();
+    for p in 0..f.num_pieces() {
+        for (o, b) in f.blocks(p) {
+            s.write_block(p, o, &b).unwrap();
+        }
+    }
+    assert!(s.flush_resume_unsynced().unwrap());
+    assert!(!s.flush_resume_unsynced().unwrap());
+    let path = resume_file(dir.path());
+    let data = ResumeData::decode(&fs::read(&path).unwrap(), &f.info_hash, &path).unwrap();
+    assert_eq!(data.unsynced.count(), f.num_pieces());
+    assert!(s.flush_resume_if_due(std::time::Duration::ZERO).unwrap());
+    let data = ResumeData::decode(&fs::read(&path).unwrap(), &f.info_hash, &path).unwrap();
+    assert_eq!(data.unsynced.count(), 0);
+    assert_eq!(data.verified.count(), f.num_pieces());
+    assert!(!s.flush_resume_if_due(std::time::Duration::ZERO).unwrap());
+}

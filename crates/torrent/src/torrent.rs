@@ -834,6 +834,9 @@ impl Torrent {
             self.stats.complete = true;
             self.events.push_back(TorrentEvent::Complete);
             self.flush_resume(now, true);
+            // That write did not wait for the disk; a synced one follows at the usual interval
+            // (if the torrent is still running) so a reboot need not re-check the last pieces.
+            self.resume_pending = true;
         }
     }
 
