@@ -4,6 +4,7 @@
 //!   else reads them, and finds the raw span of the `info` dictionary;
 //! - [`Metainfo::from_bytes`]: parse and validate a .torrent (BEP 3, 12, 27, 47), with the info-hash
 //!   taken over the exact bytes of `info`;
+//! - [`merkle`]: the per-file SHA-256 merkle trees of BEP 52;
 //! - [`Magnet`]: magnet URIs (BEP 9, 53);
 //! - [`TorrentBuilder`]: create torrents from a file or folder, hashing on all cores.
 
@@ -11,6 +12,7 @@ pub mod bencode;
 mod create;
 mod error;
 mod magnet;
+pub mod merkle;
 pub mod model;
 mod parse;
 pub mod sanitize;
