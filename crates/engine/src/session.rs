@@ -551,6 +551,10 @@ impl Session {
         opts: TorrentOptions,
         on_check: impl Fn(u64, u64) + Send + 'static,
     ) -> Result<TorrentHandle, EngineError> {
+        // Pieces are verified by SHA-1 only so far: a hybrid works as v1, a v2-only torrent not yet.
+        if !meta.version().has_v1() {
+            return Err(shoal_metainfo::MetainfoError::V2Only.into());
+        }
         let info_hash = meta.info_hash;
         // Registered before the data check: incoming peers wait for it instead of being refused.
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
