@@ -24,8 +24,15 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     if args.source.starts_with("magnet:") {
         let m = Magnet::parse(&args.source)?;
         if args.json {
+            let version = match (m.v1, m.info_hash_v2.is_some()) {
+                (true, false) => Version::V1,
+                (false, _) => Version::V2,
+                (true, true) => Version::Hybrid,
+            };
             let obj = json!({
                 "info_hash": m.info_hash.to_hex(),
+                "info_hash_v2": m.info_hash_v2.map(|h| h.to_hex()),
+                "version": version.as_str(),
                 "name": m.display_name,
                 "total_size": null,
                 "piece_length": null,
@@ -41,6 +48,9 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         } else {
             outln!("magnet link (metadata is fetched from peers when downloading)");
             outln!("info hash: {}", m.info_hash);
+            if let Some(h) = m.info_hash_v2 {
+                outln!("v2 hash:   {h}");
+            }
             outln!(
                 "name:      {}",
                 m.display_name.as_deref().unwrap_or("(none)")

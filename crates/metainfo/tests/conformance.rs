@@ -332,6 +332,29 @@ fn v2_torrents_model_their_files_and_piece_layers() {
 }
 
 #[test]
+fn v2_and_hybrid_torrents_make_btmh_magnets() {
+    let load = |f: &str| Metainfo::from_file(&data_dir().join("libtorrent").join(f)).unwrap();
+    let hybrid = load("v2_hybrid.torrent");
+    let link = hybrid.magnet().to_string();
+    assert!(link.starts_with(&format!(
+        "magnet:?xt=urn:btih:514c76c1f27ec61ca8b37851bcd1cbf0b26cf120&xt=urn:btmh:1220{}",
+        "518fbaf39b37020c896e8768a967da6d76bbd5ef7a02c761021b65a72c6cfa11"
+    )));
+    let back = shoal_metainfo::Magnet::parse(&link).unwrap();
+    assert_eq!(back.info_hash, hybrid.info_hash);
+    assert_eq!(back.info_hash_v2, hybrid.info_hash_v2);
+
+    let v2 = load("v2_no_piece_layers.torrent");
+    let link = v2.magnet().to_string();
+    assert!(link.starts_with(
+        "magnet:?xt=urn:btmh:122095e04d0c4bad94ab206efa884666fd89777dbe4f7bd9945af1829037a85c6192&"
+    ));
+    let back = shoal_metainfo::Magnet::parse(&link).unwrap();
+    assert!(back.is_v2_only());
+    assert_eq!(back.info_hash, v2.info_hash);
+}
+
+#[test]
 fn v2_refusals_give_precise_errors() {
     let load = |f: &str| Metainfo::from_file(&data_dir().join("libtorrent").join(f)).unwrap_err();
     for f in [
