@@ -565,6 +565,9 @@ pub fn run_share(args: &ShareArgs) -> anyhow::Result<()> {
     if !args.torrent.path.exists() {
         bail!("{} does not exist", args.torrent.path.display());
     }
+    if args.torrent.v2 {
+        bail!("v2-only torrents cannot be seeded yet; use --hybrid (seeded as v1) or no flag");
+    }
     let ending = runtime()?.block_on(async {
         let mut reporter = Reporter::new(args.net.json, "seeding");
         let session = start_session(&args.net, &reporter).await?;

@@ -11,6 +11,7 @@
 
 pub mod bencode;
 mod create;
+mod create_v2;
 mod error;
 mod magnet;
 pub mod merkle;
