@@ -537,6 +537,8 @@ mod tests {
                     "event",
                     "torrent",
                     "info_hash",
+                    "info_hash_v2",
+                    "version",
                     "magnet",
                     "name",
                     "total_size",
