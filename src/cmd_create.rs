@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal_engine::events::{Created, JsonEvent};
-use shoal_metainfo::TorrentBuilder;
+use shoal_metainfo::{TorrentBuilder, Version};
 
 use crate::output::{errln, outln};
 use crate::units::{human_bytes, parse_size};
@@ -53,6 +53,14 @@ pub struct TorrentArgs {
     /// Leave out the creation date, so the same data always gives the same .torrent file.
     #[arg(long)]
     pub no_date: bool,
+    /// Make a v2-only torrent (BEP 52: a SHA-256 merkle tree per file). Clients without v2
+    /// support (most but libtorrent's) cannot use it; shoal cannot download or seed it yet.
+    #[arg(long, conflicts_with = "hybrid")]
+    pub v2: bool,
+    /// Make a hybrid torrent: v1 and v2 hashes of the same files, each aligned to a piece by
+    /// BEP 47 pad files, as libtorrent makes them. v1-only clients use its v1 part.
+    #[arg(long)]
+    pub hybrid: bool,
     /// Replace the output file if it exists.
     #[arg(long)]
     pub force: bool,
@@ -75,6 +83,8 @@ impl Made {
         JsonEvent::Created(Created {
             torrent: self.output.display().to_string(),
             info_hash: m.info_hash.to_hex(),
+            info_hash_v2: m.info_hash_v2.map(|h| h.to_hex()),
+            version: m.version().as_str().to_string(),
             magnet: m.magnet().to_string(),
             name: m.info.name.clone(),
             total_size: m.info.total_length,
@@ -99,6 +109,9 @@ impl Made {
             m.info.total_length as f64 / self.seconds.max(1e-9) / 1e6,
         );
         outln!("info hash: {}", m.info_hash);
+        if let Some(h) = m.info_hash_v2 {
+            outln!("v2 hash:   {h}");
+        }
         outln!("magnet:    {}", m.magnet());
     }
 }
@@ -158,6 +171,11 @@ pub fn make_torrent(args: &TorrentArgs, trackers: &[String], bar: bool) -> anyho
     if args.no_date {
         builder = builder.no_date();
     }
+    builder = builder.version(match (args.v2, args.hybrid) {
+        (true, _) => Version::V2,
+        (_, true) => Version::Hybrid,
+        _ => Version::V1,
+    });
 
     let bar = if std::io::stderr().is_terminal() && bar {
         let bar = ProgressBar::new(0);

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use clap::Args;
 use serde_json::json;
-use shoal_metainfo::{Magnet, Metainfo};
+use shoal_metainfo::{Magnet, Metainfo, Version};
 
 use crate::output::outln;
 use crate::units::human_bytes;
@@ -24,8 +24,15 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     if args.source.starts_with("magnet:") {
         let m = Magnet::parse(&args.source)?;
         if args.json {
+            let version = match (m.v1, m.info_hash_v2.is_some()) {
+                (true, false) => Version::V1,
+                (false, _) => Version::V2,
+                (true, true) => Version::Hybrid,
+            };
             let obj = json!({
                 "info_hash": m.info_hash.to_hex(),
+                "info_hash_v2": m.info_hash_v2.map(|h| h.to_hex()),
+                "version": version.as_str(),
                 "name": m.display_name,
                 "total_size": null,
                 "piece_length": null,
@@ -41,6 +48,9 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         } else {
             outln!("magnet link (metadata is fetched from peers when downloading)");
             outln!("info hash: {}", m.info_hash);
+            if let Some(h) = m.info_hash_v2 {
+                outln!("v2 hash:   {h}");
+            }
             outln!(
                 "name:      {}",
                 m.display_name.as_deref().unwrap_or("(none)")
@@ -60,7 +70,8 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         let files: Vec<_> = i
             .files
             .iter()
-            .map(|f| {
+            .enumerate()
+            .map(|(index, f)| {
                 json!({
                     "path": f.display_path(),
                     "length": f.length,
@@ -69,11 +80,14 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
                     "executable": f.attr.executable,
                     "hidden": f.attr.hidden,
                     "symlink": f.symlink_target.as_ref().map(|t| t.join("/")),
+                    "pieces_root": i.pieces_root(index).map(|r| r.to_hex()),
                 })
             })
             .collect();
         let obj = json!({
             "info_hash": m.info_hash.to_hex(),
+            "info_hash_v2": m.info_hash_v2.map(|h| h.to_hex()),
+            "version": m.version().as_str(),
             "name": i.name,
             "total_size": i.total_length,
             "piece_length": i.piece_length,
@@ -93,6 +107,15 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     }
     outln!("name:         {}", i.name);
     outln!("info hash:    {}", m.info_hash);
+    if let Some(h) = m.info_hash_v2 {
+        outln!("info hash v2: {h}");
+    }
+    let version = match m.version() {
+        Version::V1 => "v1",
+        Version::V2 => "v2 (BEP 52)",
+        Version::Hybrid => "hybrid: v1 and v2 (BEP 52)",
+    };
+    outln!("version:      {version}");
     outln!(
         "size:         {} ({} bytes) in {} files",
         human_bytes(i.payload_length()),

@@ -201,8 +201,15 @@ pub(crate) fn session_config(net: &NetArgs) -> anyhow::Result<SessionConfig> {
     })
 }
 
+/// Loads a torrent to download or seed: refused before any socket is opened if it is v2-only.
 fn load(torrent: &Path) -> anyhow::Result<Metainfo> {
-    Metainfo::from_file(torrent).with_context(|| format!("cannot load {}", torrent.display()))
+    let meta = Metainfo::from_file(torrent)
+        .with_context(|| format!("cannot load {}", torrent.display()))?;
+    if !meta.version().has_v1() {
+        return Err(shoal_metainfo::MetainfoError::V2Only)
+            .with_context(|| format!("cannot use {}", torrent.display()));
+    }
+    Ok(meta)
 }
 
 /// Where resume data of a seeded torrent goes: the user's state folder, so the seeder never
@@ -250,7 +257,7 @@ enum Ending {
 
 /// What to run: a loaded torrent, or a magnet link whose metadata comes from peers first.
 enum Source {
-    Torrent(Metainfo),
+    Torrent(Box<Metainfo>),
     Magnet(Magnet),
 }
 
@@ -324,7 +331,7 @@ async fn run_in_session(
     let mut peers = net.peers.clone();
     let mut files = files;
     let meta = match source {
-        Source::Torrent(m) => m,
+        Source::Torrent(m) => *m,
         Source::Magnet(magnet) => {
             files = files.or_else(|| magnet.select_only.clone());
             // x.pe peers of the link join the --peer ones (host names are not resolved here).
@@ -505,7 +512,12 @@ pub fn run_seed(args: &SeedArgs) -> anyhow::Result<()> {
         files: None,
         super_seed: args.super_seed || crate::cmd_daemon::config_super_seed()?,
     };
-    match runtime()?.block_on(run_torrent(Source::Torrent(meta), save, run, &args.net))? {
+    match runtime()?.block_on(run_torrent(
+        Source::Torrent(Box::new(meta)),
+        save,
+        run,
+        &args.net,
+    ))? {
         Ending::Failed(e) => bail!("{e}"),
         _ => Ok(()),
     }
@@ -514,9 +526,15 @@ pub fn run_seed(args: &SeedArgs) -> anyhow::Result<()> {
 /// Runs `shoal download`; exits 0 once every piece is verified.
 pub fn run_download(args: &DownloadArgs) -> anyhow::Result<()> {
     let source = if args.torrent.starts_with("magnet:") {
-        Source::Magnet(Magnet::parse(&args.torrent)?)
+        let magnet = Magnet::parse(&args.torrent)?;
+        if magnet.is_v2_only() {
+            bail!(
+                "v2-only magnet links cannot be downloaded yet; use a link with a v1 'btih' hash"
+            );
+        }
+        Source::Magnet(magnet)
     } else {
-        Source::Torrent(load(Path::new(&args.torrent))?)
+        Source::Torrent(Box::new(load(Path::new(&args.torrent))?))
     };
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
@@ -546,6 +564,9 @@ pub fn run_download(args: &DownloadArgs) -> anyhow::Result<()> {
 pub fn run_share(args: &ShareArgs) -> anyhow::Result<()> {
     if !args.torrent.path.exists() {
         bail!("{} does not exist", args.torrent.path.display());
+    }
+    if args.torrent.v2 {
+        bail!("v2-only torrents cannot be seeded yet; use --hybrid (seeded as v1) or no flag");
     }
     let ending = runtime()?.block_on(async {
         let mut reporter = Reporter::new(args.net.json, "seeding");
@@ -579,7 +600,7 @@ pub fn run_share(args: &ShareArgs) -> anyhow::Result<()> {
         run_in_session(
             &session,
             &mut reporter,
-            Source::Torrent(meta),
+            Source::Torrent(Box::new(meta)),
             save,
             run,
             &net,

@@ -190,3 +190,91 @@ fn libtorrent_loads_shoal_torrents_and_finds_every_piece_valid() {
         info["num_pieces"].as_u64().unwrap() - 1
     );
 }
+
+/// libtorrent's `create_torrent` of `data` (v2-only or hybrid) as lt_create.py reports it.
+fn libtorrent_create(data: &std::path::Path, piece: u32, kind: &str) -> Value {
+    let out = std::process::Command::new(SYSTEM_PYTHON)
+        .arg(repo_root().join("tests/interop/lt_create.py"))
+        .arg(data)
+        .arg(piece.to_string())
+        .arg(kind)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "lt_create.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("lt_create JSON")
+}
+
+#[test]
+fn v2_and_hybrid_torrents_have_libtorrents_info_hashes() {
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("v2_create_interop");
+    // A folder with nested, empty, tiny, one-piece and many-piece files; a single file with a
+    // short last piece; a single file smaller than one piece; a folder holding one file.
+    let folder = dir.join("album");
+    write_random_file(&folder.join("cd1/track1.flac"), 300_000, 21);
+    write_random_file(&folder.join("cd1/track2.flac"), 1, 22);
+    write_random_file(&folder.join("cover.jpg"), 40_000, 23);
+    write_random_file(&folder.join("cd10/a.bin"), 65_536, 24);
+    write_random_file(&folder.join("cd1.txt"), 16_384, 25);
+    std::fs::write(folder.join("empty.txt"), b"").unwrap();
+    let single = dir.join("single/movie.bin");
+    write_random_file(&single, 5 * 65_536 + 1234, 26);
+    let small = dir.join("small/note.txt");
+    write_random_file(&small, 20_000, 27);
+    let lonely = dir.join("lonely");
+    write_random_file(&lonely.join("only.bin"), 100_000, 28);
+    let mut checked = 0;
+    for (data, piece) in [
+        (&folder, 16_384),
+        (&folder, 65_536),
+        (&folder, 1 << 20),
+        (&single, 32_768),
+        (&small, 65_536),
+        (&lonely, 16_384),
+    ] {
+        for kind in ["v2", "hybrid"] {
+            let size = format!("{piece}");
+            let (torrent, info) = create(
+                &dir,
+                data,
+                &[&format!("--{kind}"), "--piece-size", &size, "--no-date"],
+            );
+            let lt = libtorrent_create(data, piece, kind);
+            let what = format!("{} {kind} {piece}", data.display());
+            assert_eq!(info["info_hash_v2"], lt["info_hash_v2"], "{what}");
+            assert_eq!(info["version"], kind, "{what}");
+            if kind == "hybrid" {
+                assert_eq!(info["info_hash"], lt["info_hash_v1"], "{what}");
+            } else {
+                let v2 = lt["info_hash_v2"].as_str().unwrap();
+                assert_eq!(info["info_hash"].as_str().unwrap(), &v2[..40], "{what}");
+            }
+            assert_eq!(info["num_pieces"], lt["num_pieces"], "{what}");
+            assert_eq!(info["total_size"], lt["total_size"], "{what}");
+            assert_eq!(
+                info["files"].as_array().unwrap().len() as u64,
+                lt["num_files"].as_u64().unwrap(),
+                "{what}"
+            );
+            // And libtorrent's recheck of the data finds every piece of shoal's torrent valid.
+            // A v2-only torrent of a folder holding one file loads (in libtorrent and shoal
+            // alike) as that single file: its data then sits in the folder itself.
+            let name = data.file_name().unwrap().to_str().unwrap();
+            let save = if info["name"] == name {
+                data.parent().unwrap()
+            } else {
+                data.as_path()
+            };
+            let check = libtorrent_check(&torrent, save);
+            assert_eq!(check["pieces_valid"], info["num_pieces"], "{what}: {check}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12);
+}

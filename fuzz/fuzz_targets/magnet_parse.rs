@@ -1,4 +1,4 @@
-//! Magnet parsing never panics, and a parsed link prints back to an equal link.
+//! Magnet parsing never panics, and a parsed link (v1, v2 or hybrid) prints back to an equal link.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,6 +7,9 @@ use shoal_metainfo::Magnet;
 fuzz_target!(|data: &[u8]| {
     let s = String::from_utf8_lossy(data);
     if let Ok(m) = Magnet::parse(&s) {
-        assert_eq!(Magnet::parse(&m.to_string()).expect("reparses").info_hash, m.info_hash);
+        let again = Magnet::parse(&m.to_string()).expect("reparses");
+        assert_eq!(again.info_hash, m.info_hash);
+        assert_eq!(again.info_hash_v2, m.info_hash_v2);
+        assert_eq!(again.v1, m.v1);
     }
 });

@@ -6,6 +6,9 @@ pub enum CoreError {
     /// A hex id did not have exactly 40 hex digits.
     #[error("invalid hex id: expected 40 hex digits, got {0:?}")]
     InvalidHex(String),
+    /// A SHA-256 digest in hex did not have exactly 64 hex digits.
+    #[error("invalid hex digest: expected 64 hex digits, got {0:?}")]
+    InvalidHex256(String),
     /// A base32 id did not have exactly 32 base32 characters.
     #[error("invalid base32 id: expected 32 characters of A-Z and 2-7, got {0:?}")]
     InvalidBase32(String),

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use shoal_core::Id20;
 use shoal_engine::{ResumeLocation, Session, TorrentHandle, TorrentOptions, TorrentStatus};
-use shoal_metainfo::{Magnet, Metainfo};
+use shoal_metainfo::{Magnet, Metainfo, MetainfoError};
 use tokio::sync::{broadcast, watch};
 
 use crate::store::{EntryRecord, Store};
@@ -608,12 +608,18 @@ impl Manager {
             AddSource::Torrent(bytes) => {
                 let meta = Metainfo::from_bytes(&bytes)
                     .map_err(|e| DaemonError::BadRequest(format!("not a valid torrent: {e}")))?;
+                if !meta.version().has_v1() {
+                    return Err(DaemonError::BadRequest(MetainfoError::V2Only.to_string()));
+                }
                 (meta.info_hash, Some(meta), None, Some(bytes))
             }
             AddSource::Magnet(link) => {
                 let m = Magnet::parse(&link).map_err(|e| {
                     DaemonError::BadRequest(format!("not a valid magnet link: {e}"))
                 })?;
+                if m.is_v2_only() {
+                    return Err(DaemonError::BadRequest(MetainfoError::V2Only.to_string()));
+                }
                 (m.info_hash, None, Some((link, m)), None)
             }
         };

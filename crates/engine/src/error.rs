@@ -32,6 +32,9 @@ pub enum EngineError {
     /// A magnet link's metadata could not be fetched.
     #[error("cannot fetch the torrent's metadata: {0}")]
     Metadata(String),
+    /// The torrent cannot be used by this session (a v2-only torrent, for now).
+    #[error(transparent)]
+    Metainfo(#[from] shoal_metainfo::MetainfoError),
     /// The torrent's actor stopped.
     #[error("the torrent stopped: {0}")]
     Stopped(String),

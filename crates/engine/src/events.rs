@@ -310,6 +310,12 @@ pub struct Created {
     pub torrent: String,
     /// The info-hash, 40 lower-case hex digits.
     pub info_hash: String,
+    /// The v2 info-hash (BEP 52), 64 hex digits, for v2 and hybrid torrents.
+    #[serde(default)]
+    pub info_hash_v2: Option<String>,
+    /// `v1`, `v2` or `hybrid`.
+    #[serde(default)]
+    pub version: String,
     /// The magnet link.
     pub magnet: String,
     /// The torrent's name.
@@ -531,6 +537,8 @@ mod tests {
                     "event",
                     "torrent",
                     "info_hash",
+                    "info_hash_v2",
+                    "version",
                     "magnet",
                     "name",
                     "total_size",

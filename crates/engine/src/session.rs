@@ -551,6 +551,10 @@ impl Session {
         opts: TorrentOptions,
         on_check: impl Fn(u64, u64) + Send + 'static,
     ) -> Result<TorrentHandle, EngineError> {
+        // Pieces are verified by SHA-1 only so far: a hybrid works as v1, a v2-only torrent not yet.
+        if !meta.version().has_v1() {
+            return Err(shoal_metainfo::MetainfoError::V2Only.into());
+        }
         let info_hash = meta.info_hash;
         // Registered before the data check: incoming peers wait for it instead of being refused.
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
@@ -699,6 +703,10 @@ impl Session {
         peers: Vec<SocketAddr>,
         deadline: Duration,
     ) -> Result<Metainfo, EngineError> {
+        // Metadata is fetched and checked by its SHA-1 so far.
+        if magnet.is_v2_only() {
+            return Err(shoal_metainfo::MetainfoError::V2Only.into());
+        }
         let (more_tx, more_rx) = mpsc::channel(256);
         let feeders = self.metadata_peer_sources(magnet, more_tx);
         let result = crate::metadata::fetch_metadata(
@@ -724,8 +732,16 @@ impl Session {
             warn!(?liars, "peers sent wrong metadata");
         }
         let trackers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
-        Metainfo::from_info_bytes(&info, trackers)
-            .map_err(|e| EngineError::Metadata(format!("the metadata is not a valid torrent: {e}")))
+        let meta = Metainfo::from_info_bytes(&info, trackers).map_err(|e| {
+            EngineError::Metadata(format!("the metadata is not a valid torrent: {e}"))
+        })?;
+        // A hybrid link names the v2 info-hash too: the metadata must have it.
+        if magnet.info_hash_v2.is_some() && meta.info_hash_v2 != magnet.info_hash_v2 {
+            return Err(EngineError::Metadata(
+                "the metadata does not match the link's v2 (btmh) info-hash".into(),
+            ));
+        }
+        Ok(meta)
     }
 }
 

@@ -76,8 +76,8 @@ pub enum MetainfoError {
     /// `files` is an empty list.
     #[error("no files in torrent")]
     NoFiles,
-    /// A v2-only torrent.
-    #[error("v2-only torrents (BEP 52) are not supported yet; use a v1 or hybrid torrent")]
+    /// A v2-only torrent where only v1 will do (downloading, for now).
+    #[error("v2-only torrents cannot be downloaded yet (nor seeded); use a v1 or hybrid torrent")]
     V2Only,
     /// A hybrid torrent whose v1 and v2 parts disagree.
     #[error("the v1 and v2 file metadata does not match: {0}")]
@@ -97,6 +97,9 @@ pub enum MetainfoError {
     /// A v2 file with data but without a valid `pieces root`.
     #[error("a v2 file entry has no root hash")]
     MissingPiecesRoot,
+    /// A `piece layers` entry that is not the layer of a file of the torrent.
+    #[error("a piece layer is invalid: {0}")]
+    InvalidPieceLayer(String),
     /// A v2 file with the pad attribute.
     #[error("a file in the v2 metadata has the pad attribute set")]
     InvalidPadFile,

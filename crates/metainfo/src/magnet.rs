@@ -1,8 +1,9 @@
-//! Magnet URIs (BEP 9), with `x.pe` peer addresses and BEP 53 `so` file selection.
+//! Magnet URIs (BEP 9), with `x.pe` peer addresses, BEP 53 `so` file selection, and the v2
+//! info-hash of BEP 52 (`xt=urn:btmh:1220…`, a SHA-256 multihash); a hybrid link carries both.
 
 use std::fmt::Write as _;
 
-use shoal_core::Id20;
+use shoal_core::{Id20, Id32};
 
 use crate::MetainfoError;
 
@@ -12,8 +13,13 @@ const MAX_MAGNET_LEN: usize = 64 * 1024;
 /// A parsed magnet link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Magnet {
-    /// The v1 info-hash from `xt=urn:btih:` (hex or base32).
+    /// The 20-byte info-hash the swarm knows: the v1 one from `xt=urn:btih:` (hex or base32), or
+    /// for a v2-only link the v2 one truncated to 20 bytes (BEP 52).
     pub info_hash: Id20,
+    /// The v2 info-hash from `xt=urn:btmh:1220<64 hex digits>`.
+    pub info_hash_v2: Option<Id32>,
+    /// Whether the link has a v1 `btih` (false for a v2-only link).
+    pub v1: bool,
     /// `dn`: display name.
     pub display_name: Option<String>,
     /// `tr`: tracker URLs, each its own tier (as libtorrent does).
@@ -95,10 +101,12 @@ pub fn parse_select_only(s: &str) -> Result<Vec<u32>, MetainfoError> {
 }
 
 impl Magnet {
-    /// A magnet for `info_hash` with nothing else.
+    /// A magnet for the v1 `info_hash` with nothing else.
     pub fn new(info_hash: Id20) -> Self {
         Magnet {
             info_hash,
+            info_hash_v2: None,
+            v1: true,
             display_name: None,
             trackers: Vec::new(),
             peers: Vec::new(),
@@ -107,7 +115,18 @@ impl Magnet {
         }
     }
 
-    /// Parses `magnet:?xt=urn:btih:…&dn=…&tr=…&x.pe=…&so=…&ws=…`. Unknown parameters are ignored.
+    /// The v1 info-hash, if the link has one.
+    pub fn info_hash_v1(&self) -> Option<Id20> {
+        self.v1.then_some(self.info_hash)
+    }
+
+    /// True for a link with only a v2 info-hash.
+    pub fn is_v2_only(&self) -> bool {
+        !self.v1
+    }
+
+    /// Parses `magnet:?xt=urn:btih:…&xt=urn:btmh:1220…&dn=…&tr=…&x.pe=…&so=…&ws=…` (at least one
+    /// of the two `xt`). Unknown parameters are ignored.
     pub fn parse(uri: &str) -> Result<Magnet, MetainfoError> {
         if uri.len() > MAX_MAGNET_LEN {
             return Err(MetainfoError::Magnet("longer than 64 KiB".into()));
@@ -116,7 +135,7 @@ impl Magnet {
             .strip_prefix("magnet:?")
             .ok_or_else(|| MetainfoError::Magnet("does not start with 'magnet:?'".into()))?;
         let mut magnet = Magnet::new(Id20::ZERO);
-        let mut have_hash = false;
+        magnet.v1 = false;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = decode_param(value)?;
@@ -125,13 +144,14 @@ impl Magnet {
             match (key, base) {
                 ("x.pe", _) => magnet.peers.push(value),
                 (_, "xt") => {
-                    if let Some(h) = value.strip_prefix("urn:btih:") {
+                    if let Some(h) = strip_prefix_ignore_case(&value, "urn:btih:") {
                         magnet.info_hash = h
                             .parse()
                             .map_err(|_| MetainfoError::Magnet(format!("bad info-hash {h:?}")))?;
-                        have_hash = true;
+                        magnet.v1 = true;
+                    } else if let Some(h) = strip_prefix_ignore_case(&value, "urn:btmh:") {
+                        magnet.info_hash_v2 = Some(parse_btmh(h)?);
                     }
-                    // urn:btmh: (v2) is ignored: shoal speaks v1.
                 }
                 (_, "dn") => magnet.display_name = Some(value),
                 (_, "tr") if !value.is_empty() && !magnet.trackers.contains(&value) => {
@@ -144,19 +164,52 @@ impl Magnet {
                 _ => {}
             }
         }
-        if !have_hash {
-            return Err(MetainfoError::Magnet(
-                "no 'xt=urn:btih:' info-hash (v2-only magnets are not supported)".into(),
-            ));
+        match (magnet.v1, magnet.info_hash_v2) {
+            (true, _) => {}
+            (false, Some(v2)) => magnet.info_hash = v2.truncated(),
+            (false, None) => {
+                return Err(MetainfoError::Magnet(
+                    "no 'xt=urn:btih:' or 'xt=urn:btmh:' info-hash".into(),
+                ))
+            }
         }
         Ok(magnet)
     }
 }
 
+/// `s` without `prefix`, compared ignoring ASCII case (`urn:BTIH:` appears in the wild).
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// A `btmh` multihash: `12` (SHA2-256), `20` (32 bytes), then the digest, all in hex; libtorrent
+/// accepts nothing else.
+fn parse_btmh(h: &str) -> Result<Id32, MetainfoError> {
+    let bad = || {
+        MetainfoError::Magnet(format!(
+            "bad v2 info-hash {h:?} (expected 1220 and 64 hex digits)"
+        ))
+    };
+    let digest = strip_prefix_ignore_case(h, "1220").ok_or_else(bad)?;
+    digest.parse().map_err(|_| bad())
+}
+
 impl std::fmt::Display for Magnet {
-    /// Produces `magnet:?xt=urn:btih:<hex>` with `dn`, `tr`, `ws`, `x.pe` and `so` as present.
+    /// Produces `magnet:?xt=urn:btih:<hex>&xt=urn:btmh:1220<hex>` (each hash the link has) with
+    /// `dn`, `tr`, `ws`, `x.pe` and `so` as present.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "magnet:?xt=urn:btih:{}", self.info_hash.to_hex())?;
+        let mut sep = '?';
+        if self.v1 {
+            write!(f, "magnet:?xt=urn:btih:{}", self.info_hash.to_hex())?;
+            sep = '&';
+        } else {
+            f.write_str("magnet:")?;
+        }
+        if let Some(v2) = &self.info_hash_v2 {
+            write!(f, "{sep}xt=urn:btmh:1220{}", v2.to_hex())?;
+        }
         if let Some(dn) = &self.display_name {
             write!(f, "&dn={}", percent_encode(dn.as_bytes()))?;
         }
@@ -178,10 +231,13 @@ impl std::fmt::Display for Magnet {
 }
 
 impl crate::Metainfo {
-    /// The magnet link of this torrent: info-hash, name, every tracker and web seed.
+    /// The magnet link of this torrent: its info-hashes (v1, v2 or both), name, every tracker and
+    /// web seed.
     pub fn magnet(&self) -> Magnet {
         Magnet {
             info_hash: self.info_hash,
+            info_hash_v2: self.info_hash_v2,
+            v1: self.version().has_v1(),
             display_name: Some(self.info.name.clone()),
             trackers: self.trackers.iter().flatten().cloned().collect(),
             peers: Vec::new(),
@@ -235,6 +291,48 @@ mod tests {
     }
 
     #[test]
+    fn v2_and_hybrid_links() {
+        let v1 = "d460b8af98f716752723c9fa5b0b57995ee43085";
+        let v2 = "518fbaf39b37020c896e8768a967da6d76bbd5ef7a02c761021b65a72c6cfa11";
+        // v2-only: the swarm knows it by the truncated SHA-256.
+        let m = Magnet::parse(&format!("magnet:?xt=urn:btmh:1220{v2}&dn=x")).unwrap();
+        assert!(m.is_v2_only());
+        assert_eq!(m.info_hash_v2.unwrap().to_hex(), v2);
+        assert_eq!(m.info_hash.to_hex(), &v2[..40]);
+        assert_eq!(m.info_hash_v1(), None);
+        assert_eq!(m.to_string(), format!("magnet:?xt=urn:btmh:1220{v2}&dn=x"));
+        // Hybrid, in either order and any case: the v1 hash is the swarm's.
+        for link in [
+            format!("magnet:?xt=urn:btih:{v1}&xt=urn:btmh:1220{v2}"),
+            format!(
+                "magnet:?xt=urn:btmh:1220{}&xt=urn:btih:{v1}",
+                v2.to_uppercase()
+            ),
+            format!("magnet:?xt.1=urn:BTMH:1220{v2}&xt.2=URN:btih:{v1}"),
+        ] {
+            let m = Magnet::parse(&link).unwrap();
+            assert!(!m.is_v2_only(), "{link}");
+            assert_eq!(m.info_hash.to_hex(), v1);
+            assert_eq!(m.info_hash_v1().map(|h| h.to_hex()).as_deref(), Some(v1));
+            assert_eq!(m.info_hash_v2.unwrap().to_hex(), v2);
+            assert_eq!(
+                m.to_string(),
+                format!("magnet:?xt=urn:btih:{v1}&xt=urn:btmh:1220{v2}")
+            );
+        }
+        // Only SHA2-256 multihashes of 32 bytes, as libtorrent.
+        for bad in [
+            format!("magnet:?xt=urn:btmh:1120{v2}"),
+            format!("magnet:?xt=urn:btmh:1220{}", &v2[..62]),
+            format!("magnet:?xt=urn:btmh:{v2}"),
+            format!("magnet:?xt=urn:btmh:1220{v2}00"),
+            format!("magnet:?xt=urn:btih:{v1}&xt=urn:btmh:1220zz"),
+        ] {
+            assert!(Magnet::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_links() {
         assert!(Magnet::parse("http://x").is_err());
         assert!(Magnet::parse("magnet:?dn=x").is_err());
@@ -252,6 +350,8 @@ mod tests {
         #[test]
         fn display_parse_round_trip(
             hash in any::<[u8; 20]>(),
+            hash_v2 in any::<[u8; 32]>(),
+            kind in 0..3u8,
             dn in proptest::option::of(".{0,30}"),
             trackers in proptest::collection::vec("[a-z]{1,10}://[ -~]{0,20}", 0..3),
             so in proptest::option::of(proptest::collection::btree_set(0u32..100, 0..5)),
@@ -259,7 +359,10 @@ mod tests {
             let mut trackers = trackers;
             trackers.dedup();
             let m = Magnet {
-                info_hash: Id20(hash),
+                // v1 only, v2 only, hybrid.
+                info_hash: if kind == 1 { Id32(hash_v2).truncated() } else { Id20(hash) },
+                info_hash_v2: (kind > 0).then_some(Id32(hash_v2)),
+                v1: kind != 1,
                 display_name: dn,
                 trackers: trackers.into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
                 peers: vec!["127.0.0.2:1".into()],

@@ -1,14 +1,23 @@
 //! The parsed, validated form of a torrent: what the rest of shoal works with.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use shoal_core::Id20;
+use shoal_core::{Id20, Id32};
 
 /// A loaded .torrent file: the validated info dictionary plus what surrounds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Metainfo {
-    /// SHA-1 of the exact bytes of the `info` value as they appear in the file.
+    /// The 20-byte info-hash peers, trackers and the DHT know the torrent by: the SHA-1 of the
+    /// exact bytes of the `info` value for v1 and hybrid torrents, the SHA-256 truncated to 20
+    /// bytes for v2-only torrents (BEP 52).
     pub info_hash: Id20,
+    /// The v2 info-hash (BEP 52): SHA-256 of the exact bytes of `info`, for v2 and hybrid torrents.
+    pub info_hash_v2: Option<Id32>,
+    /// The piece layers of a v2 torrent (outside the info dictionary), by file `pieces root`, each
+    /// checked against its root. Files of at most one piece have none; a torrent may lack some or
+    /// all of them (as a magnet link does), in which case they come from peers.
+    pub piece_layers: BTreeMap<Id32, Vec<Id32>>,
     /// The validated info dictionary.
     pub info: Info,
     /// The raw bytes of the info dictionary (served to peers by BEP 9 metadata exchange).
@@ -45,6 +54,54 @@ pub struct Info {
     pub private: bool,
     /// Whether the torrent has a `files` list (its data sits in a folder named `name`).
     pub multi_file: bool,
+    /// BEP 52 data, for v2 and hybrid torrents; `None` for v1 torrents.
+    pub v2: Option<InfoV2>,
+}
+
+/// What a v2 (BEP 52) info dictionary adds to the file list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InfoV2 {
+    /// The merkle root (`pieces root`) of each entry of [`Info::files`], at the same index: `Some`
+    /// for every non-empty file that is neither a pad file nor a symlink.
+    pub pieces_roots: Vec<Option<Id32>>,
+}
+
+/// The hash formats a torrent carries (BEP 52).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// SHA-1 piece hashes only (BEP 3).
+    V1,
+    /// Per-file SHA-256 merkle trees only (BEP 52).
+    V2,
+    /// Both, describing the same files in the same places (BEP 52 "upgrade path").
+    Hybrid,
+}
+
+impl Version {
+    /// True if the torrent has SHA-1 piece hashes and a v1 info-hash.
+    pub fn has_v1(self) -> bool {
+        self != Version::V2
+    }
+
+    /// True if the torrent has merkle trees and a v2 info-hash.
+    pub fn has_v2(self) -> bool {
+        self != Version::V1
+    }
+
+    /// `v1`, `v2` or `hybrid`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+            Version::Hybrid => "hybrid",
+        }
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One file of a torrent.
@@ -94,9 +151,25 @@ impl FileEntry {
 }
 
 impl Info {
-    /// Number of pieces.
+    /// Number of pieces (of the whole torrent, pad files included).
     pub fn num_pieces(&self) -> u32 {
-        self.pieces.len() as u32
+        self.total_length
+            .div_ceil(u64::from(self.piece_length).max(1)) as u32
+    }
+
+    /// Which hashes the torrent carries.
+    pub fn version(&self) -> Version {
+        match (&self.v2, self.pieces.is_empty()) {
+            (None, _) => Version::V1,
+            (Some(_), true) => Version::V2,
+            (Some(_), false) => Version::Hybrid,
+        }
+    }
+
+    /// The merkle root of file `index` (v2 and hybrid torrents; not for pad files, empty files and
+    /// symlinks).
+    pub fn pieces_root(&self, index: usize) -> Option<&Id32> {
+        self.v2.as_ref()?.pieces_roots.get(index)?.as_ref()
     }
 
     /// Size of piece `index`: the piece length, or less for the last piece. Zero when out of range.
@@ -108,7 +181,7 @@ impl Info {
         (self.total_length - start).min(self.piece_length as u64) as u32
     }
 
-    /// The expected SHA-1 of piece `index`.
+    /// The expected SHA-1 of piece `index` (`None` for v2-only torrents).
     pub fn piece_hash(&self, index: u32) -> Option<&Id20> {
         self.pieces.get(index as usize)
     }
@@ -120,5 +193,23 @@ impl Info {
             .filter(|f| !f.is_pad())
             .map(|f| f.length)
             .sum()
+    }
+}
+
+impl Metainfo {
+    /// Which hashes the torrent carries.
+    pub fn version(&self) -> Version {
+        self.info.version()
+    }
+
+    /// The SHA-1 info-hash, for v1 and hybrid torrents.
+    pub fn info_hash_v1(&self) -> Option<Id20> {
+        self.version().has_v1().then_some(self.info_hash)
+    }
+
+    /// The piece layer of file `index`, if the torrent carries it (files of more than one piece).
+    pub fn piece_layer(&self, index: usize) -> Option<&[Id32]> {
+        let root = self.info.pieces_root(index)?;
+        self.piece_layers.get(root).map(Vec::as_slice)
     }
 }

@@ -6,16 +6,18 @@
 //! sizes and path depth; name and path sanitising; duplicate file names; and, for hybrid (v1 + v2)
 //! torrents, that both file lists describe the same files.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use sha1::{Digest, Sha1};
-use shoal_core::Id20;
+use sha2::Sha256;
+use shoal_core::{Id20, Id32};
 
 use crate::bencode;
-use crate::model::{FileAttr, FileEntry, Info, Metainfo};
+use crate::model::{FileAttr, FileEntry, Info, InfoV2, Metainfo};
 use crate::sanitize::{lossy_utf8, make_unique, sanitize_element, sanitize_path_element};
 use crate::value::{self, Val};
-use crate::MetainfoError;
+use crate::{v2, MetainfoError};
 
 /// Largest .torrent file read (libtorrent's `load_torrent_limits::max_buffer_size`).
 pub const MAX_TORRENT_FILE_SIZE: u64 = 10_000_000;
@@ -73,8 +75,21 @@ impl Metainfo {
         let info = top.get_dict(b"info").ok_or(MetainfoError::MissingInfo)?;
         let info_bytes = &bytes[info.span.clone()];
         let parsed = parse_info(info_bytes)?;
+        // A v2 torrent's piece layers, if it has them, must be right.
+        let piece_layers = match (&parsed.v2, top.get_dict(b"piece layers")) {
+            (Some(v2), Some(layers)) => v2::piece_layers(
+                layers,
+                &parsed.files,
+                &v2.pieces_roots,
+                u64::from(parsed.piece_length),
+            )?,
+            _ => BTreeMap::new(),
+        };
+        let (info_hash, info_hash_v2) = info_hashes(info_bytes, &parsed);
         Ok(Metainfo {
-            info_hash: info_hash_of(info_bytes),
+            info_hash,
+            info_hash_v2,
+            piece_layers,
             info: parsed,
             info_bytes: info_bytes.to_vec(),
             trackers: trackers(&top),
@@ -100,9 +115,13 @@ impl Metainfo {
         if decoded.value.dict().is_none() {
             return Err(MetainfoError::MissingInfo);
         }
+        let info = parse_info(info_bytes)?;
+        let (info_hash, info_hash_v2) = info_hashes(info_bytes, &info);
         Ok(Metainfo {
-            info_hash: info_hash_of(info_bytes),
-            info: parse_info(info_bytes)?,
+            info_hash,
+            info_hash_v2,
+            piece_layers: BTreeMap::new(),
+            info,
             info_bytes: info_bytes.to_vec(),
             trackers,
             nodes: Vec::new(),
@@ -117,6 +136,22 @@ impl Metainfo {
 /// SHA-1 of the info dictionary's bytes.
 pub fn info_hash_of(info_bytes: &[u8]) -> Id20 {
     Id20(Sha1::digest(info_bytes).into())
+}
+
+/// SHA-256 of the info dictionary's bytes: the v2 info-hash (BEP 52).
+pub fn info_hash_v2_of(info_bytes: &[u8]) -> Id32 {
+    Id32(Sha256::digest(info_bytes).into())
+}
+
+/// The 20-byte info-hash the swarm knows (SHA-1, or for a v2-only torrent the truncated SHA-256)
+/// and the v2 info-hash of a v2 or hybrid torrent.
+fn info_hashes(info_bytes: &[u8], info: &Info) -> (Id20, Option<Id32>) {
+    let v2 = info.version().has_v2().then(|| info_hash_v2_of(info_bytes));
+    let swarm = match v2 {
+        Some(h) if !info.version().has_v1() => h.truncated(),
+        _ => info_hash_of(info_bytes),
+    };
+    (swarm, v2)
 }
 
 /// A non-empty string value as text (libtorrent treats an empty one as absent).
@@ -181,7 +216,7 @@ fn url_list(top: &Val) -> Vec<String> {
         .collect()
 }
 
-fn parse_attr(d: &Val) -> FileAttr {
+pub(crate) fn parse_attr(d: &Val) -> FileAttr {
     let bytes = d.get_bytes(b"attr").unwrap_or_default();
     FileAttr {
         pad: bytes.contains(&b'p'),
@@ -192,7 +227,7 @@ fn parse_attr(d: &Val) -> FileAttr {
 }
 
 /// A file's `length` (0 for a symlink, whatever it says), within libtorrent's limits.
-fn file_length(d: &Val, symlink: bool, v2: bool) -> Result<u64, MetainfoError> {
+pub(crate) fn file_length(d: &Val, symlink: bool, v2: bool) -> Result<u64, MetainfoError> {
     if symlink {
         return Ok(0);
     }
@@ -241,7 +276,7 @@ fn path_elements<'a>(list: &[Val<'a>], what: &'static str) -> Result<Vec<&'a [u8
 }
 
 /// A symlink target: `.` and `..` are dropped, every other element gives one.
-fn symlink_target(list: &[Val]) -> Result<Vec<String>, MetainfoError> {
+pub(crate) fn symlink_target(list: &[Val]) -> Result<Vec<String>, MetainfoError> {
     Ok(path_elements(list, "symlink path")?
         .into_iter()
         .filter(|e| *e != b"." && *e != b"..")
@@ -319,17 +354,15 @@ pub(crate) fn parse_info(info_bytes: &[u8]) -> Result<Info, MetainfoError> {
     if !is_v2 && file_tree.is_some() {
         return Err(MetainfoError::MissingMetaVersion);
     }
-    if is_v2 && info.get(b"pieces").is_none() {
-        return Err(MetainfoError::V2Only);
-    }
 
     let files_list = info.get_list(b"files");
-    let multi_file = files_list.is_some();
-    let mut files = Files::default();
+    // A v2 torrent has a v1 part (it is a hybrid) if it has a `files` list or a `length`.
+    let has_v1_files = files_list.is_some() || !is_v2 || info.get(b"length").is_some();
+    let mut v1 = Files::default();
     let name = match files_list {
         Some(list) => {
             let name = name.unwrap_or_else(|| info_hash_of(info_bytes).to_hex());
-            if list.is_empty() {
+            if list.is_empty() && !is_v2 {
                 return Err(MetainfoError::NoFiles);
             }
             if list.len() > MAX_FILES {
@@ -339,11 +372,11 @@ pub(crate) fn parse_info(info_bytes: &[u8]) -> Result<Info, MetainfoError> {
                 )));
             }
             for f in list {
-                files.add(v1_file(f, &name)?)?;
+                v1.add(v1_file(f, &name)?)?;
             }
             name
         }
-        None => {
+        None if has_v1_files => {
             if name_raw.is_empty() {
                 return Err(MetainfoError::MissingName);
             }
@@ -352,7 +385,7 @@ pub(crate) fn parse_info(info_bytes: &[u8]) -> Result<Info, MetainfoError> {
             // A symlink has no data, so a single-file symlink is refused below as empty.
             let length = file_length(info, attr.symlink, false)?;
             attr.symlink = false;
-            files.add(FileEntry {
+            v1.add(FileEntry {
                 path: vec![name.clone()],
                 length,
                 offset: 0,
@@ -361,13 +394,38 @@ pub(crate) fn parse_info(info_bytes: &[u8]) -> Result<Info, MetainfoError> {
             })?;
             name
         }
+        None => name.unwrap_or_else(|| info_hash_of(info_bytes).to_hex()),
     };
 
-    if let Some(tree) = file_tree {
-        check_hybrid(&files.list, tree, &name, multi_file, piece_length)?;
-    }
+    // A v2 torrent's files come from its `file tree` (a hybrid's v1 list must match them).
+    let (files, total, roots) = match file_tree {
+        Some(tree) => {
+            let mut v2 = v2::v2_files(tree, &name, files_list.is_some(), piece_length)?;
+            if v2.is_empty() {
+                return Err(MetainfoError::NoFiles);
+            }
+            if has_v1_files {
+                v2::check_hybrid(&v1.list, &mut v2)?;
+            }
+            let total = v2.iter().map(|f| f.entry.length).sum();
+            let (files, roots) = v2.into_iter().map(|f| (f.entry, f.root)).unzip();
+            (files, total, Some(roots))
+        }
+        None => {
+            if v1.list.is_empty() {
+                return Err(MetainfoError::NoFiles);
+            }
+            (v1.list, v1.total, None)
+        }
+    };
+    // A v2 torrent is named after its first file's first path element, as libtorrent does: the
+    // `name` for a folder, the file's own name (its key in the tree) for a single file.
+    let name = match (&roots, files.first()) {
+        (Some(_), Some(f)) => f.path.first().cloned().unwrap_or(name),
+        _ => name,
+    };
+    let multi_file = files_list.is_some() || files.iter().any(|f| f.path.len() > 1);
 
-    let total = files.total;
     if total / piece_length > (1 << 30) - 1 {
         return Err(MetainfoError::TooManyPieces(total / piece_length));
     }
@@ -375,31 +433,35 @@ pub(crate) fn parse_info(info_bytes: &[u8]) -> Result<Info, MetainfoError> {
     if expected > MAX_PIECES {
         return Err(MetainfoError::TooManyPieces(expected));
     }
-    let pieces_raw = info
-        .get_bytes(b"pieces")
-        .ok_or(MetainfoError::MissingPieces)?;
-    if pieces_raw.len() % 20 != 0 {
-        return Err(MetainfoError::PiecesNotMultipleOf20(pieces_raw.len()));
+    let pieces_raw = info.get_bytes(b"pieces");
+    if pieces_raw.is_none() && !is_v2 {
+        return Err(MetainfoError::MissingPieces);
     }
-    if (pieces_raw.len() / 20) as u64 != expected {
-        return Err(MetainfoError::PieceCountMismatch {
-            found: pieces_raw.len() / 20,
-            expected,
-            total,
-            piece_length,
-        });
+    if let Some(raw) = pieces_raw {
+        if raw.len() % 20 != 0 {
+            return Err(MetainfoError::PiecesNotMultipleOf20(raw.len()));
+        }
+        if (raw.len() / 20) as u64 != expected {
+            return Err(MetainfoError::PieceCountMismatch {
+                found: raw.len() / 20,
+                expected,
+                total,
+                piece_length,
+            });
+        }
     }
     if total == 0 {
         return Err(MetainfoError::InvalidLength(
             "the torrent has no data".into(),
         ));
     }
-    let pieces = pieces_raw
-        .chunks_exact(20)
-        .filter_map(Id20::from_slice)
-        .collect();
+    // SHA-1 piece hashes count only with a v1 file list: without one the torrent is v2-only.
+    let pieces = match pieces_raw {
+        Some(raw) if has_v1_files => raw.chunks_exact(20).filter_map(Id20::from_slice).collect(),
+        _ => Vec::new(),
+    };
 
-    let mut files = files.list;
+    let mut files = files;
     let names: Vec<(Vec<String>, Option<u64>)> = files
         .iter()
         .map(|f| (f.path.clone(), f.attr.pad.then_some(f.length)))
@@ -416,6 +478,7 @@ pub(crate) fn parse_info(info_bytes: &[u8]) -> Result<Info, MetainfoError> {
         total_length: total,
         private: info.get_int(b"private").is_some_and(|p| p != 0),
         multi_file,
+        v2: roots.map(|pieces_roots| InfoV2 { pieces_roots }),
     })
 }
 
@@ -476,191 +539,4 @@ fn v1_file(f: &Val, name: &str) -> Result<FileEntry, MetainfoError> {
         attr,
         symlink_target,
     })
-}
-
-/// One file of a v2 `file tree`, as libtorrent lays them out: each file is followed by a pad
-/// file up to the next piece boundary.
-struct V2File {
-    path: String,
-    length: u64,
-    offset: u64,
-    pad: bool,
-    symlink_target: Option<String>,
-}
-
-/// A hybrid torrent (BEP 52 + v1) is loaded as v1, but its two file lists must describe the same
-/// files in the same places, as libtorrent's `files_compatible` requires: the same number of
-/// files (pad files included; a v1 list may lack the last pad), the same total size, and the same
-/// path, size and offset for every file that is neither a pad file nor empty.
-fn check_hybrid(
-    v1: &[FileEntry],
-    tree: &Val,
-    name: &str,
-    multi_file: bool,
-    piece_length: u64,
-) -> Result<(), MetainfoError> {
-    let mut v2 = v2_files(tree, name, multi_file, piece_length)?;
-    if v2.is_empty() {
-        return Err(MetainfoError::NoFiles);
-    }
-    // Hybrid torrents from libtorrent 2.0.0-2.0.7 have no pad after the last file.
-    if v2.len() == v1.len() + 1 {
-        if let Some(last) = v2.iter().rposition(|f| f.length > 0) {
-            if v2[last].pad {
-                v2.remove(last);
-                let mut offset = v2
-                    .get(last.wrapping_sub(1))
-                    .map_or(0, |f| f.offset + f.length);
-                for f in &mut v2[last..] {
-                    f.offset = offset;
-                    offset += f.length;
-                }
-            }
-        }
-    }
-    let bad = |m: String| MetainfoError::InconsistentHybrid(m);
-    if v1.len() != v2.len() {
-        return Err(bad(format!(
-            "{} v1 files but {} v2 files (pad files included)",
-            v1.len(),
-            v2.len()
-        )));
-    }
-    let v1_total: u64 = v1.iter().map(|f| f.length).sum();
-    let v2_total: u64 = v2.iter().map(|f| f.length).sum();
-    if v1_total != v2_total {
-        return Err(bad(format!(
-            "{v1_total} bytes in v1 but {v2_total} bytes in v2"
-        )));
-    }
-    for (a, b) in v1.iter().zip(&v2) {
-        let a_relevant = !a.attr.pad && a.length > 0;
-        let b_relevant = !b.pad && b.length > 0;
-        if a_relevant != b_relevant {
-            return Err(bad(format!(
-                "{} and {} differ in being a pad file or empty",
-                a.display_path(),
-                b.path
-            )));
-        }
-        if !a_relevant {
-            continue;
-        }
-        if a.display_path() != b.path || a.length != b.length || a.offset != b.offset {
-            return Err(bad(format!(
-                "v1 has {} ({} bytes at {}), v2 has {} ({} bytes at {})",
-                a.display_path(),
-                a.length,
-                a.offset,
-                b.path,
-                b.length,
-                b.offset
-            )));
-        }
-        let a_target = a.symlink_target.as_ref().map(|t| t.join("/"));
-        if b.symlink_target.is_some() && a_target != b.symlink_target {
-            return Err(bad(format!("{} differs in symlink target", b.path)));
-        }
-    }
-    Ok(())
-}
-
-/// The files of a v2 `file tree`, in order, with libtorrent's checks and its pad files.
-fn v2_files(
-    tree: &Val,
-    name: &str,
-    multi_file: bool,
-    piece_length: u64,
-) -> Result<Vec<V2File>, MetainfoError> {
-    let parse_failed = |m: &str| MetainfoError::FileParseFailed(m.to_string());
-    let mut out: Vec<V2File> = Vec::new();
-    let mut total: u64 = 0;
-    // Explicit stack of (directory, its path, next entry); depth is bounded by the reader.
-    let mut stack: Vec<(&Val, String, usize)> = vec![(tree, name.to_string(), 0)];
-    let mut top = !multi_file;
-    while let Some((dir, dir_path, index)) = stack.pop() {
-        let entries = dir
-            .dict()
-            .ok_or_else(|| parse_failed("a 'file tree' node is not a dictionary"))?;
-        let Some((key, node)) = entries.get(index) else {
-            continue;
-        };
-        stack.push((dir, dir_path.clone(), index + 1));
-        let Some(node_entries) = node.dict() else {
-            return Err(parse_failed("a 'file tree' node is not a dictionary"));
-        };
-        if key.is_empty() {
-            return Err(parse_failed("a 'file tree' directory has an empty name"));
-        }
-        let leaf = node_entries.len() == 1 && node_entries[0].0.is_empty();
-        let single_file = leaf && top && entries.len() == 1;
-        top = false;
-        let element = sanitize_path_element(key, true).unwrap_or_else(|| "_".to_string());
-        let path = if single_file {
-            element
-        } else {
-            format!("{dir_path}/{element}")
-        };
-        if !leaf {
-            if stack.len() > MAX_PATH_DEPTH {
-                return Err(MetainfoError::DirectoryTooDeep(stack.len()));
-            }
-            if !node_entries.is_empty() {
-                stack.push((node, path, 0));
-            }
-            continue;
-        }
-        let f = &node_entries[0].1;
-        if f.dict().is_none() {
-            return Err(parse_failed("a v2 file entry is not a dictionary"));
-        }
-        let attr = parse_attr(f);
-        if attr.pad {
-            return Err(MetainfoError::InvalidPadFile);
-        }
-        let length = file_length(f, attr.symlink, true)?;
-        let symlink_target = match (attr.symlink, f.get_list(b"symlink path")) {
-            (true, Some(list)) => {
-                let target = symlink_target(list)?;
-                (!target.is_empty()).then(|| format!("{name}/{}", target.join("/")))
-            }
-            _ => None,
-        };
-        if symlink_target.is_none() && length > 0 {
-            let root = f.get_bytes(b"pieces root");
-            if !root.is_some_and(|r| r.len() == 32 && r.iter().any(|&b| b != 0)) {
-                return Err(MetainfoError::MissingPiecesRoot);
-            }
-        }
-        if MAX_TOTAL_SIZE - total < length {
-            return Err(MetainfoError::InvalidLength(format!(
-                "the files add up to more than {MAX_TOTAL_SIZE} bytes"
-            )));
-        }
-        out.push(V2File {
-            path,
-            length,
-            offset: total,
-            pad: false,
-            symlink_target,
-        });
-        total += length;
-        if !total.is_multiple_of(piece_length) {
-            let pad = piece_length - total % piece_length;
-            out.push(V2File {
-                path: format!("{name}/.pad/{pad}"),
-                length: pad,
-                offset: total,
-                pad: true,
-                symlink_target: None,
-            });
-            total += pad;
-        }
-        if out.len() > MAX_FILES {
-            return Err(MetainfoError::Structure(format!(
-                "more than {MAX_FILES} files"
-            )));
-        }
-    }
-    Ok(out)
 }

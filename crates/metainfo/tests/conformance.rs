@@ -1,9 +1,10 @@
 //! Every .torrent in the conformance set (libtorrent's and webtorrent's test torrents, with what
-//! libtorrent 2.0.8 reports of each) must load or be refused as libtorrent says.
+//! libtorrent 2.0.8 reports of each) must load or be refused as libtorrent says, v2 and hybrid
+//! torrents (BEP 52) included, with both info-hashes.
 
 use std::path::PathBuf;
 
-use shoal_metainfo::{Metainfo, MetainfoError};
+use shoal_metainfo::{merkle, Metainfo, MetainfoError, Version};
 
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/conformance/metainfo")
@@ -63,6 +64,19 @@ fn flags_of(f: &shoal_metainfo::FileEntry) -> String {
     .collect()
 }
 
+/// `root(N)=hex` (a v2 file's pieces root) and `symlink(N)=a/b` claims from the note column.
+fn indexed_claims<'a>(note: &'a str, what: &str) -> Vec<(usize, &'a str)> {
+    note.split("; ")
+        .filter_map(|part| {
+            let (index, value) = part
+                .strip_prefix(what)?
+                .strip_prefix('(')?
+                .split_once(")=")?;
+            Some((index.parse().ok()?, value))
+        })
+        .collect()
+}
+
 /// The libtorrent message an error row's note quotes (`errors::x: "message"`).
 fn quoted_error(note: &str) -> Option<&str> {
     let rest = &note[note.find("errors::")?..];
@@ -84,28 +98,69 @@ fn conformance_manifest_agrees_with_libtorrent() {
         else {
             panic!("bad manifest line {line:?}");
         };
+        let hash_v2 = cols.get(10).copied().unwrap_or_default();
         rows += 1;
         let result = Metainfo::from_file(&data_dir().join(file));
         let verdict: Result<(), String> = match (expect, &result) {
-            // Crafted rows also pin the reason: shoal's message starts with libtorrent's.
-            ("error", Err(e)) if file.starts_with("crafted/") => match quoted_error(note) {
-                Some(want) if e.to_string().starts_with(want) => Ok(()),
-                Some(want) => Err(format!("refused with {e:?}, not {want:?}")),
-                None => Err(format!("no libtorrent message quoted in the note ({e})")),
-            },
+            // Crafted and BEP 52 rows also pin the reason: shoal's message starts with
+            // libtorrent's.
+            ("error", Err(e)) if file.starts_with("crafted/") || note.starts_with("BEP52") => {
+                match quoted_error(note) {
+                    Some(want) if e.to_string().starts_with(want) => Ok(()),
+                    // Bencoding errors carry libtorrent's `bdecode` message inside.
+                    Some(want) if matches!(e, MetainfoError::Bencode(b) if b.to_string().starts_with(want)) => {
+                        Ok(())
+                    }
+                    Some(want) => Err(format!("refused with {e:?}, not {want:?}")),
+                    None => Err(format!("no libtorrent message quoted in the note ({e})")),
+                }
+            }
             ("error", Err(_)) => Ok(()),
             ("error", Ok(m)) => Err(format!(
                 "loaded, expected an error ({note}); got {:?}",
                 m.info_hash
             )),
-            // v2-only torrents may be refused as unsupported, with an error that says so.
-            ("ok", Err(MetainfoError::V2Only)) if hash.is_empty() => Ok(()),
             ("ok", Err(e)) => Err(format!("refused: {e}")),
             ("ok", Ok(m)) => {
                 let mut problems = Vec::new();
                 let i = &m.info;
-                if m.info_hash.to_hex() != hash {
-                    problems.push(format!("info-hash {} != {hash}", m.info_hash));
+                let v1 = m.info_hash_v1().map(|h| h.to_hex()).unwrap_or_default();
+                if v1 != hash {
+                    problems.push(format!("v1 info-hash {v1:?} != {hash:?}"));
+                }
+                let v2 = m.info_hash_v2.map(|h| h.to_hex()).unwrap_or_default();
+                if v2 != hash_v2 {
+                    problems.push(format!("v2 info-hash {v2:?} != {hash_v2:?}"));
+                }
+                let version = match (hash.is_empty(), hash_v2.is_empty()) {
+                    (false, true) => Version::V1,
+                    (true, false) => Version::V2,
+                    _ => Version::Hybrid,
+                };
+                if m.version() != version {
+                    problems.push(format!("version {} != {version}", m.version()));
+                }
+                for (index, want) in indexed_claims(note, "root") {
+                    let got = m.info.pieces_root(index).map(|r| r.to_hex());
+                    if got.as_deref() != Some(want) {
+                        problems.push(format!("root({index}) {got:?} != {want:?}"));
+                    }
+                }
+                // Only the BEP 52 rows: v1 symlink targets are not yet resolved relative to the
+                // link's folder as libtorrent's `sanitize_symlinks` does (symlink2.torrent).
+                let v2_row = note.starts_with("BEP52");
+                for (index, want) in indexed_claims(note, "symlink")
+                    .into_iter()
+                    .filter(|_| v2_row)
+                {
+                    let got = m
+                        .info
+                        .files
+                        .get(index)
+                        .and_then(|f| f.symlink_target.clone());
+                    if got.as_ref().map(|t| t.join("/")).as_deref() != Some(want) {
+                        problems.push(format!("symlink({index}) {got:?} != {want:?}"));
+                    }
                 }
                 if i.total_length.to_string() != total {
                     problems.push(format!("total {} != {total}", i.total_length));
@@ -212,4 +267,125 @@ fn libtorrent_size_limits() {
     many.truncate(many.len() - 2 - 2 * 1_000);
     many.extend(b"ee");
     assert!(Metainfo::from_bytes(&many).is_ok());
+}
+
+#[test]
+fn v2_torrents_model_their_files_and_piece_layers() {
+    let load = |f: &str| Metainfo::from_file(&data_dir().join("libtorrent").join(f)).unwrap();
+
+    // A v2-only torrent is known to the swarm by its truncated SHA-256.
+    let m = load("v2_multiple_files.torrent");
+    assert_eq!(m.version(), Version::V2);
+    assert!(m.info.pieces.is_empty() && m.info_hash_v1().is_none());
+    let v2 = m.info_hash_v2.unwrap();
+    assert_eq!(m.info_hash, v2.truncated());
+    // Three files of about 1000 pieces, each followed by its pad; every one has its layer,
+    // and each layer hashes up to the file's root.
+    let real: Vec<usize> = (0..m.info.files.len())
+        .filter(|&i| !m.info.files[i].is_pad())
+        .collect();
+    assert_eq!(real.len(), 3);
+    assert_eq!(m.piece_layers.len(), 3);
+    for i in real {
+        let f = &m.info.files[i];
+        assert_eq!(
+            f.offset % u64::from(m.info.piece_length),
+            0,
+            "files are piece-aligned"
+        );
+        let layer = m.piece_layer(i).expect("a piece layer");
+        assert_eq!(layer.len() as u64, f.length.div_ceil(1 << 20));
+        let root = merkle::root_from_piece_layer(layer, u64::from(m.info.piece_length));
+        assert_eq!(Some(&root), m.info.pieces_root(i));
+    }
+    assert!(m
+        .info
+        .files
+        .iter()
+        .filter(|f| f.is_pad())
+        .all(|f| f.path[1] == ".pad"));
+
+    // Layers may be missing: such files get their hashes from peers later.
+    let m = load("v2_incomplete_piece_layer.torrent");
+    assert_eq!(m.version(), Version::V2);
+    let with_layer = (0..m.info.files.len())
+        .filter(|&i| m.piece_layer(i).is_some())
+        .count();
+    assert!(with_layer < 3, "{with_layer}");
+    let m = load("v2_no_piece_layers.torrent");
+    assert!(m.piece_layers.is_empty() && m.piece_layer(0).is_none());
+    assert!(m.info.pieces_root(0).is_some());
+
+    // A hybrid keeps its SHA-1 pieces and its v1 info-hash for the swarm.
+    let m = load("v2_hybrid.torrent");
+    assert_eq!(m.version(), Version::Hybrid);
+    assert_eq!(m.info_hash_v1(), Some(m.info_hash));
+    assert_eq!(m.info.pieces.len() as u32, m.info.num_pieces());
+    assert!(m.info_hash_v2.is_some());
+
+    // A single-file v2 torrent: one file, no pad, named by its key in the tree.
+    let m = load("v2_multipiece_file.torrent");
+    assert!(!m.info.multi_file);
+    assert_eq!(m.info.files.len(), 1);
+    assert_eq!(m.info.files[0].path, ["test1MB"]);
+    assert_eq!(m.piece_layer(0).map(<[_]>::len), Some(16));
+}
+
+#[test]
+fn v2_and_hybrid_torrents_make_btmh_magnets() {
+    let load = |f: &str| Metainfo::from_file(&data_dir().join("libtorrent").join(f)).unwrap();
+    let hybrid = load("v2_hybrid.torrent");
+    let link = hybrid.magnet().to_string();
+    assert!(link.starts_with(&format!(
+        "magnet:?xt=urn:btih:514c76c1f27ec61ca8b37851bcd1cbf0b26cf120&xt=urn:btmh:1220{}",
+        "518fbaf39b37020c896e8768a967da6d76bbd5ef7a02c761021b65a72c6cfa11"
+    )));
+    let back = shoal_metainfo::Magnet::parse(&link).unwrap();
+    assert_eq!(back.info_hash, hybrid.info_hash);
+    assert_eq!(back.info_hash_v2, hybrid.info_hash_v2);
+
+    let v2 = load("v2_no_piece_layers.torrent");
+    let link = v2.magnet().to_string();
+    assert!(link.starts_with(
+        "magnet:?xt=urn:btmh:122095e04d0c4bad94ab206efa884666fd89777dbe4f7bd9945af1829037a85c6192&"
+    ));
+    let back = shoal_metainfo::Magnet::parse(&link).unwrap();
+    assert!(back.is_v2_only());
+    assert_eq!(back.info_hash, v2.info_hash);
+}
+
+#[test]
+fn v2_refusals_give_precise_errors() {
+    let load = |f: &str| Metainfo::from_file(&data_dir().join("libtorrent").join(f)).unwrap_err();
+    for f in [
+        "v2_invalid_piece_layer.torrent",
+        "v2_invalid_piece_layer_root.torrent",
+        "v2_unknown_piece_layer_entry.torrent",
+        "v2_piece_layer_invalid_file_hash.torrent",
+    ] {
+        assert!(
+            matches!(load(f), MetainfoError::InvalidPieceLayer(_)),
+            "{f}"
+        );
+    }
+    assert!(matches!(
+        load("v2_zero_root.torrent"),
+        MetainfoError::MissingPiecesRoot
+    ));
+    assert!(matches!(
+        load("v2_invalid_pad_file.torrent"),
+        MetainfoError::InvalidPadFile
+    ));
+    assert!(matches!(
+        load("v2_bad_file_alignment.torrent"),
+        MetainfoError::InconsistentHybrid(_)
+    ));
+    assert!(matches!(
+        load("v2_no_power2_piece.torrent"),
+        MetainfoError::PieceLength(_)
+    ));
+    assert!(matches!(
+        load("v2_unordered_files.torrent"),
+        MetainfoError::NonCanonicalV2
+    ));
 }

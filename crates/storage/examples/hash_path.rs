@@ -57,6 +57,7 @@ fn main() {
         total_length: total,
         private: false,
         multi_file: true,
+        v2: None,
     };
     let n = info.pieces.len() as u32;
     // Best (minimum) of the rounds: the figure least disturbed by other work on the machine.

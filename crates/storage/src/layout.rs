@@ -284,6 +284,7 @@ mod tests {
             total_length: offset,
             private: false,
             multi_file: true,
+            v2: None,
         }
     }
 

@@ -218,6 +218,7 @@ mod tests {
             total_length: offset,
             private: false,
             multi_file: true,
+            v2: None,
         };
         Layout::from_info(&info).unwrap()
     }

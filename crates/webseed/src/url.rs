@@ -111,6 +111,7 @@ mod tests {
             total_length: offset,
             private: false,
             multi_file: multi,
+            v2: None,
         }
     }
 

@@ -58,6 +58,7 @@ impl Fixture {
                 files,
                 private: false,
                 multi_file: true,
+                v2: None,
             },
             info_hash: Id20(ih),
             data,

@@ -1,0 +1,274 @@
+//! The merkle trees of BEP 52: SHA-256 over 16 KiB blocks, one tree per file.
+//!
+//! A file's leaves are the SHA-256 of each 16 KiB block (the last one may be shorter), padded with
+//! zero hashes up to a power of two; each inner node is the SHA-256 of its two children. The root
+//! is the file's `pieces root`. The *piece layer* is the layer whose nodes each cover one piece:
+//! `log2(piece length / 16 KiB)` layers above the leaves. It lists one hash per piece of the file;
+//! the nodes past the end of the file, which only balance the tree, are left out, and stand for a
+//! subtree of zero leaves ([`pad_hash`]). A file of one piece or less has no piece layer: its root
+//! is the hash of its blocks padded to the next power of two (not to a whole piece).
+
+use sha2::{Digest, Sha256};
+use shoal_core::Id32;
+
+/// Bytes per merkle leaf.
+pub const BLOCK_SIZE: u64 = 16 * 1024;
+
+/// SHA-256 of one block (a leaf).
+pub fn hash_block(data: &[u8]) -> Id32 {
+    Id32(Sha256::digest(data).into())
+}
+
+/// SHA-256 of two children: their parent.
+pub fn hash_pair(left: &Id32, right: &Id32) -> Id32 {
+    let mut h = Sha256::new();
+    h.update(left.0);
+    h.update(right.0);
+    Id32(h.finalize().into())
+}
+
+/// The root of a subtree of `2^depth` zero leaves: what stands for data past the end of a file.
+pub fn pad_hash(depth: u32) -> Id32 {
+    (0..depth).fold(Id32::ZERO, |h, _| hash_pair(&h, &h))
+}
+
+/// The root of a tree whose bottom layer is `nodes`, padded with `pad` up to `width` nodes
+/// (`pad` is the node that stands for an all-zero subtree at that layer). `width` is rounded up
+/// to a power of two no smaller than `nodes.len()`.
+pub fn root_of(nodes: &[Id32], width: usize, pad: Id32) -> Id32 {
+    let width = width.max(nodes.len()).max(1).next_power_of_two();
+    let mut layer = nodes.to_vec();
+    let mut pad = pad;
+    let mut w = width;
+    while w > 1 {
+        if layer.len() % 2 == 1 {
+            layer.push(pad);
+        }
+        layer = layer
+            .chunks_exact(2)
+            .map(|p| hash_pair(&p[0], &p[1]))
+            .collect();
+        pad = hash_pair(&pad, &pad);
+        w /= 2;
+    }
+    layer.first().copied().unwrap_or(pad)
+}
+
+/// Blocks per piece for a piece length (a power of two of at least 16 KiB).
+pub fn blocks_per_piece(piece_length: u64) -> u64 {
+    (piece_length / BLOCK_SIZE).max(1)
+}
+
+/// Number of 16 KiB blocks (leaves with data) in a file of `length` bytes.
+pub fn num_blocks(length: u64) -> u64 {
+    length.div_ceil(BLOCK_SIZE)
+}
+
+/// Number of pieces of a file of `length` bytes: the entries of its piece layer when it has one.
+pub fn file_num_pieces(length: u64, piece_length: u64) -> u64 {
+    length.div_ceil(piece_length)
+}
+
+/// Whether a file of `length` bytes has a piece layer (BEP 52: only files larger than a piece).
+pub fn has_piece_layer(length: u64, piece_length: u64) -> bool {
+    length > piece_length
+}
+
+/// The hash of one piece of a file from the hashes of its blocks: the root of the piece's
+/// subtree, its missing leaves (past the end of the file) zero. This is the piece layer entry.
+pub fn piece_hash(block_hashes: &[Id32], piece_length: u64) -> Id32 {
+    root_of(
+        block_hashes,
+        blocks_per_piece(piece_length) as usize,
+        Id32::ZERO,
+    )
+}
+
+/// A file's `pieces root` from the hashes of all its blocks. `None` for an empty file.
+pub fn file_root(block_hashes: &[Id32], piece_length: u64) -> Option<Id32> {
+    if block_hashes.is_empty() {
+        return None;
+    }
+    let bpp = blocks_per_piece(piece_length) as usize;
+    if block_hashes.len() <= bpp {
+        return Some(root_of(block_hashes, block_hashes.len(), Id32::ZERO));
+    }
+    let layer = piece_layer(block_hashes, piece_length);
+    Some(root_from_piece_layer(&layer, piece_length))
+}
+
+/// The piece layer of a file from the hashes of all its blocks: one entry per piece.
+pub fn piece_layer(block_hashes: &[Id32], piece_length: u64) -> Vec<Id32> {
+    let bpp = blocks_per_piece(piece_length) as usize;
+    block_hashes
+        .chunks(bpp)
+        .map(|c| piece_hash(c, piece_length))
+        .collect()
+}
+
+/// The root of a file's tree from its piece layer (for a file of more than one piece).
+pub fn root_from_piece_layer(layer: &[Id32], piece_length: u64) -> Id32 {
+    let depth = blocks_per_piece(piece_length).trailing_zeros();
+    root_of(layer, layer.len(), pad_hash(depth))
+}
+
+/// A file's root from the hashes of one piece when the file is that piece alone (its length is
+/// at most `piece_length`): the blocks are padded to the next power of two only.
+pub fn single_piece_root(block_hashes: &[Id32]) -> Id32 {
+    root_of(block_hashes, block_hashes.len(), Id32::ZERO)
+}
+
+/// Whether `layer` is the right piece layer for a file of `length` bytes whose root is `root`:
+/// one hash per piece, and they hash up to the root.
+pub fn piece_layer_matches(layer: &[Id32], length: u64, piece_length: u64, root: &Id32) -> bool {
+    layer.len() as u64 == file_num_pieces(length, piece_length)
+        && !layer.is_empty()
+        && root_from_piece_layer(layer, piece_length) == *root
+}
+
+/// Folds a proof: starting from `node` at position `index` of its layer, hashes it with each
+/// uncle in turn (the sibling at each layer going up) and returns the node reached.
+pub fn fold_proof(node: Id32, index: u64, uncles: &[Id32]) -> Id32 {
+    let mut h = node;
+    let mut i = index;
+    for uncle in uncles {
+        h = if i.is_multiple_of(2) {
+            hash_pair(&h, uncle)
+        } else {
+            hash_pair(uncle, &h)
+        };
+        i /= 2;
+    }
+    h
+}
+
+/// Verifies one block against its piece-layer entry: `block_index` is the block's position within
+/// the piece, and `uncles` are the `log2(blocks per piece)` sibling hashes from the leaf layer up.
+/// A bad block is known from this block alone.
+pub fn verify_block(
+    block_hash: &Id32,
+    block_index: u64,
+    uncles: &[Id32],
+    piece_layer_entry: &Id32,
+    piece_length: u64,
+) -> bool {
+    let depth = blocks_per_piece(piece_length).trailing_zeros() as usize;
+    uncles.len() == depth
+        && block_index < blocks_per_piece(piece_length)
+        && fold_proof(*block_hash, block_index, uncles) == *piece_layer_entry
+}
+
+/// The uncle hashes of leaf `block_index` within a piece, from the piece's block hashes (padded
+/// with zero leaves): what a peer sends with a block so it can be checked alone.
+pub fn uncles_in_piece(block_hashes: &[Id32], block_index: u64, piece_length: u64) -> Vec<Id32> {
+    let bpp = blocks_per_piece(piece_length) as usize;
+    let mut layer = block_hashes.to_vec();
+    layer.resize(bpp, Id32::ZERO);
+    let mut i = block_index as usize;
+    let mut out = Vec::new();
+    while layer.len() > 1 {
+        out.push(layer.get(i ^ 1).copied().unwrap_or(Id32::ZERO));
+        layer = layer
+            .chunks_exact(2)
+            .map(|p| hash_pair(&p[0], &p[1]))
+            .collect();
+        i /= 2;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(data: &[u8]) -> Id32 {
+        hash_block(data)
+    }
+
+    #[test]
+    fn sha256_known_values() {
+        // FIPS 180-2 test vector.
+        assert_eq!(
+            h(b"abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // The parent of two zero leaves is SHA-256 of 64 zero bytes.
+        assert_eq!(
+            pad_hash(1).to_hex(),
+            "f5a5fd42d16a20302798ef6ed309979b43003d2320d9f0e8ea9831a92759fb4b"
+        );
+        assert_eq!(pad_hash(0), Id32::ZERO);
+    }
+
+    #[test]
+    fn hand_computed_roots() {
+        let a = h(&[1u8; 16384]);
+        let b = h(&[2u8; 100]);
+        let c = h(&[3u8; 16384]);
+        // One block: the root is the block's hash.
+        assert_eq!(file_root(&[a], 16384), Some(a));
+        // Two blocks in a 64 KiB piece: padded to 2 leaves, not to 4.
+        assert_eq!(file_root(&[a, b], 65536), Some(hash_pair(&a, &b)));
+        // Three blocks in a 64 KiB piece: padded with one zero leaf.
+        let three = hash_pair(&hash_pair(&a, &b), &hash_pair(&c, &Id32::ZERO));
+        assert_eq!(file_root(&[a, b, c], 65536), Some(three));
+        assert_eq!(single_piece_root(&[a, b, c]), three);
+        // Three blocks with 16 KiB pieces: the piece layer is the leaves.
+        assert_eq!(piece_layer(&[a, b, c], 16384), vec![a, b, c]);
+        assert_eq!(file_root(&[a, b, c], 16384), Some(three));
+        // Three blocks with 32 KiB pieces: two pieces, the second padded with a zero leaf;
+        // the layer has two entries, and the root is their parent.
+        let layer = piece_layer(&[a, b, c], 32768);
+        assert_eq!(layer, vec![hash_pair(&a, &b), hash_pair(&c, &Id32::ZERO)]);
+        assert_eq!(file_root(&[a, b, c], 32768), Some(three));
+        assert!(piece_layer_matches(&layer, 2 * 16384 + 100, 32768, &three));
+        assert!(!piece_layer_matches(
+            &layer[..1],
+            2 * 16384 + 100,
+            32768,
+            &three
+        ));
+        // Five blocks with 32 KiB pieces: three pieces, the tree's fourth piece is a pad subtree.
+        let five = [a, b, c, a, b];
+        let layer = piece_layer(&five, 32768);
+        assert_eq!(layer.len(), 3);
+        let want = hash_pair(
+            &hash_pair(&layer[0], &layer[1]),
+            &hash_pair(&layer[2], &pad_hash(1)),
+        );
+        assert_eq!(root_from_piece_layer(&layer, 32768), want);
+        // The same root as padding the leaves with zeros to 8.
+        let mut leaves = five.to_vec();
+        leaves.resize(8, Id32::ZERO);
+        assert_eq!(root_of(&leaves, 8, Id32::ZERO), want);
+        assert_eq!(file_root(&[], 16384), None);
+    }
+
+    #[test]
+    fn blocks_verify_against_their_piece_entry() {
+        let blocks: Vec<Id32> = (0..3u8).map(|i| h(&[i; 16384])).collect();
+        let entry = piece_hash(&blocks, 65536);
+        for i in 0..3 {
+            let uncles = uncles_in_piece(&blocks, i, 65536);
+            assert_eq!(uncles.len(), 2);
+            assert!(verify_block(&blocks[i as usize], i, &uncles, &entry, 65536));
+            // The wrong block, the wrong position, or too few uncles all fail.
+            assert!(!verify_block(&h(b"bad"), i, &uncles, &entry, 65536));
+            assert!(!verify_block(
+                &blocks[i as usize],
+                i ^ 1,
+                &uncles,
+                &entry,
+                65536
+            ));
+            assert!(!verify_block(
+                &blocks[i as usize],
+                i,
+                &uncles[..1],
+                &entry,
+                65536
+            ));
+        }
+        assert!(!verify_block(&blocks[0], 4, &[], &entry, 65536));
+    }
+}
