@@ -20,6 +20,7 @@ use crate::clock::Clock;
 pub use crate::encryption::{accept, dial, dial_as, read_handshake, PeerStream, Transport, Via};
 use crate::encryption::{TransportRead, TransportWrite};
 use crate::rate_limit::{Cap, FairShare, FlowId, TokenBucket};
+use crate::receive_budget::{ReceiveBudget, ReceiveCredit};
 use shoal_core::Time;
 
 /// Identifies a connection to whoever receives its [`LinkEvent`]s.
@@ -30,8 +31,8 @@ pub type LinkId = u32;
 #[derive(Debug)]
 pub enum LinkEvent {
     /// Messages arrived: every whole message one read brought, in order (one hand-off per read,
-    /// not per message).
-    Messages(LinkId, Vec<Message>),
+    /// not per message), with the credit claimed for their block payload.
+    Messages(LinkId, Vec<Message>, ReceiveCredit),
     /// The connection ended (EOF, I/O or framing error).
     Closed(LinkId, CloseReason),
     /// The writer wrote this many bytes of block payload.
@@ -203,6 +204,7 @@ impl Drop for PeerLink {
 
 /// Starts the reader and writer tasks of an established connection; they report to `events`.
 /// `leftover` is what was read (and decrypted) past the handshake.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn<E: From<LinkEvent> + Send + 'static>(
     stream: PeerStream,
     key: LinkId,
@@ -210,6 +212,7 @@ pub fn spawn<E: From<LinkEvent> + Send + 'static>(
     limits: Limits,
     events: mpsc::Sender<E>,
     rates: LinkRates,
+    budget: ReceiveBudget,
     clock: Clock,
 ) -> PeerLink {
     let addr = stream.transport.peer_addr().ok();
@@ -224,7 +227,7 @@ pub fn spawn<E: From<LinkEvent> + Send + 'static>(
         leftover,
         limits,
         events.clone(),
-        rates.clone(),
+        (rates.clone(), budget),
         clock,
     ));
     let writer = tokio::spawn(write_loop(wr, encrypt, key, rx, events, rates, clock));
@@ -252,7 +255,7 @@ async fn read_loop<E: From<LinkEvent>>(
     mut buf: BytesMut,
     limits: Limits,
     events: mpsc::Sender<E>,
-    rates: LinkRates,
+    (rates, budget): (LinkRates, ReceiveBudget),
     clock: Clock,
 ) {
     let reason = loop {
@@ -265,13 +268,22 @@ async fn read_loop<E: From<LinkEvent>>(
             }
         };
         // What came before a framing error still counts.
-        if !batch.is_empty()
-            && events
-                .send(LinkEvent::Messages(key, batch).into())
+        if !batch.is_empty() {
+            let payload = batch
+                .iter()
+                .map(|m| match m {
+                    Message::Piece { data, .. } => data.len(),
+                    _ => 0,
+                })
+                .sum();
+            let credit = budget.claim(payload).await;
+            if events
+                .send(LinkEvent::Messages(key, batch, credit).into())
                 .await
                 .is_err()
-        {
-            return;
+            {
+                return;
+            }
         }
         if let Some(reason) = failed {
             let _ = events.send(LinkEvent::Closed(key, reason).into()).await;

@@ -19,6 +19,7 @@ pub mod events;
 pub mod metadata;
 pub mod peer_id;
 pub mod rate_limit;
+pub mod receive_budget;
 pub mod session;
 pub mod status;
 pub mod torrent;

@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 
 use crate::clock::{sleep_until, Clock};
 use crate::connection::{self, LinkEvent, LinkRates};
+use crate::receive_budget::{ReceiveBudget, ReceiveCredit, RECEIVE_BUDGET_BYTES};
 use crate::status::{TorrentState, TorrentStatus};
 use crate::web_seed::{self, Admission, WebSeedEvent};
 
@@ -174,6 +175,12 @@ pub struct TorrentActor {
     /// When the oldest of `pending_writes` arrived (`None`: there are none).
     pending_since: Option<Time>,
     write_batch_out: bool,
+    /// What readers may hold between their sockets and the disk.
+    receive_budget: ReceiveBudget,
+    /// Credit for blocks that may be in `pending_writes`.
+    pending_credit: Vec<ReceiveCredit>,
+    /// Credit for blocks in the write batch that is out.
+    out_credit: Vec<ReceiveCredit>,
     /// The actor is stopping: pending writes go out at once.
     stopping: bool,
     /// Jobs the pool's queue had no room for; retried after each completion (never blocking a
@@ -245,6 +252,9 @@ impl TorrentActor {
             pending_write_bytes: 0,
             pending_since: None,
             write_batch_out: false,
+            receive_budget: ReceiveBudget::new(RECEIVE_BUDGET_BYTES),
+            pending_credit: Vec::new(),
+            out_credit: Vec::new(),
             stopping: false,
             disk_backlog: VecDeque::new(),
             disk_inflight: 0,
@@ -361,6 +371,7 @@ impl TorrentActor {
         self.disk_inflight = self.disk_inflight.saturating_sub(1);
         if batch.writes {
             self.write_batch_out = false;
+            self.out_credit.clear();
         }
         let now = self.now();
         for d in batch.done {
@@ -372,7 +383,8 @@ impl TorrentActor {
         self.unpublished = true;
         let now = self.now();
         match ev {
-            Event::Link(LinkEvent::Messages(key, msgs)) => {
+            Event::Link(LinkEvent::Messages(key, msgs, credit)) => {
+                self.pending_credit.push(credit);
                 if let Some(ws) = self
                     .web_seed_links
                     .get(&key)
@@ -419,6 +431,7 @@ impl TorrentActor {
                             limits,
                             self.events_tx.clone(),
                             self.ctx.rates.clone(),
+                            self.receive_budget.clone(),
                             self.ctx.clock,
                         );
                         self.links.insert(key, link);
@@ -569,6 +582,10 @@ impl TorrentActor {
                 }
                 self.queue_disk(vec![job], false);
             }
+            if self.pending_writes.is_empty() {
+                // None of the blocks those credits paid for waits to be written.
+                self.pending_credit.clear();
+            }
             while let Some((key, msg)) = self.machine.poll_transmit() {
                 any = true;
                 let Some(link) = self.links.get(&key) else {
@@ -592,6 +609,7 @@ impl TorrentActor {
         }
         if self.write_batch_due().is_some_and(|due| due <= self.now()) {
             let writes = std::mem::take(&mut self.pending_writes);
+            self.out_credit = std::mem::take(&mut self.pending_credit);
             self.pending_write_bytes = 0;
             self.pending_since = None;
             self.queue_disk(writes, true);

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use shoal_torrent::CloseReason;
 
 use crate::connection::{LinkEvent, LinkId, PEER_QUEUE};
+use crate::receive_budget::ReceiveCredit;
 use crate::torrent::Event;
 
 /// The actor's answer to a web seed that is ready to serve.
@@ -186,7 +187,8 @@ impl Admitted<'_> {
         msgs.is_empty()
             || self
                 .events
-                .send(LinkEvent::Messages(self.key, msgs).into())
+                // Web-seed blocks claim no receive budget (as they bypass the rate caps).
+                .send(LinkEvent::Messages(self.key, msgs, ReceiveCredit::default()).into())
                 .await
                 .is_ok()
     }
