@@ -70,7 +70,10 @@ def add_all(api, auth, torrents, data):
 
 
 def seeding(api, auth):
-    out = remote(api, auth, "-l")
+    try:
+        out = remote(api, auth, "-l")
+    except subprocess.CalledProcessError:
+        return 0  # the API is not up yet (a restart)
     return sum(1 for line in out.splitlines() if "Seeding" in line or "Idle" in line and "100%" in line)
 
 

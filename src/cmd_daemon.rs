@@ -84,6 +84,10 @@ pub struct DaemonArgs {
     /// [default: 200].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Seconds a complete torrent stays awake with no peer before it sleeps (no task, no
+    /// open file; an incoming peer wakes it); 0: never [default: 60].
+    #[arg(long, value_name = "SECS")]
+    sleep_after: Option<u64>,
     /// Print JSON lines on stdout (the `listening` events).
     #[arg(long)]
     json: bool,
@@ -134,6 +138,7 @@ impl DaemonArgs {
             super_seed: self.super_seed.then_some(true),
             max_connections: self.max_connections,
             max_peers_per_torrent: None,
+            sleep_after_secs: self.sleep_after,
         }
     }
 }
@@ -206,6 +211,11 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         .parse()
         .map_err(|e| anyhow::anyhow!("utp: {e}"))?;
     session_cfg.max_connections = cfg.max_connections.unwrap_or(0);
+    session_cfg.sleep_after = match cfg.sleep_after_secs {
+        Some(0) => None,
+        Some(s) => Some(std::time::Duration::from_secs(s)),
+        None => Some(shoal_engine::SLEEP_AFTER),
+    };
     if let Some(n) = cfg.max_peers_per_torrent {
         session_cfg.max_peers_per_torrent = n.max(1);
     }

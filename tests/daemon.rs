@@ -1405,3 +1405,97 @@ fn a_utp_only_daemon_downloads_over_utp() {
     d.wait(&hash, |v| v["state"] == "seeding");
     assert!(same_bytes(&data, &dir.join("dl/utp.bin")));
 }
+
+#[test]
+fn a_sleeping_seed_is_announced_wakes_for_each_leecher_and_sleeps_again() {
+    let dir = scratch("daemon-sleep");
+    let (_tracker, port) = shoal_tracker(false, "tracker", &dir);
+    let len = (1 << 20) + 77;
+    let (torrent, data) = tracker_torrent(&dir, "sleepy.bin", len, port);
+    // The data is in the download folder already: the torrent is complete at its check.
+    let d = start_daemon(
+        &dir.join("state"),
+        &dir.join("seed"),
+        "127.0.0.4",
+        &["--sleep-after", "2"],
+        "daemon",
+        &dir,
+    );
+    let hash = d.add_torrent(&torrent)["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Complete with no peer: asleep at once, and listed as any seed is.
+    let v = d.wait(&hash, |v| v["state"] == "seeding" && v["asleep"] == true);
+    assert_eq!(v["downloaded"], v["total"]);
+    assert_eq!(v["total"], len as u64);
+    assert_eq!(
+        (v["peers"].as_u64(), v["up_rate"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let (status, body) = http(
+        &d.api,
+        "GET",
+        "/metrics",
+        &[("Authorization", &format!("Bearer {}", d.token))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&body).contains("\nshoal_torrents_asleep 1\n"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // A shoal leecher that knows only the tracker finds the sleeping seed there (the
+    // announcer announced it) and connects under MSE (routed by the req2 hash), which wakes it.
+    let out = dir.join("dl-mse");
+    let mut dl = shoal_download(
+        &torrent,
+        &out,
+        "127.0.0.5",
+        &[],
+        &["--no-dht", "--encryption", "require"],
+        "dl-mse",
+        &dir,
+    );
+    dl.wait_event("complete", WAIT);
+    assert!(same_bytes(&data, &out.join("sleepy.bin")));
+    drop(dl);
+    // Once the leecher is gone it sleeps again, with its upload counted.
+    d.wait(&hash, |v| {
+        v["asleep"] == true && v["uploaded"].as_u64().unwrap_or(0) >= len as u64
+    });
+    // A plaintext libtorrent leecher given the daemon's address wakes it the same way.
+    if libtorrent_available() {
+        let out = dir.join("lt-out");
+        std::fs::create_dir_all(&out).unwrap();
+        let mut lt = lt_peer(
+            "download",
+            &torrent,
+            &out,
+            "127.0.0.6",
+            std::slice::from_ref(&d.peers),
+            &[],
+            "lt-leech",
+            &dir,
+        );
+        lt.wait_event("complete", WAIT);
+        assert!(same_bytes(&data, &out.join("sleepy.bin")));
+        drop(lt);
+        d.wait(&hash, |v| {
+            v["asleep"] == true && v["uploaded"].as_u64().unwrap_or(0) >= 2 * len as u64
+        });
+    }
+    // Verify, pause, resume and remove all work on a sleeping torrent.
+    let path = format!("/api/v1/torrents/{hash}");
+    assert_eq!(d.api("POST", &format!("{path}/verify"), "", b"").0, 204);
+    d.wait(&hash, |v| v["state"] == "seeding" && v["asleep"] == true);
+    assert_eq!(d.api("POST", &format!("{path}/stop"), "", b"").0, 204);
+    let v = d.wait(&hash, |v| v["state"] == "paused");
+    assert_eq!(v["asleep"], false);
+    assert_eq!(d.api("POST", &format!("{path}/start"), "", b"").0, 204);
+    d.wait(&hash, |v| v["state"] == "seeding" && v["asleep"] == true);
+    assert_eq!(d.api("DELETE", &path, "", b"").0, 204);
+    assert_eq!(d.api("GET", &path, "", b"").0, 404);
+    assert!(same_bytes(&data, &dir.join("seed/sleepy.bin")));
+}

@@ -437,6 +437,15 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         vec![(String::new(), list.len() as f64)],
     );
     metric(
+        "shoal_torrents_asleep",
+        "Torrents asleep: complete and idle, with no task or open file.",
+        "gauge",
+        vec![(
+            String::new(),
+            list.iter().filter(|t| t.asleep).count() as f64,
+        )],
+    );
+    metric(
         "shoal_torrent_downloaded_bytes",
         "Bytes of verified wanted pieces.",
         "gauge",

@@ -54,6 +54,9 @@ pub struct DaemonConfig {
     /// Most peers of one torrent (default 50, Transmission's `peer-limit-per-torrent`); its
     /// share of `max_connections` may be smaller.
     pub max_peers_per_torrent: Option<usize>,
+    /// Seconds a complete torrent stays awake with no peer before it sleeps (no task, no open
+    /// file; an incoming peer wakes it); 0: never sleep. Default 60.
+    pub sleep_after_secs: Option<u64>,
 }
 
 /// Defaults, as `--print-config` shows them.
@@ -66,6 +69,8 @@ pub const DEFAULT_ACTIVE_DOWNLOADS: usize = 5;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 200;
 /// Peers of one torrent by default (Transmission's `peer-limit-per-torrent`).
 pub const DEFAULT_MAX_PEERS_PER_TORRENT: usize = 50;
+/// Seconds an idle complete torrent stays awake by default (see `shoal_engine::SLEEP_AFTER`).
+pub const DEFAULT_SLEEP_AFTER_SECS: u64 = shoal_engine::SLEEP_AFTER.as_secs();
 
 impl DaemonConfig {
     /// Reads a config file; a missing default file is an empty config, a missing named one an
@@ -116,6 +121,7 @@ impl DaemonConfig {
             max_peers_per_torrent: Some(
                 pick!(max_peers_per_torrent).unwrap_or(DEFAULT_MAX_PEERS_PER_TORRENT),
             ),
+            sleep_after_secs: Some(pick!(sleep_after_secs).unwrap_or(DEFAULT_SLEEP_AFTER_SECS)),
         }
     }
 
@@ -146,7 +152,8 @@ impl DaemonConfig {
             seed_idle_minutes,
             super_seed,
             max_connections,
-            max_peers_per_torrent
+            max_peers_per_torrent,
+            sleep_after_secs
         )
     }
 

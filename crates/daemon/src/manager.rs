@@ -83,6 +83,9 @@ pub struct TorrentView {
     pub upload_limit: Option<u64>,
     /// Pieces fetched in order (streaming) instead of rarest first.
     pub sequential: bool,
+    /// Asleep: complete and idle, so it runs no task and holds no open file; an incoming peer
+    /// (or anything that needs it) wakes it. It shows as seeding all the same.
+    pub asleep: bool,
 }
 
 /// A state change, for the event stream.
@@ -144,6 +147,8 @@ struct Entry {
     last_upload: (u64, std::time::Instant),
     /// Its files are being moved: it must not start meanwhile.
     moving: bool,
+    /// Its current error was told to the event stream.
+    error_told: bool,
 }
 
 impl Entry {
@@ -192,6 +197,7 @@ impl Entry {
             download_limit: self.record.download_limit,
             upload_limit: self.record.upload_limit,
             sequential: self.record.sequential,
+            asleep: matches!(&self.running, Run::Active(h) if h.is_asleep()),
         }
     }
 }
@@ -588,6 +594,7 @@ impl Manager {
                     last: TorrentStatus::default(),
                     last_upload: (0, std::time::Instant::now()),
                     moving: false,
+                    error_told: false,
                 },
             );
             if !paused {
@@ -668,6 +675,7 @@ impl Manager {
                 last: TorrentStatus::default(),
                 last_upload: (0, std::time::Instant::now()),
                 moving: false,
+                error_told: false,
             };
             let view = entry.view();
             entries.insert(hash, entry);
@@ -909,19 +917,28 @@ impl Manager {
         let now = std::time::Instant::now();
         let mut to_stop: Vec<(Id20, bool)> = Vec::new(); // (hash, paused for good)
         let mut to_start = Vec::new();
+        let mut errors = Vec::new();
         {
             let mut entries = self.lock();
             let mut downloads = 0;
             let mut seeds = Vec::new();
             for (hash, e) in entries.iter_mut() {
                 // Read in place: this runs every second over every torrent.
-                let (complete, uploaded, total) = {
-                    let read = |s: &TorrentStatus| (s.is_complete(), s.uploaded, s.total_bytes);
+                let (complete, uploaded, total, error) = {
+                    let read = |s: &TorrentStatus| {
+                        let error = matches!(s.state, shoal_engine::TorrentState::Error(_));
+                        (s.is_complete(), s.uploaded, s.total_bytes, error)
+                    };
                     match &e.status {
                         Some(r) => read(&r.borrow()),
                         None => read(&e.last),
                     }
                 };
+                // A running torrent's error is news (the event stream's `state`).
+                if error && !e.error_told && matches!(e.running, Run::Active(_)) {
+                    errors.push(*hash);
+                }
+                e.error_told = error;
                 match &e.running {
                     Run::Starting(_) => downloads += 1,
                     Run::Active(_) if !complete => downloads += 1,
@@ -999,6 +1016,9 @@ impl Manager {
                 std::mem::replace(&mut e.running, Run::Stopped)
             };
             self.halt(&hash, running).await;
+            self.notify_state(&hash);
+        }
+        for hash in errors {
             self.notify_state(&hash);
         }
         for hash in to_start {
@@ -1107,7 +1127,7 @@ impl Manager {
         })?;
         let handle = self
             .session
-            .add_torrent((*meta).clone(), opts, |_, _| {})
+            .add_torrent(meta.clone(), opts, |_, _| {})
             .await
             .map_err(|e| DaemonError::Engine(e.to_string()))?;
         let mut status = handle.status.clone();
@@ -1126,29 +1146,27 @@ impl Manager {
             return Ok(());
         }
         self.notify_state(&hash);
-        // Watch for completion (and errors) to tell the event stream.
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut was_complete = status.borrow().is_complete();
-            let mut was_error = false;
-            while status.changed().await.is_ok() {
-                let s = status.borrow().clone();
-                let complete = s.is_complete();
-                let error = matches!(s.state, shoal_engine::TorrentState::Error(_));
-                if complete && !was_complete {
+        // Watch a download for its completion, to tell the event stream at once. A torrent
+        // that starts complete needs no watcher (its errors, like every torrent's, are told
+        // by the scheduler), so a daemon of seeds runs no task per torrent.
+        if !status.borrow().is_complete() {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let ended = status
+                    .wait_for(|s| {
+                        s.is_complete() || matches!(s.state, shoal_engine::TorrentState::Error(_))
+                    })
+                    .await
+                    .map(|s| s.is_complete());
+                if let Ok(true) = ended {
                     if let Some(v) = me.get(&hash) {
                         let _ = me.events.send(DaemonEvent::Complete { torrent: v });
                     }
                     // A download's place is free; a seed may be over its limit.
                     me.kick.notify_one();
                 }
-                if error && !was_error {
-                    me.notify_state(&hash);
-                }
-                was_complete = complete;
-                was_error = error;
-            }
-        });
+            });
+        }
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 //! as `handle_timeout` at `poll_timeout`. Dialling, accepting and the handshakes (MSE/PE and
 //! BitTorrent's) are in `encryption`.
 
+mod announcer;
 pub mod budget;
 pub mod clock;
 pub mod connection;
@@ -21,6 +22,7 @@ pub mod peer_id;
 pub mod rate_limit;
 pub mod receive_budget;
 pub mod session;
+pub mod slot;
 pub mod status;
 pub mod torrent;
 pub mod tracker_source;
@@ -29,7 +31,9 @@ pub mod web_seed;
 
 pub use encryption::{Encryption, EncryptionPolicy};
 pub use error::EngineError;
-pub use session::{DhtSettings, Session, SessionConfig, TorrentHandle, TorrentOptions, UtpMode};
+pub use session::{
+    DhtSettings, Session, SessionConfig, TorrentHandle, TorrentOptions, UtpMode, SLEEP_AFTER,
+};
 pub use shoal_storage::ResumeLocation;
 pub use shoal_tracker::TierConfig;
 pub use status::{TorrentState, TorrentStatus, TrackerReport};

@@ -14,14 +14,15 @@ use shoal_storage::{
 };
 use shoal_wire::Handshake;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::connection::{accept, RateLimits, Transport};
 use crate::peer_id::new_peer_id;
+use crate::slot::{Life, Slot, Spec};
 use crate::status::TorrentStatus;
-use crate::torrent::{Event, TorrentActor, TorrentContext};
+use crate::torrent::{Event, TorrentContext};
 use crate::utp_driver::UtpEndpoint;
 use crate::EngineError;
 
@@ -60,7 +61,18 @@ pub struct SessionConfig {
     /// uTP for peer connections (`--utp`). Default [`UtpMode::Off`] for now: libtorrent's
     /// default is on (both transports, in and out); ours flips once interop is tested.
     pub utp: UtpMode,
+    /// Put a complete torrent to sleep once it has had no peer this long, and start complete
+    /// torrents asleep (`None`: torrents never sleep). A sleeping torrent has no task, queue,
+    /// machine or open file; an incoming peer wakes it (see [`crate::slot`]). The daemon uses
+    /// [`SLEEP_AFTER`].
+    pub sleep_after: Option<Duration>,
 }
+
+/// How long a complete torrent stays awake with no peer: 60 s, libtorrent's
+/// `min_reconnect_time`, so a peer that dropped and reconnects at its earliest still finds the
+/// torrent awake. Waking costs a read of the resume data (nothing is hashed), so a longer
+/// delay would buy little and keep memory for nothing.
+pub const SLEEP_AFTER: Duration = Duration::from_secs(60);
 
 /// Whether peer connections use uTP (over UDP, on the listen port's number) besides TCP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -121,6 +133,7 @@ impl Default for SessionConfig {
             dht: None,
             encryption: crate::EncryptionPolicy::Prefer,
             utp: UtpMode::Off,
+            sleep_after: None,
         }
     }
 }
@@ -153,16 +166,19 @@ pub struct TorrentOptions {
     pub sequential: bool,
 }
 
-struct Shared {
+/// What the session's tasks and torrents share.
+pub(crate) struct Shared {
     peer_id: Id20,
-    listen_addr: SocketAddr,
+    pub(crate) listen_addr: SocketAddr,
     /// The binding every socket follows.
     bind: shoal_core::LocalBind,
     config: SessionConfig,
-    clock: Clock,
+    pub(crate) clock: Clock,
     rates: Arc<RateLimits>,
     pool: Arc<DiskPool>,
     torrents: Arc<Registry>,
+    /// Announces the sleeping torrents.
+    pub(crate) announcer: crate::announcer::Announcer,
     /// Each torrent's peer cap, as the peer budget is split (see [`Shared::rebalance`]).
     peer_cap: watch::Sender<usize>,
     /// The peer budget and the most peers per torrent now: `config`'s, until changed at run
@@ -170,21 +186,12 @@ struct Shared {
     peer_limits: Mutex<(usize, usize)>,
     /// The next torrent's flow in the fair sharing of the session's rate limits.
     next_flow: std::sync::atomic::AtomicU64,
-    trackers: Arc<shoal_tracker::TrackerClient>,
-    dht: Option<(shoal_dht::driver::Dht, watch::Receiver<bool>)>,
+    pub(crate) trackers: Arc<shoal_tracker::TrackerClient>,
+    pub(crate) dht: Option<(shoal_dht::driver::Dht, watch::Receiver<bool>)>,
     /// Where the DHT state is saved (`None`: not saved).
     dht_state_file: Option<PathBuf>,
     /// The uTP endpoint, unless `config.utp` is off.
     utp: Option<Arc<UtpEndpoint>>,
-}
-
-/// A torrent known to the session: where its events go, and whether it serves peers yet (it is
-/// registered before its data check, so peers that arrive while it checks are kept, not refused).
-struct Registration {
-    events: mpsc::Sender<Event>,
-    ready: watch::Receiver<bool>,
-    /// Downloading or with peers: counts in the split of the peer budget.
-    active: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How often the peer budget is split again (torrents also trigger it when they start).
@@ -193,14 +200,8 @@ const REBALANCE_INTERVAL: Duration = Duration::from_secs(2);
 impl Shared {
     /// Splits the peer budget again among the active torrents; running torrents follow at
     /// once (a lower cap closes their newest connections over it).
-    fn rebalance(&self) {
-        let active = self
-            .torrents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter(|r| r.active.load(std::sync::atomic::Ordering::Relaxed))
-            .count();
+    pub(crate) fn rebalance(&self) {
+        let active = self.slots().iter().filter(|slot| slot.is_active()).count();
         let (global, per_torrent) = self.peer_limits();
         let cap = crate::budget::peer_cap(global, per_torrent, active);
         self.peer_cap.send_if_modified(|c| {
@@ -212,15 +213,85 @@ impl Shared {
 }
 
 impl Shared {
+    /// Every torrent's slot (a copy of the list: the registry's lock is not held meanwhile).
+    fn slots(&self) -> Vec<Arc<Slot>> {
+        self.torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Puts the torrents that have been idle long enough to sleep.
+    fn sleep_idle(self: &Arc<Self>) {
+        let Some(after) = self.config.sleep_after else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        for slot in self.slots() {
+            slot.sleep_if_idle(self, after, now);
+        }
+    }
+
+    /// What a torrent's actor needs, for one run on `storage`.
+    pub(crate) fn context(
+        &self,
+        spec: &Spec,
+        storage: Arc<Storage>,
+        active: Arc<std::sync::atomic::AtomicBool>,
+    ) -> TorrentContext {
+        let carried = {
+            let s = spec.status.borrow();
+            (s.downloaded, s.uploaded)
+        };
+        TorrentContext {
+            meta: spec.meta.clone(),
+            storage,
+            pool: self.pool.clone(),
+            peer_id: self.peer_id,
+            listen_addr: self.listen_addr,
+            bind: self.bind,
+            clock: self.clock,
+            rates: crate::connection::LinkRates {
+                session: self.rates.clone(),
+                torrent: spec.limits.clone(),
+                flow: spec.flow,
+            },
+            max_peers: self.peer_cap.subscribe(),
+            active,
+            pick_mode: spec.pick_mode.subscribe(),
+            connect_timeout: self.config.connect_timeout,
+            encryption: self.config.encryption,
+            utp: self.config.utp,
+            utp_endpoint: self.utp.clone(),
+            seed_only: spec.opts.seed_only,
+            super_seed: spec.opts.super_seed,
+            wanted_files: spec.opts.wanted_files.clone(),
+            carried,
+        }
+    }
+
+    /// A torrent's trackers, for a new schedule.
+    pub(crate) fn tracker_source(&self, spec: &Spec) -> crate::tracker_source::TrackerSource {
+        crate::tracker_source::TrackerSource {
+            info_hash: spec.meta.info_hash,
+            peer_id: self.peer_id,
+            listen: self.listen_addr,
+            tiers: spec.opts.trackers.clone(),
+            config: spec.opts.tracker_config.clone(),
+        }
+    }
+
     /// The peer budget (0: no global cap) and the most peers per torrent.
     fn peer_limits(&self) -> (usize, usize) {
         *self.peer_limits.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// The session's torrents by info-hash. A torrent leaves it when it stops, so it can be added
-/// again.
-type Registry = Mutex<HashMap<Id20, Registration>>;
+/// The session's torrents by info-hash, awake or asleep. A torrent leaves it when it stops, so
+/// it can be added again.
+type Registry = Mutex<HashMap<Id20, Arc<Slot>>>;
 
 /// Removes a torrent's registration when dropped (an `add_torrent` that did not finish).
 struct Unregister<'a> {
@@ -234,6 +305,17 @@ impl Drop for Unregister<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.info_hash);
+    }
+}
+
+/// Removes `slot` from the registry (only it: a torrent added again since keeps its place).
+fn unregister(registry: &Registry, info_hash: &Id20, slot: &Arc<Slot>) {
+    let mut torrents = registry.lock().unwrap_or_else(|e| e.into_inner());
+    if torrents
+        .get(info_hash)
+        .is_some_and(|s| Arc::ptr_eq(s, slot))
+    {
+        torrents.remove(info_hash);
     }
 }
 
@@ -271,23 +353,14 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// ...up to this.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// A running torrent.
+/// A torrent of the session, awake or asleep (see [`crate::slot`]): it reports the same
+/// either way, and wakes when something needs its actor.
 pub struct TorrentHandle {
-    events: mpsc::Sender<Event>,
-    /// Status snapshots, updated several times a second.
+    /// Status snapshots, updated several times a second while awake (a sleeping torrent's
+    /// stays as it went to sleep: seeding, no peer, rates 0, its totals).
     pub status: watch::Receiver<TorrentStatus>,
-    task: tokio::task::JoinHandle<()>,
-    trackers: Option<crate::tracker_source::TrackerTask>,
-    dht_task: Option<tokio::task::JoinHandle<()>>,
-    /// Keeps the torrent's registration "ready"; the registration is removed at shutdown.
-    _ready: watch::Sender<bool>,
-    registry: Arc<Registry>,
-    info_hash: Id20,
-    /// The torrent's own rate limits (its connections read them).
-    limits: Arc<crate::connection::TorrentLimits>,
-    /// How the torrent picks new pieces (its actor follows changes).
-    pick_mode: watch::Sender<shoal_torrent::PickMode>,
-    clock: Clock,
+    slot: Arc<Slot>,
+    shared: Arc<Shared>,
 }
 
 fn pick_mode_of(sequential: bool) -> shoal_torrent::PickMode {
@@ -297,9 +370,6 @@ fn pick_mode_of(sequential: bool) -> shoal_torrent::PickMode {
         shoal_torrent::PickMode::RarestFirst
     }
 }
-
-/// Events queued to a torrent actor before peers must wait.
-const EVENT_QUEUE: usize = 1024;
 
 impl Session {
     /// Binds the listen socket and starts accepting peers.
@@ -432,20 +502,28 @@ impl Session {
             next_flow: std::sync::atomic::AtomicU64::new(1),
             config,
             torrents: Arc::new(Mutex::new(HashMap::new())),
+            announcer: Default::default(),
             utp: utp.clone(),
         });
-        // Always: the budget can be set at run time (`set_peer_limits`).
+        // Always: the budget can be set at run time (`set_peer_limits`). Idle torrents are
+        // put to sleep on the same round.
         {
             let weak = Arc::downgrade(&shared);
             tasks.push(tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(REBALANCE_INTERVAL).await;
                     match weak.upgrade() {
-                        Some(shared) => shared.rebalance(),
+                        Some(shared) => {
+                            shared.sleep_idle();
+                            shared.rebalance();
+                        }
                         None => return,
                     }
                 }
             }));
+        }
+        if shared.config.sleep_after.is_some() {
+            tasks.push(tokio::spawn(crate::announcer::run(shared.clone())));
         }
         if let Some(listener) = listener {
             tasks.push(tokio::spawn(accept_loop(listener, shared.clone())));
@@ -544,22 +622,40 @@ impl Session {
     }
 
     /// Opens the torrent's storage, checks existing data (trusting resume data when it matches),
-    /// and starts the torrent. `on_check` is called with (bytes checked, total) during a recheck.
+    /// and starts the torrent — asleep if it is complete with nothing to do and the session
+    /// puts idle torrents to sleep ([`SessionConfig::sleep_after`]). `on_check` is called with
+    /// (bytes checked, total) during a recheck.
     pub async fn add_torrent(
         &self,
-        meta: Metainfo,
-        opts: TorrentOptions,
+        meta: impl Into<Arc<Metainfo>>,
+        mut opts: TorrentOptions,
         on_check: impl Fn(u64, u64) + Send + 'static,
     ) -> Result<TorrentHandle, EngineError> {
+        let meta: Arc<Metainfo> = meta.into();
         // Pieces are verified by SHA-1 only so far: a hybrid works as v1, a v2-only torrent not yet.
         if !meta.version().has_v1() {
             return Err(shoal_metainfo::MetainfoError::V2Only.into());
         }
         let info_hash = meta.info_hash;
+        let peers = std::mem::take(&mut opts.peers);
+        let (status_tx, status_rx) = watch::channel(TorrentStatus::default());
+        let spec = Spec {
+            limits: Arc::new(crate::connection::TorrentLimits::new(
+                opts.upload_limit,
+                opts.download_limit,
+                self.shared.clock.now(),
+            )),
+            flow: self
+                .shared
+                .next_flow
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            pick_mode: watch::channel(pick_mode_of(opts.sequential)).0,
+            status: status_tx,
+            meta: meta.clone(),
+            opts,
+        };
         // Registered before the data check: incoming peers wait for it instead of being refused.
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        let (ready_tx, ready_rx) = watch::channel(false);
-        let active = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (slot, busy) = Slot::new(spec);
         {
             let mut torrents = self
                 .shared
@@ -569,25 +665,15 @@ impl Session {
             if torrents.contains_key(&info_hash) {
                 return Err(EngineError::Duplicate(info_hash));
             }
-            torrents.insert(
-                info_hash,
-                Registration {
-                    events: tx.clone(),
-                    ready: ready_rx,
-                    active: active.clone(),
-                },
-            );
+            torrents.insert(info_hash, slot.clone());
         }
         // Undone on every early return (and if this future is dropped mid-check).
         let registration = Unregister {
             registry: &self.shared.torrents,
             info_hash,
         };
-        let private = meta.info.private;
-        let nodes: Vec<String> = meta.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
-        let meta = Arc::new(meta);
-        let storage = open_and_check(meta.clone(), &opts, on_check).await?;
-        let wanted_files = opts.wanted_files.clone();
+        let opts = &slot.spec.opts;
+        let storage = open_and_check(meta.clone(), opts, on_check).await?;
         if opts.seed_only {
             let valid = storage.verified().count();
             let total = meta.info.num_pieces();
@@ -599,98 +685,73 @@ impl Session {
                 });
             }
         }
-        let (status_tx, status_rx) = watch::channel(TorrentStatus::default());
-        let (pick_mode, pick_mode_rx) = watch::channel(pick_mode_of(opts.sequential));
-        let limits = Arc::new(crate::connection::TorrentLimits::new(
-            opts.upload_limit,
-            opts.download_limit,
-            self.shared.clock.now(),
-        ));
-        let ctx = TorrentContext {
-            meta,
-            storage,
-            pool: self.shared.pool.clone(),
-            peer_id: self.shared.peer_id,
-            listen_addr: self.shared.listen_addr,
-            bind: self.shared.bind,
-            clock: self.shared.clock,
-            rates: crate::connection::LinkRates {
-                session: self.shared.rates.clone(),
-                torrent: limits.clone(),
-                flow: self
-                    .shared
-                    .next_flow
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            },
-            max_peers: self.shared.peer_cap.subscribe(),
-            active,
-            pick_mode: pick_mode_rx,
-            connect_timeout: self.shared.config.connect_timeout,
-            encryption: self.shared.config.encryption,
-            utp: self.shared.config.utp,
-            utp_endpoint: self.shared.utp.clone(),
-            seed_only: opts.seed_only,
-            super_seed: opts.super_seed,
-            wanted_files,
+        let asleep = if self.shared.config.sleep_after.is_some() && peers.is_empty() {
+            let ctx = self.shared.context(
+                &slot.spec,
+                storage.clone(),
+                Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            );
+            let (status, complete) = ctx.resting_status()?;
+            complete.then_some(status)
+        } else {
+            None
         };
-        let tracker_source = crate::tracker_source::TrackerSource {
-            info_hash,
-            peer_id: self.shared.peer_id,
-            listen: self.shared.listen_addr,
-            tiers: opts.trackers.clone(),
-            config: opts.tracker_config.clone(),
+        let life = match asleep {
+            Some(status) => {
+                slot.spec.status.send_replace(status);
+                // Resume data written (after a recheck it was not yet), files closed: waking
+                // hashes nothing.
+                let closing = storage.clone();
+                match tokio::task::spawn_blocking(move || closing.close()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!("writing resume data failed: {e}"),
+                    Err(e) => warn!("writing resume data stopped: {e}"),
+                }
+                drop(storage);
+                let trackers = self.shared.tracker_source(&slot.spec).build().map(|set| {
+                    crate::tracker_source::ParkedTrackers {
+                        set,
+                        reports: Vec::new(),
+                    }
+                });
+                self.shared
+                    .announcer
+                    .park(&self.shared, &slot, trackers, Duration::ZERO);
+                Life::Asleep
+            }
+            None => Life::Awake(crate::slot::start(&self.shared, &slot, storage, peers)?),
         };
-        let actor = TorrentActor::new(ctx, tx.clone(), rx, status_tx)?;
-        let task = tokio::spawn(actor.run());
         // From here peers are answered, the waiting ones first.
-        let _ = ready_tx.send(true);
+        busy.finish(life);
         std::mem::forget(registration);
         self.shared.rebalance();
-        let trackers = crate::tracker_source::spawn(
-            tracker_source,
-            self.shared.trackers.clone(),
-            status_rx.clone(),
-            tx.clone(),
-            self.shared.clock,
-        );
-        // BEP 27: private torrents use their trackers only, never the DHT.
-        let dht_task = match (&self.shared.dht, private) {
-            (Some((dht, bootstrapped)), false) => {
-                if !nodes.is_empty() {
-                    // The torrent's own DHT nodes (BEP 5 `nodes`) help join the network.
-                    let dht = dht.clone();
-                    tokio::spawn(async move {
-                        let addrs = resolve(&nodes).await;
-                        let _ = dht.bootstrap(addrs).await;
-                    });
-                }
-                Some(crate::dht_source::spawn(
-                    dht.clone(),
-                    info_hash,
-                    self.shared.listen_addr.port(),
-                    bootstrapped.clone(),
-                    status_rx.clone(),
-                    tx.clone(),
-                ))
+        // The torrent's own DHT nodes (BEP 5 `nodes`) help join the network; BEP 27: private
+        // torrents use their trackers only, never the DHT.
+        if let (Some((dht, _)), false) = (&self.shared.dht, meta.info.private) {
+            if !meta.nodes.is_empty() {
+                let nodes: Vec<String> =
+                    meta.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+                let dht = dht.clone();
+                tokio::spawn(async move {
+                    let addrs = resolve(&nodes).await;
+                    let _ = dht.bootstrap(addrs).await;
+                });
             }
-            _ => None,
-        };
-        if !opts.peers.is_empty() {
-            let _ = tx.send(Event::AddPeers(opts.peers)).await;
         }
         Ok(TorrentHandle {
-            events: tx,
             status: status_rx,
-            task,
-            trackers,
-            dht_task,
-            _ready: ready_tx,
-            registry: self.shared.torrents.clone(),
-            info_hash,
-            limits,
-            pick_mode,
-            clock: self.shared.clock,
+            slot,
+            shared: self.shared.clone(),
         })
+    }
+
+    /// How many torrents are asleep now.
+    pub fn asleep(&self) -> usize {
+        self.shared
+            .slots()
+            .iter()
+            .filter(|slot| slot.is_asleep())
+            .count()
     }
 }
 
@@ -820,49 +881,54 @@ impl TorrentHandle {
     /// The torrent's own rate caps: (upload, download), bytes per second, `None` = only the
     /// session's.
     pub fn limits(&self) -> (Option<u64>, Option<u64>) {
-        self.limits.get()
+        self.slot.spec.limits.get()
     }
 
     /// Changes the torrent's own rate caps (bytes per second, `None` = only the session's);
     /// its connections follow at once.
     pub fn set_limits(&self, upload: Option<u64>, download: Option<u64>) {
-        self.limits.set(upload, download, self.clock.now());
+        self.slot
+            .spec
+            .limits
+            .set(upload, download, self.shared.clock.now());
     }
 
     /// Fetches new pieces in order (`true`, for streaming) or rarest first, from now on
     /// (pieces already started are finished as they are).
     pub fn set_sequential(&self, sequential: bool) {
-        self.pick_mode.send_replace(pick_mode_of(sequential));
+        self.slot
+            .spec
+            .pick_mode
+            .send_replace(pick_mode_of(sequential));
     }
 
     /// Whether new pieces are fetched in order.
     pub fn is_sequential(&self) -> bool {
-        *self.pick_mode.borrow() == shoal_torrent::PickMode::Sequential
+        *self.slot.spec.pick_mode.borrow() == shoal_torrent::PickMode::Sequential
     }
 
-    /// Gives the torrent more peer addresses to dial.
+    /// Whether the torrent is asleep now (no task, no open file; see [`crate::slot`]).
+    pub fn is_asleep(&self) -> bool {
+        self.slot.is_asleep()
+    }
+
+    /// Gives the torrent more peer addresses to dial (waking it if it sleeps).
     pub async fn add_peers(&self, peers: Vec<SocketAddr>) {
-        let _ = self.events.send(Event::AddPeers(peers)).await;
+        if let Some(events) = self.slot.events(&self.shared, CHECKING_WAIT).await {
+            let _ = events.send(Event::AddPeers(peers)).await;
+        }
     }
 
-    /// Stops the torrent: waits for queued disk writes, writes resume data, closes connections.
+    /// Stops the torrent: waits for queued disk writes, writes resume data, closes connections
+    /// (a sleeping torrent only tells its trackers).
     pub async fn shutdown(self) -> TorrentStatus {
-        // `stopped` to the trackers first (bounded), while the torrent's counters are final.
-        if let Some(t) = &self.dht_task {
-            t.abort();
-        }
-        if let Some(t) = self.trackers {
-            t.stop().await;
-        }
-        let (done_tx, done_rx) = oneshot::channel();
-        if self.events.send(Event::Shutdown(done_tx)).await.is_ok() {
-            let _ = done_rx.await;
-        }
-        let _ = self.task.await;
-        self.registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.info_hash);
+        self.slot.shut_down(&self.shared).await;
+        unregister(
+            &self.shared.torrents,
+            &self.slot.spec.meta.info_hash,
+            &self.slot,
+        );
+        self.shared.rebalance();
         let status = self.status.borrow().clone();
         status
     }
@@ -1056,7 +1122,7 @@ fn load_dht_state(
     }
 }
 
-async fn open_and_check(
+pub(crate) async fn open_and_check(
     meta: Arc<Metainfo>,
     opts: &TorrentOptions,
     on_check: impl Fn(u64, u64) + Send + 'static,
@@ -1184,7 +1250,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// One accepted connection, TCP or uTP: handshakes, then to its torrent's actor.
-async fn incoming(transport: Transport, addr: SocketAddr, shared: &Shared) -> std::io::Result<()> {
+async fn incoming(
+    transport: Transport,
+    addr: SocketAddr,
+    shared: &Arc<Shared>,
+) -> std::io::Result<()> {
     // An MSE peer names its torrent by a hash of the info-hash: the receiver tries each.
     let info_hashes = || {
         shared
@@ -1201,10 +1271,11 @@ async fn incoming(transport: Transport, addr: SocketAddr, shared: &Shared) -> st
     )
     .await?;
     let lookup = || {
-        shared.torrents.lock().ok().and_then(|t| {
-            t.get(&theirs.info_hash)
-                .map(|r| (r.events.clone(), r.ready.clone()))
-        })
+        shared
+            .torrents
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&theirs.info_hash).cloned())
     };
     // A torrent may be about to be added (the listener is up before the command registers its
     // torrent): an unknown info-hash gets a short grace before the connection is refused.
@@ -1214,7 +1285,7 @@ async fn incoming(transport: Transport, addr: SocketAddr, shared: &Shared) -> st
         tokio::time::sleep(Duration::from_millis(50)).await;
         registered = lookup();
     }
-    let Some((actor, mut ready)) = registered else {
+    let Some(slot) = registered else {
         return Err(std::io::Error::other("unknown info-hash"));
     };
     // The handshake's DHT bit is cleared for private torrents by the actor's dialer; for
@@ -1222,22 +1293,29 @@ async fn incoming(transport: Transport, addr: SocketAddr, shared: &Shared) -> st
     let ours = Handshake::new(theirs.info_hash, shared.peer_id);
     stream.write_all(&mut ours.encode()).await?;
     // A torrent still checking its data gets the peer once it can serve (as libtorrent keeps
-    // such peers); the handshake is answered already, so the peer does not time out on it.
-    match tokio::time::timeout(CHECKING_WAIT, ready.wait_for(|r| *r)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) => return Err(std::io::Error::other("the torrent stopped while checking")),
-        Err(_) => return Err(std::io::Error::other("the torrent is still checking")),
+    // such peers), a sleeping one once it is awake; the handshake is answered already, so the
+    // peer does not time out on it.
+    let mut event = Event::Connected(Box::new(crate::torrent::Connected {
+        addr,
+        outgoing: false,
+        stream,
+        handshake: theirs,
+        leftover,
+    }));
+    // Twice at most: a torrent that went to sleep just as the peer came (its actor's queue
+    // closed with the peer unread) is woken for it.
+    for _ in 0..2 {
+        let Some(actor) = slot.events(shared, CHECKING_WAIT).await else {
+            return Err(std::io::Error::other(
+                "the torrent stopped or is still checking",
+            ));
+        };
+        match actor.send(event).await {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::SendError(back)) => event = back,
+        }
     }
-    let _ = actor
-        .send(Event::Connected(Box::new(crate::torrent::Connected {
-            addr,
-            outgoing: false,
-            stream,
-            handshake: theirs,
-            leftover,
-        })))
-        .await;
-    Ok(())
+    Err(std::io::Error::other("the torrent stopped"))
 }
 
 #[cfg(test)]

@@ -126,6 +126,66 @@ pub struct TorrentContext {
     pub super_seed: bool,
     /// Per file: false to skip it (`None`: all wanted).
     pub wanted_files: Option<Vec<bool>>,
+    /// Payload bytes (downloaded, uploaded) of its earlier runs in this session: a torrent
+    /// woken from sleep counts on from there.
+    pub carried: (u64, u64),
+}
+
+impl TorrentContext {
+    fn machine_config(&self) -> TorrentConfig {
+        let info = &self.meta.info;
+        TorrentConfig {
+            info_hash: self.meta.info_hash,
+            peer_id: self.peer_id,
+            num_pieces: info.num_pieces(),
+            piece_length: info.piece_length,
+            total_length: info.total_length,
+            private: info.private,
+            info_bytes: Bytes::from(self.meta.info_bytes.to_vec()),
+            listen_port: self.listen_addr.port(),
+            own_addr: Some(self.listen_addr),
+            max_peers: *self.max_peers.borrow(),
+            wanted: wanted_pieces(info, self.wanted_files.as_deref()),
+            have: self.storage.verified().ones().collect(),
+            seed_only: self.seed_only,
+            seed: rand::random(),
+            pick_mode: *self.pick_mode.borrow(),
+            super_seed: self.super_seed,
+        }
+    }
+
+    /// What the torrent shows at rest (no peers, nothing moving), and whether it is complete,
+    /// without running it: the status of a torrent that starts asleep.
+    pub(crate) fn resting_status(&self) -> Result<(TorrentStatus, bool), crate::EngineError> {
+        let machine = Torrent::new(self.machine_config(), self.clock.now())
+            .map_err(crate::EngineError::Stopped)?;
+        let mut status = TorrentStatus::default();
+        fill_status(&mut status, &machine.stats(), self.carried);
+        Ok((status, machine.is_complete()))
+    }
+}
+
+/// Copies the machine's counters into a status snapshot (the peers' list aside).
+fn fill_status(status: &mut TorrentStatus, s: &shoal_torrent::TorrentStats, carried: (u64, u64)) {
+    status.verified_bytes = s.verified_bytes;
+    status.total_bytes = s.wanted_bytes;
+    status.pieces_have = s.pieces_have;
+    status.pieces_total = s.pieces_total;
+    status.downloaded = carried.0 + s.downloaded;
+    status.uploaded = carried.1 + s.uploaded;
+    status.peers = s.peers;
+    status.down_rate = s.down_rate;
+    status.up_rate = s.up_rate;
+    status.hash_failures = s.hash_failures;
+    status.banned = s.banned.clone();
+    status.violations = s.violations;
+    status.distributed_copies = s.distributed_copies;
+    status.super_seeding = s.super_seeding;
+    status.state = match (&s.fatal, s.complete) {
+        (Some(e), _) => TorrentState::Error(e.clone()),
+        (None, true) => TorrentState::Seeding,
+        (None, false) => TorrentState::Downloading,
+    };
 }
 
 /// Which pieces hold data of a wanted file (a piece shared with a skipped file is still needed).
@@ -216,26 +276,8 @@ impl TorrentActor {
         events_rx: mpsc::Receiver<Event>,
         status_tx: watch::Sender<TorrentStatus>,
     ) -> Result<Self, crate::EngineError> {
-        let info = &ctx.meta.info;
         let now = ctx.clock.now();
-        let config = TorrentConfig {
-            info_hash: ctx.meta.info_hash,
-            peer_id: ctx.peer_id,
-            num_pieces: info.num_pieces(),
-            piece_length: info.piece_length,
-            total_length: info.total_length,
-            private: info.private,
-            info_bytes: Bytes::from(ctx.meta.info_bytes.to_vec()),
-            listen_port: ctx.listen_addr.port(),
-            own_addr: Some(ctx.listen_addr),
-            max_peers: *ctx.max_peers.borrow(),
-            wanted: wanted_pieces(info, ctx.wanted_files.as_deref()),
-            have: ctx.storage.verified().ones().collect(),
-            seed_only: ctx.seed_only,
-            seed: rand::random(),
-            pick_mode: *ctx.pick_mode.borrow(),
-            super_seed: ctx.super_seed,
-        };
+        let config = ctx.machine_config();
         // Metainfo validation makes this succeed; a torrent it somehow let through is an error
         // for that torrent, not a panic.
         let machine = Torrent::new(config, now).map_err(crate::EngineError::Stopped)?;
@@ -705,20 +747,7 @@ impl TorrentActor {
 
     fn refresh_status(&mut self) {
         let s = self.machine.stats();
-        self.status.verified_bytes = s.verified_bytes;
-        self.status.total_bytes = s.wanted_bytes;
-        self.status.pieces_have = s.pieces_have;
-        self.status.pieces_total = s.pieces_total;
-        self.status.downloaded = s.downloaded;
-        self.status.uploaded = s.uploaded;
-        self.status.peers = s.peers;
-        self.status.down_rate = s.down_rate;
-        self.status.up_rate = s.up_rate;
-        self.status.hash_failures = s.hash_failures;
-        self.status.banned = s.banned;
-        self.status.violations = s.violations;
-        self.status.distributed_copies = s.distributed_copies;
-        self.status.super_seeding = s.super_seeding;
+        fill_status(&mut self.status, &s, self.ctx.carried);
         self.status.peer_encryption = self
             .links
             .values()
@@ -728,11 +757,6 @@ impl TorrentActor {
             !s.complete || s.peers > 0,
             std::sync::atomic::Ordering::Relaxed,
         );
-        self.status.state = match (&s.fatal, s.complete) {
-            (Some(e), _) => TorrentState::Error(e.clone()),
-            (None, true) => TorrentState::Seeding,
-            (None, false) => TorrentState::Downloading,
-        };
     }
 
     /// Publishes the status snapshot: at once when something the display shows changed state,

@@ -19,10 +19,31 @@ use crate::torrent::Event;
 /// How long shutdown waits for `stopped` announces.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// What the task is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Command {
+    /// Announce on schedule.
+    Run,
+    /// Send `stopped` and end.
+    Stop,
+    /// End without telling the trackers, handing the schedule back (the torrent goes to sleep;
+    /// the session's announcer keeps announcing it).
+    Park,
+}
+
+/// A torrent's trackers and their schedule, taken out of a task ([`TrackerTask::park`]) to be
+/// driven by someone else.
+pub struct ParkedTrackers {
+    /// The schedule.
+    pub set: TrackerSet,
+    /// Each tracker's last result.
+    pub reports: Vec<TrackerReport>,
+}
+
 /// The running tracker task of one torrent.
 pub struct TrackerTask {
-    stop: watch::Sender<bool>,
-    join: JoinHandle<()>,
+    command: watch::Sender<Command>,
+    join: JoinHandle<Option<ParkedTrackers>>,
 }
 
 impl TrackerTask {
@@ -30,13 +51,24 @@ impl TrackerTask {
     /// Returns as soon as every tracker has answered `stopped` or failed; [`STOP_GRACE`] is
     /// a bound, not a wait.
     pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
+        let _ = self.command.send(Command::Stop);
         if tokio::time::timeout(STOP_GRACE + Duration::from_secs(1), &mut self.join)
             .await
             .is_err()
         {
             self.join.abort();
         }
+    }
+
+    /// Ends the task without telling the trackers and returns their schedule, once the
+    /// announce in flight (if any) has its answer (bounded by the request time-out).
+    pub async fn park(self) -> Option<ParkedTrackers> {
+        let TrackerTask { command, join } = self;
+        let _ = command.send(Command::Park);
+        // `command` lives until the answer: a dropped sender would mean stop.
+        let parked = join.await.ok().flatten();
+        drop(command);
+        parked
     }
 }
 
@@ -54,6 +86,26 @@ pub struct TrackerSource {
     pub config: TierConfig,
 }
 
+impl TrackerSource {
+    /// The torrent's trackers and their schedule (the first announce due at once); `None`
+    /// when it has no usable tracker.
+    pub fn build(self) -> Option<TrackerSet> {
+        let set = TrackerSet::new(
+            self.info_hash,
+            self.peer_id,
+            self.listen.port(),
+            &self.tiers,
+            self.config,
+            rand::random(),
+        );
+        for (url, err) in set.rejected() {
+            warn!("tracker {url} skipped: {err}");
+        }
+        // Done at once: no usable tracker.
+        (!set.is_done()).then_some(set)
+    }
+}
+
 /// Starts the task; `None` when the torrent has no usable tracker.
 pub fn spawn(
     source: TrackerSource,
@@ -62,27 +114,30 @@ pub fn spawn(
     events: mpsc::Sender<Event>,
     clock: Clock,
 ) -> Option<TrackerTask> {
-    let set = TrackerSet::new(
-        source.info_hash,
-        source.peer_id,
-        source.listen.port(),
-        &source.tiers,
-        source.config,
-        rand::random(),
-    );
-    for (url, err) in set.rejected() {
-        warn!("tracker {url} skipped: {err}");
-    }
-    if set.is_done() {
-        // No usable tracker.
-        return None;
-    }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let join = tokio::spawn(run(set, client, status, events, clock, stop_rx));
-    Some(TrackerTask {
-        stop: stop_tx,
-        join,
-    })
+    let set = source.build()?;
+    Some(resume(
+        ParkedTrackers {
+            set,
+            reports: Vec::new(),
+        },
+        client,
+        status,
+        events,
+        clock,
+    ))
+}
+
+/// Starts the task with a schedule taken from elsewhere (a torrent waking up).
+pub fn resume(
+    parked: ParkedTrackers,
+    client: Arc<TrackerClient>,
+    status: watch::Receiver<TorrentStatus>,
+    events: mpsc::Sender<Event>,
+    clock: Clock,
+) -> TrackerTask {
+    let (command, command_rx) = watch::channel(Command::Run);
+    let join = tokio::spawn(run(parked, client, status, events, clock, command_rx));
+    TrackerTask { command, join }
 }
 
 fn stats(s: &TorrentStatus) -> Stats {
@@ -94,22 +149,39 @@ fn stats(s: &TorrentStatus) -> Stats {
 }
 
 async fn run(
-    mut set: TrackerSet,
+    parked: ParkedTrackers,
     client: Arc<TrackerClient>,
     mut status: watch::Receiver<TorrentStatus>,
     events: mpsc::Sender<Event>,
     clock: Clock,
-    mut stop: watch::Receiver<bool>,
-) {
+    mut stop: watch::Receiver<Command>,
+) -> Option<ParkedTrackers> {
+    let ParkedTrackers {
+        mut set,
+        mut reports,
+    } = parked;
     // A torrent that starts complete never sends `completed` (BEP 3: only on finishing).
     let mut completed_sent = status.borrow().is_complete();
     // Set once shutdown began: `stopped` announces must end by then.
     let mut stop_deadline: Option<tokio::time::Instant> = None;
     // Whether the set has been told to stop (it is, right after the job in flight).
     let mut set_stopped = false;
-    let mut reports: Vec<TrackerReport> = Vec::new();
+    // A command may have come before the task first ran.
+    let mut command = *stop.borrow_and_update();
     loop {
-        while let Some(job) = set.poll_announce(clock.now()) {
+        if command == Command::Stop && stop_deadline.is_none() {
+            stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+            set.stop(clock.now());
+            set_stopped = true;
+        }
+        loop {
+            // Parking takes no new job: the one out has had its answer.
+            if command == Command::Park && stop_deadline.is_none() {
+                break;
+            }
+            let Some(job) = set.poll_announce(clock.now()) else {
+                break;
+            };
             let s = stats(&status.borrow());
             let url = job.url.to_string();
             let announce = client.run_job(&job, s);
@@ -120,9 +192,14 @@ async fn run(
             let result = loop {
                 tokio::select! {
                     r = &mut announce => break Some(r),
-                    _ = sleep_until(stop_deadline) => return,
-                    _ = stop.changed(), if stop_deadline.is_none() => {
-                        stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+                    _ = sleep_until(stop_deadline) => return None,
+                    r = stop.changed(), if stop_deadline.is_none() => {
+                        // Parking waits for this answer, so the schedule stays whole. A
+                        // dropped handle stops.
+                        command = next_command(r, &mut stop);
+                        if command == Command::Stop {
+                            stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+                        }
                     }
                 }
                 if stop_deadline.is_some() && job.event == shoal_tracker::Event::None {
@@ -181,28 +258,40 @@ async fn run(
         }
         // Done once every tracker answered `stopped` or failed: shutdown waits no longer.
         if set.is_done() {
-            return;
+            return None;
+        }
+        if command == Command::Park && stop_deadline.is_none() {
+            return Some(ParkedTrackers { set, reports });
         }
         let wake = set
             .next_deadline()
             .map(|t| tokio::time::Instant::from_std(clock.instant(t)));
         tokio::select! {
             _ = sleep_until(wake) => {}
-            _ = sleep_until(stop_deadline) => return,
+            _ = sleep_until(stop_deadline) => return None,
             changed = status.changed(), if stop_deadline.is_none() => {
                 if changed.is_err() {
-                    return;
+                    return None;
                 }
                 if !completed_sent && status.borrow().is_complete() {
                     completed_sent = true;
                     set.completed(clock.now());
                 }
             }
-            _ = stop.changed(), if stop_deadline.is_none() => {
-                stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
-                set.stop(clock.now());
-                set_stopped = true;
+            r = stop.changed(), if stop_deadline.is_none() => {
+                command = next_command(r, &mut stop);
             }
         }
+    }
+}
+
+/// The command after a change (a dropped handle means stop).
+fn next_command(
+    changed: Result<(), watch::error::RecvError>,
+    rx: &mut watch::Receiver<Command>,
+) -> Command {
+    match changed {
+        Ok(()) => *rx.borrow_and_update(),
+        Err(_) => Command::Stop,
     }
 }
