@@ -146,6 +146,8 @@ impl DaemonArgs {
 /// Runs `shoal daemon` until Ctrl-C or SIGTERM; every torrent's resume data is written on the
 /// way out (and kept current while running, so SIGKILL loses no verified data).
 pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
+    // Before any thread starts: glibc reads it when a thread first allocates.
+    shoal_daemon::memory::limit_arenas();
     let (config_path, must_exist) = match &args.config {
         Some(p) => (p.clone(), true),
         None => (default_config_path().unwrap_or_default(), false),

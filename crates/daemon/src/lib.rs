@@ -7,6 +7,7 @@
 //! * [`api`]: the HTTP server — shoal's JSON API (`/api/v1/…`) and the Transmission RPC
 //!   (`/transmission/rpc`, in [`transmission`]), behind the token.
 //! * [`web`]: the web page at `/`, which drives that API from a browser.
+//! * [`memory`]: giving the heap that bursts of work freed back to the system.
 
 #![warn(missing_docs)]
 
@@ -14,6 +15,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod manager;
+pub mod memory;
 pub mod relocate;
 pub mod store;
 pub mod transmission;

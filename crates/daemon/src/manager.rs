@@ -309,6 +309,8 @@ pub struct Manager {
     events: broadcast::Sender<DaemonEvent>,
     /// Wakes the scheduler (a torrent added, started, stopped, completed).
     kick: tokio::sync::Notify,
+    /// Torrents starting and awake at the scheduler's last round.
+    last_burst: Mutex<(usize, usize)>,
 }
 
 fn now_unix() -> u64 {
@@ -329,6 +331,7 @@ impl Manager {
             entries: Mutex::new(BTreeMap::new()),
             events,
             kick: tokio::sync::Notify::new(),
+            last_burst: Mutex::new((0, 0)),
         })
     }
 
@@ -918,8 +921,10 @@ impl Manager {
         let mut to_stop: Vec<(Id20, bool)> = Vec::new(); // (hash, paused for good)
         let mut to_start = Vec::new();
         let mut errors = Vec::new();
+        let trim;
         {
             let mut entries = self.lock();
+            trim = self.burst_over(&entries);
             let mut downloads = 0;
             let mut seeds = Vec::new();
             for (hash, e) in entries.iter_mut() {
@@ -1024,6 +1029,26 @@ impl Manager {
         for hash in to_start {
             self.start_entry(hash);
         }
+        if trim {
+            crate::memory::trim();
+        }
+    }
+
+    /// Whether a burst of work just ended, so the heap it freed can go back (see
+    /// [`crate::memory`]): the last starting torrent has started, or torrents went to sleep.
+    fn burst_over(&self, entries: &BTreeMap<Id20, Entry>) -> bool {
+        let starting = entries
+            .values()
+            .filter(|e| matches!(e.running, Run::Starting(_)))
+            .count();
+        let awake = entries
+            .values()
+            .filter(|e| matches!(&e.running, Run::Active(h) if !h.is_asleep()))
+            .count();
+        let mut last = self.last_burst.lock().unwrap_or_else(|e| e.into_inner());
+        let (was_starting, was_awake) = *last;
+        *last = (starting, awake);
+        starting == 0 && (was_starting > 0 || awake < was_awake)
     }
 
     fn notify_state(&self, hash: &Id20) {
