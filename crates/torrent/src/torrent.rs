@@ -1146,6 +1146,9 @@ impl Torrent {
                 self.on_block(now, conn, piece, begin, data)?
             }
             Message::Extended { id, payload } => self.on_extended(now, conn, id, payload)?,
+            // BEP 52: every hash request is answered, with hashes or a reject.
+            Message::HashRequest(req) => self.send(conn, Message::HashReject(req)),
+            Message::Hashes { .. } | Message::HashReject(_) => {}
         }
         Ok(())
     }
