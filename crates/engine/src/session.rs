@@ -1069,6 +1069,7 @@ async fn open_and_check(
     };
     so.resume = opts.resume.clone();
     so.wanted_files = opts.wanted_files.clone();
+    so.piece_layers = meta.piece_layers.clone();
     let total = meta.info.total_length;
     let storage = tokio::task::spawn_blocking(move || -> Result<Storage, EngineError> {
         let (storage, startup) = Storage::open(&meta.info, meta.info_hash, so)?;
