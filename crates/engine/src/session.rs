@@ -180,11 +180,17 @@ struct Shared {
 
 /// A torrent known to the session: where its events go, and whether it serves peers yet (it is
 /// registered before its data check, so peers that arrive while it checks are kept, not refused).
+#[derive(Clone)]
 struct Registration {
     events: mpsc::Sender<Event>,
     ready: watch::Receiver<bool>,
     /// Downloading or with peers: counts in the split of the peer budget.
     active: Arc<std::sync::atomic::AtomicBool>,
+    /// The torrent has merkle trees (BEP 52): the handshake says we speak v2.
+    v2: bool,
+    /// The entry under a hybrid's second hash (its truncated SHA-256), which peers of the v2
+    /// swarm use: not counted twice in the peer budget.
+    alias: bool,
 }
 
 /// How often the peer budget is split again (torrents also trigger it when they start).
@@ -199,7 +205,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .filter(|r| r.active.load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|r| !r.alias && r.active.load(std::sync::atomic::Ordering::Relaxed))
             .count();
         let (global, per_torrent) = self.peer_limits();
         let cap = crate::budget::peer_cap(global, per_torrent, active);
@@ -225,16 +231,28 @@ type Registry = Mutex<HashMap<Id20, Registration>>;
 /// Removes a torrent's registration when dropped (an `add_torrent` that did not finish).
 struct Unregister<'a> {
     registry: &'a Registry,
-    info_hash: Id20,
+    info_hashes: Vec<Id20>,
 }
 
 impl Drop for Unregister<'_> {
     fn drop(&mut self) {
-        self.registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.info_hash);
+        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        for h in &self.info_hashes {
+            r.remove(h);
+        }
     }
+}
+
+/// The 20-byte hashes a torrent is known by: its swarm hash, and for a hybrid also the
+/// truncated SHA-256 of the v2 swarm (BEP 52; libtorrent announces and accepts both).
+fn swarm_hashes(meta: &Metainfo) -> Vec<Id20> {
+    let mut v = vec![meta.info_hash];
+    if let Some(h) = meta.info_hash_v2 {
+        if h.truncated() != meta.info_hash {
+            v.push(h.truncated());
+        }
+    }
+    v
 }
 
 /// How long an incoming peer of a torrent that is still checking its data is kept waiting (its
@@ -277,12 +295,14 @@ pub struct TorrentHandle {
     /// Status snapshots, updated several times a second.
     pub status: watch::Receiver<TorrentStatus>,
     task: tokio::task::JoinHandle<()>,
-    trackers: Option<crate::tracker_source::TrackerTask>,
-    dht_task: Option<tokio::task::JoinHandle<()>>,
+    /// Announces per swarm hash (a hybrid has two).
+    trackers: Vec<crate::tracker_source::TrackerTask>,
+    dht_tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Keeps the torrent's registration "ready"; the registration is removed at shutdown.
     _ready: watch::Sender<bool>,
     registry: Arc<Registry>,
-    info_hash: Id20,
+    /// Every hash the torrent is registered under.
+    info_hashes: Vec<Id20>,
     /// The torrent's own rate limits (its connections read them).
     limits: Arc<crate::connection::TorrentLimits>,
     /// How the torrent picks new pieces (its actor follows changes).
@@ -551,11 +571,8 @@ impl Session {
         opts: TorrentOptions,
         on_check: impl Fn(u64, u64) + Send + 'static,
     ) -> Result<TorrentHandle, EngineError> {
-        // Pieces are verified by SHA-1 only so far: a hybrid works as v1, a v2-only torrent not yet.
-        if !meta.version().has_v1() {
-            return Err(shoal_metainfo::MetainfoError::V2Only.into());
-        }
-        let info_hash = meta.info_hash;
+        let hashes = swarm_hashes(&meta);
+        let v2 = meta.version().has_v2();
         // Registered before the data check: incoming peers wait for it instead of being refused.
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let (ready_tx, ready_rx) = watch::channel(false);
@@ -566,22 +583,26 @@ impl Session {
                 .torrents
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if torrents.contains_key(&info_hash) {
-                return Err(EngineError::Duplicate(info_hash));
+            if let Some(h) = hashes.iter().find(|h| torrents.contains_key(h)) {
+                return Err(EngineError::Duplicate(*h));
             }
-            torrents.insert(
-                info_hash,
-                Registration {
-                    events: tx.clone(),
-                    ready: ready_rx,
-                    active: active.clone(),
-                },
-            );
+            for (i, h) in hashes.iter().enumerate() {
+                torrents.insert(
+                    *h,
+                    Registration {
+                        events: tx.clone(),
+                        ready: ready_rx.clone(),
+                        active: active.clone(),
+                        v2,
+                        alias: i > 0,
+                    },
+                );
+            }
         }
         // Undone on every early return (and if this future is dropped mid-check).
         let registration = Unregister {
             registry: &self.shared.torrents,
-            info_hash,
+            info_hashes: hashes.clone(),
         };
         let private = meta.info.private;
         let nodes: Vec<String> = meta.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
@@ -633,28 +654,36 @@ impl Session {
             super_seed: opts.super_seed,
             wanted_files,
         };
-        let tracker_source = crate::tracker_source::TrackerSource {
-            info_hash,
-            peer_id: self.shared.peer_id,
-            listen: self.shared.listen_addr,
-            tiers: opts.trackers.clone(),
-            config: opts.tracker_config.clone(),
-        };
+        let tracker_sources =
+            hashes
+                .iter()
+                .map(|&info_hash| crate::tracker_source::TrackerSource {
+                    info_hash,
+                    peer_id: self.shared.peer_id,
+                    listen: self.shared.listen_addr,
+                    tiers: opts.trackers.clone(),
+                    config: opts.tracker_config.clone(),
+                });
         let actor = TorrentActor::new(ctx, tx.clone(), rx, status_tx)?;
         let task = tokio::spawn(actor.run());
         // From here peers are answered, the waiting ones first.
         let _ = ready_tx.send(true);
         std::mem::forget(registration);
         self.shared.rebalance();
-        let trackers = crate::tracker_source::spawn(
-            tracker_source,
-            self.shared.trackers.clone(),
-            status_rx.clone(),
-            tx.clone(),
-            self.shared.clock,
-        );
+        // A hybrid is announced under both hashes, as libtorrent does: v1 and v2 peers find it.
+        let trackers = tracker_sources
+            .filter_map(|source| {
+                crate::tracker_source::spawn(
+                    source,
+                    self.shared.trackers.clone(),
+                    status_rx.clone(),
+                    tx.clone(),
+                    self.shared.clock,
+                )
+            })
+            .collect();
         // BEP 27: private torrents use their trackers only, never the DHT.
-        let dht_task = match (&self.shared.dht, private) {
+        let dht_tasks = match (&self.shared.dht, private) {
             (Some((dht, bootstrapped)), false) => {
                 if !nodes.is_empty() {
                     // The torrent's own DHT nodes (BEP 5 `nodes`) help join the network.
@@ -664,16 +693,21 @@ impl Session {
                         let _ = dht.bootstrap(addrs).await;
                     });
                 }
-                Some(crate::dht_source::spawn(
-                    dht.clone(),
-                    info_hash,
-                    self.shared.listen_addr.port(),
-                    bootstrapped.clone(),
-                    status_rx.clone(),
-                    tx.clone(),
-                ))
+                hashes
+                    .iter()
+                    .map(|&h| {
+                        crate::dht_source::spawn(
+                            dht.clone(),
+                            h,
+                            self.shared.listen_addr.port(),
+                            bootstrapped.clone(),
+                            status_rx.clone(),
+                            tx.clone(),
+                        )
+                    })
+                    .collect()
             }
-            _ => None,
+            _ => Vec::new(),
         };
         if !opts.peers.is_empty() {
             let _ = tx.send(Event::AddPeers(opts.peers)).await;
@@ -683,10 +717,10 @@ impl Session {
             status: status_rx,
             task,
             trackers,
-            dht_task,
+            dht_tasks,
             _ready: ready_tx,
             registry: self.shared.torrents.clone(),
-            info_hash,
+            info_hashes: hashes,
             limits,
             pick_mode,
             clock: self.shared.clock,
@@ -848,10 +882,10 @@ impl TorrentHandle {
     /// Stops the torrent: waits for queued disk writes, writes resume data, closes connections.
     pub async fn shutdown(self) -> TorrentStatus {
         // `stopped` to the trackers first (bounded), while the torrent's counters are final.
-        if let Some(t) = &self.dht_task {
+        for t in &self.dht_tasks {
             t.abort();
         }
-        if let Some(t) = self.trackers {
+        for t in self.trackers {
             t.stop().await;
         }
         let (done_tx, done_rx) = oneshot::channel();
@@ -859,10 +893,11 @@ impl TorrentHandle {
             let _ = done_rx.await;
         }
         let _ = self.task.await;
-        self.registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.info_hash);
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        for h in &self.info_hashes {
+            registry.remove(h);
+        }
+        drop(registry);
         let status = self.status.borrow().clone();
         status
     }
@@ -1204,7 +1239,7 @@ async fn incoming(transport: Transport, addr: SocketAddr, shared: &Shared) -> st
     let lookup = || {
         shared.torrents.lock().ok().and_then(|t| {
             t.get(&theirs.info_hash)
-                .map(|r| (r.events.clone(), r.ready.clone()))
+                .map(|r| (r.events.clone(), r.ready.clone(), r.v2))
         })
     };
     // A torrent may be about to be added (the listener is up before the command registers its
@@ -1215,12 +1250,14 @@ async fn incoming(transport: Transport, addr: SocketAddr, shared: &Shared) -> st
         tokio::time::sleep(Duration::from_millis(50)).await;
         registered = lookup();
     }
-    let Some((actor, mut ready)) = registered else {
+    let Some((actor, mut ready, v2)) = registered else {
         return Err(std::io::Error::other("unknown info-hash"));
     };
     // The handshake's DHT bit is cleared for private torrents by the actor's dialer; for
     // incoming connections we answer with the full capability set (DHT only matters if used).
+    // The peer's hash is echoed: a hybrid answers v1 and v2 peers each in their swarm's hash.
     let ours = Handshake::new(theirs.info_hash, shared.peer_id);
+    let ours = if v2 { ours.with_v2() } else { ours };
     stream.write_all(&mut ours.encode()).await?;
     // A torrent still checking its data gets the peer once it can serve (as libtorrent keeps
     // such peers); the handshake is answered already, so the peer does not time out on it.
