@@ -228,6 +228,12 @@ impl TorrentActor {
             seed: rand::random(),
             pick_mode: *ctx.pick_mode.borrow(),
             super_seed: ctx.super_seed,
+            piece_layers: ctx
+                .meta
+                .piece_layers
+                .iter()
+                .map(|(root, layer)| (*root, layer.clone()))
+                .collect(),
         };
         // Metainfo validation makes this succeed; a torrent it somehow let through is an error
         // for that torrent, not a panic.
