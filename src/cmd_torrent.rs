@@ -201,15 +201,9 @@ pub(crate) fn session_config(net: &NetArgs) -> anyhow::Result<SessionConfig> {
     })
 }
 
-/// Loads a torrent to download or seed: refused before any socket is opened if it is v2-only.
+/// Loads a torrent to download or seed (v1, v2 or hybrid).
 fn load(torrent: &Path) -> anyhow::Result<Metainfo> {
-    let meta = Metainfo::from_file(torrent)
-        .with_context(|| format!("cannot load {}", torrent.display()))?;
-    if !meta.version().has_v1() {
-        return Err(shoal_metainfo::MetainfoError::V2Only)
-            .with_context(|| format!("cannot use {}", torrent.display()));
-    }
-    Ok(meta)
+    Metainfo::from_file(torrent).with_context(|| format!("cannot load {}", torrent.display()))
 }
 
 /// Where resume data of a seeded torrent goes: the user's state folder, so the seeder never
@@ -564,9 +558,6 @@ pub fn run_download(args: &DownloadArgs) -> anyhow::Result<()> {
 pub fn run_share(args: &ShareArgs) -> anyhow::Result<()> {
     if !args.torrent.path.exists() {
         bail!("{} does not exist", args.torrent.path.display());
-    }
-    if args.torrent.v2 {
-        bail!("v2-only torrents cannot be seeded yet; use --hybrid (seeded as v1) or no flag");
     }
     let ending = runtime()?.block_on(async {
         let mut reporter = Reporter::new(args.net.json, "seeding");

@@ -39,9 +39,6 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     let meta = Metainfo::from_file(&args.torrent)
         .with_context(|| format!("cannot read torrent {}", args.torrent.display()))?;
     let info = &meta.info;
-    if !meta.version().has_v1() {
-        bail!("v2-only torrents cannot be verified yet (their merkle trees come in a later version); use a v1 or hybrid torrent");
-    }
     if !args.path.exists() {
         bail!("{} does not exist", args.path.display());
     }
@@ -79,6 +76,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
                 info,
                 meta.info_hash,
                 save,
+                &meta.piece_layers,
                 &RecheckOptions::default(),
                 progress,
             );

@@ -117,3 +117,41 @@ fn verify_reports_valid_bad_and_missing() {
     let out = run_shoal(&["verify", junk.to_str().unwrap(), dir.to_str().unwrap()]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn verify_checks_v2_and_hybrid_torrents_by_their_merkle_trees() {
+    for flag in ["--v2", "--hybrid"] {
+        let dir = scratch(&format!("verify_cli{flag}"));
+        let data = dir.join("payload");
+        // 3 files of 100,000 bytes with 32 KiB pieces: each file starts a piece, 4 pieces each.
+        for i in 0..3 {
+            write_random_file(&data.join(format!("f{i}.bin")), 100_000, i);
+        }
+        let torrent = dir.join("payload.torrent");
+        let out = run_shoal(&[
+            "create",
+            data.to_str().unwrap(),
+            "-o",
+            torrent.to_str().unwrap(),
+            "--piece-size",
+            "32KiB",
+            flag,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = verify_json(&torrent, &dir);
+        assert_eq!(v["pieces_total"], 12, "{flag}");
+        assert_eq!(v["pieces_valid"], 12, "{flag}");
+        // One byte flipped in f1's second piece (piece 5 of the aligned layout).
+        let f1 = data.join("f1.bin");
+        let mut bytes = std::fs::read(&f1).unwrap();
+        bytes[40_000] ^= 1;
+        std::fs::write(&f1, bytes).unwrap();
+        let v = verify_json(&torrent, &dir);
+        assert_eq!(v["bad_pieces"], serde_json::json!([5]), "{flag}");
+        assert_eq!(v["pieces_valid"], 11, "{flag}");
+    }
+}

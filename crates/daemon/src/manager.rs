@@ -618,9 +618,6 @@ impl Manager {
             AddSource::Torrent(bytes) => {
                 let meta = Metainfo::from_bytes(&bytes)
                     .map_err(|e| DaemonError::BadRequest(format!("not a valid torrent: {e}")))?;
-                if !meta.version().has_v1() {
-                    return Err(DaemonError::BadRequest(MetainfoError::V2Only.to_string()));
-                }
                 (meta.info_hash, Some(meta), None, Some(bytes))
             }
             AddSource::Magnet(link) => {

@@ -35,7 +35,8 @@ const DHT_RETRY: Duration = Duration::from_secs(120);
 /// How long a wake-up for a tracker's peers waits for the torrent.
 const WAKE_WAIT: Duration = Duration::from_secs(30);
 
-/// The schedules of the sleeping torrents.
+/// The schedules of the sleeping torrents, by the hash announced (a hybrid has an entry under
+/// each of its two swarm hashes).
 #[derive(Default)]
 pub(crate) struct Announcer {
     parked: Mutex<HashMap<Id20, Parked>>,
@@ -64,13 +65,14 @@ impl Announcer {
         self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes over a torrent going to sleep: its trackers' schedule, and a DHT announce `dht_in`
-    /// from now if it is public and the session runs the DHT. Nothing is kept for a torrent with
-    /// neither.
+    /// Takes over a torrent going to sleep, for its swarm hash `hash`: its trackers' schedule
+    /// for that hash, and a DHT announce of it `dht_in` from now if the torrent is public and
+    /// the session runs the DHT. Nothing is kept for a hash with neither.
     pub fn park(
         &self,
         shared: &Shared,
         slot: &Arc<Slot>,
+        hash: Id20,
         trackers: Option<ParkedTrackers>,
         dht_in: Duration,
     ) {
@@ -85,12 +87,12 @@ impl Announcer {
             dht_due: on_dht.then(|| shared.clock.now() + dht_in),
             dht_out: false,
         };
-        self.lock().insert(slot.spec.meta.info_hash, parked);
+        self.lock().insert(hash, parked);
         self.kick.notify_one();
     }
 
-    /// Gives a waking (or stopping) torrent its trackers' schedule back. An announce still out is
-    /// given up as failed, so the schedule does not wait for its answer.
+    /// Gives a waking (or stopping) torrent its trackers' schedule for `info_hash` back. An
+    /// announce still out is given up as failed, so the schedule does not wait for its answer.
     pub fn unpark(&self, info_hash: &Id20, now: Time) -> Option<ParkedTrackers> {
         let mut p = self.lock().remove(info_hash)?;
         if let (Some(job), Some(t)) = (p.out.take(), p.trackers.as_mut()) {

@@ -238,18 +238,21 @@ async fn connect_tcp(
 /// Dials `addr` and completes both handshakes (MSE if the policy says so, then BitTorrent's),
 /// each under `timeout`. Under [`EncryptionPolicy::Prefer`] a peer that fails the encrypted
 /// handshake is dialled again in plaintext. Returns the stream, the peer's handshake and the
-/// (decrypted) bytes that followed it.
+/// (decrypted) bytes that followed it. The peer must answer with our info-hash, or with
+/// `upgrade` (BEP 52: a hybrid's truncated v2 hash, when we set the v2 bit).
 pub async fn dial(
     addr: SocketAddr,
     via: &Via,
     ours: Handshake,
+    upgrade: Option<Id20>,
     timeout: Duration,
     policy: EncryptionPolicy,
 ) -> io::Result<(PeerStream, Handshake, BytesMut)> {
     if policy.dials_encrypted() {
         // A peer that cannot be reached at all is not redialled.
         let transport = connect(addr, via, timeout).await?;
-        match tokio::time::timeout(timeout, dial_encrypted(transport, ours, policy)).await {
+        match tokio::time::timeout(timeout, dial_encrypted(transport, ours, upgrade, policy)).await
+        {
             Ok(Ok(done)) => return Ok(done),
             Ok(Err(e)) if policy.falls_back_to_plaintext() => {
                 debug!(%addr, "encrypted handshake failed ({e}); redialling in plaintext");
@@ -264,7 +267,7 @@ pub async fn dial(
     let mut stream = PeerStream::plaintext(connect(addr, via, timeout).await?);
     stream.write_all(&mut ours.encode()).await?;
     let (theirs, rest) = read_handshake(&mut stream, BytesMut::new(), timeout).await?;
-    check_info_hash(&ours, &theirs)?;
+    check_info_hash(&ours, upgrade, &theirs)?;
     Ok((stream, theirs, rest))
 }
 
@@ -276,6 +279,7 @@ pub async fn dial_as(
     bind: LocalBind,
     utp: (crate::UtpMode, Option<&Arc<UtpEndpoint>>),
     ours: Handshake,
+    upgrade: Option<Id20>,
     timeout: Duration,
     policy: EncryptionPolicy,
 ) -> io::Result<(PeerStream, Handshake, BytesMut)> {
@@ -285,18 +289,18 @@ pub async fn dial_as(
         (crate::UtpMode::Prefer, Some(u)) => (Via::Utp(u.clone()), Some(tcp)),
         _ => (tcp, None),
     };
-    let dialled = dial(addr, &first, ours, timeout, policy).await;
+    let dialled = dial(addr, &first, ours, upgrade, timeout, policy).await;
     match (dialled, then) {
         (Err(e), Some(then)) => {
             debug!(%addr, "uTP dial failed ({e}); dialling TCP");
-            dial(addr, &then, ours, timeout, policy).await
+            dial(addr, &then, ours, upgrade, timeout, policy).await
         }
         (dialled, _) => dialled,
     }
 }
 
-fn check_info_hash(ours: &Handshake, theirs: &Handshake) -> io::Result<()> {
-    if theirs.info_hash != ours.info_hash {
+fn check_info_hash(ours: &Handshake, upgrade: Option<Id20>, theirs: &Handshake) -> io::Result<()> {
+    if theirs.info_hash != ours.info_hash && Some(theirs.info_hash) != upgrade {
         return Err(invalid("peer answered with another info-hash"));
     }
     Ok(())
@@ -307,6 +311,7 @@ fn check_info_hash(ours: &Handshake, theirs: &Handshake) -> io::Result<()> {
 async fn dial_encrypted(
     mut tcp: Transport,
     ours: Handshake,
+    upgrade: Option<Id20>,
     policy: EncryptionPolicy,
 ) -> io::Result<(PeerStream, Handshake, BytesMut)> {
     let mse = shoal_mse::Handshake::initiator(
@@ -325,7 +330,7 @@ async fn dial_encrypted(
     stream.cipher.decrypt(&mut rest);
     // Bounded by the caller's timeout.
     let (theirs, rest) = read_handshake(&mut stream, rest, Duration::MAX).await?;
-    check_info_hash(&ours, &theirs)?;
+    check_info_hash(&ours, upgrade, &theirs)?;
     Ok((stream, theirs, rest))
 }
 
@@ -526,7 +531,7 @@ mod tests {
         };
         let (addr, task) = acceptor(acceptor_policy, tries).await;
         let via = Via::Tcp(LocalBind::default());
-        let dialled = dial(addr, &via, hs(1), TIMEOUT, dialler).await;
+        let dialled = dial(addr, &via, hs(1), None, TIMEOUT, dialler).await;
         let result = match dialled {
             Ok((mut stream, theirs, mut rest)) => {
                 assert_eq!(theirs.peer_id, Id20([2; 20]));
@@ -591,8 +596,9 @@ mod tests {
             stream.encryption
         });
         let via = Via::Utp(a.clone());
-        let (mut stream, theirs, mut rest) =
-            dial(b_addr, &via, hs(1), TIMEOUT, policy).await.unwrap();
+        let (mut stream, theirs, mut rest) = dial(b_addr, &via, hs(1), None, TIMEOUT, policy)
+            .await
+            .unwrap();
         assert_eq!(theirs.peer_id, Id20([2; 20]));
         while rest.len() < 4 {
             assert!(stream.read_buf(&mut rest).await.unwrap() > 0);

@@ -193,6 +193,7 @@ async fn fetch_from(
         settings.bind,
         (settings.utp, settings.utp_endpoint.as_ref()),
         ours,
+        None,
         settings.timeout,
         settings.encryption,
     )

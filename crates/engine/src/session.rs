@@ -213,13 +213,15 @@ impl Shared {
 }
 
 impl Shared {
-    /// Every torrent's slot (a copy of the list: the registry's lock is not held meanwhile).
+    /// Every torrent's slot, once each (a copy of the list: the registry's lock is not held
+    /// meanwhile). A hybrid's entry under its second hash is skipped: it is not counted twice.
     fn slots(&self) -> Vec<Arc<Slot>> {
         self.torrents
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
+            .iter()
+            .filter(|(hash, slot)| **hash == slot.spec.meta.info_hash)
+            .map(|(_, slot)| slot.clone())
             .collect()
     }
 
@@ -272,10 +274,15 @@ impl Shared {
         }
     }
 
-    /// A torrent's trackers, for a new schedule.
-    pub(crate) fn tracker_source(&self, spec: &Spec) -> crate::tracker_source::TrackerSource {
+    /// A torrent's trackers, for a new schedule announcing `info_hash` (one of its
+    /// [`swarm_hashes`]).
+    pub(crate) fn tracker_source(
+        &self,
+        spec: &Spec,
+        info_hash: Id20,
+    ) -> crate::tracker_source::TrackerSource {
         crate::tracker_source::TrackerSource {
-            info_hash: spec.meta.info_hash,
+            info_hash,
             peer_id: self.peer_id,
             listen: self.listen_addr,
             tiers: spec.opts.trackers.clone(),
@@ -296,27 +303,39 @@ type Registry = Mutex<HashMap<Id20, Arc<Slot>>>;
 /// Removes a torrent's registration when dropped (an `add_torrent` that did not finish).
 struct Unregister<'a> {
     registry: &'a Registry,
-    info_hash: Id20,
+    info_hashes: Vec<Id20>,
 }
 
 impl Drop for Unregister<'_> {
     fn drop(&mut self) {
-        self.registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.info_hash);
+        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        for h in &self.info_hashes {
+            r.remove(h);
+        }
     }
 }
 
-/// Removes `slot` from the registry (only it: a torrent added again since keeps its place).
-fn unregister(registry: &Registry, info_hash: &Id20, slot: &Arc<Slot>) {
+/// Removes `slot` from the registry under each of its hashes (only it: a torrent added again
+/// since keeps its place).
+fn unregister(registry: &Registry, info_hashes: &[Id20], slot: &Arc<Slot>) {
     let mut torrents = registry.lock().unwrap_or_else(|e| e.into_inner());
-    if torrents
-        .get(info_hash)
-        .is_some_and(|s| Arc::ptr_eq(s, slot))
-    {
-        torrents.remove(info_hash);
+    for h in info_hashes {
+        if torrents.get(h).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            torrents.remove(h);
+        }
     }
+}
+
+/// The 20-byte hashes a torrent is known by: its swarm hash first, and for a hybrid also the
+/// truncated SHA-256 of the v2 swarm (BEP 52; libtorrent announces and accepts both).
+pub(crate) fn swarm_hashes(meta: &Metainfo) -> Vec<Id20> {
+    let mut v = vec![meta.info_hash];
+    if let Some(h) = meta.info_hash_v2 {
+        if h.truncated() != meta.info_hash {
+            v.push(h.truncated());
+        }
+    }
+    v
 }
 
 /// How long an incoming peer of a torrent that is still checking its data is kept waiting (its
@@ -632,11 +651,7 @@ impl Session {
         on_check: impl Fn(u64, u64) + Send + 'static,
     ) -> Result<TorrentHandle, EngineError> {
         let meta: Arc<Metainfo> = meta.into();
-        // Pieces are verified by SHA-1 only so far: a hybrid works as v1, a v2-only torrent not yet.
-        if !meta.version().has_v1() {
-            return Err(shoal_metainfo::MetainfoError::V2Only.into());
-        }
-        let info_hash = meta.info_hash;
+        let hashes = swarm_hashes(&meta);
         let peers = std::mem::take(&mut opts.peers);
         let (status_tx, status_rx) = watch::channel(TorrentStatus::default());
         let spec = Spec {
@@ -662,15 +677,18 @@ impl Session {
                 .torrents
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if torrents.contains_key(&info_hash) {
-                return Err(EngineError::Duplicate(info_hash));
+            if let Some(h) = hashes.iter().find(|h| torrents.contains_key(h)) {
+                return Err(EngineError::Duplicate(*h));
             }
-            torrents.insert(info_hash, slot.clone());
+            // A hybrid's one slot under both hashes: peers of either swarm find (and wake) it.
+            for h in &hashes {
+                torrents.insert(*h, slot.clone());
+            }
         }
         // Undone on every early return (and if this future is dropped mid-check).
         let registration = Unregister {
             registry: &self.shared.torrents,
-            info_hash,
+            info_hashes: hashes.clone(),
         };
         let opts = &slot.spec.opts;
         let storage = open_and_check(meta.clone(), opts, on_check).await?;
@@ -708,15 +726,20 @@ impl Session {
                     Err(e) => warn!("writing resume data stopped: {e}"),
                 }
                 drop(storage);
-                let trackers = self.shared.tracker_source(&slot.spec).build().map(|set| {
-                    crate::tracker_source::ParkedTrackers {
-                        set,
-                        reports: Vec::new(),
-                    }
-                });
-                self.shared
-                    .announcer
-                    .park(&self.shared, &slot, trackers, Duration::ZERO);
+                // A hybrid is announced under both hashes, as libtorrent does.
+                for &hash in &hashes {
+                    let trackers =
+                        self.shared
+                            .tracker_source(&slot.spec, hash)
+                            .build()
+                            .map(|set| crate::tracker_source::ParkedTrackers {
+                                set,
+                                reports: Vec::new(),
+                            });
+                    self.shared
+                        .announcer
+                        .park(&self.shared, &slot, hash, trackers, Duration::ZERO);
+                }
                 Life::Asleep
             }
             None => Life::Awake(crate::slot::start(&self.shared, &slot, storage, peers)?),
@@ -925,7 +948,7 @@ impl TorrentHandle {
         self.slot.shut_down(&self.shared).await;
         unregister(
             &self.shared.torrents,
-            &self.slot.spec.meta.info_hash,
+            &swarm_hashes(&self.slot.spec.meta),
             &self.slot,
         );
         self.shared.rebalance();
@@ -1135,6 +1158,7 @@ pub(crate) async fn open_and_check(
     };
     so.resume = opts.resume.clone();
     so.wanted_files = opts.wanted_files.clone();
+    so.piece_layers = meta.piece_layers.clone();
     let total = meta.info.total_length;
     let storage = tokio::task::spawn_blocking(move || -> Result<Storage, EngineError> {
         let (storage, startup) = Storage::open(&meta.info, meta.info_hash, so)?;
@@ -1290,7 +1314,14 @@ async fn incoming(
     };
     // The handshake's DHT bit is cleared for private torrents by the actor's dialer; for
     // incoming connections we answer with the full capability set (DHT only matters if used).
+    // The peer's hash is echoed: a hybrid answers v1 and v2 peers each in their swarm's hash.
     let ours = Handshake::new(theirs.info_hash, shared.peer_id);
+    // BEP 52: a torrent with merkle trees says it speaks v2.
+    let ours = if slot.spec.meta.version().has_v2() {
+        ours.with_v2()
+    } else {
+        ours
+    };
     stream.write_all(&mut ours.encode()).await?;
     // A torrent still checking its data gets the peer once it can serve (as libtorrent keeps
     // such peers), a sleeping one once it is awake; the handshake is answered already, so the

@@ -18,13 +18,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use shoal_core::Id20;
 use shoal_metainfo::Metainfo;
 use shoal_storage::Storage;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::session::{Shared, TorrentOptions};
+use crate::session::{swarm_hashes, Shared, TorrentOptions};
 use crate::status::{TorrentState, TorrentStatus};
 use crate::torrent::{Event, TorrentActor};
 use crate::tracker_source::TrackerTask;
@@ -73,8 +74,10 @@ pub(crate) struct Awake {
     /// Its actor's events.
     pub events: mpsc::Sender<Event>,
     task: JoinHandle<()>,
-    trackers: Option<TrackerTask>,
-    dht_task: Option<JoinHandle<()>>,
+    /// A tracker task per swarm hash with usable trackers (a hybrid announces both hashes).
+    trackers: Vec<(Id20, TrackerTask)>,
+    /// A DHT task per swarm hash.
+    dht_tasks: Vec<JoinHandle<()>>,
     /// Downloading or with peers: counts in the split of the peer budget.
     pub active: Arc<AtomicBool>,
     /// Since when it has been complete with no peer (`None`: it is not).
@@ -232,21 +235,21 @@ impl Slot {
                     let _ = changing.changed().await;
                 }
                 Life::Asleep => {
-                    let parked = shared
-                        .announcer
-                        .unpark(&self.spec.meta.info_hash, shared.clock.now());
-                    if let Some(parked) = parked {
-                        // Nobody reads its events: the task only says `stopped`.
-                        let (tx, _) = mpsc::channel(1);
-                        crate::tracker_source::resume(
-                            parked,
-                            shared.trackers.clone(),
-                            self.spec.status.subscribe(),
-                            tx,
-                            shared.clock,
-                        )
-                        .stop()
-                        .await;
+                    for hash in swarm_hashes(&self.spec.meta) {
+                        let parked = shared.announcer.unpark(&hash, shared.clock.now());
+                        if let Some(parked) = parked {
+                            // Nobody reads its events: the task only says `stopped`.
+                            let (tx, _) = mpsc::channel(1);
+                            crate::tracker_source::resume(
+                                parked,
+                                shared.trackers.clone(),
+                                self.spec.status.subscribe(),
+                                tx,
+                                shared.clock,
+                            )
+                            .stop()
+                            .await;
+                        }
                     }
                     return;
                 }
@@ -263,10 +266,10 @@ impl Awake {
     /// Stops its tasks: `stopped` to the trackers first (bounded), while the counters are
     /// final; then the actor (resume data written, connections closed).
     async fn shut_down(self) {
-        if let Some(t) = &self.dht_task {
+        for t in &self.dht_tasks {
             t.abort();
         }
-        if let Some(t) = self.trackers {
+        for (_, t) in self.trackers {
             t.stop().await;
         }
         stop_actor(&self.events, self.task).await;
@@ -281,8 +284,9 @@ async fn stop_actor(events: &mpsc::Sender<Event>, task: JoinHandle<()>) {
     let _ = task.await;
 }
 
-/// Starts the torrent's actor on its opened and checked storage, and its tracker and DHT tasks
-/// (the trackers' schedule taken back from the announcer if it slept).
+/// Starts the torrent's actor on its opened and checked storage, and its tracker and DHT tasks,
+/// for each of its swarm hashes (the trackers' schedules taken back from the announcer if it
+/// slept).
 pub(crate) fn start(
     shared: &Arc<Shared>,
     slot: &Arc<Slot>,
@@ -297,34 +301,44 @@ pub(crate) fn start(
     let actor = TorrentActor::new(ctx, tx.clone(), rx, spec.status.clone())?;
     let task = tokio::spawn(actor.run());
     let status = spec.status.subscribe();
-    let parked = shared.announcer.unpark(&info_hash, shared.clock.now());
-    let trackers = match parked {
-        Some(p) => Some(crate::tracker_source::resume(
-            p,
-            shared.trackers.clone(),
-            status.clone(),
-            tx.clone(),
-            shared.clock,
-        )),
-        None => crate::tracker_source::spawn(
-            shared.tracker_source(spec),
-            shared.trackers.clone(),
-            status.clone(),
-            tx.clone(),
-            shared.clock,
-        ),
-    };
+    // A hybrid is announced under both hashes, as libtorrent does: v1 and v2 peers find it.
+    let hashes = swarm_hashes(&spec.meta);
+    let mut trackers = Vec::new();
+    for &hash in &hashes {
+        let task = match shared.announcer.unpark(&hash, shared.clock.now()) {
+            Some(p) => Some(crate::tracker_source::resume(
+                p,
+                shared.trackers.clone(),
+                status.clone(),
+                tx.clone(),
+                shared.clock,
+            )),
+            None => crate::tracker_source::spawn(
+                shared.tracker_source(spec, hash),
+                shared.trackers.clone(),
+                status.clone(),
+                tx.clone(),
+                shared.clock,
+            ),
+        };
+        trackers.extend(task.map(|t| (hash, t)));
+    }
     // BEP 27: private torrents use their trackers only, never the DHT.
-    let dht_task = match (&shared.dht, spec.meta.info.private) {
-        (Some((dht, bootstrapped)), false) => Some(crate::dht_source::spawn(
-            dht.clone(),
-            info_hash,
-            shared.listen_addr.port(),
-            bootstrapped.clone(),
-            status,
-            tx.clone(),
-        )),
-        _ => None,
+    let dht_tasks = match (&shared.dht, spec.meta.info.private) {
+        (Some((dht, bootstrapped)), false) => hashes
+            .iter()
+            .map(|&hash| {
+                crate::dht_source::spawn(
+                    dht.clone(),
+                    hash,
+                    shared.listen_addr.port(),
+                    bootstrapped.clone(),
+                    status.clone(),
+                    tx.clone(),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
     };
     if !peers.is_empty() && tx.try_send(Event::AddPeers(peers)).is_err() {
         warn!(%info_hash, "the peers given could not be queued");
@@ -333,7 +347,7 @@ pub(crate) fn start(
         events: tx,
         task,
         trackers,
-        dht_task,
+        dht_tasks,
         active,
         idle_since: None,
     })
@@ -371,21 +385,29 @@ async fn wake(shared: Arc<Shared>, busy: Busy) {
 /// (resume data written, files closed), and its status stays with what a resting torrent shows.
 async fn sleep(shared: Arc<Shared>, awake: Awake, busy: Busy) {
     let slot = busy.slot.clone();
-    if let Some(t) = &awake.dht_task {
+    for t in &awake.dht_tasks {
         t.abort();
     }
-    let trackers = match awake.trackers {
-        Some(t) => t.park().await,
-        None => None,
-    };
+    let mut parked = Vec::new();
+    for (hash, t) in awake.trackers {
+        parked.push((hash, t.park().await));
+    }
     stop_actor(&awake.events, awake.task).await;
     slot.spec.status.send_modify(rest);
-    shared.announcer.park(
-        &shared,
-        &slot,
-        trackers,
-        crate::dht_source::ANNOUNCE_INTERVAL,
-    );
+    // Each swarm hash's announces (a hybrid has two), with or without trackers (the DHT).
+    for hash in swarm_hashes(&slot.spec.meta) {
+        let trackers = parked
+            .iter_mut()
+            .find(|(h, _)| *h == hash)
+            .and_then(|(_, t)| t.take());
+        shared.announcer.park(
+            &shared,
+            &slot,
+            hash,
+            trackers,
+            crate::dht_source::ANNOUNCE_INTERVAL,
+        );
+    }
     busy.finish(Life::Asleep);
     shared.rebalance();
 }

@@ -151,6 +151,12 @@ impl TorrentContext {
             seed: rand::random(),
             pick_mode: *self.pick_mode.borrow(),
             super_seed: self.super_seed,
+            piece_layers: self
+                .meta
+                .piece_layers
+                .iter()
+                .map(|(root, layer)| (*root, layer.clone()))
+                .collect(),
         }
     }
 
@@ -465,7 +471,8 @@ impl TorrentActor {
                 };
                 match self.machine.handle_connected(now, hello) {
                     Ok(key) => {
-                        let limits = Limits::for_pieces(self.ctx.meta.info.num_pieces());
+                        let limits = Limits::for_pieces(self.ctx.meta.info.num_pieces())
+                            .with_v2(self.ctx.meta.version().has_v2());
                         let link = connection::spawn(
                             stream,
                             key,
@@ -716,6 +723,16 @@ impl TorrentActor {
 
     fn dial(&mut self, addr: SocketAddr) {
         let ours = Handshake::new(self.ctx.meta.info_hash, self.ctx.peer_id);
+        // BEP 52: a hybrid dialled by its v1 hash says it speaks v2 too (as libtorrent does);
+        // the peer may then answer with the truncated v2 hash, upgrading the connection.
+        let hybrid = self.ctx.meta.version() == shoal_metainfo::Version::Hybrid;
+        let ours = if hybrid { ours.with_v2() } else { ours };
+        let upgrade = self
+            .ctx
+            .meta
+            .info_hash_v2
+            .filter(|_| hybrid)
+            .map(|h| h.truncated());
         let ours = if self.ctx.meta.info.private {
             ours.without_dht()
         } else {
@@ -728,9 +745,16 @@ impl TorrentActor {
         let policy = self.ctx.encryption;
         let tx = self.events_tx.clone();
         tokio::spawn(async move {
-            let dialled =
-                connection::dial_as(addr, bind, (utp, endpoint.as_ref()), ours, timeout, policy)
-                    .await;
+            let dialled = connection::dial_as(
+                addr,
+                bind,
+                (utp, endpoint.as_ref()),
+                ours,
+                upgrade,
+                timeout,
+                policy,
+            )
+            .await;
             let ev = match dialled {
                 Ok((stream, handshake, leftover)) => Event::Connected(Box::new(Connected {
                     addr,

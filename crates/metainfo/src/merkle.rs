@@ -177,6 +177,62 @@ pub fn uncles_in_piece(block_hashes: &[Id32], block_index: u64, piece_length: u6
     out
 }
 
+/// The answer to a BEP 52 hash request served from one whole layer of a file's tree: `layer` is
+/// that layer's nodes (shorter than the tree is wide; the rest stand for zero subtrees, `pad`).
+/// Returns the `length` nodes from `index`, then the uncle hashes of the proof layers not covered
+/// by them (BEP 52: the first `log2(length) - 1` proof layers are omitted), from the lowest up.
+/// `None` when the request does not fit the tree (the caller rejects it).
+pub fn layer_proof(
+    layer: &[Id32],
+    pad: Id32,
+    index: u64,
+    length: u64,
+    proof_layers: u32,
+) -> Option<Vec<Id32>> {
+    let width = (layer.len() as u64).max(1).next_power_of_two();
+    if length < 2
+        || !length.is_power_of_two()
+        || !index.is_multiple_of(length)
+        || index + length > width
+    {
+        return None;
+    }
+    let node = |l: &[Id32], p: Id32, i: u64| l.get(i as usize).copied().unwrap_or(p);
+    let mut out: Vec<Id32> = (index..index + length)
+        .map(|i| node(layer, pad, i))
+        .collect();
+    let covered = length.trailing_zeros();
+    let uncles = (i64::from(proof_layers) - (i64::from(covered) - 1)).max(0) as u32;
+    // Walk up to the layer where the requested nodes are one subtree, then collect siblings.
+    let mut cur = layer.to_vec();
+    let mut pad = pad;
+    let mut w = width;
+    let mut pos = index;
+    let mut climbed = 0;
+    let mut taken = 0;
+    while taken < uncles {
+        if climbed >= covered {
+            if w < 2 {
+                return None;
+            }
+            out.push(node(&cur, pad, pos ^ 1));
+            taken += 1;
+        }
+        if cur.len() % 2 == 1 {
+            cur.push(pad);
+        }
+        cur = cur
+            .chunks_exact(2)
+            .map(|p| hash_pair(&p[0], &p[1]))
+            .collect();
+        pad = hash_pair(&pad, &pad);
+        w /= 2;
+        pos /= 2;
+        climbed += 1;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +298,34 @@ mod tests {
         leaves.resize(8, Id32::ZERO);
         assert_eq!(root_of(&leaves, 8, Id32::ZERO), want);
         assert_eq!(file_root(&[], 16384), None);
+    }
+
+    #[test]
+    fn layer_proofs_fold_to_the_root() {
+        // A file of 5 pieces of 2 blocks each (32 KiB pieces): its piece layer has 5 entries in a
+        // tree 8 wide.
+        let blocks: Vec<Id32> = (0..10u8).map(|i| h(&[i; 16384])).collect();
+        let layer = piece_layer(&blocks, 32768);
+        let root = file_root(&blocks, 32768).unwrap();
+        let pad = pad_hash(1);
+        // Two entries and enough proof for the root: 2 uncles (layers 2 and 3 above them).
+        let got = layer_proof(&layer, pad, 2, 2, 2).unwrap();
+        assert_eq!(got.len(), 4);
+        assert_eq!(&got[..2], &layer[2..4]);
+        let sub = hash_pair(&got[0], &got[1]);
+        assert_eq!(fold_proof(sub, 1, &got[2..]), root);
+        // Four entries from 4 (one real, three pad): one uncle for 2 proof layers.
+        let got = layer_proof(&layer, pad, 4, 4, 2).unwrap();
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[1], pad);
+        let sub = root_of(&got[..4], 4, pad);
+        assert_eq!(fold_proof(sub, 1, &got[4..]), root);
+        // Past the tree, misaligned, not a power of two, or more proof than layers: refused.
+        assert!(layer_proof(&layer, pad, 8, 2, 0).is_none());
+        assert!(layer_proof(&layer, pad, 1, 2, 0).is_none());
+        assert!(layer_proof(&layer, pad, 0, 3, 0).is_none());
+        assert!(layer_proof(&layer, pad, 0, 2, 4).is_none());
+        assert_eq!(layer_proof(&layer, pad, 0, 8, 0).unwrap().len(), 8);
     }
 
     #[test]

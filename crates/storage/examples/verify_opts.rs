@@ -21,6 +21,7 @@ fn main() {
         &m.info,
         m.info_hash,
         std::path::Path::new(&a[2]),
+        &m.piece_layers,
         &opts,
         &RecheckProgress::default(),
     )

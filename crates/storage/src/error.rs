@@ -53,6 +53,10 @@ pub enum StorageError {
     /// The torrent's file list cannot be laid out (gaps, overlaps, wrong total, unsafe names).
     #[error("invalid torrent layout: {0}")]
     InvalidLayout(String),
+    /// A v2 file longer than one piece whose piece layer the torrent does not carry: its
+    /// pieces cannot be verified (a magnet download fetches the layers from peers first).
+    #[error("the piece layer of {0} is missing: its pieces cannot be verified")]
+    MissingPieceLayer(String),
     /// A piece index past the end of the torrent.
     #[error("piece {0} is out of range")]
     PieceOutOfRange(u32),

@@ -86,7 +86,9 @@ impl Layout {
             )));
         }
         let expected = info.total_length.div_ceil(info.piece_length as u64);
-        if expected != info.pieces.len() as u64 {
+        // A v2-only torrent has no SHA-1 list: its pieces follow from the length alone.
+        let v2_only = info.v2.is_some() && info.pieces.is_empty();
+        if expected != info.pieces.len() as u64 && !v2_only {
             return Err(StorageError::InvalidLayout(format!(
                 "{} bytes need {} pieces, torrent has {}",
                 info.total_length,

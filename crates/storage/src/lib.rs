@@ -34,6 +34,7 @@ mod error;
 mod files;
 mod layout;
 mod parts;
+mod piece_hashes;
 mod pool;
 mod recheck;
 mod resume;

@@ -9,8 +9,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use sha1::{Digest, Sha1};
-
 use crate::bitfield::Bitfield;
 use crate::error::{Result, StorageError};
 use crate::storage::Storage;
@@ -179,8 +177,7 @@ pub(crate) fn check_piece(
     if missing.is_some() {
         return Ok((PieceCheck::Missing, 0));
     }
-    let digest = Sha1::digest(&*buf);
-    if digest[..] == storage.expected_hash(piece).as_bytes()[..] {
+    if storage.piece_hashes().matches(piece, buf) {
         return Ok((PieceCheck::Valid, read));
     }
     // A hole never written reads as zeros; call that missing, not corrupt.
@@ -191,15 +188,17 @@ pub(crate) fn check_piece(
 }
 
 /// Check the data of torrent `info` under `save_path` without changing anything (read-only, no
-/// resume data): what `shoal verify` does.
+/// resume data): what `shoal verify` does. A v2 or hybrid torrent needs its `piece_layers`.
 pub fn verify(
     info: &shoal_metainfo::Info,
     info_hash: shoal_core::Id20,
     save_path: &std::path::Path,
+    piece_layers: &std::collections::BTreeMap<shoal_core::Id32, Vec<shoal_core::Id32>>,
     opts: &RecheckOptions,
     progress: &RecheckProgress,
 ) -> Result<RecheckReport> {
     let mut so = crate::storage::StorageOptions::new(save_path);
+    so.piece_layers = piece_layers.clone();
     so.mode = crate::storage::Mode::ReadOnly;
     so.resume = crate::storage::ResumeLocation::Disabled;
     let (storage, _) = Storage::open(info, info_hash, so)?;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sha1::{Digest, Sha1};
-use shoal_core::Id20;
+use shoal_core::{Id20, Id32};
 use shoal_metainfo::Info;
 
 use crate::bitfield::Bitfield;
@@ -23,6 +23,7 @@ use crate::error::{Result, StorageError};
 use crate::files::FileStore;
 use crate::layout::{Layout, BLOCK_SIZE};
 use crate::parts::{part_file_path, part_offset};
+use crate::piece_hashes::PieceHashes;
 use crate::recheck::{self, RecheckOptions, RecheckProgress, RecheckReport};
 use crate::resume::{self, FileStamp, ResumeData, ResumeWarning};
 
@@ -74,6 +75,9 @@ pub struct StorageOptions {
     /// extents. Falls back to sparse where the file system cannot. libtorrent and Transmission
     /// make the same choice available; shoal turns it on by default for the measured saving.
     pub preallocate: bool,
+    /// The piece layers of a v2 or hybrid torrent (`Metainfo::piece_layers`), by file root:
+    /// every file longer than one piece needs its layer to be verified. Empty for v1.
+    pub piece_layers: BTreeMap<Id32, Vec<Id32>>,
 }
 
 impl StorageOptions {
@@ -88,6 +92,7 @@ impl StorageOptions {
             hash_in_memory: true,
             pending_limit_per_piece: 256 * 1024,
             preallocate: true,
+            piece_layers: BTreeMap::new(),
         }
     }
 }
@@ -130,6 +135,8 @@ struct PieceState {
     count: u32,
     hasher: Sha1,
     hashed_upto: u32,
+    /// v2: the merkle leaf of each block received so far (hashed as it was written).
+    leaves: Vec<Option<Id32>>,
     pending: BTreeMap<u32, Vec<u8>>,
     pending_bytes: usize,
     /// Set when the state left the map (verified or reset); a thread that waited for the lock
@@ -151,7 +158,7 @@ struct FlushState {
 /// The storage of one torrent. `Send + Sync`: share it with `Arc` across the disk pool.
 pub struct Storage {
     layout: Layout,
-    hashes: Vec<Id20>,
+    hashes: PieceHashes,
     info_hash: Id20,
     save_path: PathBuf,
     files: FileStore,
@@ -210,8 +217,9 @@ impl Storage {
             ResumeLocation::StateDir(d) => Some(resume::state_dir_resume_path(d, &info_hash)),
             ResumeLocation::Disabled => None,
         };
+        let hashes = PieceHashes::new(info, &opts.piece_layers)?;
         let storage = Storage {
-            hashes: info.pieces.clone(),
+            hashes,
             info_hash,
             save_path: opts.save_path.clone(),
             files: FileStore::new(paths, writable, opts.max_open_files, prealloc),
@@ -264,7 +272,7 @@ impl Storage {
         for p in 0..self.layout.num_pieces() {
             if pad_only(p) {
                 let zeros = vec![0u8; self.layout.piece_size(p) as usize];
-                if Sha1::digest(&zeros)[..] == self.hashes[p as usize].as_bytes()[..] {
+                if self.hashes.matches(p, &zeros) {
                     have.set(p);
                 }
             }
@@ -462,7 +470,12 @@ impl Storage {
         }
         st.received[block] = true;
         st.count += 1;
-        if self.hash_in_memory {
+        if self.hash_in_memory && self.hashes.has_v2() {
+            if let Some(slot) = st.leaves.get_mut(block) {
+                *slot = self.hashes.leaf(piece, offset, data);
+            }
+        }
+        if self.hash_in_memory && self.hashes.has_v1() {
             if touches_pad {
                 // Hash what is stored: pad bytes are zeros whatever the peer sent.
                 let mut copy = data.to_vec();
@@ -494,6 +507,7 @@ impl Storage {
                     count: 0,
                     hasher: Sha1::new(),
                     hashed_upto: 0,
+                    leaves: vec![None; self.hashes.num_leaves(piece)],
                     pending: BTreeMap::new(),
                     pending_bytes: 0,
                     retired: false,
@@ -589,7 +603,12 @@ impl Storage {
             let idx = (at / BLOCK_SIZE) as usize;
             st.received[idx] = true;
             st.count += 1;
-            if self.hash_in_memory {
+            if self.hash_in_memory && self.hashes.has_v2() {
+                if let Some(slot) = st.leaves.get_mut(idx) {
+                    *slot = self.hashes.leaf(piece, at, b);
+                }
+            }
+            if self.hash_in_memory && self.hashes.has_v1() {
                 self.absorb(&mut st, at, b);
             }
             at += b.len() as u32;
@@ -611,19 +630,35 @@ impl Storage {
         let mut raw = vec![0u8; 2 * BLOCK_SIZE as usize];
         let off = raw.as_ptr().align_offset(4096).min(BLOCK_SIZE as usize);
         let buf = &mut raw[off..off + BLOCK_SIZE as usize];
-        while st.hashed_upto < size {
-            let at = st.hashed_upto;
-            let len = BLOCK_SIZE.min(size - at) as usize;
-            if let Some(b) = st.pending.remove(&at) {
-                st.hasher.update(&b);
-            } else {
-                self.read_range(piece, at, &mut buf[..len])?;
-                st.hasher.update(&buf[..len]);
+        let mut ok = true;
+        if let Some(want) = self.hashes.v1(piece) {
+            while st.hashed_upto < size {
+                let at = st.hashed_upto;
+                let len = BLOCK_SIZE.min(size - at) as usize;
+                if let Some(b) = st.pending.remove(&at) {
+                    st.hasher.update(&b);
+                } else {
+                    self.read_range(piece, at, &mut buf[..len])?;
+                    st.hasher.update(&buf[..len]);
+                }
+                st.hashed_upto += len as u32;
             }
-            st.hashed_upto += len as u32;
+            let digest = std::mem::take(&mut st.hasher).finalize();
+            ok = want.as_bytes()[..] == digest[..];
         }
-        let digest = std::mem::take(&mut st.hasher).finalize();
-        let ok = self.hashes[piece as usize].as_bytes()[..] == digest[..];
+        if ok && self.hashes.v2(piece).is_some() {
+            // Leaves not hashed on arrival (hashing in memory off) come from the disk.
+            for i in 0..st.leaves.len() {
+                if st.leaves[i].is_none() {
+                    let at = i as u32 * BLOCK_SIZE;
+                    let len = BLOCK_SIZE.min(size - at) as usize;
+                    self.read_range(piece, at, &mut buf[..len])?;
+                    st.leaves[i] = self.hashes.leaf(piece, at, &buf[..len]);
+                }
+            }
+            let leaves: Vec<Id32> = st.leaves.iter().flatten().copied().collect();
+            ok = self.hashes.v2_matches(piece, &leaves);
+        }
         st.retired = true;
         lock(&self.pieces).remove(&piece);
         if ok {
@@ -669,6 +704,26 @@ impl Storage {
             self.read_range_lenient(piece, at, &mut buf[..len])?;
             out.push(Sha1::digest(&buf[..len]).into());
             at += len as u32;
+        }
+        Ok(out)
+    }
+
+    /// The merkle leaves (SHA-256 of each 16 KiB block of file data) of `piece` as it is on disk
+    /// now, missing bytes read as zeros: with a peer's proven leaf hashes they name the bad
+    /// blocks of a failed v2 piece. Empty for a v1 torrent or a piece of pad only.
+    pub fn leaf_hashes(&self, piece: u32) -> Result<Vec<Id32>> {
+        if piece >= self.layout.num_pieces() {
+            return Err(StorageError::PieceOutOfRange(piece));
+        }
+        let size = self.layout.piece_size(piece);
+        let mut buf = vec![0u8; BLOCK_SIZE as usize];
+        let mut out = Vec::new();
+        for i in 0..self.hashes.num_leaves(piece) {
+            let at = i as u32 * BLOCK_SIZE;
+            let len = BLOCK_SIZE.min(size - at) as usize;
+            buf[..len].fill(0);
+            self.read_range_lenient(piece, at, &mut buf[..len])?;
+            out.extend(self.hashes.leaf(piece, at, &buf[..len]));
         }
         Ok(out)
     }
@@ -757,9 +812,9 @@ impl Storage {
         Ok(report)
     }
 
-    /// Expected SHA-1 of piece `piece`.
-    pub(crate) fn expected_hash(&self, piece: u32) -> &Id20 {
-        &self.hashes[piece as usize]
+    /// What each piece must hash to.
+    pub(crate) fn piece_hashes(&self) -> &PieceHashes {
+        &self.hashes
     }
 
     /// Whether verified pieces changed since the last resume flush.

@@ -318,6 +318,7 @@ fn verify_sorts_valid_bad_and_missing_without_writing() {
         &f.info,
         f.info_hash,
         dir.path(),
+        &Default::default(),
         &RecheckOptions::default(),
         &RecheckProgress::default(),
     )

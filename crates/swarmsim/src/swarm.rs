@@ -579,6 +579,7 @@ impl Swarm {
                 .wrapping_add(i as u64),
             pick_mode: self.config.mode,
             super_seed: spec.super_seed,
+            piece_layers: Default::default(),
         };
         let torrent = Torrent::new(config, now).expect("valid torrent config");
         let node = &mut self.nodes[i];

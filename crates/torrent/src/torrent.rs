@@ -14,7 +14,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use shoal_choker::{Choker, ChokerConfig, PeerStats};
-use shoal_core::{Id20, Time};
+use shoal_core::{Id20, Id32, Time};
 use shoal_picker::{Block, PickMode, Picker};
 use shoal_wire::{BlockRef, ExtendedHandshake, Message};
 use tracing::{debug, info, warn};
@@ -91,6 +91,9 @@ pub struct TorrentConfig {
     /// Super-seed (BEP 16, see `superseed.rs`) while the swarm lacks a piece; only a torrent
     /// that starts complete does.
     pub super_seed: bool,
+    /// v2 and hybrid torrents (BEP 52): each file's piece layer by its `pieces root`, from which
+    /// peers' `hash request`s for that layer are answered. Empty for v1.
+    pub piece_layers: HashMap<Id32, Vec<Id32>>,
 }
 
 /// A completed write, as the disk reports it.
@@ -840,6 +843,29 @@ impl Torrent {
         }
     }
 
+    /// The answer to a peer's `hash request`: the piece layer (and its proof) of a file we
+    /// carry, else a `hash reject`. Block-hash (leaf) requests are rejected for now: answering
+    /// them needs the piece read back from disk.
+    fn answer_hash_request(&self, req: &shoal_wire::HashRequest) -> Message {
+        let depth = (self.config.piece_length / shoal_picker::BLOCK_SIZE)
+            .max(1)
+            .trailing_zeros();
+        let layer = self.config.piece_layers.get(&req.pieces_root);
+        let hashes = layer.filter(|_| req.base_layer == depth).and_then(|layer| {
+            shoal_metainfo::merkle::layer_proof(
+                layer,
+                shoal_metainfo::merkle::pad_hash(depth),
+                u64::from(req.index),
+                u64::from(req.length),
+                req.proof_layers,
+            )
+        });
+        match hashes {
+            Some(hashes) if req.is_well_formed() => Message::Hashes { req: *req, hashes },
+            _ => Message::HashReject(*req),
+        }
+    }
+
     pub(crate) fn update_interest(&mut self, now: Time, conn: ConnId) {
         let interesting = self.picker.is_interesting(conn);
         let Some(peer) = self.peers.get_mut(&conn) else {
@@ -1146,6 +1172,12 @@ impl Torrent {
                 self.on_block(now, conn, piece, begin, data)?
             }
             Message::Extended { id, payload } => self.on_extended(now, conn, id, payload)?,
+            // BEP 52: every hash request is answered, with hashes or a reject.
+            Message::HashRequest(req) => {
+                let answer = self.answer_hash_request(&req);
+                self.send(conn, answer);
+            }
+            Message::Hashes { .. } | Message::HashReject(_) => {}
         }
         Ok(())
     }

@@ -33,6 +33,9 @@ pub enum WireError {
     /// A piece message carrying more than one block.
     #[error("piece message carries {0} bytes, more than a 16 KiB block")]
     BlockTooLarge(usize),
+    /// A `hashes` message carrying more hashes than any request may ask for.
+    #[error("hashes message carries {0} hashes, more than any request may ask for")]
+    TooManyHashes(usize),
     /// An extension message that is not valid bencode or lacks required keys.
     #[error("invalid extension message: {0}")]
     BadExtended(String),

@@ -5,6 +5,7 @@
 
 use bytes::{Buf, BytesMut};
 
+use crate::hashes::{HASH_REQUEST_LEN, MAX_HASH_COUNT, MAX_PROOF_HASHES};
 use crate::message::{Message, BLOCK_SIZE};
 use crate::WireError;
 
@@ -20,6 +21,10 @@ pub struct Limits {
     pub num_pieces: Option<u32>,
     /// Largest extension message payload.
     pub max_extended: u32,
+    /// The torrent has merkle trees (BEP 52): `hashes` messages, up to
+    /// [`MAX_HASH_COUNT`](crate::MAX_HASH_COUNT) hashes plus uncles (about 258 KiB), are
+    /// allowed. Off, the largest frame stays a block's.
+    pub v2: bool,
 }
 
 impl Default for Limits {
@@ -27,6 +32,7 @@ impl Default for Limits {
         Limits {
             num_pieces: None,
             max_extended: MAX_EXTENDED_LEN,
+            v2: false,
         }
     }
 }
@@ -40,6 +46,12 @@ impl Limits {
         }
     }
 
+    /// The same limits for a torrent with merkle trees (v2 or hybrid).
+    pub fn with_v2(mut self, v2: bool) -> Self {
+        self.v2 = v2;
+        self
+    }
+
     /// Bytes of a bitfield for the torrent: exact when the piece count is known, else the bound
     /// for the largest torrent shoal loads.
     fn bitfield_bytes(&self) -> u32 {
@@ -51,9 +63,15 @@ impl Limits {
 
     /// The largest frame (after the length prefix) this peer may send.
     pub fn max_frame(&self) -> u32 {
+        let hashes = if self.v2 {
+            1 + HASH_REQUEST_LEN as u32 + 32 * (MAX_HASH_COUNT + MAX_PROOF_HASHES)
+        } else {
+            0
+        };
         (9 + BLOCK_SIZE)
             .max(1 + self.bitfield_bytes())
             .max(2 + self.max_extended)
+            .max(hashes)
     }
 
     /// Checks a bitfield payload against the piece count.

@@ -40,6 +40,18 @@ impl Handshake {
         self
     }
 
+    /// Sets the v2 bit (BEP 52: the 4th most significant bit of the last reserved byte): we
+    /// speak v2, so a peer given the v1 info-hash of a hybrid may answer with the v2 one.
+    pub fn with_v2(mut self) -> Self {
+        self.reserved[7] |= 0x10;
+        self
+    }
+
+    /// BEP 52: the peer speaks BitTorrent v2.
+    pub fn supports_v2(&self) -> bool {
+        self.reserved[7] & 0x10 != 0
+    }
+
     /// BEP 10 extension protocol.
     pub fn supports_extended(&self) -> bool {
         self.reserved[5] & 0x10 != 0
@@ -100,6 +112,10 @@ mod tests {
         assert_eq!(Handshake::decode(&bytes).unwrap(), Some(h));
         assert!(h.supports_extended() && h.supports_fast() && h.supports_dht());
         assert!(!h.without_dht().supports_dht());
+        assert!(!h.supports_v2());
+        let v2 = h.with_v2();
+        assert!(v2.supports_v2() && v2.supports_fast() && v2.supports_dht());
+        assert_eq!(v2.encode()[27], 0x10 | 0x04 | 0x01);
         assert_eq!(Handshake::decode(&bytes[..30]).unwrap(), None);
         assert_eq!(Handshake::decode(&[]).unwrap(), None);
     }

@@ -1,5 +1,6 @@
 //! The BitTorrent peer wire protocol (BEP 3), with the fast extension (BEP 6), the extension
-//! protocol (BEP 10) and metadata exchange messages (BEP 9).
+//! protocol (BEP 10), metadata exchange messages (BEP 9) and the merkle hash messages and
+//! handshake bit of BitTorrent v2 (BEP 52).
 //!
 //! Everything here is sans-IO: [`Handshake`] and [`Message`] encode to and decode from bytes,
 //! [`frame::decode_frame`] cuts messages out of a receive buffer under hard [`Limits`], and
@@ -12,6 +13,7 @@ mod error;
 mod extended;
 pub mod frame;
 mod handshake;
+mod hashes;
 mod message;
 mod metadata;
 mod pex;
@@ -22,6 +24,7 @@ pub use error::WireError;
 pub use extended::{ExtendedHandshake, EXTENDED_HANDSHAKE_ID};
 pub use frame::Limits;
 pub use handshake::{Handshake, HANDSHAKE_LEN, PROTOCOL};
+pub use hashes::{HashRequest, HASH_REQUEST_LEN, MAX_HASH_COUNT, MAX_PROOF_HASHES};
 pub use message::{BlockRef, Message, BLOCK_SIZE};
 pub use metadata::{MetadataMessage, METADATA_PIECE_SIZE};
 pub use pex::{PexMessage, MAX_PEX_PEERS};

@@ -2,7 +2,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use shoal_core::Id32;
+
 use crate::frame::Limits;
+use crate::hashes::{HashRequest, HASH_REQUEST_LEN, MAX_HASH_COUNT, MAX_PROOF_HASHES};
 use crate::WireError;
 
 /// The block size every client uses: requests are for 16 KiB (the last block of a torrent may be
@@ -62,6 +65,18 @@ pub enum Message {
     Reject(BlockRef),
     /// id 17: we may request this piece even while choked (BEP 6).
     AllowedFast(u32),
+    /// id 21: ask for hashes of a file's merkle tree (BEP 52).
+    HashRequest(HashRequest),
+    /// id 22: the hashes asked for: the base-layer hashes, then the uncle hashes from the
+    /// lowest proof layer up (BEP 52).
+    Hashes {
+        /// The request answered.
+        req: HashRequest,
+        /// Base-layer hashes followed by uncles.
+        hashes: Vec<Id32>,
+    },
+    /// id 23: the sender will not serve this hash request (BEP 52).
+    HashReject(HashRequest),
     /// id 20: an extension message (BEP 10); id 0 is the extended handshake.
     Extended {
         /// The extension message id (from the receiver's `m` dictionary, 0 = handshake).
@@ -103,6 +118,9 @@ impl Message {
             Message::Reject(_) => 16,
             Message::AllowedFast(_) => 17,
             Message::Extended { .. } => 20,
+            Message::HashRequest(_) => 21,
+            Message::Hashes { .. } => 22,
+            Message::HashReject(_) => 23,
             Message::Unknown { id, .. } => *id,
         })
     }
@@ -123,6 +141,8 @@ impl Message {
             Message::Piece { data, .. } => 9 + data.len(),
             Message::Port(_) => 3,
             Message::Extended { payload, .. } => 2 + payload.len(),
+            Message::HashRequest(_) | Message::HashReject(_) => 1 + HASH_REQUEST_LEN,
+            Message::Hashes { hashes, .. } => 1 + HASH_REQUEST_LEN + 32 * hashes.len(),
             Message::Unknown { len, .. } => 1 + len,
         }
     }
@@ -150,6 +170,13 @@ impl Message {
             Message::Extended { id, payload } => {
                 out.put_u8(*id);
                 out.extend_from_slice(payload);
+            }
+            Message::HashRequest(r) | Message::HashReject(r) => r.encode_into(out),
+            Message::Hashes { req, hashes } => {
+                req.encode_into(out);
+                for h in hashes {
+                    out.extend_from_slice(&h.0);
+                }
             }
             Message::Unknown { len, .. } => out.put_bytes(0, *len),
             _ => {}
@@ -210,6 +237,32 @@ impl Message {
                     id: payload[0],
                     payload: payload.slice(1..),
                 }
+            }
+            21 | 23 => {
+                expect(HASH_REQUEST_LEN)?;
+                let req =
+                    HashRequest::decode_from(&payload).ok_or(WireError::BadLength { id, len })?;
+                if id == 21 {
+                    Message::HashRequest(req)
+                } else {
+                    Message::HashReject(req)
+                }
+            }
+            22 => {
+                let bad = WireError::BadLength { id, len };
+                if len < HASH_REQUEST_LEN || !(len - HASH_REQUEST_LEN).is_multiple_of(32) {
+                    return Err(bad);
+                }
+                let n = (len - HASH_REQUEST_LEN) / 32;
+                if n as u64 > u64::from(MAX_HASH_COUNT + MAX_PROOF_HASHES) {
+                    return Err(WireError::TooManyHashes(n));
+                }
+                let req = HashRequest::decode_from(&payload).ok_or(bad)?;
+                let hashes = payload[HASH_REQUEST_LEN..]
+                    .chunks_exact(32)
+                    .filter_map(Id32::from_slice)
+                    .collect();
+                Message::Hashes { req, hashes }
             }
             _ => Message::Unknown { id, len },
         })

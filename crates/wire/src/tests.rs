@@ -180,8 +180,37 @@ fn arb_block() -> impl Strategy<Value = BlockRef> {
     })
 }
 
+fn arb_hash_request() -> impl Strategy<Value = HashRequest> {
+    (
+        any::<[u8; 32]>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(root, base_layer, index, length, proof_layers)| HashRequest {
+                pieces_root: shoal_core::Id32(root),
+                base_layer,
+                index,
+                length,
+                proof_layers,
+            },
+        )
+}
+
 fn arb_message() -> impl Strategy<Value = Message> {
     prop_oneof![
+        arb_hash_request().prop_map(Message::HashRequest),
+        arb_hash_request().prop_map(Message::HashReject),
+        (
+            arb_hash_request(),
+            proptest::collection::vec(any::<[u8; 32]>(), 0..40)
+        )
+            .prop_map(|(req, h)| Message::Hashes {
+                req,
+                hashes: h.into_iter().map(shoal_core::Id32).collect()
+            }),
         Just(Message::KeepAlive),
         Just(Message::Choke),
         Just(Message::Unchoke),
@@ -250,4 +279,81 @@ proptest! {
         let _ = ExtendedHandshake::decode(&bytes);
         let _ = MetadataMessage::decode(&Bytes::from(bytes));
     }
+}
+
+fn hash_req(length: u32) -> HashRequest {
+    HashRequest {
+        pieces_root: shoal_core::Id32([9; 32]),
+        base_layer: 0,
+        index: 0,
+        length,
+        proof_layers: 2,
+    }
+}
+
+#[test]
+fn hash_messages_round_trip_with_their_exact_layout() {
+    let limits = Limits::for_pieces(12).with_v2(true);
+    let req = hash_req(16);
+    let mut buf = BytesMut::new();
+    Message::HashRequest(req).encode(&mut buf);
+    // length 49, id 21, root, then four big-endian numbers.
+    assert_eq!(&buf[..5], &[0, 0, 0, 49, 21]);
+    assert_eq!(&buf[5..37], &[9; 32]);
+    assert_eq!(
+        &buf[37..53],
+        &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 2]
+    );
+    for msg in [
+        Message::HashRequest(req),
+        Message::HashReject(req),
+        Message::Hashes {
+            req,
+            hashes: vec![shoal_core::Id32([1; 32]); 16],
+        },
+        Message::Hashes {
+            req: hash_req(MAX_HASH_COUNT),
+            hashes: vec![shoal_core::Id32([2; 32]); (MAX_HASH_COUNT + MAX_PROOF_HASHES) as usize],
+        },
+    ] {
+        assert_eq!(round_trip(&msg, &limits), msg);
+    }
+}
+
+#[test]
+fn hash_messages_are_bounded() {
+    // A request of the wrong size.
+    let mut buf = BytesMut::from(&[0u8, 0, 0, 10, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]);
+    assert_eq!(
+        decode_frame(&mut buf, &Limits::default()),
+        Err(WireError::BadLength { id: 21, len: 9 })
+    );
+    // A `hashes` whose hash bytes are not whole hashes.
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&(1 + 48 + 31u32).to_be_bytes());
+    buf.extend_from_slice(&[22]);
+    buf.extend_from_slice(&[0; 48 + 31]);
+    assert_eq!(
+        decode_frame(&mut buf, &Limits::default()),
+        Err(WireError::BadLength { id: 22, len: 79 })
+    );
+    // The largest legal answer needs the v2 limit: a v1 torrent's peer cannot send it.
+    let big = Message::Hashes {
+        req: hash_req(MAX_HASH_COUNT),
+        hashes: vec![shoal_core::Id32([2; 32]); MAX_HASH_COUNT as usize],
+    };
+    let mut buf = BytesMut::new();
+    big.encode(&mut buf);
+    assert!(matches!(
+        decode_frame(&mut buf, &Limits::for_pieces(12)),
+        Err(WireError::TooLong { .. })
+    ));
+    // One hash more than any request may be answered with is refused under the v2 limit too.
+    let n = (MAX_HASH_COUNT + MAX_PROOF_HASHES + 1) as usize;
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&(1 + 48 + 32 * n as u32).to_be_bytes());
+    buf.extend_from_slice(&[22]);
+    buf.extend_from_slice(&vec![0; 48 + 32 * n]);
+    let limits = Limits::for_pieces(12).with_v2(true);
+    assert!(decode_frame(&mut buf, &limits).is_err());
 }

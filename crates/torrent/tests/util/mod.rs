@@ -157,6 +157,7 @@ impl Net {
             seed: 7 + i as u64,
             pick_mode: Default::default(),
             super_seed,
+            piece_layers: Default::default(),
         };
         let torrent = Torrent::new(config, self.now).unwrap();
         let mut blocks = HashMap::new();
