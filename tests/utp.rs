@@ -1,9 +1,12 @@
 //! Peers over uTP on loopback: a shoal seeder and a shoal downloader, both `--utp only` (no TCP
-//! listener, no TCP dial), with MSE required so the encrypted handshake runs over uTP too.
-//! Bytes compared; each side's `peer_encryption` names the transport.
+//! listener, no TCP dial), with MSE required so the encrypted handshake runs over uTP too;
+//! libtorrent over uTP both ways; a magnet over uTP; a seeder that vanishes mid-transfer (frozen
+//! or killed: nothing closes its uTP connection, which must time out). Bytes compared; each
+//! side's `peer_encryption` names the transport.
 
 mod support;
 
+use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -192,4 +195,86 @@ fn magnet_over_utp_only() {
     assert!(same_bytes(&data, &out.join("m.bin")));
     seed.term();
     seed.wait_exit(Duration::from_secs(20));
+}
+
+/// How a seeder vanishes in [`a_utp_seeder_vanishes_mid_download`].
+#[derive(Clone, Copy, Debug)]
+enum Vanish {
+    /// SIGSTOP: the process keeps its socket but answers nothing.
+    Freeze,
+    /// SIGKILL: the socket is gone; over UDP nothing tells the peer.
+    Kill,
+}
+
+/// Two shoal seeders, both `--utp only` with their upload capped so the download lasts; one
+/// vanishes once a quarter is verified. Over UDP no RST or FIN arrives: the downloader's uTP
+/// connection to it must time out on its own while the missed request deadlines hand its blocks
+/// to the other seeder. The download completes with the same bytes, and the vanished seeder
+/// leaves the downloader's peer list (its connection ended).
+fn a_utp_seeder_vanishes_mid_download(how: Vanish, ips: [&str; 3]) {
+    let dir = scratch(&format!("utp_vanish_{how:?}"));
+    let (torrent, data) = make_torrent(&dir, "v.bin", 12 << 20, "256KiB");
+    // 1 MiB/s each: after the first quarter the survivor alone needs ~9 s, longer than the uTP
+    // timeout (3 resends from a 500 ms floor, ~7.5 s), so both failure paths are exercised.
+    let seed_args = ["--utp", "only", "--max-upload-rate", "1MiB"];
+    let mut a = shoal_seed(&torrent, &data, ips[0], &seed_args, "seed-a", &dir);
+    let mut b = shoal_seed(&torrent, &data, ips[1], &seed_args, "seed-b", &dir);
+    let a_addr = a.listening_addr();
+    let peers = vec![a_addr.clone(), b.listening_addr()];
+    let out = dir.join("dl");
+    let mut dl = shoal_download(
+        &torrent,
+        &out,
+        ips[2],
+        &peers,
+        &["--utp", "only", "--seed"],
+        "dl",
+        &dir,
+    );
+    // Both seeders connected and a quarter verified.
+    dl.wait_for(LONG, |v| {
+        let total = v["total"].as_u64().unwrap_or(0);
+        let both = v["peer_encryption"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2);
+        both && total > 0 && v["downloaded"].as_u64().unwrap_or(0) * 4 >= total
+    });
+    match how {
+        Vanish::Freeze => {
+            let _ = Command::new("kill")
+                .args(["-STOP", &a.child.id().to_string()])
+                .status();
+        }
+        Vanish::Kill => a.kill9(),
+    }
+    let lists_a = |v: &serde_json::Value| {
+        v["peer_encryption"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["addr"] == a_addr.as_str()))
+    };
+    dl.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out.join("v.bin")), "bytes differ");
+    // Its connection ended: progress lines (the downloader seeds on) stop listing it.
+    dl.wait_for(Duration::from_secs(60), |v| {
+        v["event"] == "progress" && !lists_a(v)
+    });
+    if let Vanish::Freeze = how {
+        let _ = Command::new("kill")
+            .args(["-CONT", &a.child.id().to_string()])
+            .status();
+    }
+    dl.term();
+    dl.wait_exit(Duration::from_secs(20));
+    b.term();
+    b.wait_exit(Duration::from_secs(20));
+}
+
+#[test]
+fn a_frozen_utp_seeder_times_out_and_its_blocks_go_to_the_other() {
+    a_utp_seeder_vanishes_mid_download(Vanish::Freeze, ["127.0.0.50", "127.0.0.51", "127.0.0.52"]);
+}
+
+#[test]
+fn a_killed_utp_seeder_times_out_and_its_blocks_go_to_the_other() {
+    a_utp_seeder_vanishes_mid_download(Vanish::Kill, ["127.0.0.53", "127.0.0.54", "127.0.0.55"]);
 }
