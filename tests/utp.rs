@@ -278,3 +278,77 @@ fn a_frozen_utp_seeder_times_out_and_its_blocks_go_to_the_other() {
 fn a_killed_utp_seeder_times_out_and_its_blocks_go_to_the_other() {
     a_utp_seeder_vanishes_mid_download(Vanish::Kill, ["127.0.0.53", "127.0.0.54", "127.0.0.55"]);
 }
+
+/// With uTP and the DHT both on, one UDP socket carries both (as libtorrent does): the DHT node
+/// reports the uTP listener's address, answers a KRPC ping sent there, and a uTP download from
+/// that same address works.
+#[test]
+fn the_dht_shares_the_utp_socket() {
+    let dir = scratch("utp_dht_shared");
+    let (boot, boot_addr) = dht_node(&dir);
+    let (torrent, data) = make_torrent(&dir, "d.bin", 2 << 20 | 5, "32KiB");
+    let mut seed = shoal_seed(
+        &torrent,
+        &data,
+        "127.0.0.60",
+        &["--utp", "only", "--dht-bootstrap", &boot_addr],
+        "seed",
+        &dir,
+    );
+    let utp_addr = seed.listening_addr();
+    let dht = seed.wait_event("dht", Duration::from_secs(20));
+    assert_eq!(
+        dht["addr"],
+        utp_addr.as_str(),
+        "the DHT is not on uTP's socket"
+    );
+
+    // A KRPC ping (BEP 5) to that port gets the node's answer.
+    let udp = std::net::UdpSocket::bind("127.0.0.61:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ping = b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe";
+    let mut reply = None;
+    let mut buf = [0u8; 1500];
+    // A few tries: UDP, and the node may still be starting. The node may also query us (it
+    // pings a node it has not seen): only the reply to our transaction id counts.
+    'tries: for _ in 0..3 {
+        udp.send_to(ping, &utp_addr).unwrap();
+        for _ in 0..8 {
+            let Ok((n, from)) = udp.recv_from(&mut buf) else {
+                continue 'tries;
+            };
+            assert_eq!(from.to_string(), utp_addr, "an answer from another port");
+            let d = &buf[..n];
+            let is = |needle: &[u8]| d.windows(needle.len()).any(|w| w == needle);
+            if d.starts_with(b"d") && is(b"1:t2:aa") && is(b"1:y1:r") {
+                reply = Some(d.to_vec());
+                break 'tries;
+            }
+        }
+    }
+    let reply = reply.expect("no answer to a KRPC ping on the uTP port");
+    // The reply carries the node's id.
+    assert!(
+        reply.windows(11).any(|w| w == b"1:rd2:id20:"),
+        "not a ping reply: {}",
+        String::from_utf8_lossy(&reply)
+    );
+
+    // And uTP from that same address.
+    let out = dir.join("dl");
+    let mut dl = shoal_download(
+        &torrent,
+        &out,
+        "127.0.0.62",
+        std::slice::from_ref(&utp_addr),
+        &["--utp", "only"],
+        "dl",
+        &dir,
+    );
+    dl.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out.join("d.bin")), "bytes differ");
+    dl.wait_exit(Duration::from_secs(20));
+    seed.term();
+    seed.wait_exit(Duration::from_secs(20));
+    drop(boot);
+}

@@ -13,8 +13,8 @@
 //! [`UtpSocket::poll_event`]s to the streams' wakers. No protocol decision is made here.
 //!
 //! Datagrams that are not uTP ([`looks_like_utp`] false: KRPC starts with `d`) go to an
-//! optional "other" channel, so the DHT can later share the socket ([`UtpEndpoint::bind_with`],
-//! [`UtpEndpoint::send_other`]).
+//! optional "other" channel, so the DHT shares the socket ([`UtpEndpoint::bind_with`],
+//! [`UtpEndpoint::udp_socket`]; the session does this when uTP and the DHT both run).
 //!
 //! Dropping a [`UtpStream`] closes its connection (FIN after the data written; whatever arrives
 //! afterwards is read and discarded until the connection ends). Dropping the [`UtpEndpoint`]
@@ -230,6 +230,12 @@ impl UtpEndpoint {
             }
             notified.await;
         }
+    }
+
+    /// The endpoint's UDP socket, for a protocol that shares it (the DHT sends on it; what it
+    /// receives arrives through the channel given to [`bind_with`](Self::bind_with)).
+    pub fn udp_socket(&self) -> Arc<UdpSocket> {
+        self.udp.clone()
     }
 
     /// Sends a datagram that is not uTP (the DHT's) from the endpoint's socket.
