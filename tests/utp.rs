@@ -84,6 +84,15 @@ fn shoal_seeds_shoal_downloads_over_utp_only() {
         vec![("utp".to_string(), "rc4".to_string())],
         "the downloader's peer"
     );
+    // Counted by transport too.
+    let counted = dl
+        .seen
+        .iter()
+        .rev()
+        .find(|v| v["peers_utp"].as_u64() > Some(0))
+        .expect("a line counting the uTP peer");
+    assert_eq!(counted["peers_utp"], 1, "{counted}");
+    assert_eq!(counted["peers_tcp"], 0, "{counted}");
     dl.term();
     dl.wait_exit(Duration::from_secs(20));
     seed.term();
