@@ -711,7 +711,7 @@ fn print_config_merges_file_flags_and_defaults() {
     assert!(text.contains("max_active_downloads = 3"), "{text}");
     assert!(text.contains("seed_ratio_limit = 1.5"), "{text}");
     assert!(text.contains("listen = \"0.0.0.0:6881\""), "{text}");
-    assert!(text.contains("utp = \"off\""), "{text}");
+    assert!(text.contains("utp = \"on\""), "{text}");
     std::fs::write(&conf, "no_such_key = 1\n").unwrap();
     let out = shoal()
         .args([

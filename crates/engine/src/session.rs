@@ -58,8 +58,8 @@ pub struct SessionConfig {
     pub dht: Option<DhtSettings>,
     /// MSE/PE for connections both ways (`--encryption`).
     pub encryption: crate::EncryptionPolicy,
-    /// uTP for peer connections (`--utp`). Default [`UtpMode::Off`] for now: libtorrent's
-    /// default is on (both transports, in and out); ours flips once interop is tested.
+    /// uTP for peer connections (`--utp`). Default [`UtpMode::On`], as libtorrent's: both
+    /// transports in and out (TCP dialled first; see `connection::dial_as` for why).
     pub utp: UtpMode,
 }
 
@@ -67,9 +67,9 @@ pub struct SessionConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UtpMode {
     /// TCP only.
-    #[default]
     Off,
-    /// Accept both; dial TCP.
+    /// Accept both; dial TCP first, then uTP if that fails (the default).
+    #[default]
     On,
     /// Accept both; dial uTP first, then TCP if that fails.
     Prefer,
@@ -121,7 +121,7 @@ impl Default for SessionConfig {
             disk_threads: 1,
             dht: None,
             encryption: crate::EncryptionPolicy::Prefer,
-            utp: UtpMode::Off,
+            utp: UtpMode::On,
         }
     }
 }
