@@ -325,12 +325,27 @@ pub async fn dial_as(
         _ => (tcp, None),
     };
     let dialled = dial(addr, &first, ours, timeout, policy).await;
-    match (dialled, then) {
+    let dialled = match (dialled, then) {
         (Err(e), Some(then)) if is_connect_failure(&e) => {
             debug!(%addr, "{} dial failed ({e}); dialling {}", first.name(), then.name());
             dial(addr, &then, ours, timeout, policy).await
         }
         (dialled, _) => dialled,
+    };
+    if let Ok((stream, theirs, _)) = &dialled {
+        note_peer(stream, theirs);
+    }
+    dialled
+}
+
+/// Over uTP, lets a peer that is another shoal (its peer id says so) get packets as large as
+/// the path carries: shoal reads any datagram, while libtorrent truncates those above 1500
+/// bytes (see `shoal_utp::Config::peer_mtu`). A peer that fakes the id only hurts itself.
+fn note_peer(stream: &PeerStream, theirs: &Handshake) {
+    if let Transport::Utp(u) = &stream.transport {
+        if theirs.peer_id.0.starts_with(b"-SH") {
+            u.allow_large_packets();
+        }
     }
 }
 
@@ -493,9 +508,13 @@ pub async fn accept(
             }
         }
     };
-    tokio::time::timeout(timeout, work)
+    let accepted = tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| timed_out("handshake"))?
+        .map_err(|_| timed_out("handshake"))?;
+    if let Ok((stream, theirs, _)) = &accepted {
+        note_peer(stream, theirs);
+    }
+    accepted
 }
 
 #[cfg(test)]

@@ -574,6 +574,18 @@ impl UtpStream {
         self.peer_addr
     }
 
+    /// The peer reads datagrams up to the interface's MTU (it is known to: another shoal): the
+    /// connection's MTU search may go past 1500 bytes (on loopback, to 64 KiB).
+    pub fn allow_large_packets(&self) {
+        let mut st = self.shared.lock();
+        let now = self.shared.clock.now();
+        if let Some(conn) = st.socket.connection(self.handle) {
+            conn.allow_large_packets(now);
+        }
+        drop(st);
+        self.shared.wake.notify_one();
+    }
+
     fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut st = self.shared.lock();
         if st.dead {

@@ -221,7 +221,7 @@ fn micros(now: Time) -> u32 {
 
 impl Connection {
     fn new(config: Config, role: Role, recv_id: u16, send_id: u16, seq_nr: u16, now: Time) -> Self {
-        let mtu = MtuSearch::new(config.min_datagram(), config.max_datagram(), now);
+        let mtu = MtuSearch::new(config.min_datagram(), config.peer_datagram(), now);
         let mss = (mtu.datagram() - HEADER_LEN) as u32;
         Connection {
             role,
@@ -442,6 +442,13 @@ impl Connection {
     /// Bytes ready for [`read`](Self::read).
     pub fn readable(&self) -> usize {
         self.recv.readable()
+    }
+
+    /// The peer reads datagrams as large as [`Config::mtu`] allows (the application knows it,
+    /// e.g. from the peer's client id; nothing in BEP 29 says it): the MTU search may go past
+    /// [`Config::peer_mtu`] up to [`Config::mtu`].
+    pub fn allow_large_packets(&mut self, now: Time) {
+        self.mtu.raise_max(self.config.max_datagram(), now);
     }
 
     /// Closes our direction: a FIN follows the data already written. Idempotent.

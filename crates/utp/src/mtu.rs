@@ -147,6 +147,19 @@ impl MtuSearch {
         }
     }
 
+    /// Lets the search go up to `max` (datagram bytes) when that is above its ceiling: the peer
+    /// is known to read such datagrams. Starts the search over from there.
+    pub fn raise_max(&mut self, max: usize, now: Time) {
+        if max <= self.max {
+            return;
+        }
+        self.max = max;
+        self.ceiling = max;
+        self.lost_one = false;
+        self.research_at = None;
+        self.check_done(now);
+    }
+
     /// Packets of the floor's size keep timing out: the path shrank under us. Back to the
     /// configured floor, and search again.
     pub fn on_black_hole(&mut self, now: Time) {
@@ -265,6 +278,19 @@ mod tests {
         assert_eq!(m.probe_size(at(100)), None);
         let again = m.probe_size(at(1) + RESEARCH_AFTER).expect("search again");
         assert!(again > 528);
+    }
+
+    #[test]
+    fn raising_the_maximum_searches_again_from_it() {
+        let mut m = MtuSearch::new(528, 1452, at(0));
+        let size = m.probe_size(at(0)).unwrap();
+        m.probe_sent(1, size);
+        assert!(m.on_acked(1, at(0)));
+        assert!(m.is_done());
+        m.raise_max(65_000, at(1));
+        assert_eq!(m.probe_size(at(1)), Some(65_000));
+        m.raise_max(2000, at(1));
+        assert_eq!(m.max(), 65_000, "never lowered");
     }
 
     #[test]

@@ -65,7 +65,9 @@ pub struct SocketConfig {
     pub max_pending_resets: usize,
     /// The MTU search's ceiling ([`Config::mtu`]) for connections with a loopback address, whose
     /// interface carries far larger packets than Ethernet (Linux's `lo`: 65536). Larger packets
-    /// mean fewer of them per byte: loopback transfers are bound by per-packet costs.
+    /// mean fewer of them per byte: loopback transfers are bound by per-packet costs. Used only
+    /// once the application allows it for a peer known to read such datagrams
+    /// ([`Connection::allow_large_packets`]; [`Config::peer_mtu`] until then).
     pub loopback_mtu: u16,
 }
 

@@ -588,3 +588,27 @@ fn probes_are_sent_unfragmentable_and_their_resends_fragmentable() {
     assert!(resent.len() > 528 || a.poll_transmit(t).is_some());
     assert_eq!(a.stats().mtu_probes_lost, 1);
 }
+
+#[test]
+fn above_the_peer_mtu_only_once_allowed() {
+    // A 9000-byte interface, a peer not known to read more than 1500.
+    let config = Config {
+        mtu: 9000,
+        ..Config::default()
+    };
+    let (mut a, mut b, now) = pair(config, 3);
+    let msg: Vec<u8> = (0..600_000u32).map(|i| (i % 239) as u8).collect();
+    assert_eq!(a.write(&msg[..200_000]).unwrap(), 200_000);
+    let (got, sizes) = run_path(&mut a, &mut b, now, 200, |_, _| true);
+    assert_eq!(got, &msg[..200_000]);
+    assert!(sizes.iter().all(|&s| s <= 1452), "above 1500 without leave");
+    assert_eq!(a.stats().mss, 1432);
+    // The application learns the peer reads large datagrams.
+    let now = now + ms(1000);
+    a.allow_large_packets(now);
+    assert_eq!(a.write(&msg[200_000..]).unwrap(), 400_000);
+    let (got, sizes) = run_path(&mut a, &mut b, now, 200, |_, _| true);
+    assert_eq!(got, &msg[200_000..]);
+    assert!(sizes.contains(&8952), "a probe of the 9000 ceiling");
+    assert_eq!(a.stats().mss, 8932);
+}
