@@ -15,7 +15,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHOAL = os.path.join(ROOT, "target/release/shoal")
+SHOAL = os.environ.get("SHOAL", os.path.join(ROOT, "target/release/shoal"))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 WORK = os.path.join(ROOT, f"target/bench-daemon-scale-{N}")
 BATCH = 50

@@ -61,7 +61,7 @@ pub struct DaemonArgs {
     /// MSE/PE encryption: prefer, require or disable [default: prefer].
     #[arg(long, value_name = "prefer|require|disable")]
     encryption: Option<String>,
-    /// uTP for peers: off, on, prefer or only, as `shoal download --utp` [default: off].
+    /// uTP for peers: off, on, prefer or only, as `shoal download --utp` [default: on].
     #[arg(long, value_name = "off|on|prefer|only")]
     utp: Option<String>,
     /// Torrents downloading at once, the rest queued (0: no limit) [default: 5].
@@ -209,7 +209,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     session_cfg.utp = cfg
         .utp
         .as_deref()
-        .unwrap_or("off")
+        .unwrap_or("on")
         .parse()
         .map_err(|e| anyhow::anyhow!("utp: {e}"))?;
     session_cfg.max_connections = cfg.max_connections.unwrap_or(0);

@@ -67,9 +67,9 @@ pub struct NetArgs {
     #[arg(long, default_value = "prefer", value_name = "prefer|require|disable")]
     encryption: EncryptionPolicy,
     /// uTP (BEP 29, over UDP on the listen port's number) for peer connections: `off` (TCP
-    /// only), `on` (accept both, dial TCP), `prefer` (accept both, dial uTP then TCP) or
-    /// `only` (no TCP at all).
-    #[arg(long, default_value = "off", value_name = "off|on|prefer|only")]
+    /// only), `on` (accept both, dial TCP then uTP if TCP fails), `prefer` (accept both, dial
+    /// uTP then TCP) or `only` (no TCP at all).
+    #[arg(long, default_value = "on", value_name = "off|on|prefer|only")]
     utp: UtpMode,
 }
 
@@ -101,7 +101,7 @@ impl NetArgs {
             dht_bootstrap,
             dht_state,
             encryption,
-            utp: UtpMode::Off,
+            utp: UtpMode::On,
         }
     }
 }

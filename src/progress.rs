@@ -73,10 +73,11 @@ impl Reporter {
             ""
         };
         bar.set_message(format!(
-            "down {}/s up {}/s peers {} uploaded {} copies {:.2}{super_seeding}{trackers}{eta}",
+            "down {}/s up {}/s peers {}{} uploaded {} copies {:.2}{super_seeding}{trackers}{eta}",
             human_bytes(s.down_rate as u64),
             human_bytes(s.up_rate as u64),
             s.peers,
+            transports(s),
             human_bytes(s.uploaded),
             s.distributed_copies,
         ));
@@ -144,5 +145,34 @@ impl Reporter {
                 human_bytes(s.uploaded)
             );
         }
+    }
+}
+
+/// ` (tcp N, utp M)` after the peer count once any peer is over uTP; nothing while all are on
+/// TCP (the line stays as it was without uTP).
+fn transports(s: &TorrentStatus) -> String {
+    match s.transport_counts() {
+        (_, 0) => String::new(),
+        (tcp, utp) => format!(" (tcp {tcp}, utp {utp})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_engine::Encryption;
+
+    #[test]
+    fn the_peer_count_is_split_by_transport_once_utp_is_used() {
+        let addr = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+        let mut s = TorrentStatus {
+            peer_encryption: vec![(addr(1), Encryption::Plaintext, "tcp")],
+            ..TorrentStatus::default()
+        };
+        assert_eq!(transports(&s), "");
+        s.peer_encryption.push((addr(2), Encryption::Rc4, "utp"));
+        s.peer_encryption.push((addr(3), Encryption::Rc4, "utp"));
+        assert_eq!(transports(&s), " (tcp 1, utp 2)");
+        assert_eq!(s.transport_counts(), (1, 2));
     }
 }

@@ -711,7 +711,7 @@ fn print_config_merges_file_flags_and_defaults() {
     assert!(text.contains("max_active_downloads = 3"), "{text}");
     assert!(text.contains("seed_ratio_limit = 1.5"), "{text}");
     assert!(text.contains("listen = \"0.0.0.0:6881\""), "{text}");
-    assert!(text.contains("utp = \"off\""), "{text}");
+    assert!(text.contains("utp = \"on\""), "{text}");
     std::fs::write(&conf, "no_such_key = 1\n").unwrap();
     let out = shoal()
         .args([
@@ -1372,18 +1372,20 @@ fn a_session_cap_set_at_run_time_holds_and_is_shared_between_torrents_not_connec
 }
 
 /// `shoal daemon --utp only` downloads from a shoal seeder that speaks uTP only (found through
-/// the tracker), and tells Transmission clients uTP is on.
+/// the tracker), tells Transmission clients uTP is on, and lists the peer as a uTP one (its own
+/// API's `peers_utp` and `peer_list`, Transmission's `peers` with `isUTP`).
 #[test]
 fn a_utp_only_daemon_downloads_over_utp() {
     let dir = scratch("daemon-utp");
     let logs = dir.clone();
     let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
     let (torrent, data) = tracker_torrent(&dir, "utp.bin", 2 * 1024 * 1024 + 77, port);
+    // Capped, so the download lasts while the peer is looked at.
     let mut seed = shoal_seed(
         &torrent,
         &dir.join("seed"),
         "127.0.0.46",
-        &["--utp", "only"],
+        &["--utp", "only", "--max-upload-rate", "256KiB"],
         "seeder",
         &logs,
     );
@@ -1402,6 +1404,16 @@ fn a_utp_only_daemon_downloads_over_utp() {
         .as_str()
         .unwrap()
         .to_string();
+    let v = d.wait(&hash, |v| v["peers_utp"] == 1);
+    assert_eq!(v["peers_tcp"], 0, "{v}");
+    assert_eq!(v["peer_list"][0]["transport"], "utp", "{v}");
+    let r = rpc(
+        &d,
+        serde_json::json!({"method": "torrent-get", "arguments": {"fields": ["id", "peers"]}}),
+    );
+    let peers = &r["arguments"]["torrents"][0]["peers"];
+    assert_eq!(peers[0]["isUTP"], true, "{r}");
+    assert_eq!(peers[0]["address"], "127.0.0.46", "{r}");
     d.wait(&hash, |v| v["state"] == "seeding");
     assert!(same_bytes(&data, &dir.join("dl/utp.bin")));
 }

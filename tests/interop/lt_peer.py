@@ -10,7 +10,8 @@ Usage: lt_peer.py MODE TORRENT SAVE_PATH LISTEN_IP [options]
   --encryption POLICY   disabled (default: plaintext only), enabled (libtorrent's defaults: MSE
                         and plaintext both ways, prefer_rc4 off) or forced (pe_forced both
                         ways, allowed_enc_level rc4)
-  --transport T         tcp (default: TCP only) or utp (uTP only: no TCP in or out)
+  --transport T         tcp (default: TCP only), utp (uTP only: no TCP in or out) or both
+                        (libtorrent's own default)
 Prints JSON lines on stdout: {"event":"listening","addr":...}, progress once a second,
 {"event":"complete",...} and, on timeout, {"event":"timeout",...}. Loopback only: DHT, LSD,
 UPnP, NAT-PMP and uTP (unless --transport utp) are off.
@@ -35,7 +36,7 @@ ap.add_argument("--dht-bootstrap", action="append", default=[],
                 help="enable the DHT, joining through this loopback node (repeatable)")
 ap.add_argument("--magnet", action="store_true",
                 help="add TORRENT's info-hash as a magnet link (metadata from peers)")
-ap.add_argument("--transport", choices=["tcp", "utp"], default="tcp")
+ap.add_argument("--transport", choices=["tcp", "utp", "both"], default="tcp")
 ap.add_argument("--encryption", choices=["disabled", "enabled", "forced"], default="disabled")
 args = ap.parse_args()
 
@@ -54,10 +55,10 @@ session = lt.session({
     "enable_upnp": False,
     "enable_natpmp": False,
     "dht_bootstrap_nodes": ",".join(args.dht_bootstrap),
-    "enable_outgoing_utp": args.transport == "utp",
-    "enable_incoming_utp": args.transport == "utp",
-    "enable_outgoing_tcp": args.transport == "tcp",
-    "enable_incoming_tcp": args.transport == "tcp",
+    "enable_outgoing_utp": args.transport in ("utp", "both"),
+    "enable_incoming_utp": args.transport in ("utp", "both"),
+    "enable_outgoing_tcp": args.transport in ("tcp", "both"),
+    "enable_incoming_tcp": args.transport in ("tcp", "both"),
     "allow_multiple_connections_per_ip": True,
     "alert_mask": 0,
     "out_enc_policy": getattr(lt.enc_policy, args.encryption),

@@ -109,7 +109,7 @@ impl DaemonConfig {
             dht: Some(pick!(dht).unwrap_or(true)),
             dht_bootstrap: Some(pick!(dht_bootstrap).unwrap_or_default()),
             encryption: Some(pick!(encryption).unwrap_or_else(|| "prefer".into())),
-            utp: Some(pick!(utp).unwrap_or_else(|| "off".into())),
+            utp: Some(pick!(utp).unwrap_or_else(|| "on".into())),
             max_active_downloads: Some(
                 pick!(max_active_downloads).unwrap_or(DEFAULT_ACTIVE_DOWNLOADS),
             ),

@@ -67,6 +67,12 @@ pub struct TorrentView {
     pub up_rate: u64,
     /// Connected peers.
     pub peers: usize,
+    /// Connected peers over TCP.
+    pub peers_tcp: usize,
+    /// Connected peers over uTP.
+    pub peers_utp: usize,
+    /// Each connected peer: its address, transport and encryption.
+    pub peer_list: Vec<PeerView>,
     /// Verified pieces.
     pub pieces: u32,
     /// All pieces.
@@ -86,6 +92,17 @@ pub struct TorrentView {
     /// Asleep: complete and idle, so it runs no task and holds no open file; an incoming peer
     /// (or anything that needs it) wakes it. It shows as seeding all the same.
     pub asleep: bool,
+}
+
+/// One connected peer of a [`TorrentView`].
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerView {
+    /// Its address.
+    pub addr: std::net::SocketAddr,
+    /// `tcp` or `utp`.
+    pub transport: &'static str,
+    /// `plaintext`, `mse-plaintext` or `rc4`.
+    pub encryption: &'static str,
 }
 
 /// A state change, for the event stream.
@@ -189,6 +206,17 @@ impl Entry {
             down_rate: s.down_rate.max(0.0) as u64,
             up_rate: s.up_rate.max(0.0) as u64,
             peers: s.peers,
+            peers_tcp: s.transport_counts().0,
+            peers_utp: s.transport_counts().1,
+            peer_list: s
+                .peer_encryption
+                .iter()
+                .map(|(addr, e, transport)| PeerView {
+                    addr: *addr,
+                    transport,
+                    encryption: e.as_str(),
+                })
+                .collect(),
             pieces: s.pieces_have,
             pieces_total: s.pieces_total,
             hash_failures: s.hash_failures,

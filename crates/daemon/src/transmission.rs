@@ -807,6 +807,17 @@ fn torrent_fields(s: &AppState, t: &TorrentView, fields: &[String]) -> Value {
             "isFinished" => json!(false),
             "isStalled" => json!(false),
             "peersConnected" | "peersSendingToUs" | "peersGettingFromUs" => json!(t.peers),
+            // The parts of Transmission's peer objects shoal knows.
+            "peers" => json!(t
+                .peer_list
+                .iter()
+                .map(|p| json!({
+                    "address": p.addr.ip().to_string(),
+                    "port": p.addr.port(),
+                    "isUTP": p.transport == "utp",
+                    "isEncrypted": p.encryption == "rc4",
+                }))
+                .collect::<Vec<_>>()),
             "downloadDir" => json!(t.save_path),
             "addedDate" => json!(t.added),
             "queuePosition" => json!(t.id),

@@ -45,6 +45,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use shoal_core::{CompactNode, Id20, Time};
 use thiserror::Error;
@@ -177,6 +180,50 @@ pub struct Dht {
     local_v6: Option<SocketAddr>,
 }
 
+/// A UDP socket the DHT shares with another protocol (uTP, as libtorrent shares one socket per
+/// address): that protocol's task receives every datagram and hands over the DHT's (KRPC is a
+/// bencoded dictionary: its first byte is `d`) through `incoming`; the DHT sends on `socket`
+/// itself. Datagrams longer than a KRPC packet may be are rejected as from an own socket.
+#[derive(Debug)]
+pub struct SharedSocket {
+    /// The socket, for sending (and its local address).
+    pub socket: Arc<UdpSocket>,
+    /// The datagrams meant for the DHT, with their sender.
+    pub incoming: mpsc::Receiver<(SocketAddr, Bytes)>,
+}
+
+/// A socket of one family: the DHT's own, or one it shares.
+enum Sock {
+    Own(UdpSocket),
+    Shared(SharedSocket),
+}
+
+impl Sock {
+    async fn send_to(&self, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
+        match self {
+            Sock::Own(s) => s.send_to(bytes, to).await,
+            Sock::Shared(s) => s.socket.send_to(bytes, to).await,
+        }
+    }
+
+    /// The next datagram into `buf` (cut to its length, which is one byte more than a KRPC
+    /// packet may be, so an oversized one is still seen as such). A shared socket whose owner
+    /// has gone yields nothing more.
+    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        match self {
+            Sock::Own(s) => s.recv_from(buf).await,
+            Sock::Shared(s) => match s.incoming.recv().await {
+                Some((from, d)) => {
+                    let n = d.len().min(buf.len());
+                    buf[..n].copy_from_slice(&d[..n]);
+                    Ok((n, from))
+                }
+                None => std::future::pending().await,
+            },
+        }
+    }
+}
+
 /// An IPv6-only UDP socket on `addr`: it can share its port with an IPv4 socket.
 fn bind_v6(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -235,17 +282,47 @@ impl Dht {
         config: DhtConfig,
         state: Option<DhtState>,
     ) -> Result<Dht, DriverError> {
-        let sock4 = match bind.v4 {
+        Self::bind_dual_shared(bind, config, state, &mut None).await
+    }
+
+    /// Like [`bind_dual`](Self::bind_dual), with the socket of one family shared with another
+    /// protocol ([`SharedSocket`]): it takes the place of that family's address in `bind`.
+    /// `shared` is taken only once every socket is bound, so on an error the caller still has
+    /// it (to retry with other ports, say).
+    pub async fn bind_dual_shared(
+        bind: DhtBind,
+        config: DhtConfig,
+        state: Option<DhtState>,
+        shared: &mut Option<SharedSocket>,
+    ) -> Result<Dht, DriverError> {
+        let shared_addr = match shared {
+            Some(s) => Some(s.socket.local_addr()?),
+            None => None,
+        };
+        let shared_family = shared_addr.map(|a| Family::of(&a));
+        let asked_v4 = bind
+            .v4
+            .or(shared_addr.filter(|_| shared_family == Some(Family::V4)));
+        let (bind, shared_v4, shared_v6) = match shared_family {
+            Some(Family::V4) => (DhtBind { v4: None, ..bind }, true, false),
+            Some(Family::V6) => (DhtBind { v6: None, ..bind }, false, true),
+            None => (bind, false, false),
+        };
+        let own4 = match bind.v4 {
             Some(a) => Some(UdpSocket::bind(a).await?),
             None => None,
         };
-        let local_v4 = sock4.as_ref().map(UdpSocket::local_addr).transpose()?;
+        let local_v4 = match (&own4, shared_v4) {
+            (Some(s), _) => Some(s.local_addr()?),
+            (None, true) => shared_addr,
+            (None, false) => None,
+        };
         let sock6 = match bind.v6 {
             None => None,
             Some(a) => {
                 // The same port as IPv4 when both asked for the same (libtorrent listens on one
                 // port for every socket too).
-                let same_port = match (bind.v4, local_v4) {
+                let same_port = match (asked_v4, local_v4) {
                     (Some(asked), Some(got)) if asked.port() == a.port() => {
                         Some(SocketAddr::new(a.ip(), got.port()))
                     }
@@ -258,7 +335,7 @@ impl Dht {
                 };
                 match r {
                     Ok(s) => Some(s),
-                    Err(e) if bind.v6_optional && sock4.is_some() => {
+                    Err(e) if bind.v6_optional && local_v4.is_some() => {
                         debug!(addr = %first, error = %e, "no IPv6 DHT socket; IPv4 only");
                         None
                     }
@@ -266,7 +343,11 @@ impl Dht {
                 }
             }
         };
-        let local_v6 = sock6.as_ref().map(UdpSocket::local_addr).transpose()?;
+        let local_v6 = match (&sock6, shared_v6) {
+            (Some(s), _) => Some(s.local_addr()?),
+            (None, true) => shared_addr,
+            (None, false) => None,
+        };
         if local_v4.is_none() && local_v6.is_none() {
             return Err(DriverError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -282,6 +363,17 @@ impl Dht {
             seed,
             state.as_ref(),
         );
+        // Everything is bound: only now is the shared socket taken.
+        let taken = if shared_family.is_some() {
+            shared.take().map(Sock::Shared)
+        } else {
+            None
+        };
+        let (sock4, sock6) = match shared_family {
+            Some(Family::V4) => (taken, sock6.map(Sock::Own)),
+            Some(Family::V6) => (own4.map(Sock::Own), taken),
+            None => (own4.map(Sock::Own), sock6.map(Sock::Own)),
+        };
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         tokio::spawn(run(sock4, sock6, node, origin, rx));
         Ok(Dht {
@@ -399,9 +491,9 @@ fn now_of(origin: Instant) -> Time {
 }
 
 /// A datagram from `sock`, or never when there is no socket.
-async fn recv_on(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+async fn recv_on(sock: Option<&mut Sock>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
     match sock {
-        Some(s) => s.recv_from(buf).await,
+        Some(s) => s.recv(buf).await,
         None => std::future::pending().await,
     }
 }
@@ -418,8 +510,8 @@ fn unmapped(addr: SocketAddr) -> SocketAddr {
 }
 
 async fn run(
-    sock4: Option<UdpSocket>,
-    sock6: Option<UdpSocket>,
+    mut sock4: Option<Sock>,
+    mut sock6: Option<Sock>,
     mut node: DualNode,
     origin: Instant,
     mut rx: mpsc::Receiver<Command>,
@@ -447,11 +539,11 @@ async fn run(
         }
         let deadline = origin + node.next_timeout().since_origin();
         tokio::select! {
-            r = recv_on(sock4.as_ref(), &mut buf4) => match r {
+            r = recv_on(sock4.as_mut(), &mut buf4) => match r {
                 Ok((n, from)) => node.handle_packet(now_of(origin), from, &buf4[..n]),
                 Err(e) => debug!(error = %e, "DHT receive failed (IPv4)"),
             },
-            r = recv_on(sock6.as_ref(), &mut buf6) => match r {
+            r = recv_on(sock6.as_mut(), &mut buf6) => match r {
                 Ok((n, from)) => node.handle_packet(now_of(origin), from, &buf6[..n]),
                 Err(e) => debug!(error = %e, "DHT receive failed (IPv6)"),
             },

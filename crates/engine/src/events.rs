@@ -132,6 +132,10 @@ pub struct Transfer {
     pub total: u64,
     /// Connected peers.
     pub peers: usize,
+    /// Connected peers over TCP (of those in `peer_encryption`).
+    pub peers_tcp: usize,
+    /// Connected peers over uTP (of those in `peer_encryption`).
+    pub peers_utp: usize,
     /// Download rate, bytes per second.
     pub down_rate: u64,
     /// Upload rate, bytes per second.
@@ -215,7 +219,10 @@ impl From<&TrackerReport> for TrackerLine {
 
 impl From<&TorrentStatus> for Transfer {
     fn from(s: &TorrentStatus) -> Self {
+        let (peers_tcp, peers_utp) = s.transport_counts();
         Transfer {
+            peers_tcp,
+            peers_utp,
             downloaded: s.verified_bytes,
             uploaded: s.uploaded,
             received: s.downloaded,
@@ -465,6 +472,8 @@ mod tests {
             "received",
             "total",
             "peers",
+            "peers_tcp",
+            "peers_utp",
             "down_rate",
             "up_rate",
             "pieces",

@@ -12,6 +12,7 @@ use shoal_storage::{
     DiskPool, Mode, RecheckOptions, RecheckProgress, ResumeLocation, Startup, Storage,
     StorageOptions,
 };
+use shoal_utp::SocketConfig;
 use shoal_wire::Handshake;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -58,8 +59,8 @@ pub struct SessionConfig {
     pub dht: Option<DhtSettings>,
     /// MSE/PE for connections both ways (`--encryption`).
     pub encryption: crate::EncryptionPolicy,
-    /// uTP for peer connections (`--utp`). Default [`UtpMode::Off`] for now: libtorrent's
-    /// default is on (both transports, in and out); ours flips once interop is tested.
+    /// uTP for peer connections (`--utp`). Default [`UtpMode::On`], as libtorrent's: both
+    /// transports in and out (TCP dialled first; see `connection::dial_as` for why).
     pub utp: UtpMode,
     /// Put a complete torrent to sleep once it has had no peer this long, and start complete
     /// torrents asleep (`None`: torrents never sleep). A sleeping torrent has no task, queue,
@@ -78,9 +79,9 @@ pub const SLEEP_AFTER: Duration = Duration::from_secs(60);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UtpMode {
     /// TCP only.
-    #[default]
     Off,
-    /// Accept both; dial TCP.
+    /// Accept both; dial TCP first, then uTP if that fails (the default).
+    #[default]
     On,
     /// Accept both; dial uTP first, then TCP if that fails.
     Prefer,
@@ -132,7 +133,7 @@ impl Default for SessionConfig {
             disk_threads: 1,
             dht: None,
             encryption: crate::EncryptionPolicy::Prefer,
-            utp: UtpMode::Off,
+            utp: UtpMode::On,
             sleep_after: None,
         }
     }
@@ -444,16 +445,35 @@ impl Session {
             None => None,
         };
         let clock = Clock::new();
-        // uTP on the TCP port's number (UDP), else on any port.
+        // uTP on the TCP port's number (UDP), else on any port. With the DHT on too, the DHT
+        // shares uTP's socket (one UDP port per address, as libtorrent): the endpoint's task
+        // hands it every datagram that is not uTP.
+        let mut dht_shared = None;
         let utp = if config.utp.enabled() {
-            let endpoint = UtpEndpoint::bind(listen_addr, clock).or_else(|e| {
+            let (dht_tx, dht_rx) = match config.dht {
+                Some(_) => {
+                    let (tx, rx) = tokio::sync::mpsc::channel(DHT_SHARED_INBOX);
+                    (Some(tx), Some(rx))
+                }
+                None => (None, None),
+            };
+            let bind_utp = |addr: SocketAddr| {
+                UtpEndpoint::bind_with(addr, clock, SocketConfig::default(), dht_tx.clone())
+            };
+            let endpoint = bind_utp(listen_addr).or_else(|e| {
                 debug!(%listen_addr, "uTP port taken ({e}); binding any port");
-                UtpEndpoint::bind(SocketAddr::new(listen_addr.ip(), 0), clock)
+                bind_utp(SocketAddr::new(listen_addr.ip(), 0))
             });
             let endpoint = endpoint.map_err(|source| EngineError::Listen {
                 addr: listen_addr,
                 source,
             })?;
+            if let Some(incoming) = dht_rx {
+                dht_shared = Some(shoal_dht::driver::SharedSocket {
+                    socket: endpoint.udp_socket(),
+                    incoming,
+                });
+            }
             Some(Arc::new(endpoint))
         } else {
             None
@@ -476,15 +496,10 @@ impl Session {
         let mut tasks = Vec::new();
         let (dht, dht_state_file) = match &config.dht {
             Some(settings) => {
-                // uTP holds the listen port's number over UDP: the DHT takes another port
-                // until it shares uTP's socket (`UtpEndpoint::bind_with`).
-                let dht_port = if utp.is_some() { 0 } else { listen_addr.port() };
-                let dht_bind = dht_bind(
-                    SocketAddr::new(listen_addr.ip(), dht_port),
-                    config.listen,
-                    bind,
-                );
-                let (dht, ready, file, dht_tasks) = start_dht(dht_bind, settings).await?;
+                // With uTP on, the family of uTP's socket uses that socket (`dht_shared`).
+                let dht_bind = dht_bind(listen_addr, config.listen, bind);
+                let (dht, ready, file, dht_tasks) =
+                    start_dht(dht_bind, settings, &mut dht_shared).await?;
                 tasks.extend(dht_tasks);
                 (Some((dht, ready)), file)
             }
@@ -957,6 +972,10 @@ impl TorrentHandle {
     }
 }
 
+/// DHT datagrams the uTP endpoint may queue for the DHT sharing its socket; more are dropped
+/// (the DHT's own rate limits keep far below this).
+const DHT_SHARED_INBOX: usize = 256;
+
 /// How often the DHT state is written while running (and once more at exit).
 const DHT_SAVE_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -1041,6 +1060,7 @@ fn dht_bind(
 async fn start_dht(
     bind: shoal_dht::driver::DhtBind,
     settings: &DhtSettings,
+    shared: &mut Option<shoal_dht::driver::SharedSocket>,
 ) -> Result<DhtStarted, EngineError> {
     use shoal_dht::driver::Dht;
     use shoal_dht::DhtConfig;
@@ -1058,7 +1078,7 @@ async fn start_dht(
         .or(bind.v6)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let config = DhtConfig::for_addr(&primary);
-    let dht = match Dht::bind_dual(bind, config.clone(), state.clone()).await {
+    let dht = match Dht::bind_dual_shared(bind, config.clone(), state.clone(), shared).await {
         Ok(d) => d,
         Err(_) => {
             let any_port = shoal_dht::driver::DhtBind {
@@ -1066,7 +1086,7 @@ async fn start_dht(
                 v6: bind.v6.map(|a| SocketAddr::new(a.ip(), 0)),
                 ..bind
             };
-            Dht::bind_dual(any_port, config, state)
+            Dht::bind_dual_shared(any_port, config, state, shared)
                 .await
                 .map_err(|e| EngineError::Listen {
                     addr: SocketAddr::new(primary.ip(), 0),

@@ -81,6 +81,17 @@ impl TorrentStatus {
         self.state == TorrentState::Seeding
     }
 
+    /// Connected peers by transport: (over TCP, over uTP), counted from
+    /// [`peer_encryption`](Self::peer_encryption).
+    pub fn transport_counts(&self) -> (usize, usize) {
+        let utp = self
+            .peer_encryption
+            .iter()
+            .filter(|(_, _, t)| *t == "utp")
+            .count();
+        (self.peer_encryption.len() - utp, utp)
+    }
+
     /// Whether the connected peers hold every piece between them: the swarm no longer needs us.
     pub fn swarm_self_sufficient(&self) -> bool {
         self.distributed_copies >= 1.0

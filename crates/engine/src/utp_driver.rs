@@ -13,8 +13,8 @@
 //! [`UtpSocket::poll_event`]s to the streams' wakers. No protocol decision is made here.
 //!
 //! Datagrams that are not uTP ([`looks_like_utp`] false: KRPC starts with `d`) go to an
-//! optional "other" channel, so the DHT can later share the socket ([`UtpEndpoint::bind_with`],
-//! [`UtpEndpoint::send_other`]).
+//! optional "other" channel, so the DHT shares the socket ([`UtpEndpoint::bind_with`],
+//! [`UtpEndpoint::udp_socket`]; the session does this when uTP and the DHT both run).
 //!
 //! Dropping a [`UtpStream`] closes its connection (FIN after the data written; whatever arrives
 //! afterwards is read and discarded until the connection ends). Dropping the [`UtpEndpoint`]
@@ -31,7 +31,9 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use shoal_core::Time;
-use shoal_utp::{looks_like_utp, ConnectionHandle, Event, SocketConfig, Transmit, UtpSocket};
+use shoal_utp::{
+    looks_like_utp, ConnectionHandle, Event, Fragmentation, SocketConfig, Transmit, UtpSocket,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -232,6 +234,12 @@ impl UtpEndpoint {
         }
     }
 
+    /// The endpoint's UDP socket, for a protocol that shares it (the DHT sends on it; what it
+    /// receives arrives through the channel given to [`bind_with`](Self::bind_with)).
+    pub fn udp_socket(&self) -> Arc<UdpSocket> {
+        self.udp.clone()
+    }
+
     /// Sends a datagram that is not uTP (the DHT's) from the endpoint's socket.
     pub async fn send_other(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
         self.udp.send_to(datagram, to).await
@@ -266,6 +274,7 @@ async fn run(
     let mut outbox: VecDeque<Transmit> = VecDeque::new();
     // More datagrams may be waiting in the socket after a full batch.
     let mut more = false;
+    let mut df = DontFragment::new(&udp);
     loop {
         let deadline = shared
             .lock()
@@ -295,7 +304,7 @@ async fn run(
             _ = udp.writable(), if blocked => {}
             _ = std::future::ready(()), if more => {}
         }
-        more = flush(&udp, &shared, &clock, &mut outbox);
+        more = flush(&udp, &shared, &clock, &mut outbox, &mut df);
     }
     // Shutting down: abort every connection, send the RESETs once (best effort), fail streams.
     let mut st = shared.lock();
@@ -338,7 +347,13 @@ fn input(
 /// Routes events and accepted connections to the streams, then sends what the connections
 /// have to send (at most [`SEND_BATCH`]; a blocked datagram waits in `outbox`). Returns whether
 /// there may be more to do at once.
-fn flush(udp: &UdpSocket, shared: &Shared, clock: &Clock, outbox: &mut VecDeque<Transmit>) -> bool {
+fn flush(
+    udp: &UdpSocket,
+    shared: &Shared,
+    clock: &Clock,
+    outbox: &mut VecDeque<Transmit>,
+    df: &mut DontFragment,
+) -> bool {
     let mut accepted_any = false;
     let mut sent = 0;
     loop {
@@ -361,6 +376,7 @@ fn flush(udp: &UdpSocket, shared: &Shared, clock: &Clock, outbox: &mut VecDeque<
             break;
         }
         while let Some(t) = outbox.front() {
+            df.set(udp, t.fragmentation);
             match udp.try_send_to(&t.contents, t.destination) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -383,6 +399,99 @@ fn flush(udp: &UdpSocket, shared: &Shared, clock: &Clock, outbox: &mut VecDeque<
         shared.accept.notify_one();
     }
     sent >= SEND_BATCH
+}
+
+/// The socket's IP "don't fragment" mode, switched per datagram as uTP's MTU search asks
+/// ([`Fragmentation`]): a probe goes out with DF and never fragmented locally (Linux
+/// `IP_PMTUDISC_PROBE`), a lost probe resent at its size may be fragmented (`IP_PMTUDISC_DONT`),
+/// everything else has the kernel's default (`IP_PMTUDISC_WANT`: DF, and local fragmentation
+/// only above a path MTU that ICMP taught it). Only probes and their resends switch it, so the
+/// system calls are rare. Elsewhere than Linux the flag is ignored.
+struct DontFragment {
+    current: Fragmentation,
+    v6: bool,
+}
+
+impl DontFragment {
+    fn new(udp: &UdpSocket) -> Self {
+        DontFragment {
+            current: Fragmentation::Default,
+            v6: udp.local_addr().is_ok_and(|a| a.is_ipv6()),
+        }
+    }
+
+    fn set(&mut self, udp: &UdpSocket, wanted: Fragmentation) {
+        if wanted == self.current {
+            return;
+        }
+        match set_pmtu_discover(udp, self.v6, wanted) {
+            Ok(()) => self.current = wanted,
+            Err(e) => {
+                trace!(error = %e, "cannot set the uTP socket's DF mode");
+                // Not retried for every datagram: the default stays.
+                self.current = wanted;
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_pmtu_discover(udp: &UdpSocket, v6: bool, f: Fragmentation) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name, value) = match (v6, f) {
+        (false, Fragmentation::Forbid) => (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        ),
+        (false, Fragmentation::Allow) => (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DONT,
+        ),
+        (false, _) => (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_WANT,
+        ),
+        (true, Fragmentation::Forbid) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        ),
+        (true, Fragmentation::Allow) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DONT,
+        ),
+        (true, _) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_WANT,
+        ),
+    };
+    let value: libc::c_int = value;
+    // SAFETY: `udp` owns a valid socket descriptor for the duration of the call, and the option
+    // is an int, passed by pointer with its size as the kernel expects.
+    let r = unsafe {
+        libc::setsockopt(
+            udp.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_pmtu_discover(_udp: &UdpSocket, _v6: bool, _f: Fragmentation) -> io::Result<()> {
+    Ok(())
 }
 
 /// Hands events to the streams' wakers and queues accepted connections.
@@ -463,6 +572,18 @@ impl UtpStream {
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
+    }
+
+    /// The peer reads datagrams up to the interface's MTU (it is known to: another shoal): the
+    /// connection's MTU search may go past 1500 bytes (on loopback, to 64 KiB).
+    pub fn allow_large_packets(&self) {
+        let mut st = self.shared.lock();
+        let now = self.shared.clock.now();
+        if let Some(conn) = st.socket.connection(self.handle) {
+            conn.allow_large_packets(now);
+        }
+        drop(st);
+        self.shared.wake.notify_one();
     }
 
     fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

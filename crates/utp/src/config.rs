@@ -8,9 +8,20 @@ use crate::packet::HEADER_LEN;
 /// The tunables and bounds of one uTP connection.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Config {
-    /// The path MTU assumed, in bytes of IP packet. 1500, Ethernet's. On loopback a larger value
-    /// may be configured. There is no path MTU discovery (see [`Config::max_payload`]).
+    /// The largest path MTU the connection may discover, in bytes of IP packet: the ceiling of
+    /// its MTU search ([`crate::mtu`]). 1500, Ethernet's; the engine gives loopback peers more.
     pub mtu: u16,
+    /// The path MTU every path is assumed to carry, where packets start: the floor of the MTU
+    /// search. 576, the datagram size every IPv4 host must reassemble (RFC 791) and libtorrent's
+    /// floor; IPv6 paths carry at least 1280. Equal to `mtu` or above: no search, packets of
+    /// `mtu` from the start.
+    pub mtu_floor: u16,
+    /// The MTU search's ceiling until the application says the peer reads larger datagrams
+    /// ([`Connection::allow_large_packets`](crate::Connection::allow_large_packets)): 1500.
+    /// A receiver's read buffer bounds what it can take, and the sender cannot tell: libtorrent
+    /// 2.0 acknowledged a 64 KiB probe on loopback it had read truncated, then failed the
+    /// pieces built from such packets (measured). Every uTP implementation reads 1500.
+    pub peer_mtu: u16,
     /// IP and UDP header bytes subtracted from the MTU: 48 (IPv6's 40 + UDP's 8), so the same
     /// payload size fits both families.
     pub ip_udp_overhead: u16,
@@ -55,6 +66,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             mtu: 1500,
+            mtu_floor: 576,
+            peer_mtu: 1500,
             ip_udp_overhead: 48,
             send_buffer: 1 << 20,
             recv_buffer: 1 << 20,
@@ -84,10 +97,29 @@ impl Config {
         usize::from(self.mtu.saturating_sub(self.ip_udp_overhead)).max(HEADER_LEN + MIN_PAYLOAD)
     }
 
-    /// The payload of a full DATA packet: the largest datagram minus the uTP header, at least
-    /// [`MIN_PAYLOAD`]. This is a configured size, not a discovered one: there is no MTU probing
-    /// (a lost oversized probe would have to be resent at the same size, since uTP cannot
-    /// repacketise). 1500 - 48 - 20 = 1432 bytes by default.
+    /// The largest datagram sent until the peer is known to read more: [`Config::peer_mtu`]
+    /// (or [`Config::mtu`] if lower) less the IP and UDP headers.
+    pub fn peer_datagram(&self) -> usize {
+        usize::from(
+            self.peer_mtu
+                .min(self.mtu)
+                .saturating_sub(self.ip_udp_overhead),
+        )
+        .max(HEADER_LEN + MIN_PAYLOAD)
+        .min(self.max_datagram())
+    }
+
+    /// The datagram size packets start at: the MTU search's floor less the IP and UDP headers
+    /// (576 - 48 = 528 bytes by default), at most [`max_datagram`](Self::max_datagram).
+    pub fn min_datagram(&self) -> usize {
+        usize::from(self.mtu_floor.saturating_sub(self.ip_udp_overhead))
+            .max(HEADER_LEN + MIN_PAYLOAD)
+            .min(self.max_datagram())
+    }
+
+    /// The payload of the largest DATA packet: the largest datagram minus the uTP header, at
+    /// least [`MIN_PAYLOAD`]. 1500 - 48 - 20 = 1432 bytes by default. Full packets start
+    /// smaller and grow as the MTU search finds the path carries them.
     pub fn max_payload(&self) -> usize {
         self.max_datagram() - HEADER_LEN
     }

@@ -43,6 +43,7 @@ use shoal_core::{RttEstimator, Time};
 use crate::config::Config;
 use crate::error::UtpError;
 use crate::ledbat::Ledbat;
+use crate::mtu::{Fragmentation, MtuSearch};
 use crate::packet::{sack_bit, Header, Packet, PacketType, HEADER_LEN, MAX_SACK_LEN};
 use crate::recv_buffer::{Received, RecvBuffer};
 use crate::send_buffer::{SendBuffer, SentPacket};
@@ -142,6 +143,10 @@ pub struct Stats {
     pub rto: Duration,
     /// LEDBAT's latest queuing delay estimate.
     pub queuing_delay: Option<Duration>,
+    /// MTU probes sent (path MTU discovery).
+    pub mtu_probes: u64,
+    /// MTU probes lost: each lowered the ceiling of the search.
+    pub mtu_probes_lost: u64,
 }
 
 /// One uTP connection. See the [module documentation](self) for how to drive it.
@@ -166,7 +171,11 @@ pub struct Connection {
     recv: RecvBuffer,
     ledbat: Ledbat,
     rtt: RttEstimator,
+    /// Path MTU discovery; full packets carry `mss` bytes, its floor less the header.
+    mtu: MtuSearch,
     mss: u32,
+    /// How the IP layer may treat the datagram `poll_transmit` returned last.
+    last_fragmentation: Fragmentation,
     flight: u32,
     inflight_packets: u32,
     /// The largest flight size in the current and the previous round trip.
@@ -212,7 +221,8 @@ fn micros(now: Time) -> u32 {
 
 impl Connection {
     fn new(config: Config, role: Role, recv_id: u16, send_id: u16, seq_nr: u16, now: Time) -> Self {
-        let mss = config.max_payload() as u32;
+        let mtu = MtuSearch::new(config.min_datagram(), config.peer_datagram(), now);
+        let mss = (mtu.datagram() - HEADER_LEN) as u32;
         Connection {
             role,
             state: State::SynSent,
@@ -224,14 +234,17 @@ impl Connection {
             initial_seq: seq_nr,
             syn_ack_pending: false,
             send: SendBuffer::new(config.send_buffer, seq_nr),
+            // The peer's packets may be as large as our ceiling (its own search may go there).
             recv: RecvBuffer::new(
                 config.recv_buffer,
                 usize::from(config.max_reorder_packets),
-                mss as usize,
+                config.max_payload(),
             ),
             ledbat: Ledbat::new(config.ledbat, mss),
             rtt: RttEstimator::new(config.rtt),
+            mtu,
             mss,
+            last_fragmentation: Fragmentation::Default,
             flight: 0,
             inflight_packets: 0,
             peak_flight: 0,
@@ -417,12 +430,10 @@ impl Connection {
     pub fn read(&mut self, buf: &mut [u8]) -> usize {
         let before = self.recv.free();
         let n = self.recv.read(buf);
-        // Window update: the peer may be stalled on a window we reported nearly closed.
-        if n > 0
-            && before < self.mss as usize
-            && self.recv.free() >= self.mss as usize
-            && self.is_connected()
-        {
+        // Window update: the peer may be stalled on a window we reported nearly closed (below
+        // the largest packet it may send).
+        let packet = self.config.max_payload();
+        if n > 0 && before < packet && self.recv.free() >= packet && self.is_connected() {
             self.ack_pending = true;
         }
         n
@@ -431,6 +442,13 @@ impl Connection {
     /// Bytes ready for [`read`](Self::read).
     pub fn readable(&self) -> usize {
         self.recv.readable()
+    }
+
+    /// The peer reads datagrams as large as [`Config::mtu`] allows (the application knows it,
+    /// e.g. from the peer's client id; nothing in BEP 29 says it): the MTU search may go past
+    /// [`Config::peer_mtu`] up to [`Config::mtu`].
+    pub fn allow_large_packets(&mut self, now: Time) {
+        self.mtu.raise_max(self.config.max_datagram(), now);
     }
 
     /// Closes our direction: a FIN follows the data already written. Idempotent.
@@ -509,13 +527,22 @@ impl Connection {
                 return;
             }
             self.stats.timeouts += 1;
+            // Two timeouts in a row: perhaps the path's MTU shrank below our packets (a black
+            // hole, where no ICMP comes back): back to the smallest packets and search again.
+            if self.consecutive_timeouts == 2 {
+                self.mtu.on_black_hole(now);
+                self.mss = (self.mtu.datagram() - HEADER_LEN) as u32;
+            }
             self.ledbat.on_timeout(self.mss);
             // Everything in flight is presumed lost (BEP 29: the window drops to one packet and
             // the oldest is resent first).
-            for (_, p) in self.send.iter_mut() {
+            for (s, p) in self.send.iter_mut() {
                 if p.in_flight {
                     p.in_flight = false;
                     p.need_resend = true;
+                    if self.mtu.on_lost(s, now) {
+                        self.stats.mtu_probes_lost += 1;
+                    }
                 }
             }
             self.flight = 0;
@@ -545,8 +572,15 @@ impl Connection {
         }
     }
 
+    /// How the IP layer may treat the datagram [`poll_transmit`](Self::poll_transmit) returned
+    /// last: an MTU probe must not be fragmented, a lost probe sent again at its size may be.
+    pub fn last_fragmentation(&self) -> Fragmentation {
+        self.last_fragmentation
+    }
+
     /// The next datagram to send to the peer, if any.
     pub fn poll_transmit(&mut self, now: Time) -> Option<Vec<u8>> {
+        self.last_fragmentation = Fragmentation::Default;
         if self.reset_pending {
             self.reset_pending = false;
             return Some(self.build(now, PacketType::Reset, self.seq_nr, None, &[]));
@@ -620,6 +654,17 @@ impl Connection {
         }
         let unsent = self.send.unsent();
         if unsent > 0 && self.send.has_room_for_packet() {
+            // An MTU probe: a packet larger than the floor, when enough data waits to fill it.
+            if let Some(datagram) = self.mtu.probe_size(now) {
+                let size = datagram - HEADER_LEN;
+                if unsent >= size && self.window_allows(size as u32) {
+                    let payload = self.send.take_unsent(size);
+                    let seq = self.push_packet(now, PacketType::Data, payload);
+                    self.mtu.probe_sent(seq, datagram);
+                    self.stats.mtu_probes += 1;
+                    return self.transmit_packet(now, seq, true);
+                }
+            }
             let size = unsent.min(self.mss as usize);
             // Nagle: a partial packet waits while others are in flight, unless we are closing.
             if size < self.mss as usize && self.inflight_packets > 0 && !self.close_requested {
@@ -667,6 +712,14 @@ impl Connection {
         let resent = p.transmissions > 1;
         let payload = std::mem::take(&mut p.payload);
         let size = payload.len() as u32;
+        self.last_fragmentation = if self.mtu.is_probe(seq) {
+            Fragmentation::Forbid
+        } else if HEADER_LEN + payload.len() > self.mtu.datagram() {
+            // A lost probe (or a packet from before a black hole): it cannot be made smaller.
+            Fragmentation::Allow
+        } else {
+            Fragmentation::Default
+        };
         self.flight = self.flight.saturating_add(size);
         self.inflight_packets += 1;
         self.peak_flight = self.peak_flight.max(self.flight);
@@ -675,9 +728,11 @@ impl Connection {
         }
         self.stats.payload_bytes_sent += u64::from(size);
         let mut sack = if with_sack { self.recv.sack() } else { None };
+        // Room for it within the packets the path is known to carry (never in a probe).
+        let limit = self.mtu.datagram().max(HEADER_LEN + payload.len());
         if sack
             .as_ref()
-            .is_some_and(|s| HEADER_LEN + 2 + s.len() + payload.len() > self.config.max_datagram())
+            .is_some_and(|s| HEADER_LEN + 2 + s.len() + payload.len() > limit)
         {
             sack = None; // does not fit: a STATE with it follows
         } else {
@@ -831,6 +886,10 @@ impl Connection {
         let mut progress = false;
         while let Some(p) = self.send.pop_acked(h.ack_nr) {
             progress = true;
+            let s = self.send.first_seq().wrapping_sub(1);
+            if !p.sacked && self.mtu.on_acked(s, now) {
+                self.mss = (self.mtu.datagram() - HEADER_LEN) as u32;
+            }
             self.account_acked(now, &p, &mut acked_bytes);
             if p.ty == PacketType::Fin {
                 self.fin_acked = true;
@@ -848,14 +907,21 @@ impl Connection {
             self.dup_acks += 1;
             // BEP 29: three duplicate ACKs: ack_nr + 1 is lost. Once per episode (exactly at 3).
             if self.dup_acks == 3 {
-                if let Some(p) = self.send.get_mut(h.ack_nr.wrapping_add(1)) {
+                let s = h.ack_nr.wrapping_add(1);
+                if let Some(p) = self.send.get_mut(s) {
                     if p.in_flight && !p.sacked {
                         p.in_flight = false;
                         p.need_resend = true;
                         p.fast_resend = true;
                         self.flight = self.flight.saturating_sub(p.payload.len() as u32);
                         self.inflight_packets = self.inflight_packets.saturating_sub(1);
-                        lost += 1;
+                        self.stats.fast_retransmits += 1;
+                        // A lost MTU probe says the path is narrower, not congested.
+                        if self.mtu.on_lost(s, now) {
+                            self.stats.mtu_probes_lost += 1;
+                        } else {
+                            lost += 1;
+                        }
                     }
                 }
             }
@@ -864,7 +930,6 @@ impl Connection {
             lost += self.handle_sack(now, h.ack_nr, mask, &mut acked_bytes);
         }
         if lost > 0 {
-            self.stats.fast_retransmits += u64::from(lost);
             let rtt = self.rtt.smoothed().unwrap_or(self.rtt.timeout());
             self.ledbat.on_loss(now, rtt, self.mss);
         }
@@ -895,7 +960,8 @@ impl Connection {
     }
 
     /// Marks selectively acknowledged packets and declares lost every unacknowledged packet that
-    /// three or more packets sent after it overtook. Returns the number declared lost.
+    /// three or more packets sent after it overtook. Returns the number declared lost, MTU probes
+    /// left out (their loss is no sign of congestion).
     fn handle_sack(&mut self, now: Time, ack_nr: u16, mask: &[u8], acked_bytes: &mut u32) -> u32 {
         let mask = &mask[..mask.len().min(MAX_SACK_LEN)];
         let base = ack_nr.wrapping_add(2);
@@ -916,6 +982,9 @@ impl Connection {
             }
             p.sacked = true;
             p.need_resend = false;
+            if self.mtu.on_acked(s, now) {
+                self.mss = (self.mtu.datagram() - HEADER_LEN) as u32;
+            }
             let was_in_flight = p.in_flight;
             p.in_flight = false;
             let size = p.payload.len() as u32;
@@ -937,7 +1006,7 @@ impl Connection {
         let mut lost = 0u32;
         let mut freed = 0u32;
         let mut freed_packets = 0u32;
-        for (_, p) in self.send.iter_mut().rev() {
+        for (s, p) in self.send.iter_mut().rev() {
             if p.sacked {
                 let t = p.tx_order;
                 if t > top[2] {
@@ -950,7 +1019,13 @@ impl Connection {
                 p.fast_resend = true;
                 freed += p.payload.len() as u32;
                 freed_packets += 1;
-                lost += 1;
+                self.stats.fast_retransmits += 1;
+                // A lost MTU probe says the path is narrower, not congested.
+                if self.mtu.on_lost(s, now) {
+                    self.stats.mtu_probes_lost += 1;
+                } else {
+                    lost += 1;
+                }
             }
         }
         self.flight = self.flight.saturating_sub(freed);

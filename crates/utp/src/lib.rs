@@ -6,6 +6,8 @@
 //! * [`seq`]: 16-bit wrapping sequence number arithmetic.
 //! * [`ledbat`]: the delay-based congestion window: base delay over a sliding history of
 //!   per-minute minima, the window's growth and decrease, slow start, halving on loss.
+//! * [`mtu`]: path MTU discovery: packets start small, probes of larger sizes search for the
+//!   largest the path carries (a binary search; a lost probe lowers the ceiling).
 //! * [`send_buffer`], [`recv_buffer`]: the bounded buffers of each direction (the receive side
 //!   holds the reorder buffer and builds selective ACKs).
 //! * [`Connection`]: one connection as a state machine in the style of quinn-proto: datagrams,
@@ -18,9 +20,7 @@
 //! [`SocketConfig`], [`MAX_OUTSTANDING`], [`packet::MAX_SACK_LEN`]).
 
 //!
-//! Not implemented, by choice or not yet: path MTU discovery (the payload size is configured,
-//! see [`Config::max_payload`]: a lost oversized probe could only be resent at the same size),
-//! the BEP 29 shrinking of packets on slow links, delayed ACKs (every DATA is acknowledged at
+//! Not implemented, by choice or not yet: the BEP 29 shrinking of packets on slow links, delayed ACKs (every DATA is acknowledged at
 //! once, libtorrent's default), pacing, clock-drift correction of the base delay (the 10-minute
 //! history forgets a drifted base instead), and libtorrent's close-reason extension (skipped
 //! like any unknown extension). An idle connection (nothing in flight) sends keepalives but
@@ -33,6 +33,7 @@ mod config;
 pub mod connection;
 mod error;
 pub mod ledbat;
+pub mod mtu;
 pub mod packet;
 pub mod recv_buffer;
 pub mod send_buffer;
@@ -43,9 +44,12 @@ pub use config::{Config, MIN_PAYLOAD};
 pub use connection::{CloseReason, Connection, Event, Role, Stats};
 pub use error::{PacketError, UtpError};
 pub use ledbat::{Ledbat, LedbatConfig};
+pub use mtu::Fragmentation;
 pub use packet::{Header, Packet, PacketType};
 pub use send_buffer::MAX_OUTSTANDING;
-pub use socket::{looks_like_utp, ConnectionHandle, SocketConfig, Transmit, UtpSocket};
+pub use socket::{
+    looks_like_utp, ConnectionHandle, SocketConfig, Transmit, UtpSocket, LOOPBACK_MTU,
+};
 
 #[cfg(test)]
 mod tests;

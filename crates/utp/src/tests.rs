@@ -127,6 +127,15 @@ fn data_across_sequence_wrap_around() {
     assert_eq!(b.stats().flight, 0);
 }
 
+/// The default configuration without the MTU search: full packets of 1432 bytes from the start,
+/// for tests that pin window and loss behaviours to packet counts.
+fn fixed_mtu() -> Config {
+    Config {
+        mtu_floor: 1500,
+        ..Config::default()
+    }
+}
+
 /// A sends `n` full packets; returns them.
 fn send_packets(a: &mut Connection, now: Time, n: usize) -> Vec<Vec<u8>> {
     let mss = a.stats().mss as usize;
@@ -137,7 +146,7 @@ fn send_packets(a: &mut Connection, now: Time, n: usize) -> Vec<Vec<u8>> {
 /// A pair where A's congestion window has room for at least `n` packets: B acknowledges a
 /// first burst so that A leaves its initial window.
 fn warmed_pair(n: usize) -> (Connection, Connection, Time) {
-    let (mut a, mut b, mut now) = pair(Config::default(), 1000);
+    let (mut a, mut b, mut now) = pair(fixed_mtu(), 1000);
     while (a.stats().cwnd as usize) < n * a.stats().mss as usize {
         // A full window each round trip, so the window is never application-limited.
         let cwnd_packets = (a.stats().cwnd / a.stats().mss) as usize;
@@ -461,4 +470,145 @@ fn arbitrary_datagrams_never_panic() {
             let _ = a.read(&mut buf);
         }
     }
+}
+
+/// Moves everything both ways for `rounds` steps of 5 ms, dropping what `path` refuses (by
+/// datagram size and fragmentation flag); returns the bytes B read and A's DATA packet sizes.
+fn run_path(
+    a: &mut Connection,
+    b: &mut Connection,
+    mut now: Time,
+    rounds: usize,
+    path: impl Fn(usize, crate::Fragmentation) -> bool,
+) -> (Vec<u8>, Vec<usize>) {
+    let mut got = Vec::new();
+    let mut sizes = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    for _ in 0..rounds {
+        now += ms(5);
+        if a.poll_timeout().is_some_and(|t| t <= now) {
+            a.handle_timeout(now);
+        }
+        while let Some(d) = a.poll_transmit(now) {
+            if parse(&d).header.ty == PacketType::Data {
+                sizes.push(d.len());
+            }
+            if path(d.len(), a.last_fragmentation()) {
+                b.handle_datagram(now, &d);
+            }
+        }
+        for d in drain(b, now) {
+            a.handle_datagram(now, &d);
+        }
+        loop {
+            let n = b.read(&mut buf);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    (got, sizes)
+}
+
+#[test]
+fn packets_start_small_and_probes_grow_them_to_the_ceiling() {
+    let (mut a, mut b, now) = pair(Config::default(), 500);
+    assert_eq!(a.stats().mss, 508, "576 - 48 - 20: the conservative start");
+    let msg: Vec<u8> = (0..400_000u32).map(|i| (i % 253) as u8).collect();
+    assert_eq!(a.write(&msg).unwrap(), msg.len());
+    let (got, sizes) = run_path(&mut a, &mut b, now, 400, |_, _| true);
+    assert_eq!(got, msg, "the stream arrives whole and in order");
+    assert_eq!(
+        a.stats().mss,
+        1432,
+        "the search reached the 1500-byte ceiling"
+    );
+    assert_eq!(
+        a.stats().mtu_probes,
+        1,
+        "one probe of the ceiling: {:?}",
+        a.stats()
+    );
+    assert_eq!(a.stats().mtu_probes_lost, 0);
+    assert_eq!(sizes[0], 1452, "the first data packet probes the ceiling");
+    assert!(sizes.iter().all(|&s| s <= 1452), "never above the ceiling");
+}
+
+#[test]
+fn a_probe_too_large_for_the_path_is_lost_and_the_search_settles_below_it() {
+    // A path of 1200-byte datagrams that drops larger ones unless they may be fragmented (as a
+    // router would, with DF set); a fragmentable one arrives (the IP layer splits it).
+    let path = 1200;
+    let (mut a, mut b, now) = pair(Config::default(), 77);
+    let msg: Vec<u8> = (0..600_000u32).map(|i| (i % 241) as u8).collect();
+    assert_eq!(a.write(&msg).unwrap(), msg.len());
+    let (got, sizes) = run_path(&mut a, &mut b, now, 2000, |len, frag| {
+        len <= path || frag == crate::Fragmentation::Allow
+    });
+    assert_eq!(
+        got, msg,
+        "the lost probes' data is resent and arrives in order"
+    );
+    let s = a.stats();
+    assert!(s.mtu_probes_lost >= 1, "{s:?}");
+    let datagram = s.mss as usize + 20;
+    assert!(
+        datagram <= path && datagram + crate::mtu::SEARCH_DONE_WITHIN > path,
+        "settled at {datagram} for a {path}-byte path"
+    );
+    // Probes too large happened, but no normal packet went above the path.
+    assert!(sizes.iter().any(|&l| l > path));
+    // Only probes were lost (a probe sent last may need its timeout to be found lost).
+    assert!(s.fast_retransmits <= s.mtu_probes_lost, "{s:?}");
+    assert!(s.timeouts <= s.mtu_probes_lost, "{s:?}");
+}
+
+#[test]
+fn probes_are_sent_unfragmentable_and_their_resends_fragmentable() {
+    let (mut a, _b, now) = pair(Config::default(), 9);
+    a.write(&vec![1u8; 100_000]).unwrap();
+    let mut flags = Vec::new();
+    while let Some(d) = a.poll_transmit(now) {
+        flags.push((d.len(), a.last_fragmentation()));
+    }
+    let probe = flags
+        .iter()
+        .find(|(l, _)| *l > 528)
+        .expect("a probe among the first packets");
+    assert_eq!(probe.1, crate::Fragmentation::Forbid);
+    assert!(flags
+        .iter()
+        .filter(|(l, _)| *l <= 528)
+        .all(|(_, f)| *f == crate::Fragmentation::Default));
+    // Everything in flight times out: the probe counts as lost, and its resend may fragment.
+    let t = a.poll_timeout().unwrap();
+    a.handle_timeout(t);
+    let resent = a.poll_transmit(t).unwrap();
+    assert!(resent.len() > 528 || a.poll_transmit(t).is_some());
+    assert_eq!(a.stats().mtu_probes_lost, 1);
+}
+
+#[test]
+fn above_the_peer_mtu_only_once_allowed() {
+    // A 9000-byte interface, a peer not known to read more than 1500.
+    let config = Config {
+        mtu: 9000,
+        ..Config::default()
+    };
+    let (mut a, mut b, now) = pair(config, 3);
+    let msg: Vec<u8> = (0..600_000u32).map(|i| (i % 239) as u8).collect();
+    assert_eq!(a.write(&msg[..200_000]).unwrap(), 200_000);
+    let (got, sizes) = run_path(&mut a, &mut b, now, 200, |_, _| true);
+    assert_eq!(got, &msg[..200_000]);
+    assert!(sizes.iter().all(|&s| s <= 1452), "above 1500 without leave");
+    assert_eq!(a.stats().mss, 1432);
+    // The application learns the peer reads large datagrams.
+    let now = now + ms(1000);
+    a.allow_large_packets(now);
+    assert_eq!(a.write(&msg[200_000..]).unwrap(), 400_000);
+    let (got, sizes) = run_path(&mut a, &mut b, now, 200, |_, _| true);
+    assert_eq!(got, &msg[200_000..]);
+    assert!(sizes.contains(&8952), "a probe of the 9000 ceiling");
+    assert_eq!(a.stats().mss, 8932);
 }
