@@ -1511,3 +1511,73 @@ fn a_sleeping_seed_is_announced_wakes_for_each_leecher_and_sleeps_again() {
     assert_eq!(d.api("GET", &path, "", b"").0, 404);
     assert!(same_bytes(&data, &dir.join("seed/sleepy.bin")));
 }
+
+#[test]
+fn a_sleeping_hybrid_seed_is_woken_by_a_peer_using_its_v2_hash() {
+    let dir = scratch("daemon-sleep-hybrid");
+    let seed = dir.join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    std::fs::write(seed.join("hyb.bin"), &data).unwrap();
+    let torrent = dir.join("hyb.torrent");
+    let out = run_shoal(&[
+        "create",
+        seed.join("hyb.bin").to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "--piece-size",
+        "64KiB",
+        "--hybrid",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = run_shoal(&["info", torrent.to_str().unwrap(), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let v2 = info["info_hash_v2"].as_str().unwrap().to_string();
+    let d = start_daemon(
+        &dir.join("state"),
+        &seed,
+        "127.0.0.48",
+        &["--sleep-after", "2"],
+        "daemon",
+        &dir,
+    );
+    let hash = d.add_torrent(&torrent)["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(hash, v2[..40]);
+    d.wait(&hash, |v| v["state"] == "seeding" && v["asleep"] == true);
+    // A peer of the v2 swarm names the torrent by its truncated SHA-256 (BEP 52).
+    let truncated: Vec<u8> = (0..20)
+        .map(|i| u8::from_str_radix(&v2[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let mut hs = vec![19u8];
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x10]);
+    hs.extend_from_slice(&truncated);
+    hs.extend_from_slice(b"-XX0000-v2peer-test0");
+    let mut peer = TcpStream::connect(&d.peers).unwrap();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    peer.write_all(&hs).unwrap();
+    let mut answer = [0u8; 68];
+    peer.read_exact(&mut answer).unwrap();
+    // Answered in the v2 swarm's hash, saying it speaks v2.
+    assert_eq!(&answer[28..48], &truncated[..]);
+    assert_ne!(answer[27] & 0x10, 0, "no v2 bit: {answer:?}");
+    // The torrent woke for it and tells it which pieces it has: all of them.
+    let mut len = [0u8; 4];
+    peer.read_exact(&mut len).unwrap();
+    let mut msg = vec![0u8; u32::from_be_bytes(len) as usize];
+    peer.read_exact(&mut msg).unwrap();
+    assert_eq!(msg[0], 5, "not a bitfield: {msg:?}");
+    let pieces = data.len().div_ceil(1 << 16);
+    assert_eq!(msg.len(), 1 + pieces.div_ceil(8));
+    assert_eq!(d.torrent(&hash)["asleep"], false);
+    // Once the peer is gone it sleeps again.
+    drop(peer);
+    d.wait(&hash, |v| v["asleep"] == true);
+}
