@@ -2,7 +2,8 @@
 # Runs every test of shoal: unit, property, conformance, end-to-end and interop tests.
 # First installs the reference peers with apt when they are missing (python3-libtorrent,
 # opentracker, transmission-cli, stunnel4 as the TLS terminator of the HTTPS tracker test, and
-# chromium with chromium-driver for the daemon's web page test),
+# chromium with chromium-driver for the daemon's web page test, iproute2 for the LEDBAT test's
+# network namespaces),
 # so a fresh machine (and .ci/run) can simply call this script. Extra arguments go to
 # `cargo test`.
 set -euo pipefail
@@ -15,6 +16,8 @@ missing=()
 [ -x /usr/bin/transmission-cli ] || missing+=(transmission-cli)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+# ip and tc (network namespaces and a rate limit for the LEDBAT test).
+{ command -v ip && command -v tc; } >/dev/null 2>&1 || missing+=(iproute2)
 
 if ((${#missing[@]})); then
     echo "installing reference peers: ${missing[*]}" >&2

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// A torrent's budget. Four write batches' worth: the disk always has the next batch waiting
-/// while one is written, and a leecher's peak memory stays a few MiB (measured in the README's
-/// benchmarks: 12.2 MiB anonymous peak for 1 GiB from one seeder before, unbounded).
-pub const RECEIVE_BUDGET_BYTES: usize = 4 << 20;
+/// A torrent's budget. Two write batches' worth: the disk always has the next batch waiting
+/// while one is written (libtorrent holds 1 MiB). Measured for 1 GiB from one seeder
+/// (README, Benchmarks): leecher anonymous peak 12.2 MiB unbounded, 8.4 MiB with 4 MiB,
+/// 5.9 MiB with 2 MiB.
+pub const RECEIVE_BUDGET_BYTES: usize = 2 << 20;
 
 /// Shared by a torrent's readers.
 #[derive(Clone, Debug)]
