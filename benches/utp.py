@@ -7,7 +7,6 @@ seconds, median of RUNS, and the ratios the issue asks for (shoal uTP / libtorre
 shoal uTP / shoal TCP >= 0.5). Plaintext on every pair.
 Usage: benches/utp.py [SIZE_MIB] [RUNS] (run through benches/utp.sh, which builds shoal in
 release mode first). KINDS=shoal-utp,lt-utp,shoal-tcp picks the pairs."""
-import json
 import os
 import shutil
 import statistics
@@ -15,39 +14,11 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHOAL = os.environ.get("SHOAL", os.path.join(ROOT, "target/release/shoal"))
-LT_PEER = os.path.join(ROOT, "tests/interop/lt_peer.py")
+from bench_common import LT_PEER, SHOAL, first_json, payload
+
 size_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 256
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-work = os.path.join(ROOT, "target/bench-utp")
-os.makedirs(os.path.join(work, "seed"), exist_ok=True)
-data = os.path.join(work, "seed", f"payload-{size_mib}MiB.bin")
-if not os.path.exists(data) or os.path.getsize(data) != size_mib << 20:
-    with open(data, "wb") as f:
-        for _ in range(size_mib):
-            f.write(os.urandom(1 << 20))
-torrent = os.path.join(work, f"payload-{size_mib}.torrent")
-subprocess.run([SHOAL, "create", data, "-o", torrent, "--piece-size", "256KiB", "--force",
-                "--no-date"], check=True, capture_output=True)
-with open(data, "rb") as f:  # warm the page cache
-    while f.read(1 << 24):
-        pass
-
-
-def first_json(proc, event, timeout=60, pred=lambda v: True):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        try:
-            v = json.loads(line)
-        except ValueError:
-            continue
-        if v.get("event") == event and pred(v):
-            return v
-    raise RuntimeError(f"no {event} event")
+work, data, torrent = payload("bench-utp", size_mib)
 
 
 def cpu_of(pid):

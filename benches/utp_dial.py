@@ -6,7 +6,6 @@ only (as aria2, rqbit, or any client with uTP off) and uTP only. Reports the med
 the leecher's start to `complete` (connect, handshakes and transfer) and the transport that
 carried the peer.
 Usage: benches/utp_dial.py [SIZE_MIB] [RUNS] (after `cargo build --release`)."""
-import json
 import os
 import shutil
 import statistics
@@ -14,38 +13,11 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHOAL = os.environ.get("SHOAL", os.path.join(ROOT, "target/release/shoal"))
-LT_PEER = os.path.join(ROOT, "tests/interop/lt_peer.py")
+from bench_common import LT_PEER, SHOAL, first_json, payload
+
 size_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 64
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-work = os.path.join(ROOT, "target/bench-utp-dial")
-os.makedirs(os.path.join(work, "seed"), exist_ok=True)
-data = os.path.join(work, "seed", f"payload-{size_mib}MiB.bin")
-if not os.path.exists(data) or os.path.getsize(data) != size_mib << 20:
-    with open(data, "wb") as f:
-        for _ in range(size_mib):
-            f.write(os.urandom(1 << 20))
-torrent = os.path.join(work, f"payload-{size_mib}.torrent")
-subprocess.run([SHOAL, "create", data, "-o", torrent, "--piece-size", "256KiB", "--force",
-                "--no-date"], check=True, capture_output=True)
-
-
-def first_json(proc, event, timeout=120):
-    deadline = time.time() + timeout
-    seen = []
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        try:
-            v = json.loads(line)
-        except ValueError:
-            continue
-        seen.append(v)
-        if v.get("event") == event:
-            return v, seen
-    raise RuntimeError(f"no {event} event")
+work, data, torrent = payload("bench-utp-dial", size_mib, warm=False)
 
 
 def one(seeder_transport, mode, ip_n):
@@ -54,9 +26,9 @@ def one(seeder_transport, mode, ip_n):
         "--timeout", "300", "--transport", seeder_transport], stdout=subprocess.PIPE, text=True,
         stderr=subprocess.DEVNULL)
     try:
-        addr = first_json(lt, "listening")[0]["addr"]
+        addr = first_json(lt, "listening", 120)["addr"]
         # Until the torrent is added and seeding, libtorrent drops handshakes for it.
-        while first_json(lt, "progress")[0].get("state") != "seeding":
+        while first_json(lt, "progress", 120).get("state") != "seeding":
             pass
         out = os.path.join(work, "dl")
         shutil.rmtree(out, ignore_errors=True)
@@ -66,7 +38,8 @@ def one(seeder_transport, mode, ip_n):
             "--no-dht", "--no-trackers", "--peer", addr, "--utp", mode],
             stdout=subprocess.PIPE, text=True, stderr=subprocess.DEVNULL)
         try:
-            _, seen = first_json(dl, "complete", timeout=300)
+            seen = []
+            first_json(dl, "complete", timeout=300, seen=seen)
             secs = time.time() - start
             transport = "?"
             for v in reversed(seen):

@@ -18,6 +18,7 @@ missing=()
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 # ip and tc (network namespaces and a rate limit for the LEDBAT test).
 { command -v ip && command -v tc; } >/dev/null 2>&1 || missing+=(iproute2)
+command -v sysctl >/dev/null 2>&1 || missing+=(procps)
 
 if ((${#missing[@]})); then
     echo "installing reference peers: ${missing[*]}" >&2
