@@ -5,7 +5,9 @@ to add them all and see them all seeding, resident memory, idle CPU (% of a core
 the time a restart takes until every torrent is seeding again (shoal: from resume data, no
 re-hash). Usage: benches/daemon_scale.py [N] (default 1000; needs transmission-cli and
 transmission-daemon from Debian, and a release build: `cargo build --release`). ONLY=shoal runs
-the shoal daemon alone (transmission-daemon checks torrents one by one: ~80 s per 1,000 here)."""
+the shoal daemon alone (transmission-daemon checks torrents one by one: ~80 s per 1,000 here).
+SHOAL_WRAP prefixes the shoal daemon's command line (a profiler: `SHOAL_WRAP="heaptrack -o
+/tmp/daemon"`; its figures then include the profiler's own memory)."""
 import json
 import os
 import shutil
@@ -124,7 +126,7 @@ def main():
 
     def start_shoal():
         return subprocess.Popen(
-            [SHOAL, "daemon", "--api", f"127.0.0.1:{api_port}", "--state", state,
+            os.environ.get("SHOAL_WRAP", "").split() + [SHOAL, "daemon", "--api", f"127.0.0.1:{api_port}", "--state", state,
              "--download-dir", data, "--listen", "127.0.0.4:0", "--no-dht",
              "--max-active-downloads", "0"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(WORK, "shoal.log"), "a"),

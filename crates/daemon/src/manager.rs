@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use shoal_core::Id20;
 use shoal_engine::{ResumeLocation, Session, TorrentHandle, TorrentOptions, TorrentStatus};
 use shoal_metainfo::{Magnet, Metainfo, MetainfoError};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 use crate::store::{EntryRecord, Store};
 use crate::DaemonError;
@@ -158,7 +158,7 @@ struct Entry {
     error: Option<String>,
     running: Run,
     /// The last status (kept when stopped, for the list).
-    status: Option<watch::Receiver<TorrentStatus>>,
+    status: Option<shoal_engine::status_watch::StatusReceiver>,
     last: TorrentStatus,
     /// Upload counter and when it last moved (the idle limit).
     last_upload: (u64, std::time::Instant),

@@ -10,7 +10,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use crate::status::TorrentStatus;
 use crate::torrent::Event;
 
 /// Re-announce interval once the swarm is going (BEP 5 leaves it open; libtorrent announces every
@@ -27,7 +26,7 @@ pub fn spawn(
     info_hash: Id20,
     port: u16,
     bootstrapped: watch::Receiver<bool>,
-    status: watch::Receiver<TorrentStatus>,
+    status: crate::status_watch::StatusReceiver,
     events: mpsc::Sender<Event>,
 ) -> JoinHandle<()> {
     tokio::spawn(run(dht, info_hash, port, bootstrapped, status, events))
@@ -38,7 +37,7 @@ async fn run(
     info_hash: Id20,
     port: u16,
     mut bootstrapped: watch::Receiver<bool>,
-    status: watch::Receiver<TorrentStatus>,
+    status: crate::status_watch::StatusReceiver,
     events: mpsc::Sender<Event>,
 ) {
     if bootstrapped.wait_for(|b| *b).await.is_err() {

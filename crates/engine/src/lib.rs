@@ -24,6 +24,7 @@ pub mod receive_budget;
 pub mod session;
 pub mod slot;
 pub mod status;
+pub mod status_watch;
 pub mod torrent;
 pub mod tracker_source;
 pub mod utp_driver;

@@ -263,7 +263,7 @@ impl Shared {
             },
             max_peers: self.peer_cap.subscribe(),
             active,
-            pick_mode: spec.pick_mode.subscribe(),
+            sequential: spec.sequential.clone(),
             connect_timeout: self.config.connect_timeout,
             encryption: self.config.encryption,
             utp: self.config.utp,
@@ -378,17 +378,9 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub struct TorrentHandle {
     /// Status snapshots, updated several times a second while awake (a sleeping torrent's
     /// stays as it went to sleep: seeding, no peer, rates 0, its totals).
-    pub status: watch::Receiver<TorrentStatus>,
+    pub status: crate::status_watch::StatusReceiver,
     slot: Arc<Slot>,
     shared: Arc<Shared>,
-}
-
-fn pick_mode_of(sequential: bool) -> shoal_torrent::PickMode {
-    if sequential {
-        shoal_torrent::PickMode::Sequential
-    } else {
-        shoal_torrent::PickMode::RarestFirst
-    }
 }
 
 impl Session {
@@ -668,7 +660,7 @@ impl Session {
         let meta: Arc<Metainfo> = meta.into();
         let hashes = swarm_hashes(&meta);
         let peers = std::mem::take(&mut opts.peers);
-        let (status_tx, status_rx) = watch::channel(TorrentStatus::default());
+        let (status_tx, status_rx) = crate::status_watch::status_channel(TorrentStatus::default());
         let spec = Spec {
             limits: Arc::new(crate::connection::TorrentLimits::new(
                 opts.upload_limit,
@@ -679,7 +671,7 @@ impl Session {
                 .shared
                 .next_flow
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            pick_mode: watch::channel(pick_mode_of(opts.sequential)).0,
+            sequential: Arc::new(std::sync::atomic::AtomicBool::new(opts.sequential)),
             status: status_tx,
             meta: meta.clone(),
             opts,
@@ -936,13 +928,17 @@ impl TorrentHandle {
     pub fn set_sequential(&self, sequential: bool) {
         self.slot
             .spec
-            .pick_mode
-            .send_replace(pick_mode_of(sequential));
+            .sequential
+            .store(sequential, std::sync::atomic::Ordering::Relaxed);
+        self.slot.nudge_pick_mode();
     }
 
     /// Whether new pieces are fetched in order.
     pub fn is_sequential(&self) -> bool {
-        *self.slot.spec.pick_mode.borrow() == shoal_torrent::PickMode::Sequential
+        self.slot
+            .spec
+            .sequential
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the torrent is asleep now (no task, no open file; see [`crate::slot`]).

@@ -44,10 +44,11 @@ pub(crate) struct Spec {
     pub limits: Arc<crate::connection::TorrentLimits>,
     /// Its flow in the fair sharing of the session's rate caps.
     pub flow: u64,
-    /// How it picks pieces (each run follows).
-    pub pick_mode: watch::Sender<shoal_torrent::PickMode>,
+    /// Whether it picks pieces in order (each run follows; see
+    /// [`crate::torrent::TorrentContext::sequential`]).
+    pub sequential: Arc<AtomicBool>,
     /// Its status, published by whichever run it is in, and kept while it sleeps.
-    pub status: watch::Sender<TorrentStatus>,
+    pub status: crate::status_watch::StatusSender,
 }
 
 /// A torrent known to the session.
@@ -135,6 +136,14 @@ impl Slot {
             _done: tx,
         };
         (old, busy)
+    }
+
+    /// Tells an awake torrent's actor that its pick mode changed (a sleeping one reads it when
+    /// it wakes). A full queue is fine: the actor reads the mode on its next turn anyway.
+    pub fn nudge_pick_mode(&self) {
+        if let Life::Awake(a) = &*self.lock() {
+            let _ = a.events.try_send(Event::PickModeChanged);
+        }
     }
 
     /// Whether the torrent is awake and counts in the split of the peer budget.

@@ -63,6 +63,8 @@ pub enum Event {
     Shutdown(oneshot::Sender<()>),
     /// News from a web seed's task.
     WebSeed(WebSeedEvent),
+    /// [`TorrentContext::sequential`] changed.
+    PickModeChanged,
 }
 
 /// A connection with a completed handshake, outgoing or incoming.
@@ -110,8 +112,10 @@ pub struct TorrentContext {
     /// Set while the torrent wants peers or has some (it then counts in the session's split of
     /// the peer budget).
     pub active: Arc<std::sync::atomic::AtomicBool>,
-    /// How new pieces are chosen; changeable while the torrent runs.
-    pub pick_mode: watch::Receiver<PickMode>,
+    /// Whether new pieces are chosen in order (else rarest first); changeable while the
+    /// torrent runs ([`Event::PickModeChanged`] says when). A flag, not a watch channel: a
+    /// daemon keeps one per torrent, asleep too, and a watch channel costs ~400 bytes.
+    pub sequential: Arc<std::sync::atomic::AtomicBool>,
     /// Connect and handshake timeout.
     pub connect_timeout: Duration,
     /// Whether connections we dial use MSE/PE.
@@ -132,6 +136,15 @@ pub struct TorrentContext {
 }
 
 impl TorrentContext {
+    /// How new pieces are to be chosen now.
+    fn pick_mode(&self) -> PickMode {
+        if self.sequential.load(std::sync::atomic::Ordering::Relaxed) {
+            PickMode::Sequential
+        } else {
+            PickMode::RarestFirst
+        }
+    }
+
     fn machine_config(&self) -> TorrentConfig {
         let info = &self.meta.info;
         TorrentConfig {
@@ -149,7 +162,7 @@ impl TorrentContext {
             have: self.storage.verified().ones().collect(),
             seed_only: self.seed_only,
             seed: rand::random(),
-            pick_mode: *self.pick_mode.borrow(),
+            pick_mode: self.pick_mode(),
             super_seed: self.super_seed,
             piece_layers: self
                 .meta
@@ -253,7 +266,7 @@ pub struct TorrentActor {
     /// runtime thread).
     disk_backlog: VecDeque<DiskWork>,
     disk_inflight: usize,
-    status_tx: watch::Sender<TorrentStatus>,
+    status_tx: crate::status_watch::StatusSender,
     status: TorrentStatus,
     last_publish: Time,
     /// Something happened since the last publish (an event, a disk answer): if the publish
@@ -280,7 +293,7 @@ impl TorrentActor {
         ctx: TorrentContext,
         events_tx: mpsc::Sender<Event>,
         events_rx: mpsc::Receiver<Event>,
-        status_tx: watch::Sender<TorrentStatus>,
+        status_tx: crate::status_watch::StatusSender,
     ) -> Result<Self, crate::EngineError> {
         let now = ctx.clock.now();
         let config = ctx.machine_config();
@@ -327,6 +340,12 @@ impl TorrentActor {
     pub async fn run(mut self) {
         self.start_web_seeds();
         let done: Option<oneshot::Sender<()>> = loop {
+            // Read every turn (a relaxed load), so a change made while the torrent was waking
+            // is not missed; `PickModeChanged` only makes the turn come at once.
+            let mode = self.ctx.pick_mode();
+            if mode != self.machine.pick_mode() {
+                self.machine.set_pick_mode(mode);
+            }
             self.carry_out();
             if self.machine.is_failed() {
                 break None;
@@ -354,10 +373,6 @@ impl TorrentActor {
                     let now = self.now();
                     self.machine.handle_timeout(now);
                     self.publish_status(true);
-                }
-                Ok(()) = self.ctx.pick_mode.changed() => {
-                    let mode = *self.ctx.pick_mode.borrow_and_update();
-                    self.machine.set_pick_mode(mode);
                 }
                 Ok(()) = self.ctx.max_peers.changed() => {
                     let cap = *self.ctx.max_peers.borrow_and_update();
@@ -411,7 +426,7 @@ impl TorrentActor {
                 TorrentState::Stopped
             };
         }
-        let _ = self.status_tx.send(self.status.clone());
+        self.status_tx.send_replace(self.status.clone());
     }
 
     fn on_disk_batch(&mut self, batch: DiskBatch) {
@@ -495,6 +510,7 @@ impl TorrentActor {
             Event::AddPeers(addrs) => self.machine.add_peers(now, addrs),
             Event::TrackerReports(reports) => self.status.trackers = reports,
             Event::WebSeed(ev) => self.on_web_seed(now, ev),
+            Event::PickModeChanged => {} // read at the top of every turn
             Event::Shutdown(_) => {}
         }
     }
@@ -797,7 +813,7 @@ impl TorrentActor {
         self.last_publish = now;
         self.unpublished = false;
         self.refresh_status();
-        let _ = self.status_tx.send(self.status.clone());
+        self.status_tx.send_replace(self.status.clone());
     }
 }
 

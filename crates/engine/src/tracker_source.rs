@@ -110,7 +110,7 @@ impl TrackerSource {
 pub fn spawn(
     source: TrackerSource,
     client: Arc<TrackerClient>,
-    status: watch::Receiver<TorrentStatus>,
+    status: crate::status_watch::StatusReceiver,
     events: mpsc::Sender<Event>,
     clock: Clock,
 ) -> Option<TrackerTask> {
@@ -131,7 +131,7 @@ pub fn spawn(
 pub fn resume(
     parked: ParkedTrackers,
     client: Arc<TrackerClient>,
-    status: watch::Receiver<TorrentStatus>,
+    status: crate::status_watch::StatusReceiver,
     events: mpsc::Sender<Event>,
     clock: Clock,
 ) -> TrackerTask {
@@ -151,7 +151,7 @@ fn stats(s: &TorrentStatus) -> Stats {
 async fn run(
     parked: ParkedTrackers,
     client: Arc<TrackerClient>,
-    mut status: watch::Receiver<TorrentStatus>,
+    mut status: crate::status_watch::StatusReceiver,
     events: mpsc::Sender<Event>,
     clock: Clock,
     mut stop: watch::Receiver<Command>,

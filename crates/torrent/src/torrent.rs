@@ -506,6 +506,11 @@ impl Torrent {
         self.dial_due(now);
     }
 
+    /// How new pieces are chosen.
+    pub fn pick_mode(&self) -> PickMode {
+        self.config.pick_mode
+    }
+
     /// Changes how new pieces are chosen (pieces already started are finished as they are):
     /// sequential for streaming, rarest first otherwise.
     pub fn set_pick_mode(&mut self, mode: PickMode) {
