@@ -44,10 +44,12 @@ def prepare():
     return data, torrents
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """A memory figure of /proc/PID/status in KiB: VmRSS (compared), RssAnon (the heap and
+    stacks), RssFile (the binary's and libraries' pages)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -102,6 +104,7 @@ def measure(name, start, api, auth, torrents, data):
     time.sleep(20)
     idle = (cpu_ticks(proc.pid) - c0) / os.sysconf("SC_CLK_TCK") / 20 * 100
     rss = rss_kib(proc.pid) / 1024
+    anon, file = rss_kib(proc.pid, "RssAnon") / 1024, rss_kib(proc.pid, "RssFile") / 1024
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
     proc = start()
@@ -112,7 +115,7 @@ def measure(name, start, api, auth, torrents, data):
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
     print(f"{name}: added {N} in {added:.1f} s, all seeding after {all_seeding:.1f} s ({ok}), "
-          f"RSS {rss:.1f} MiB, idle CPU {idle:.2f} % of a core, restart until all seeding "
+          f"RSS {rss:.1f} MiB (anon {anon:.1f}, file {file:.1f}), idle CPU {idle:.2f} % of a core, restart until all seeding "
           f"{restart:.1f} s ({ok2}), RSS after restart {rss_after:.1f} MiB", flush=True)
     return dict(added=added, seeding=all_seeding, rss=rss, idle=idle, restart=restart)
 

@@ -150,6 +150,9 @@ enum Run {
     Active(TorrentHandle),
 }
 
+/// How often the heap is given back at the latest (see [`Manager::trim_due`]).
+const TRIM_EVERY: Duration = Duration::from_secs(30);
+
 struct Entry {
     record: EntryRecord,
     meta: Option<Arc<Metainfo>>,
@@ -339,6 +342,8 @@ pub struct Manager {
     kick: tokio::sync::Notify,
     /// Torrents starting and awake at the scheduler's last round.
     last_burst: Mutex<(usize, usize)>,
+    /// When the heap was last given back (see [`crate::memory`]).
+    last_trim: Mutex<std::time::Instant>,
 }
 
 fn now_unix() -> u64 {
@@ -360,6 +365,7 @@ impl Manager {
             events,
             kick: tokio::sync::Notify::new(),
             last_burst: Mutex::new((0, 0)),
+            last_trim: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -949,7 +955,7 @@ impl Manager {
         let trim;
         {
             let mut entries = self.lock();
-            trim = self.burst_over(&entries);
+            trim = self.burst_over(&entries) || self.trim_due(now);
             let mut downloads = 0;
             let mut seeds = Vec::new();
             for (hash, e) in entries.iter_mut() {
@@ -1056,7 +1062,17 @@ impl Manager {
         }
         if trim {
             crate::memory::trim();
+            *self.last_trim.lock().unwrap_or_else(|e| e.into_inner()) = now;
         }
+    }
+
+    /// Whether the heap is due to be given back anyway: what a burst frees may be freed after
+    /// the burst looks over (a restored torrent's structures, say), and a daemon restored
+    /// from state was measured at 20–28 MiB resident with ~6 of it live. A trim with nothing
+    /// to give back costs microseconds.
+    fn trim_due(&self, now: std::time::Instant) -> bool {
+        let last = *self.last_trim.lock().unwrap_or_else(|e| e.into_inner());
+        now.duration_since(last) >= TRIM_EVERY
     }
 
     /// Whether a burst of work just ended, so the heap it freed can go back (see

@@ -26,7 +26,7 @@ use tracing::{debug, warn};
 
 use crate::clock::{sleep_until, Clock};
 use crate::connection::{self, LinkEvent, LinkRates};
-use crate::receive_budget::{ReceiveBudget, ReceiveCredit, RECEIVE_BUDGET_BYTES};
+use crate::receive_budget::{budget_for_peers, ReceiveBudget, ReceiveCredit, RECEIVE_BUDGET_BYTES};
 use crate::status::{TorrentState, TorrentStatus};
 use crate::web_seed::{self, Admission, WebSeedEvent};
 
@@ -486,6 +486,8 @@ impl TorrentActor {
                 };
                 match self.machine.handle_connected(now, hello) {
                     Ok(key) => {
+                        self.receive_budget
+                            .grow_to(budget_for_peers(self.links.len() + 1));
                         let limits = Limits::for_pieces(self.ctx.meta.info.num_pieces())
                             .with_v2(self.ctx.meta.version().has_v2());
                         let link = connection::spawn(
