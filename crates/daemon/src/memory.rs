@@ -7,9 +7,11 @@
 //! ([`limit_arenas`]): each thread that allocates may otherwise get its own heap (up to 8 per
 //! core), each keeping its own free memory.
 
-/// Heaps glibc may create: two serve a runtime thread and a disk thread on 2 cores without
-/// contention worth measuring, and bound what stays free in them.
-const MAX_ARENAS: i32 = 2;
+/// Heaps glibc may create: one. Small allocations go through each thread's cache without the
+/// heap's lock, and a daemon's threads are two runtime workers and a disk thread. Measured with
+/// 1,000 seeding torrents (`benches/daemon_scale.py 1000`, RssAnon): 6.4–7.5 MiB with two heaps
+/// (the second held 2.6 MiB, much of it free between live blocks), 5.6 MiB with one.
+const MAX_ARENAS: i32 = 1;
 
 /// Limits glibc's heaps; call before any other thread starts.
 pub fn limit_arenas() {
