@@ -24,6 +24,9 @@ enum Behaviour {
     JunkThenCorrupt,
     /// Sends a 4 GiB length prefix right after the handshake.
     HugePrefix,
+    /// Answers the first request with its bytes flipped, never answers another request of that
+    /// piece (so honest peers send the rest of it), and serves every other piece correctly.
+    OneBadBlock,
 }
 
 /// What the fake peer saw.
@@ -124,6 +127,7 @@ fn serve(
         }
     }
     s.write_all(&msg).unwrap();
+    let mut bad_piece = None;
     loop {
         let mut len = [0u8; 4];
         if !read_exact_or_eof(s, &mut len) {
@@ -147,6 +151,16 @@ fn serve(
         }
         let start = piece * piece_len + begin;
         let mut block = data[start..start + length].to_vec();
+        if behaviour == Behaviour::OneBadBlock {
+            if bad_piece == Some(piece) {
+                report.unanswered.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            if bad_piece.is_none() {
+                bad_piece = Some(piece);
+                block[length / 3] ^= 0x40;
+            }
+        }
         if behaviour == Behaviour::Corrupt {
             block.iter_mut().for_each(|b| *b ^= 0x5a);
         }
@@ -294,6 +308,63 @@ fn a_hostile_peer_never_gets_the_honest_seeder_banned() {
         "the honest seeder was banned: {banned:?}"
     );
     assert_eq!(banned, ["127.0.0.68"]);
+}
+
+#[test]
+fn v2_peer_sending_one_bad_block_is_banned_from_that_block_alone() {
+    // A v2-only torrent: the piece holding the bad block fails with blocks from several peers;
+    // the leecher asks a shoal seeder for the piece's leaf hashes (BEP 52 hash request), proves
+    // them against the piece layer and bans exactly the bad block's sender.
+    let dir = scratch("hostile_v2_block");
+    let data = dir.join("seed").join("f.bin");
+    write_random_file(&data, 4 << 20, 0x52b);
+    let torrent = dir.join("f.torrent");
+    let out = run_shoal(&[
+        "create",
+        data.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "--piece-size",
+        "256KiB",
+        "--no-date",
+        "--v2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&data).unwrap();
+    let (fake, report) = fake_seeder("127.0.0.69", bytes, 256 << 10, Behaviour::OneBadBlock);
+    let mut seeds = Vec::new();
+    let mut peers = vec![fake];
+    for (i, ip) in ["127.0.0.2", "127.0.0.4"].iter().enumerate() {
+        let name = format!("seed{i}");
+        let mut seed = shoal_seed(
+            &torrent,
+            &data,
+            ip,
+            &["--max-upload-rate", "1MiB"],
+            &name,
+            &dir,
+        );
+        peers.push(seed.listening_addr());
+        seeds.push(seed);
+    }
+    let out = dir.join("dl");
+    let mut dl = shoal_download(&torrent, &out, "127.0.0.3", &peers, &[], "dl", &dir);
+    let done = dl.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out.join("f.bin")));
+    assert!(report.served.load(Ordering::SeqCst) > 0);
+    assert_eq!(done["hash_failures"], 1, "{done}");
+    assert_eq!(done["banned"], serde_json::json!(["127.0.0.69"]), "{done}");
+    assert_eq!(dl.wait_exit(Duration::from_secs(20)), Some(0));
+    // Named from the proven leaf hashes, not from the piece passing later.
+    let log = std::fs::read_to_string(dir.join("dl.stderr")).unwrap();
+    assert!(
+        log.contains("differs from its proven hash") && log.contains("127.0.0.69"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ use shoal_metainfo::Metainfo;
 use shoal_storage::{DiskPool, Storage, TrySubmitError, WriteOutcome};
 use shoal_torrent::{
     CloseReason, ConnId, DiskDone, DiskJob, PeerHello, PickMode, Torrent, TorrentConfig,
-    TorrentEvent, WriteResult,
+    TorrentEvent, V2File, WriteResult,
 };
 use shoal_wire::frame::Limits;
 use shoal_wire::Handshake;
@@ -156,6 +156,16 @@ impl TorrentContext {
                 .piece_layers
                 .iter()
                 .map(|(root, layer)| (*root, layer.clone()))
+                .collect(),
+            v2_files: (0..info.files.len())
+                .filter_map(|i| {
+                    let f = &info.files[i];
+                    Some(V2File {
+                        pieces_root: *info.pieces_root(i)?,
+                        first_piece: u32::try_from(f.offset / u64::from(info.piece_length)).ok()?,
+                        length: f.length,
+                    })
+                })
                 .collect(),
         }
     }
@@ -468,6 +478,7 @@ impl TorrentActor {
                     peer_id: handshake.peer_id,
                     fast: handshake.supports_fast(),
                     extended: handshake.supports_extended(),
+                    v2: handshake.supports_v2(),
                 };
                 match self.machine.handle_connected(now, hello) {
                     Ok(key) => {
@@ -572,6 +583,7 @@ impl TorrentActor {
                     peer_id,
                     fast: true,
                     extended: false,
+                    v2: false,
                 };
                 let answer = match self.machine.handle_connected(now, hello) {
                     Ok(key) => {
@@ -874,6 +886,10 @@ fn run_disk_job(storage: &Storage, job: DiskJob) -> DiskDone {
         DiskJob::HashBlocks { piece } => DiskDone::BlockHashes {
             piece,
             result: storage.block_hashes(piece).map_err(|e| e.to_string()),
+        },
+        DiskJob::ReadLeaves { piece } => DiskDone::Leaves {
+            piece,
+            result: storage.leaf_hashes(piece).map_err(|e| e.to_string()),
         },
         DiskJob::FlushResume { force } => {
             // A forced flush (completion, shutdown) is one a user waits for: it records the

@@ -21,8 +21,10 @@
 #![warn(missing_docs)]
 
 mod bans;
+pub mod block_ban;
 mod disk;
 mod extended;
+mod hashes;
 pub mod peer;
 pub mod peer_book;
 mod pex;
@@ -38,7 +40,7 @@ pub use peer_book::PeerBook;
 pub use requests::{STALL_FLOOR, STALL_GAPS};
 pub use torrent::{
     ConnId, DiskDone, DiskJob, PeerHello, Torrent, TorrentConfig, TorrentEvent, TorrentStats,
-    WriteResult, UT_METADATA_ID, UT_PEX_ID,
+    V2File, WriteResult, UT_METADATA_ID, UT_PEX_ID,
 };
 pub use violation::{CloseReason, PeerViolation};
 
