@@ -25,6 +25,7 @@ pub mod block_ban;
 mod disk;
 mod extended;
 mod hashes;
+pub mod layer_fetch;
 pub mod peer;
 pub mod peer_book;
 mod pex;
@@ -36,6 +37,7 @@ mod torrent;
 mod uploads;
 mod violation;
 
+pub use layer_fetch::PieceLayerFetch;
 pub use peer_book::PeerBook;
 pub use requests::{STALL_FLOOR, STALL_GAPS};
 pub use torrent::{
