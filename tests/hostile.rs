@@ -310,6 +310,23 @@ fn a_hostile_peer_never_gets_the_honest_seeder_banned() {
     assert_eq!(banned, ["127.0.0.68"]);
 }
 
+/// Waits (30 s at most) for the leecher's log to show a block named bad by its proven hash, and
+/// says whether that came before the ban (the ban then came from that block alone, not from
+/// the piece passing later).
+fn banned_from_proven_hashes(log_path: &std::path::Path) -> bool {
+    for _ in 0..300 {
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        if let (Some(named), Some(banned)) = (
+            log.find("differs from its proven hash"),
+            log.find("banning peer"),
+        ) {
+            return named < banned;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
 #[test]
 fn v2_peer_sending_one_bad_block_is_banned_from_that_block_alone() {
     // A v2-only torrent: the piece holding the bad block fails with blocks from several peers;
@@ -352,19 +369,86 @@ fn v2_peer_sending_one_bad_block_is_banned_from_that_block_alone() {
         seeds.push(seed);
     }
     let out = dir.join("dl");
-    let mut dl = shoal_download(&torrent, &out, "127.0.0.3", &peers, &[], "dl", &dir);
+    let mut dl = shoal_download(&torrent, &out, "127.0.0.3", &peers, &["--seed"], "dl", &dir);
     let done = dl.wait_event("complete", LONG);
     assert!(same_bytes(&data, &out.join("f.bin")));
     assert!(report.served.load(Ordering::SeqCst) > 0);
     assert_eq!(done["hash_failures"], 1, "{done}");
-    assert_eq!(done["banned"], serde_json::json!(["127.0.0.69"]), "{done}");
-    assert_eq!(dl.wait_exit(Duration::from_secs(20)), Some(0));
+    let seen = dl.wait_for(LONG, |v| {
+        v["banned"].as_array().is_some_and(|b| !b.is_empty())
+    });
+    assert_eq!(seen["banned"], serde_json::json!(["127.0.0.69"]), "{seen}");
     // Named from the proven leaf hashes, not from the piece passing later.
-    let log = std::fs::read_to_string(dir.join("dl.stderr")).unwrap();
+    let log_path = dir.join("dl.stderr");
+    let proven = banned_from_proven_hashes(&log_path);
+    dl.term();
+    assert!(proven, "{}", std::fs::read_to_string(&log_path).unwrap());
+}
+
+#[test]
+fn v2_bad_block_beside_a_libtorrent_seeder() {
+    // The same hostile peer, with libtorrent 2.0 as the honest seeder: libtorrent answers the
+    // leaf-layer hash request with hashes that prove out, and the hostile peer alone is banned
+    // from them.
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("hostile_v2_lt");
+    let data = dir.join("seed").join("f.bin");
+    write_random_file(&data, 4 << 20, 0x52c);
+    let torrent = dir.join("f.torrent");
+    let out = run_shoal(&[
+        "create",
+        data.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "--piece-size",
+        "256KiB",
+        "--no-date",
+        "--v2",
+    ]);
     assert!(
-        log.contains("differs from its proven hash") && log.contains("127.0.0.69"),
-        "{log}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let bytes = std::fs::read(&data).unwrap();
+    let (fake, report) = fake_seeder("127.0.0.70", bytes, 256 << 10, Behaviour::OneBadBlock);
+    let mut lt = lt_peer(
+        "seed",
+        &torrent,
+        &dir.join("seed"),
+        "127.0.0.4",
+        &[],
+        &["--timeout", "120"],
+        "lt",
+        &dir,
+    );
+    let lt_addr = lt.listening_addr();
+    let out = dir.join("dl");
+    let mut dl = shoal_download(
+        &torrent,
+        &out,
+        "127.0.0.3",
+        &[fake, lt_addr],
+        &["--seed"],
+        "dl",
+        &dir,
+    );
+    dl.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out.join("f.bin")));
+    assert!(report.served.load(Ordering::SeqCst) > 0);
+    // The ban may land just after the last piece: wait for a status line that shows it.
+    let seen = dl.wait_for(LONG, |v| {
+        v["banned"].as_array().is_some_and(|b| !b.is_empty())
+    });
+    assert_eq!(seen["banned"], serde_json::json!(["127.0.0.70"]), "{seen}");
+    // libtorrent answers the leaf-layer request, and its hashes prove the bad block.
+    let log_path = dir.join("dl.stderr");
+    let proven = banned_from_proven_hashes(&log_path);
+    dl.term();
+    lt.term();
+    assert!(proven, "{}", std::fs::read_to_string(&log_path).unwrap());
 }
 
 #[test]

@@ -478,7 +478,14 @@ impl TorrentActor {
                     peer_id: handshake.peer_id,
                     fast: handshake.supports_fast(),
                     extended: handshake.supports_extended(),
-                    v2: handshake.supports_v2(),
+                    // In the v2 swarm (the truncated SHA-256 in the handshake): only there may
+                    // hash requests be sent (libtorrent drops a v1-swarm connection that sends
+                    // one, and a v2-only libtorrent peer does not set the v2 bit).
+                    v2: self
+                        .ctx
+                        .meta
+                        .info_hash_v2
+                        .is_some_and(|h| handshake.info_hash == h.truncated()),
                 };
                 match self.machine.handle_connected(now, hello) {
                     Ok(key) => {

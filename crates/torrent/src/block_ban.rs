@@ -18,7 +18,7 @@ use std::time::Duration;
 use shoal_core::{Id32, Time};
 use shoal_metainfo::merkle;
 use shoal_wire::{HashRequest, Message};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::bans::Evidence;
 use crate::torrent::{ConnId, DiskJob, Torrent};
@@ -150,7 +150,7 @@ impl Torrent {
         let Some(case) = self.block_ban.cases.get(&piece) else {
             return;
         };
-        let mut candidates: Vec<(bool, ConnId)> = self
+        let mut candidates: Vec<(bool, std::cmp::Reverse<usize>, ConnId)> = self
             .peers
             .iter()
             .filter(|(c, p)| {
@@ -158,11 +158,19 @@ impl Torrent {
                     && self.picker.peer_has(**c, piece)
                     && !self.book.is_banned(p.addr.ip())
             })
-            // Peers that sent none of the piece first: a culprit may stall.
-            .map(|(c, p)| (case.senders.contains(&Some(p.addr.ip())), *c))
+            // Peers that sent none of the piece first, then those that sent the most of it: a
+            // culprit that slipped in one bad block may well stall on the question.
+            .map(|(c, p)| {
+                let sent = case
+                    .senders
+                    .iter()
+                    .filter(|s| **s == Some(p.addr.ip()))
+                    .count();
+                (sent > 0, std::cmp::Reverse(sent), *c)
+            })
             .collect();
         candidates.sort_unstable();
-        let next = candidates.first().map(|c| c.1);
+        let next = candidates.first().map(|c| c.2);
         match next {
             Some(conn) if case.tried.len() < MAX_ASKS => {
                 let req = case.req;
@@ -170,6 +178,7 @@ impl Torrent {
                     case.asked = Some((conn, now + HASH_ANSWER_TIMEOUT));
                     case.tried.push(conn);
                 }
+                debug!(piece, conn, "asking for the piece's block hashes");
                 self.send(conn, Message::HashRequest(req));
             }
             _ => {
@@ -241,6 +250,7 @@ impl Torrent {
     /// A `hash reject` of our request: ask another peer.
     pub(crate) fn on_hash_reject(&mut self, now: Time, conn: ConnId, req: HashRequest) {
         if let Some(piece) = self.case_asked(conn, &req) {
+            debug!(piece, conn, "block hash request rejected");
             self.ask_next(now, piece);
         }
     }

@@ -62,7 +62,7 @@ pub struct Peer {
     pub fast: bool,
     /// It speaks BEP 10.
     pub extended_bit: bool,
-    /// Its handshake set the v2 bit (BEP 52): it understands hash requests.
+    /// The connection is in the v2 swarm (BEP 52): hash requests may be sent on it.
     pub v2: bool,
     /// Leaf-layer hash requests of its being answered (a disk read each).
     pub leaf_reads: usize,

@@ -214,7 +214,8 @@ pub struct PeerHello {
     pub fast: bool,
     /// It speaks BEP 10 (extension protocol).
     pub extended: bool,
-    /// It speaks BitTorrent v2 (BEP 52: the handshake's v2 bit), so it answers hash requests.
+    /// The connection is in the torrent's v2 swarm (BEP 52: the handshake named the truncated
+    /// SHA-256), so hash requests may be sent on it.
     pub v2: bool,
 }
 
