@@ -894,6 +894,10 @@ fn run_disk_job(storage: &Storage, job: DiskJob) -> DiskDone {
             piece,
             result: storage.block_hashes(piece).map_err(|e| e.to_string()),
         },
+        DiskJob::KeepBlocks { piece, keep } => DiskDone::BlocksKept {
+            piece,
+            result: storage.keep_blocks(piece, &keep).map_err(|e| e.to_string()),
+        },
         DiskJob::ReadLeaves { piece } => DiskDone::Leaves {
             piece,
             result: storage.leaf_hashes(piece).map_err(|e| e.to_string()),

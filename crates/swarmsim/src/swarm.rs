@@ -1044,7 +1044,11 @@ impl Swarm {
                     result: Ok(hashes),
                 }
             }
-            // The simulated torrents are v1: no merkle trees.
+            // The simulated torrents are v1: no merkle trees, so no block is ever proven bad.
+            DiskJob::KeepBlocks { piece, .. } => DiskDone::BlocksKept {
+                piece,
+                result: Err("no merkle trees in the simulation".to_string()),
+            },
             DiskJob::ReadLeaves { piece } => DiskDone::Leaves {
                 piece,
                 result: Err("no merkle trees in the simulation".to_string()),

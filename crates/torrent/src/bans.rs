@@ -96,7 +96,7 @@ impl Torrent {
 
     /// The piece's blocks are open again. After a repeat failure the piece is pinned to one of
     /// its contributors, a different one each time.
-    fn reset_failed_piece(&mut self, now: Time, piece: u32, contributors: &[IpAddr]) {
+    pub(crate) fn reset_failed_piece(&mut self, now: Time, piece: u32, contributors: &[IpAddr]) {
         let attempts = self.failures.entry(piece).or_insert(0);
         *attempts += 1;
         let attempts = *attempts;

@@ -6,10 +6,12 @@
 //! is checked against the piece-layer entry we already trust (for a file of one piece, its
 //! `pieces root`), so any peer may answer, a liar included: it cannot forge leaves that hash to
 //! the trusted entry. The senders of the blocks whose leaves differ are banned at once, and
-//! nobody else. A request that is rejected, goes unanswered for [`HASH_ANSWER_TIMEOUT`], or whose
-//! answer does not prove out goes to another peer, [`MAX_ASKS`] peers in all. The piece itself
-//! goes the v1 way in the meantime (`bans.rs`: per-block SHA-1 evidence, the piece fetched
-//! again), so when nobody answers, the smart ban still names the culprits once the piece passes.
+//! nobody else. The piece is held while the first peer is asked: when its answer proves out, the
+//! good blocks are kept (on disk and in the picker) and only the bad ones are fetched again. A
+//! request that is rejected, goes unanswered for [`HASH_ANSWER_TIMEOUT`], or whose answer does
+//! not prove out releases the piece the v1 way (`bans.rs`: per-block SHA-1 evidence, the whole
+//! piece fetched again) and goes to another peer, [`MAX_ASKS`] peers in all; so when nobody
+//! answers, the smart ban still names the culprits once the piece passes.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -45,6 +47,11 @@ struct Case {
     asked: Option<(ConnId, Time)>,
     /// Peers asked so far.
     tried: Vec<ConnId>,
+    /// The piece waits for this case (no block of it is requested): until the leaves are read
+    /// and the first peer has answered.
+    held: bool,
+    /// The proven bad blocks, while the others are being kept on disk.
+    keeping: Option<Vec<u32>>,
 }
 
 /// The failed v2 pieces being judged, by piece.
@@ -110,6 +117,8 @@ impl Torrent {
                 expected,
                 asked: None,
                 tried: Vec::new(),
+                held: true,
+                keeping: None,
             },
         );
         // The piece is held (no new requests) until its leaves are read.
@@ -130,7 +139,6 @@ impl Torrent {
         if case.received.is_some() {
             return;
         }
-        let senders = case.senders.clone();
         match result {
             Ok(leaves) => {
                 case.received = Some(leaves);
@@ -138,15 +146,36 @@ impl Torrent {
             }
             Err(e) => {
                 warn!(piece, "cannot read the failed piece's leaves: {e}");
+                self.release(piece);
                 self.block_ban.cases.remove(&piece);
             }
         }
-        // On to the v1 evidence, then the piece is fetched again.
+    }
+
+    /// The piece stops waiting for the proof: on to the v1 evidence, then the whole piece is
+    /// fetched again (the case may go on asking, to ban).
+    fn release(&mut self, piece: u32) {
+        let Some(case) = self.block_ban.cases.get_mut(&piece) else {
+            return;
+        };
+        if !std::mem::take(&mut case.held) {
+            return;
+        }
+        let senders = case.senders.clone();
         self.request_block_hashes(piece, Evidence::Failed(senders));
     }
 
-    /// Asks the next peer for the piece's leaves, or gives up.
+    /// Asks the next peer for the piece's leaves, or gives up. Only the first peer is waited for
+    /// with the piece held.
     fn ask_next(&mut self, now: Time, piece: u32) {
+        if self
+            .block_ban
+            .cases
+            .get(&piece)
+            .is_some_and(|c| !c.tried.is_empty())
+        {
+            self.release(piece);
+        }
         let Some(case) = self.block_ban.cases.get(&piece) else {
             return;
         };
@@ -187,6 +216,7 @@ impl Torrent {
                     asked = case.tried.len(),
                     "no peer proved the piece's block hashes: the smart ban decides"
                 );
+                self.release(piece);
                 self.block_ban.cases.remove(&piece);
             }
         }
@@ -226,15 +256,18 @@ impl Torrent {
             );
             return self.ask_next(now, piece);
         }
-        let Some(case) = self.block_ban.cases.remove(&piece) else {
+        let Some(case) = self.block_ban.cases.get_mut(&piece) else {
             return;
         };
-        let received = case.received.unwrap_or_default();
+        case.asked = None;
+        let received = case.received.clone().unwrap_or_default();
         let mut culprits: Vec<IpAddr> = Vec::new();
+        let mut bad: Vec<u32> = Vec::new();
         for (i, (got, good)) in received.iter().zip(&hashes[..len]).enumerate() {
             if got == good {
                 continue;
             }
+            bad.push(i as u32);
             if let Some(Some(ip)) = case.senders.get(i) {
                 warn!(piece, block = i, %ip, "block differs from its proven hash");
                 if !culprits.contains(ip) {
@@ -242,8 +275,40 @@ impl Torrent {
                 }
             }
         }
+        let keep_others = case.held && !bad.is_empty();
+        if keep_others {
+            // The good blocks stay; the piece waits until the disk has them back as received.
+            let blocks = case.senders.len();
+            let keep = (0..blocks as u32).map(|i| !bad.contains(&i)).collect();
+            case.keeping = Some(bad);
+            self.push_disk(DiskJob::KeepBlocks { piece, keep });
+        } else {
+            self.release(piece);
+            self.block_ban.cases.remove(&piece);
+        }
         for ip in culprits {
             self.ban(now, ip);
+        }
+    }
+
+    /// The disk kept the good blocks of a piece: only the bad ones are fetched again.
+    pub(crate) fn on_blocks_kept(&mut self, now: Time, piece: u32, result: Result<(), String>) {
+        let Some(case) = self.block_ban.cases.remove(&piece) else {
+            return;
+        };
+        let bad = case.keeping.unwrap_or_default();
+        match result {
+            Ok(()) => {
+                info!(piece, blocks = ?bad, "fetching only the bad blocks again");
+                if let Err(e) = self.picker.blocks_failed(piece, &bad) {
+                    warn!("picker: {e}");
+                }
+                self.fill_all_requests(now);
+            }
+            Err(e) => {
+                warn!(piece, "cannot keep the good blocks: {e}");
+                self.reset_failed_piece(now, piece, &[]);
+            }
         }
     }
 
@@ -257,6 +322,7 @@ impl Torrent {
 
     /// Requests past their deadline, or whose peer left, go to another peer.
     pub(crate) fn block_ban_timeouts(&mut self, now: Time) {
+        // (A case keeping its good blocks asks nobody: `asked` is empty.)
         let due: Vec<u32> = self
             .block_ban
             .cases

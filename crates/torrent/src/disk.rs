@@ -40,6 +40,7 @@ impl Torrent {
             }
             DiskDone::BlockHashes { piece, result } => self.on_block_hashes(now, piece, result),
             DiskDone::Leaves { piece, result } => self.on_leaves(now, piece, result),
+            DiskDone::BlocksKept { piece, result } => self.on_blocks_kept(now, piece, result),
             DiskDone::ResumeFlushed(result) => {
                 if let Err(e) = result {
                     warn!("writing resume data failed: {e}");

@@ -155,6 +155,14 @@ pub enum DiskJob {
         /// The piece.
         piece: u32,
     },
+    /// After a failure whose bad blocks are proven (BEP 52), keep the piece's other blocks as
+    /// they are on disk: only the bad ones come again.
+    KeepBlocks {
+        /// The piece.
+        piece: u32,
+        /// Per block of the piece: keep it.
+        keep: Vec<bool>,
+    },
     /// Write resume data if pieces completed since the last write (`force`: at completion).
     FlushResume {
         /// Write now rather than when due.
@@ -196,6 +204,13 @@ pub enum DiskDone {
         piece: u32,
         /// One leaf per block of file data in the piece, or the storage error.
         result: Result<Vec<Id32>, String>,
+    },
+    /// Answer to [`DiskJob::KeepBlocks`].
+    BlocksKept {
+        /// The piece.
+        piece: u32,
+        /// Done, or the storage error.
+        result: Result<(), String>,
     },
     /// Answer to [`DiskJob::FlushResume`].
     ResumeFlushed(Result<(), String>),

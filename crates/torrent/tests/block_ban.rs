@@ -34,6 +34,8 @@ struct Harness {
     /// Requests each peer holds.
     asked: HashMap<ConnId, Vec<BlockRef>>,
     hash_requests: Vec<(ConnId, HashRequest)>,
+    /// `KeepBlocks` jobs seen.
+    kept: Vec<(u32, Vec<bool>)>,
     events: Vec<TorrentEvent>,
 }
 
@@ -56,6 +58,7 @@ impl Harness {
             disk: HashMap::new(),
             asked: HashMap::new(),
             hash_requests: Vec::new(),
+            kept: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -158,6 +161,16 @@ impl Harness {
                 Some(DiskDone::BlockHashes {
                     piece,
                     result: Ok(hashes),
+                })
+            }
+            DiskJob::KeepBlocks { piece, keep } => {
+                // The bad blocks' data is dropped; the good ones stay, as received.
+                let blocks = self.disk.entry(piece).or_default();
+                blocks.retain(|b, _| keep[*b as usize]);
+                self.kept.push((piece, keep));
+                Some(DiskDone::BlocksKept {
+                    piece,
+                    result: Ok(()),
                 })
             }
             DiskJob::Read { .. } | DiskJob::FlushResume { .. } => None,
@@ -277,8 +290,21 @@ fn the_bad_blocks_sender_is_banned_from_proven_leaf_hashes() {
     assert!(!h.t.have(0));
     assert_eq!(h.banned(), vec![ip(0)]);
     assert!(h.t.is_banned(ip(0)) && !h.t.is_banned(ip(1)) && !h.t.is_banned(ip(2)));
-    // The piece comes again from the honest peer and passes; nobody else is banned.
+    // The good blocks are kept, and only block 1 is asked for again.
+    assert_eq!(h.kept, vec![(0, vec![true, false, true, true])]);
+    // (What the banned peer still held went with its connection.)
+    h.asked.remove(&0);
+    let again: Vec<&BlockRef> = h
+        .asked
+        .values()
+        .flatten()
+        .filter(|r| r.piece == 0)
+        .collect();
+    assert_eq!(again.len(), 1, "{:?}", h.asked);
+    assert_eq!(again[0].begin, BLOCK as u32);
+    // It comes from the honest peer and the piece passes; nobody else is banned.
     h.serve(1, false, false);
+    h.serve(2, false, false);
     assert!(h.t.have(0) && h.t.have(1));
     assert_eq!(h.banned(), vec![ip(0)]);
 }
@@ -324,6 +350,8 @@ fn silent_rejecting_and_lying_peers_are_passed_over() {
     h.t.handle_message(h.now, third, answer);
     h.pump();
     assert_eq!(h.banned(), vec![ip(0)]);
+    // The piece was not held past the first peer's silence: it went the v1 way (fetched whole).
+    assert!(h.kept.is_empty());
 }
 
 #[test]

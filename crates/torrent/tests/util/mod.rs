@@ -407,6 +407,10 @@ impl Net {
                     result: Ok(hashes),
                 })
             }
+            DiskJob::KeepBlocks { piece, .. } => Some(DiskDone::BlocksKept {
+                piece,
+                result: Err("no merkle trees here".to_string()),
+            }),
             DiskJob::ReadLeaves { piece } => Some(DiskDone::Leaves {
                 piece,
                 result: Err("no merkle trees here".to_string()),
