@@ -186,7 +186,8 @@ pub fn uncles(layer: &[Id32], width: usize, pad: Id32, pos: u64, count: u32) -> 
     let mut cur = layer.to_vec();
     let mut pad = pad;
     let mut pos = pos;
-    let mut out = Vec::with_capacity(count as usize);
+    // `count` may come from a peer: reserve no more than a tree can be deep.
+    let mut out = Vec::with_capacity(count.min(64) as usize);
     while out.len() < count as usize {
         if w < 2 || pos >= w as u64 {
             return None;
@@ -370,6 +371,8 @@ mod tests {
         assert_eq!(uncles(&layer, 5, pad_hash(1), 4, 1).unwrap(), u[..1]);
         assert!(uncles(&layer, 5, pad_hash(1), 4, 4).is_none());
         assert!(uncles(&layer, 5, pad_hash(1), 8, 1).is_none());
+        // A count from a peer's request is refused, not allocated for.
+        assert!(uncles(&layer, 5, pad_hash(1), 4, u32::MAX).is_none());
     }
 
     #[test]

@@ -454,6 +454,10 @@ fn a_v2_seeder_answers_leaf_requests_from_its_disk() {
             proof_layers: 3,
             ..req
         },
+        HashRequest {
+            proof_layers: u32::MAX,
+            ..req
+        },
     ] {
         assert_eq!(ask(&mut seed, bad, &leaves), Message::HashReject(bad));
     }
