@@ -130,6 +130,7 @@ async fn fetch_one(
     let n = peers.len() as u64;
     match shoal_engine::metadata::fetch_metadata(
         h,
+        None,
         peer_id,
         peers,
         more_rx,
@@ -145,7 +146,7 @@ async fn fetch_one(
     )
     .await
     {
-        Ok((info, _liars)) => match Metainfo::from_info_bytes(&info, Vec::new()) {
+        Ok(((info, _), _liars)) => match Metainfo::from_info_bytes(&info, Vec::new()) {
             Ok(m) => Fetched::Ok(Box::new(Torrent {
                 info_hash: h,
                 name: m.info.name.clone(),

@@ -520,13 +520,7 @@ pub fn run_seed(args: &SeedArgs) -> anyhow::Result<()> {
 /// Runs `shoal download`; exits 0 once every piece is verified.
 pub fn run_download(args: &DownloadArgs) -> anyhow::Result<()> {
     let source = if args.torrent.starts_with("magnet:") {
-        let magnet = Magnet::parse(&args.torrent)?;
-        if magnet.is_v2_only() {
-            bail!(
-                "v2-only magnet links cannot be downloaded yet; use a link with a v1 'btih' hash"
-            );
-        }
-        Source::Magnet(magnet)
+        Source::Magnet(Magnet::parse(&args.torrent)?)
     } else {
         Source::Torrent(Box::new(load(Path::new(&args.torrent))?))
     };

@@ -24,6 +24,9 @@ enum Behaviour {
     JunkThenCorrupt,
     /// Sends a 4 GiB length prefix right after the handshake.
     HugePrefix,
+    /// Answers the first request with its bytes flipped, never answers another request of that
+    /// piece (so honest peers send the rest of it), and serves every other piece correctly.
+    OneBadBlock,
 }
 
 /// What the fake peer saw.
@@ -124,6 +127,7 @@ fn serve(
         }
     }
     s.write_all(&msg).unwrap();
+    let mut bad_piece = None;
     loop {
         let mut len = [0u8; 4];
         if !read_exact_or_eof(s, &mut len) {
@@ -147,6 +151,16 @@ fn serve(
         }
         let start = piece * piece_len + begin;
         let mut block = data[start..start + length].to_vec();
+        if behaviour == Behaviour::OneBadBlock {
+            if bad_piece == Some(piece) {
+                report.unanswered.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            if bad_piece.is_none() {
+                bad_piece = Some(piece);
+                block[length / 3] ^= 0x40;
+            }
+        }
         if behaviour == Behaviour::Corrupt {
             block.iter_mut().for_each(|b| *b ^= 0x5a);
         }
@@ -294,6 +308,147 @@ fn a_hostile_peer_never_gets_the_honest_seeder_banned() {
         "the honest seeder was banned: {banned:?}"
     );
     assert_eq!(banned, ["127.0.0.68"]);
+}
+
+/// Waits (30 s at most) for the leecher's log to show a block named bad by its proven hash, and
+/// says whether that came before the ban (the ban then came from that block alone, not from
+/// the piece passing later).
+fn banned_from_proven_hashes(log_path: &std::path::Path) -> bool {
+    for _ in 0..300 {
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        if let (Some(named), Some(banned)) = (
+            log.find("differs from its proven hash"),
+            log.find("banning peer"),
+        ) {
+            return named < banned;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn v2_peer_sending_one_bad_block_is_banned_from_that_block_alone() {
+    // A v2-only torrent: the piece holding the bad block fails with blocks from several peers;
+    // the leecher asks a shoal seeder for the piece's leaf hashes (BEP 52 hash request), proves
+    // them against the piece layer and bans exactly the bad block's sender.
+    let dir = scratch("hostile_v2_block");
+    let data = dir.join("seed").join("f.bin");
+    write_random_file(&data, 4 << 20, 0x52b);
+    let torrent = dir.join("f.torrent");
+    let out = run_shoal(&[
+        "create",
+        data.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "--piece-size",
+        "256KiB",
+        "--no-date",
+        "--v2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&data).unwrap();
+    let (fake, report) = fake_seeder("127.0.0.69", bytes, 256 << 10, Behaviour::OneBadBlock);
+    let mut seeds = Vec::new();
+    let mut peers = vec![fake];
+    for (i, ip) in ["127.0.0.2", "127.0.0.4"].iter().enumerate() {
+        let name = format!("seed{i}");
+        let mut seed = shoal_seed(
+            &torrent,
+            &data,
+            ip,
+            &["--max-upload-rate", "1MiB"],
+            &name,
+            &dir,
+        );
+        peers.push(seed.listening_addr());
+        seeds.push(seed);
+    }
+    let out = dir.join("dl");
+    let mut dl = shoal_download(&torrent, &out, "127.0.0.3", &peers, &["--seed"], "dl", &dir);
+    let done = dl.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out.join("f.bin")));
+    assert!(report.served.load(Ordering::SeqCst) > 0);
+    assert_eq!(done["hash_failures"], 1, "{done}");
+    let seen = dl.wait_for(LONG, |v| {
+        v["banned"].as_array().is_some_and(|b| !b.is_empty())
+    });
+    assert_eq!(seen["banned"], serde_json::json!(["127.0.0.69"]), "{seen}");
+    // Named from the proven leaf hashes, not from the piece passing later.
+    let log_path = dir.join("dl.stderr");
+    let proven = banned_from_proven_hashes(&log_path);
+    dl.term();
+    assert!(proven, "{}", std::fs::read_to_string(&log_path).unwrap());
+}
+
+#[test]
+fn v2_bad_block_beside_a_libtorrent_seeder() {
+    // The same hostile peer, with libtorrent 2.0 as the honest seeder: libtorrent answers the
+    // leaf-layer hash request with hashes that prove out, and the hostile peer alone is banned
+    // from them.
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = scratch("hostile_v2_lt");
+    let data = dir.join("seed").join("f.bin");
+    write_random_file(&data, 4 << 20, 0x52c);
+    let torrent = dir.join("f.torrent");
+    let out = run_shoal(&[
+        "create",
+        data.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "--piece-size",
+        "256KiB",
+        "--no-date",
+        "--v2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&data).unwrap();
+    let (fake, report) = fake_seeder("127.0.0.70", bytes, 256 << 10, Behaviour::OneBadBlock);
+    let mut lt = lt_peer(
+        "seed",
+        &torrent,
+        &dir.join("seed"),
+        "127.0.0.4",
+        &[],
+        &["--timeout", "120"],
+        "lt",
+        &dir,
+    );
+    let lt_addr = lt.listening_addr();
+    let out = dir.join("dl");
+    let mut dl = shoal_download(
+        &torrent,
+        &out,
+        "127.0.0.3",
+        &[fake, lt_addr],
+        &["--seed"],
+        "dl",
+        &dir,
+    );
+    dl.wait_event("complete", LONG);
+    assert!(same_bytes(&data, &out.join("f.bin")));
+    assert!(report.served.load(Ordering::SeqCst) > 0);
+    // The ban may land just after the last piece: wait for a status line that shows it.
+    let seen = dl.wait_for(LONG, |v| {
+        v["banned"].as_array().is_some_and(|b| !b.is_empty())
+    });
+    assert_eq!(seen["banned"], serde_json::json!(["127.0.0.70"]), "{seen}");
+    // libtorrent answers the leaf-layer request, and its hashes prove the bad block.
+    let log_path = dir.join("dl.stderr");
+    let proven = banned_from_proven_hashes(&log_path);
+    dl.term();
+    lt.term();
+    assert!(proven, "{}", std::fs::read_to_string(&log_path).unwrap());
 }
 
 #[test]

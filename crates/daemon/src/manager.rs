@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use shoal_core::Id20;
 use shoal_engine::{ResumeLocation, Session, TorrentHandle, TorrentOptions, TorrentStatus};
-use shoal_metainfo::{Magnet, Metainfo, MetainfoError};
+use shoal_metainfo::{Magnet, Metainfo};
 use tokio::sync::broadcast;
 
 use crate::store::{EntryRecord, Store};
@@ -658,9 +658,6 @@ impl Manager {
                 let m = Magnet::parse(&link).map_err(|e| {
                     DaemonError::BadRequest(format!("not a valid magnet link: {e}"))
                 })?;
-                if m.is_v2_only() {
-                    return Err(DaemonError::BadRequest(MetainfoError::V2Only.to_string()));
-                }
                 (m.info_hash, None, Some((link, m)), None)
             }
         };
@@ -1156,12 +1153,11 @@ impl Manager {
                     .fetch_metadata(&magnet, peers, METADATA_DEADLINE)
                     .await
                     .map_err(|e| DaemonError::Engine(e.to_string()))?;
-                // Kept as a .torrent with only the info dictionary; the magnet (trackers, web
-                // seeds) stays in the record.
-                let mut bytes = b"d4:info".to_vec();
-                bytes.extend_from_slice(&fetched.info_bytes);
-                bytes.push(b'e');
-                self.store.save_torrent(&hash, &bytes)?;
+                // Kept as a .torrent with only the info dictionary and a v2 torrent's piece
+                // layers (a restart fetches neither again); the magnet (trackers, web seeds)
+                // stays in the record.
+                self.store
+                    .save_torrent(&hash, &fetched.bare_torrent_bytes())?;
                 let meta = Arc::new(with_magnet_extras(fetched, Some(&magnet)));
                 if let Some(e) = self.lock().get_mut(&hash) {
                     e.meta = Some(meta.clone());

@@ -5,13 +5,24 @@
 //! wrong metadata is found and dropped without spoiling what honest peers send; the first copy
 //! that matches wins. (The dictionary is small — tens of KB for most torrents — so fetching it
 //! whole from each of a few peers costs little and needs no blame bookkeeping.)
+//!
+//! A v2 link (`btmh`, BEP 52) names the SHA-256 of the dictionary: a v2-only one is fetched in
+//! its swarm (the truncated hash in the handshake) and checked against the full hash. The
+//! dictionary holds each file's merkle root but not its piece layer, so on the same connection
+//! the layers are then asked for with `hash request`s and proven against those roots
+//! (`shoal_torrent::PieceLayerFetch`); a peer that rejects them, answers wrongly or is too slow
+//! is dropped like one without metadata and the next peer asked. For a hybrid link the layers
+//! are fetched from a peer that answers in the v2 swarm; one that does not still gives the
+//! metadata (the pieces are then checked by their SHA-1 only, as before).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use shoal_core::Id20;
-use shoal_metainfo::info_hash_of;
+use std::collections::BTreeMap;
+
+use shoal_core::{Id20, Id32};
+use shoal_metainfo::{info_hash_of, info_hash_v2_of};
 use shoal_wire::frame::{decode_frame, Limits};
 use shoal_wire::{ExtendedHandshake, Handshake, Message, MetadataMessage, METADATA_PIECE_SIZE};
 use tokio::sync::mpsc;
@@ -53,6 +64,7 @@ enum PeerFailure {
     Io(String),
     NoMetadata,
     WrongHash,
+    NoPieceLayers(String),
 }
 
 impl std::fmt::Display for PeerFailure {
@@ -63,20 +75,27 @@ impl std::fmt::Display for PeerFailure {
             PeerFailure::WrongHash => {
                 f.write_str("sent metadata that does not match the info-hash")
             }
+            PeerFailure::NoPieceLayers(why) => write!(f, "gave no piece layers: {why}"),
         }
     }
 }
 
+/// What a metadata fetch got: the info dictionary and, for a v2 link, the proven piece layers.
+pub type Fetched = (Vec<u8>, Option<BTreeMap<Id32, Vec<Id32>>>);
+
 /// Fetches the info dictionary of `info_hash` from `peers` (more may arrive on `more_peers`),
-/// giving up after `deadline`. Returns the verified bytes and the peers that sent wrong metadata.
+/// giving up after `deadline`. `v2` is the link's SHA-256 info-hash (BEP 52), which the
+/// dictionary must then match, and whose piece layers are fetched too. Returns the verified
+/// bytes, the layers, and the peers that sent wrong metadata.
 pub async fn fetch_metadata(
     info_hash: Id20,
+    v2: Option<Id32>,
     peer_id: Id20,
     peers: Vec<SocketAddr>,
     mut more_peers: mpsc::Receiver<SocketAddr>,
     dial_settings: DialSettings,
     deadline: Duration,
-) -> Result<(Vec<u8>, Vec<SocketAddr>), String> {
+) -> Result<(Fetched, Vec<SocketAddr>), String> {
     let mut queue: Vec<SocketAddr> = peers;
     queue.dedup();
     // Peers that failed for a network reason (not listening yet, still checking its data) are
@@ -98,7 +117,7 @@ pub async fn fetch_metadata(
             *n += 1;
             let dial_settings = dial_settings.clone();
             tasks.spawn(async move {
-                let result = fetch_from(addr, info_hash, peer_id, dial_settings).await;
+                let result = fetch_from(addr, info_hash, v2, peer_id, dial_settings).await;
                 (addr, result)
             });
         }
@@ -106,7 +125,7 @@ pub async fn fetch_metadata(
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 let Ok((addr, result)) = joined else { continue };
                 match result {
-                    Ok(bytes) => return Ok((bytes, liars)),
+                    Ok(fetched) => return Ok((fetched, liars)),
                     Err(PeerFailure::WrongHash) => {
                         warn!(%addr, "peer sent metadata that does not match the info-hash; dropped");
                         liars.push(addr);
@@ -115,7 +134,9 @@ pub async fn fetch_metadata(
                     Err(e) => {
                         debug!(%addr, "no metadata from peer: {e}");
                         last_error = format!("{addr}: {e}");
-                        if let PeerFailure::Io(_) = e {
+                        // A peer may lack the piece layers only for now (it is fetching them
+                        // itself): asked again later, like one that failed for a network reason.
+                        if let PeerFailure::Io(_) | PeerFailure::NoPieceLayers(_) = e {
                             let n = attempts.get(&addr).copied().unwrap_or(1);
                             let delay = Duration::from_millis(500) * (1 << n.min(6));
                             retries.push((tokio::time::Instant::now() + delay, addr));
@@ -180,20 +201,25 @@ async fn send(stream: &mut PeerStream, msg: Message) -> Result<(), PeerFailure> 
         .map_err(|e| PeerFailure::Io(e.to_string()))
 }
 
-/// One peer: handshake, extended handshake, then every metadata piece in turn.
+/// One peer: handshake, extended handshake, then every metadata piece in turn, then for a v2
+/// link the piece layers.
 async fn fetch_from(
     addr: SocketAddr,
     info_hash: Id20,
+    v2: Option<Id32>,
     peer_id: Id20,
     settings: DialSettings,
-) -> Result<Vec<u8>, PeerFailure> {
+) -> Result<Fetched, PeerFailure> {
     let ours = Handshake::new(info_hash, peer_id);
+    // BEP 52: say we speak v2; a hybrid's peer may answer in the v2 swarm (libtorrent does).
+    let ours = if v2.is_some() { ours.with_v2() } else { ours };
+    let upgrade = v2.map(|h| h.truncated()).filter(|h| *h != info_hash);
     let (mut stream, theirs, mut buf) = dial_as(
         addr,
         settings.bind,
         (settings.utp, settings.utp_endpoint.as_ref()),
         ours,
-        None,
+        upgrade,
         settings.timeout,
         settings.encryption,
     )
@@ -216,7 +242,7 @@ async fn fetch_from(
     )
     .await?;
     // Without the metadata we do not know the piece count: bitfields are bounded generically.
-    let limits = Limits::default();
+    let limits = Limits::default().with_v2(v2.is_some());
     let (their_id, size) = loop {
         if let Message::Extended { id: 0, payload } =
             read_message(&mut stream, &mut buf, &limits).await?
@@ -276,8 +302,64 @@ async fn fetch_from(
         }
         info.extend_from_slice(&data);
     }
-    if info_hash_of(&info) != info_hash {
+    let matches = match v2 {
+        // A v2-only link's 20-byte hash is the SHA-256 cut short: check the whole of it.
+        Some(h) if h.truncated() == info_hash => info_hash_v2_of(&info) == h,
+        Some(h) => info_hash_v2_of(&info) == h && info_hash_of(&info) == info_hash,
+        None => info_hash_of(&info) == info_hash,
+    };
+    if !matches {
         return Err(PeerFailure::WrongHash);
     }
-    Ok(info)
+    let Some(v2) = v2 else {
+        return Ok((info, None));
+    };
+    // Only a connection in the v2 swarm may carry hash requests (libtorrent drops others).
+    let in_v2_swarm = theirs.info_hash == v2.truncated();
+    let hybrid = v2.truncated() != info_hash;
+    let layers = if in_v2_swarm {
+        fetch_layers(&mut stream, &mut buf, &limits, &info).await
+    } else {
+        Err(PeerFailure::NoPieceLayers(
+            "the peer is not in the v2 swarm".into(),
+        ))
+    };
+    match layers {
+        Ok(layers) => Ok((info, Some(layers))),
+        Err(e) if hybrid => {
+            debug!(%addr, "hybrid metadata without piece layers: {e}");
+            Ok((info, None))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Asks for every piece layer the dictionary `info` needs and proves each answer.
+async fn fetch_layers(
+    stream: &mut PeerStream,
+    buf: &mut BytesMut,
+    limits: &Limits,
+    info: &[u8],
+) -> Result<BTreeMap<Id32, Vec<Id32>>, PeerFailure> {
+    let meta = shoal_metainfo::Metainfo::from_info_bytes(info, Vec::new())
+        .map_err(|e| PeerFailure::NoPieceLayers(format!("invalid metadata: {e}")))?;
+    let mut fetch = shoal_torrent::PieceLayerFetch::new(&meta.info);
+    for req in fetch.requests() {
+        send(stream, Message::HashRequest(req)).await?;
+    }
+    // Each answer must come within the per-message timeout (`read_message`).
+    while !fetch.is_done() {
+        match read_message(stream, buf, limits).await? {
+            Message::Hashes { req, hashes } if !fetch.on_hashes(&req, &hashes) => {
+                return Err(PeerFailure::NoPieceLayers(
+                    "hashes that do not prove out".into(),
+                ));
+            }
+            Message::HashReject(_) => {
+                return Err(PeerFailure::NoPieceLayers("hash request rejected".into()))
+            }
+            _ => {}
+        }
+    }
+    Ok(fetch.into_layers())
 }

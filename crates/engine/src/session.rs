@@ -794,14 +794,11 @@ impl Session {
         peers: Vec<SocketAddr>,
         deadline: Duration,
     ) -> Result<Metainfo, EngineError> {
-        // Metadata is fetched and checked by its SHA-1 so far.
-        if magnet.is_v2_only() {
-            return Err(shoal_metainfo::MetainfoError::V2Only.into());
-        }
         let (more_tx, more_rx) = mpsc::channel(256);
         let feeders = self.metadata_peer_sources(magnet, more_tx);
         let result = crate::metadata::fetch_metadata(
             magnet.info_hash,
+            magnet.info_hash_v2,
             self.shared.peer_id,
             peers,
             more_rx,
@@ -818,14 +815,16 @@ impl Session {
         for f in feeders {
             f.abort();
         }
-        let (info, liars) = result.map_err(EngineError::Metadata)?;
+        let ((info, layers), liars) = result.map_err(EngineError::Metadata)?;
         if !liars.is_empty() {
             warn!(?liars, "peers sent wrong metadata");
         }
         let trackers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
-        let meta = Metainfo::from_info_bytes(&info, trackers).map_err(|e| {
+        let mut meta = Metainfo::from_info_bytes(&info, trackers).map_err(|e| {
             EngineError::Metadata(format!("the metadata is not a valid torrent: {e}"))
         })?;
+        // BEP 52: the piece layers, proven against the file roots, complete the torrent.
+        meta.piece_layers = layers.unwrap_or_default();
         // A hybrid link names the v2 info-hash too: the metadata must have it.
         if magnet.info_hash_v2.is_some() && meta.info_hash_v2 != magnet.info_hash_v2 {
             return Err(EngineError::Metadata(

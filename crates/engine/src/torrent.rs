@@ -17,7 +17,7 @@ use shoal_metainfo::Metainfo;
 use shoal_storage::{DiskPool, Storage, TrySubmitError, WriteOutcome};
 use shoal_torrent::{
     CloseReason, ConnId, DiskDone, DiskJob, PeerHello, PickMode, Torrent, TorrentConfig,
-    TorrentEvent, WriteResult,
+    TorrentEvent, V2File, WriteResult,
 };
 use shoal_wire::frame::Limits;
 use shoal_wire::Handshake;
@@ -169,6 +169,16 @@ impl TorrentContext {
                 .piece_layers
                 .iter()
                 .map(|(root, layer)| (*root, layer.clone()))
+                .collect(),
+            v2_files: (0..info.files.len())
+                .filter_map(|i| {
+                    let f = &info.files[i];
+                    Some(V2File {
+                        pieces_root: *info.pieces_root(i)?,
+                        first_piece: u32::try_from(f.offset / u64::from(info.piece_length)).ok()?,
+                        length: f.length,
+                    })
+                })
                 .collect(),
         }
     }
@@ -483,6 +493,14 @@ impl TorrentActor {
                     peer_id: handshake.peer_id,
                     fast: handshake.supports_fast(),
                     extended: handshake.supports_extended(),
+                    // In the v2 swarm (the truncated SHA-256 in the handshake): only there may
+                    // hash requests be sent (libtorrent drops a v1-swarm connection that sends
+                    // one, and a v2-only libtorrent peer does not set the v2 bit).
+                    v2: self
+                        .ctx
+                        .meta
+                        .info_hash_v2
+                        .is_some_and(|h| handshake.info_hash == h.truncated()),
                 };
                 match self.machine.handle_connected(now, hello) {
                     Ok(key) => {
@@ -590,6 +608,7 @@ impl TorrentActor {
                     peer_id,
                     fast: true,
                     extended: false,
+                    v2: false,
                 };
                 let answer = match self.machine.handle_connected(now, hello) {
                     Ok(key) => {
@@ -892,6 +911,14 @@ fn run_disk_job(storage: &Storage, job: DiskJob) -> DiskDone {
         DiskJob::HashBlocks { piece } => DiskDone::BlockHashes {
             piece,
             result: storage.block_hashes(piece).map_err(|e| e.to_string()),
+        },
+        DiskJob::KeepBlocks { piece, keep } => DiskDone::BlocksKept {
+            piece,
+            result: storage.keep_blocks(piece, &keep).map_err(|e| e.to_string()),
+        },
+        DiskJob::ReadLeaves { piece } => DiskDone::Leaves {
+            piece,
+            result: storage.leaf_hashes(piece).map_err(|e| e.to_string()),
         },
         DiskJob::FlushResume { force } => {
             // A forced flush (completion, shutdown) is one a user waits for: it records the

@@ -289,6 +289,11 @@ mod tests {
                 m.info.pieces.len(),
                 if version == Version::V2 { 0 } else { 6 }
             );
+            // Kept as a bare .torrent (a magnet's metadata and layers), it reads back the same.
+            let back = crate::Metainfo::from_bytes(&m.bare_torrent_bytes()).unwrap();
+            assert_eq!(back.info_hash, m.info_hash);
+            assert_eq!(back.info_hash_v2, m.info_hash_v2);
+            assert_eq!(back.piece_layers, m.piece_layers);
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

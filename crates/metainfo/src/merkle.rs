@@ -177,6 +177,36 @@ pub fn uncles_in_piece(block_hashes: &[Id32], block_index: u64, piece_length: u6
     out
 }
 
+/// The uncle hashes of node `pos` of `layer` and of its ancestors, `count` of them from the
+/// lowest up. `layer` is one layer of a tree `width` nodes wide (rounded up to a power of two);
+/// nodes past its end stand for zero subtrees (`pad`). `None` when the tree has fewer than
+/// `count` layers above the node.
+pub fn uncles(layer: &[Id32], width: usize, pad: Id32, pos: u64, count: u32) -> Option<Vec<Id32>> {
+    let mut w = width.max(layer.len()).max(1).next_power_of_two();
+    let mut cur = layer.to_vec();
+    let mut pad = pad;
+    let mut pos = pos;
+    // `count` may come from a peer: reserve no more than a tree can be deep.
+    let mut out = Vec::with_capacity(count.min(64) as usize);
+    while out.len() < count as usize {
+        if w < 2 || pos >= w as u64 {
+            return None;
+        }
+        out.push(cur.get((pos ^ 1) as usize).copied().unwrap_or(pad));
+        if cur.len() % 2 == 1 {
+            cur.push(pad);
+        }
+        cur = cur
+            .chunks_exact(2)
+            .map(|p| hash_pair(&p[0], &p[1]))
+            .collect();
+        pad = hash_pair(&pad, &pad);
+        w /= 2;
+        pos /= 2;
+    }
+    Some(out)
+}
+
 /// The answer to a BEP 52 hash request served from one whole layer of a file's tree: `layer` is
 /// that layer's nodes (shorter than the tree is wide; the rest stand for zero subtrees, `pad`).
 /// Returns the `length` nodes from `index`, then the uncle hashes of the proof layers not covered
@@ -326,6 +356,23 @@ mod tests {
         assert!(layer_proof(&layer, pad, 0, 3, 0).is_none());
         assert!(layer_proof(&layer, pad, 0, 2, 4).is_none());
         assert_eq!(layer_proof(&layer, pad, 0, 8, 0).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn uncles_fold_to_the_root() {
+        let blocks: Vec<Id32> = (0..10u8).map(|i| h(&[i; 16384])).collect();
+        let layer = piece_layer(&blocks, 32768);
+        let root = file_root(&blocks, 32768).unwrap();
+        // Entry 4 of 5 in a tree 8 wide: three uncles reach the root.
+        let u = uncles(&layer, layer.len(), pad_hash(1), 4, 3).unwrap();
+        assert_eq!(u[0], pad_hash(1));
+        assert_eq!(fold_proof(layer[4], 4, &u), root);
+        // Fewer is a prefix; more than the tree has is refused.
+        assert_eq!(uncles(&layer, 5, pad_hash(1), 4, 1).unwrap(), u[..1]);
+        assert!(uncles(&layer, 5, pad_hash(1), 4, 4).is_none());
+        assert!(uncles(&layer, 5, pad_hash(1), 8, 1).is_none());
+        // A count from a peer's request is refused, not allocated for.
+        assert!(uncles(&layer, 5, pad_hash(1), 4, u32::MAX).is_none());
     }
 
     #[test]

@@ -202,6 +202,35 @@ impl Metainfo {
         self.info.version()
     }
 
+    /// A .torrent holding only the info dictionary (its bytes as they are) and, for a v2 or
+    /// hybrid torrent, its `piece layers`: what a magnet link's fetched metadata is kept as, so
+    /// a restart needs neither the metadata nor the layers again.
+    pub fn bare_torrent_bytes(&self) -> Vec<u8> {
+        use crate::bencode::write;
+        let layers: usize = self
+            .piece_layers
+            .values()
+            .map(|l| 32 + l.len() * 32 + 16)
+            .sum();
+        let mut out = Vec::with_capacity(self.info_bytes.len() + layers + 32);
+        out.push(b'd');
+        write::bytes(&mut out, b"info");
+        out.extend_from_slice(&self.info_bytes);
+        if !self.piece_layers.is_empty() {
+            // Keys in byte order: a BTreeMap of 32-byte roots is.
+            write::bytes(&mut out, b"piece layers");
+            out.push(b'd');
+            for (root, layer) in &self.piece_layers {
+                write::bytes(&mut out, &root.0);
+                let joined: Vec<u8> = layer.iter().flat_map(|h| h.0).collect();
+                write::bytes(&mut out, &joined);
+            }
+            out.push(b'e');
+        }
+        out.push(b'e');
+        out
+    }
+
     /// The SHA-1 info-hash, for v1 and hybrid torrents.
     pub fn info_hash_v1(&self) -> Option<Id20> {
         self.version().has_v1().then_some(self.info_hash)

@@ -256,6 +256,31 @@ impl<P: PeerKey> Picker<P> {
         Ok(())
     }
 
+    /// A completed piece failed its hash check and its bad blocks are known (BEP 52: each block's
+    /// hash proven against the piece's): only the blocks in `bad` return to open, the others keep
+    /// their data. Indices that are not received blocks of the piece are skipped.
+    pub fn blocks_failed(&mut self, piece: u32, bad: &[u32]) -> Result<(), PickerError> {
+        self.layout.check_piece(piece)?;
+        let wanted = self.want.contains(piece);
+        let pp = self
+            .partial
+            .get_mut(&piece)
+            .ok_or(PickerError::PieceNotInProgress(piece))?;
+        let mut reopened = 0u32;
+        for &i in bad {
+            if let Some(b @ BlockState::Received { .. }) = pp.blocks.get_mut(i as usize) {
+                *b = BlockState::Open;
+                pp.received -= 1;
+                pp.open += 1;
+                reopened += 1;
+            }
+        }
+        if wanted {
+            self.open_blocks += u64::from(reopened);
+        }
+        Ok(())
+    }
+
     /// A completed piece failed its hash check: every block returns to open, and if `restrict_to`
     /// is given only that peer will be asked for the piece from now on (to find out whether it is
     /// the one sending bad data). Returns the peers whose data went into the piece.

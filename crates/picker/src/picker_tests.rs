@@ -267,6 +267,37 @@ fn hash_failure_resets_and_can_restrict_to_one_peer() {
 }
 
 #[test]
+fn known_bad_blocks_alone_are_fetched_again() {
+    let mut p = with(1, 4, config(PickMode::RarestFirst, 0), 1);
+    seed(&mut p, 1);
+    seed(&mut p, 2);
+    let got = p.pick(1, 4, t(0), t(9));
+    assert_eq!(got.len(), 4);
+    for b in &got {
+        p.block_received(1, *b).unwrap();
+    }
+    // Blocks 1 and 3 were proven bad (and 7 is no block): only they are open again.
+    p.blocks_failed(0, &[1, 3, 7]).unwrap();
+    assert_eq!(
+        p.block_state(got[0]).unwrap(),
+        BlockState::Received { from: 1 }
+    );
+    assert_eq!(p.block_state(got[1]).unwrap(), BlockState::Open);
+    let again = p.pick(2, 10, t(1), t(9));
+    assert_eq!(again, vec![got[1], got[3]]);
+    for b in &again {
+        p.block_received(2, *b).unwrap();
+    }
+    assert_eq!(p.block_senders(0), vec![Some(1), Some(2), Some(1), Some(2)]);
+    p.piece_verified(0).unwrap();
+    assert!(p.is_complete());
+    assert!(
+        p.blocks_failed(0, &[0]).is_err(),
+        "a verified piece is not in progress"
+    );
+}
+
+#[test]
 fn priority_zero_is_never_picked() {
     let mut p = with(4, 1, config(PickMode::RarestFirst, 0), 1);
     seed(&mut p, 1);

@@ -516,6 +516,43 @@ impl Storage {
             .clone()
     }
 
+    /// After a hash failure whose bad blocks are known (BEP 52: each block's leaf proven against
+    /// the piece layer), the blocks flagged in `keep` count as received again, their data as it
+    /// is on disk: only the others must come again. The piece is hashed as usual when its last
+    /// block arrives (the kept blocks are read back for it). Nothing to do for a verified piece.
+    pub fn keep_blocks(&self, piece: u32, keep: &[bool]) -> Result<()> {
+        if piece >= self.layout.num_pieces() {
+            return Err(StorageError::PieceOutOfRange(piece));
+        }
+        if keep.len() != self.layout.blocks_in_piece(piece) as usize {
+            return Err(StorageError::InvalidLayout(format!(
+                "{} kept-block flags for the {} blocks of piece {piece}",
+                keep.len(),
+                self.layout.blocks_in_piece(piece)
+            )));
+        }
+        for _ in 0..8 {
+            if self.have(piece) {
+                return Ok(());
+            }
+            let state = self.piece_state(piece);
+            let mut st = lock(&state);
+            if st.retired {
+                continue;
+            }
+            for (i, k) in keep.iter().enumerate() {
+                if *k && !st.received[i] {
+                    st.received[i] = true;
+                    st.count += 1;
+                }
+            }
+            return Ok(());
+        }
+        Err(StorageError::InvalidLayout(format!(
+            "piece {piece} kept failing while its blocks were kept"
+        )))
+    }
+
     /// Store a run of consecutive blocks of one piece, from `offset`, with one vectored write per
     /// file the run touches instead of one write per block (fewer system calls; measured in the
     /// README's "where the time goes"). Answers as [`Storage::write_block`] would for each block,

@@ -140,6 +140,37 @@ fn a_bad_block_fails_its_piece_and_shows_in_its_leaf_alone() {
 }
 
 #[test]
+fn after_a_failure_the_good_blocks_are_kept_and_only_the_bad_one_comes_again() {
+    for version in [Version::V2, Version::Hybrid] {
+        for in_memory in [true, false] {
+            let src = tempfile::tempdir().unwrap();
+            let meta = make(src.path(), version);
+            let good = stream(&meta, src.path());
+            let mut bad = good.clone();
+            let at = PIECE as usize + 2 * BLOCK_SIZE as usize;
+            bad[at + 100] ^= 1;
+            let dl = tempfile::tempdir().unwrap();
+            let mut o = opts(dl.path(), &meta);
+            o.hash_in_memory = in_memory;
+            let (s, _) = Storage::open(&meta.info, meta.info_hash, o).unwrap();
+            assert_eq!(write_piece(&s, &meta, &bad, 1), WriteOutcome::HashFailed);
+            // Blocks 0, 1 and 3 are kept as they are on disk; block 2 alone comes again.
+            s.keep_blocks(1, &[true, true, false, true]).unwrap();
+            let block = &good[at..at + BLOCK_SIZE as usize];
+            assert_eq!(
+                s.write_block(1, 2 * BLOCK_SIZE, block).unwrap(),
+                WriteOutcome::Verified,
+                "{version:?}, in memory {in_memory}"
+            );
+            assert!(s.have(1));
+            // Flags of the wrong count are refused; a verified piece needs nothing.
+            assert!(s.keep_blocks(0, &[true]).is_err());
+            s.keep_blocks(1, &[true, true, false, true]).unwrap();
+        }
+    }
+}
+
+#[test]
 fn hybrid_pieces_must_pass_both_hashes() {
     let src = tempfile::tempdir().unwrap();
     let meta = make(src.path(), Version::Hybrid);

@@ -580,6 +580,7 @@ impl Swarm {
             pick_mode: self.config.mode,
             super_seed: spec.super_seed,
             piece_layers: Default::default(),
+            v2_files: Vec::new(),
         };
         let torrent = Torrent::new(config, now).expect("valid torrent config");
         let node = &mut self.nodes[i];
@@ -709,6 +710,7 @@ impl Swarm {
             peer_id: self.nodes[from].peer_id,
             fast: true,
             extended: true,
+            v2: false,
         };
         let accepted = self
             .active(j)
@@ -732,6 +734,7 @@ impl Swarm {
             peer_id: self.nodes[j].peer_id,
             fast: true,
             extended: true,
+            v2: false,
         };
         let cf = match self
             .active(from)
@@ -1041,6 +1044,15 @@ impl Swarm {
                     result: Ok(hashes),
                 }
             }
+            // The simulated torrents are v1: no merkle trees, so no block is ever proven bad.
+            DiskJob::KeepBlocks { piece, .. } => DiskDone::BlocksKept {
+                piece,
+                result: Err("no merkle trees in the simulation".to_string()),
+            },
+            DiskJob::ReadLeaves { piece } => DiskDone::Leaves {
+                piece,
+                result: Err("no merkle trees in the simulation".to_string()),
+            },
             DiskJob::FlushResume { .. } => DiskDone::ResumeFlushed(Ok(())),
         }
     }

@@ -5,6 +5,8 @@
 //!   the senders whose blocks differ from the good data are banned. A piece that fails again is
 //!   pinned to one of its earlier contributors at a time, so a piece only bad peers offer still
 //!   ends up sent whole by one of them.
+//! - of a v2 or hybrid torrent: the true block hashes are also asked of a peer and proven
+//!   against the piece layer (`block_ban.rs`), which names the bad blocks' senders at once.
 
 use std::net::IpAddr;
 
@@ -49,6 +51,11 @@ impl Torrent {
             self.reset_failed_piece(now, piece, &[]);
             return;
         }
+        // A v2 piece: the bad blocks are named from proven leaf hashes (`block_ban.rs`), which
+        // goes on to the v1 evidence below once the leaves are read.
+        if self.start_block_ban(piece, &senders) {
+            return;
+        }
         // Hold the piece (no new requests) until its bad data is hashed block by block.
         self.request_block_hashes(piece, Evidence::Failed(senders));
     }
@@ -89,7 +96,7 @@ impl Torrent {
 
     /// The piece's blocks are open again. After a repeat failure the piece is pinned to one of
     /// its contributors, a different one each time.
-    fn reset_failed_piece(&mut self, now: Time, piece: u32, contributors: &[IpAddr]) {
+    pub(crate) fn reset_failed_piece(&mut self, now: Time, piece: u32, contributors: &[IpAddr]) {
         let attempts = self.failures.entry(piece).or_insert(0);
         *attempts += 1;
         let attempts = *attempts;

@@ -1,4 +1,5 @@
-//! Disk results: writes (and the hash check that ends a piece), reads, block hashes, resume data.
+//! Disk results: writes (and the hash check that ends a piece), reads, block hashes, merkle
+//! leaves, resume data.
 
 use shoal_core::Time;
 use tracing::warn;
@@ -38,6 +39,8 @@ impl Torrent {
                 }
             }
             DiskDone::BlockHashes { piece, result } => self.on_block_hashes(now, piece, result),
+            DiskDone::Leaves { piece, result } => self.on_leaves(now, piece, result),
+            DiskDone::BlocksKept { piece, result } => self.on_blocks_kept(now, piece, result),
             DiskDone::ResumeFlushed(result) => {
                 if let Err(e) = result {
                     warn!("writing resume data failed: {e}");

@@ -21,8 +21,11 @@
 #![warn(missing_docs)]
 
 mod bans;
+pub mod block_ban;
 mod disk;
 mod extended;
+mod hashes;
+pub mod layer_fetch;
 pub mod peer;
 pub mod peer_book;
 mod pex;
@@ -34,11 +37,12 @@ mod torrent;
 mod uploads;
 mod violation;
 
+pub use layer_fetch::PieceLayerFetch;
 pub use peer_book::PeerBook;
 pub use requests::{STALL_FLOOR, STALL_GAPS};
 pub use torrent::{
     ConnId, DiskDone, DiskJob, PeerHello, Torrent, TorrentConfig, TorrentEvent, TorrentStats,
-    WriteResult, UT_METADATA_ID, UT_PEX_ID,
+    V2File, WriteResult, UT_METADATA_ID, UT_PEX_ID,
 };
 pub use violation::{CloseReason, PeerViolation};
 

@@ -62,6 +62,10 @@ pub struct Peer {
     pub fast: bool,
     /// It speaks BEP 10.
     pub extended_bit: bool,
+    /// The connection is in the v2 swarm (BEP 52): hash requests may be sent on it.
+    pub v2: bool,
+    /// Leaf-layer hash requests of its being answered (a disk read each).
+    pub leaf_reads: usize,
     /// Its BEP 10 handshake, once received.
     pub extended: Option<ExtendedHandshake>,
     /// The address the peer book knows it by (dialled address, or an incoming peer's listen
@@ -148,6 +152,8 @@ impl Peer {
             peer_id,
             fast,
             extended_bit: false,
+            v2: false,
+            leaf_reads: 0,
             extended: None,
             book_addr: outgoing.then_some(addr),
             useful: false,

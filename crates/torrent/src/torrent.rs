@@ -94,6 +94,20 @@ pub struct TorrentConfig {
     /// v2 and hybrid torrents (BEP 52): each file's piece layer by its `pieces root`, from which
     /// peers' `hash request`s for that layer are answered. Empty for v1.
     pub piece_layers: HashMap<Id32, Vec<Id32>>,
+    /// v2 and hybrid torrents: each file with a merkle tree (pad files and empty files have
+    /// none), in torrent order. Empty for v1.
+    pub v2_files: Vec<V2File>,
+}
+
+/// Where one file of a v2 or hybrid torrent lies, for the hash requests of its tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V2File {
+    /// Its merkle root (`pieces root`).
+    pub pieces_root: Id32,
+    /// The piece it starts at (v2 files start on piece boundaries).
+    pub first_piece: u32,
+    /// Its length in bytes (more than zero).
+    pub length: u64,
 }
 
 /// A completed write, as the disk reports it.
@@ -134,6 +148,21 @@ pub enum DiskJob {
         /// The piece.
         piece: u32,
     },
+    /// The merkle leaves (SHA-256 of each 16 KiB block of file data) of a piece as it is on
+    /// disk: to answer a peer's leaf-layer hash request, or to compare a failed piece's blocks
+    /// with proven ones (v2 and hybrid torrents).
+    ReadLeaves {
+        /// The piece.
+        piece: u32,
+    },
+    /// After a failure whose bad blocks are proven (BEP 52), keep the piece's other blocks as
+    /// they are on disk: only the bad ones come again.
+    KeepBlocks {
+        /// The piece.
+        piece: u32,
+        /// Per block of the piece: keep it.
+        keep: Vec<bool>,
+    },
     /// Write resume data if pieces completed since the last write (`force`: at completion).
     FlushResume {
         /// Write now rather than when due.
@@ -169,6 +198,20 @@ pub enum DiskDone {
         /// SHA-1 of each block, in order, or the storage error.
         result: Result<Vec<[u8; 20]>, String>,
     },
+    /// Answer to [`DiskJob::ReadLeaves`].
+    Leaves {
+        /// The piece.
+        piece: u32,
+        /// One leaf per block of file data in the piece, or the storage error.
+        result: Result<Vec<Id32>, String>,
+    },
+    /// Answer to [`DiskJob::KeepBlocks`].
+    BlocksKept {
+        /// The piece.
+        piece: u32,
+        /// Done, or the storage error.
+        result: Result<(), String>,
+    },
     /// Answer to [`DiskJob::FlushResume`].
     ResumeFlushed(Result<(), String>),
 }
@@ -186,6 +229,9 @@ pub struct PeerHello {
     pub fast: bool,
     /// It speaks BEP 10 (extension protocol).
     pub extended: bool,
+    /// The connection is in the torrent's v2 swarm (BEP 52: the handshake named the truncated
+    /// SHA-256), so hash requests may be sent on it.
+    pub v2: bool,
 }
 
 /// What happened, polled with [`Torrent::poll_event`].
@@ -273,6 +319,10 @@ pub struct Torrent {
     resume_pending: bool,
     next_resume: Time,
     pub(crate) smart_ban: SmartBan,
+    /// Failed v2 pieces whose bad blocks are being named from proven leaf hashes.
+    pub(crate) block_ban: crate::block_ban::BlockBan,
+    /// Leaf-layer hash requests waiting for their piece's leaves from the disk.
+    pub(crate) leaf_answers: crate::hashes::LeafAnswers,
     /// Pieces whose per-block hashes were asked for, and why.
     pub(crate) hashing: HashMap<u32, crate::bans::Evidence>,
     /// Failed attempts per piece (for narrowing down a repeat offender).
@@ -368,6 +418,8 @@ impl Torrent {
             resume_pending: false,
             next_resume: now + RESUME_INTERVAL,
             smart_ban: SmartBan::new(),
+            block_ban: Default::default(),
+            leaf_answers: Default::default(),
             hashing: HashMap::new(),
             failures: HashMap::new(),
             conn_ips: HashMap::new(),
@@ -430,6 +482,9 @@ impl Torrent {
             next = next.min(t);
         }
         if let Some(t) = self.super_seed_deadline() {
+            next = next.min(t);
+        }
+        if let Some(t) = self.block_ban.next_deadline() {
             next = next.min(t);
         }
         if self.resume_pending {
@@ -585,6 +640,7 @@ impl Torrent {
         self.remember_ip(conn, hello.addr.ip());
         let mut peer = Peer::new(hello.addr, hello.outgoing, hello.peer_id, hello.fast, now);
         peer.extended_bit = hello.extended;
+        peer.v2 = hello.v2;
         self.peers.insert(conn, peer);
         self.picker.add_peer(conn);
         info!(addr = %hello.addr, conn, outgoing = hello.outgoing, "peer connected");
@@ -636,6 +692,7 @@ impl Torrent {
             return;
         }
         self.expire_requests(now);
+        self.block_ban_timeouts(now);
         self.detect_stalls(now);
         self.drop_silent(now);
         if now >= self.choker_next {
@@ -751,6 +808,8 @@ impl Torrent {
         if held_slot {
             self.fill_free_slots(now);
         }
+        // A hash request it had to answer goes to another peer.
+        self.block_ban_timeouts(now);
         // Its pieces may now be held by nobody, and its offers are free.
         self.super_seed_review_all(now);
         self.fill_all_requests(now);
@@ -845,29 +904,6 @@ impl Torrent {
             // That write did not wait for the disk; a synced one follows at the usual interval
             // (if the torrent is still running) so a reboot need not re-check the last pieces.
             self.resume_pending = true;
-        }
-    }
-
-    /// The answer to a peer's `hash request`: the piece layer (and its proof) of a file we
-    /// carry, else a `hash reject`. Block-hash (leaf) requests are rejected for now: answering
-    /// them needs the piece read back from disk.
-    fn answer_hash_request(&self, req: &shoal_wire::HashRequest) -> Message {
-        let depth = (self.config.piece_length / shoal_picker::BLOCK_SIZE)
-            .max(1)
-            .trailing_zeros();
-        let layer = self.config.piece_layers.get(&req.pieces_root);
-        let hashes = layer.filter(|_| req.base_layer == depth).and_then(|layer| {
-            shoal_metainfo::merkle::layer_proof(
-                layer,
-                shoal_metainfo::merkle::pad_hash(depth),
-                u64::from(req.index),
-                u64::from(req.length),
-                req.proof_layers,
-            )
-        });
-        match hashes {
-            Some(hashes) if req.is_well_formed() => Message::Hashes { req: *req, hashes },
-            _ => Message::HashReject(*req),
         }
     }
 
@@ -1178,11 +1214,9 @@ impl Torrent {
             }
             Message::Extended { id, payload } => self.on_extended(now, conn, id, payload)?,
             // BEP 52: every hash request is answered, with hashes or a reject.
-            Message::HashRequest(req) => {
-                let answer = self.answer_hash_request(&req);
-                self.send(conn, answer);
-            }
-            Message::Hashes { .. } | Message::HashReject(_) => {}
+            Message::HashRequest(req) => self.on_hash_request(conn, req),
+            Message::Hashes { req, hashes } => self.on_hashes(now, conn, req, hashes),
+            Message::HashReject(req) => self.on_hash_reject(now, conn, req),
         }
         Ok(())
     }

@@ -627,6 +627,7 @@ fn a_lower_peer_cap_closes_the_newest_connections_and_a_higher_one_admits_more()
         peer_id: net.nodes[extra].peer_id,
         fast: true,
         extended: true,
+        v2: false,
     };
     assert_eq!(
         net.nodes[seed].torrent.handle_connected(now, hello),

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use shoal_core::{Id20, Id32, Time};
 use shoal_metainfo::merkle;
-use shoal_torrent::{PeerHello, Torrent, TorrentConfig};
+use shoal_torrent::{PeerHello, Torrent, TorrentConfig, V2File};
 use shoal_wire::{HashRequest, Message};
 
 const PIECE: u32 = 32 * 1024;
@@ -44,6 +44,11 @@ fn piece_layer_requests_are_answered_with_a_proof_and_the_rest_rejected() {
         pick_mode: Default::default(),
         super_seed: false,
         piece_layers: HashMap::from([(root, layer.clone())]),
+        v2_files: vec![V2File {
+            pieces_root: root,
+            first_piece: 0,
+            length: 5 * u64::from(PIECE),
+        }],
     };
     let mut t = Torrent::new(config, Time::ZERO).unwrap();
     let addr: SocketAddr = "127.0.0.9:1".parse().unwrap();
@@ -56,6 +61,7 @@ fn piece_layer_requests_are_answered_with_a_proof_and_the_rest_rejected() {
                 peer_id: Id20([3; 20]),
                 fast: true,
                 extended: false,
+                v2: true,
             },
         )
         .unwrap();
@@ -85,14 +91,15 @@ fn piece_layer_requests_are_answered_with_a_proof_and_the_rest_rejected() {
     };
     let sub = merkle::hash_pair(&hashes[0], &hashes[1]);
     assert_eq!(merkle::fold_proof(sub, 1, &hashes[2..]), root);
-    // Unknown root, leaf layer, misaligned, too much proof: rejected.
+    // Unknown root, a layer between pieces and root, misaligned, too much proof: rejected
+    // (leaf-layer requests are answered from the disk: tests/block_ban.rs).
     for bad in [
         HashRequest {
             pieces_root: Id32([9; 32]),
             ..req
         },
         HashRequest {
-            base_layer: 0,
+            base_layer: 2,
             ..req
         },
         HashRequest { index: 1, ..req },

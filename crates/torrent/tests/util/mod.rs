@@ -158,6 +158,7 @@ impl Net {
             pick_mode: Default::default(),
             super_seed,
             piece_layers: Default::default(),
+            v2_files: Vec::new(),
         };
         let torrent = Torrent::new(config, self.now).unwrap();
         let mut blocks = HashMap::new();
@@ -213,6 +214,7 @@ impl Net {
             peer_id: self.nodes[of].peer_id,
             fast: true,
             extended: true,
+            v2: false,
         }
     }
 
@@ -405,6 +407,14 @@ impl Net {
                     result: Ok(hashes),
                 })
             }
+            DiskJob::KeepBlocks { piece, .. } => Some(DiskDone::BlocksKept {
+                piece,
+                result: Err("no merkle trees here".to_string()),
+            }),
+            DiskJob::ReadLeaves { piece } => Some(DiskDone::Leaves {
+                piece,
+                result: Err("no merkle trees here".to_string()),
+            }),
             DiskJob::FlushResume { .. } => Some(DiskDone::ResumeFlushed(Ok(()))),
         }
     }
