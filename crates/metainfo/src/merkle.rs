@@ -32,6 +32,15 @@ pub fn pad_hash(depth: u32) -> Id32 {
     (0..depth).fold(Id32::ZERO, |h, _| hash_pair(&h, &h))
 }
 
+/// The layer above `layer`: each pair of nodes hashed together, an odd last node paired with
+/// `pad` (the node standing for an all-zero subtree at this layer).
+fn parent_layer(layer: &[Id32], pad: Id32) -> Vec<Id32> {
+    layer
+        .chunks(2)
+        .map(|p| hash_pair(&p[0], p.get(1).unwrap_or(&pad)))
+        .collect()
+}
+
 /// The root of a tree whose bottom layer is `nodes`, padded with `pad` up to `width` nodes
 /// (`pad` is the node that stands for an all-zero subtree at that layer). `width` is rounded up
 /// to a power of two no smaller than `nodes.len()`.
@@ -41,13 +50,7 @@ pub fn root_of(nodes: &[Id32], width: usize, pad: Id32) -> Id32 {
     let mut pad = pad;
     let mut w = width;
     while w > 1 {
-        if layer.len() % 2 == 1 {
-            layer.push(pad);
-        }
-        layer = layer
-            .chunks_exact(2)
-            .map(|p| hash_pair(&p[0], &p[1]))
-            .collect();
+        layer = parent_layer(&layer, pad);
         pad = hash_pair(&pad, &pad);
         w /= 2;
     }
@@ -168,10 +171,7 @@ pub fn uncles_in_piece(block_hashes: &[Id32], block_index: u64, piece_length: u6
     let mut out = Vec::new();
     while layer.len() > 1 {
         out.push(layer.get(i ^ 1).copied().unwrap_or(Id32::ZERO));
-        layer = layer
-            .chunks_exact(2)
-            .map(|p| hash_pair(&p[0], &p[1]))
-            .collect();
+        layer = parent_layer(&layer, Id32::ZERO);
         i /= 2;
     }
     out
@@ -193,13 +193,7 @@ pub fn uncles(layer: &[Id32], width: usize, pad: Id32, pos: u64, count: u32) -> 
             return None;
         }
         out.push(cur.get((pos ^ 1) as usize).copied().unwrap_or(pad));
-        if cur.len() % 2 == 1 {
-            cur.push(pad);
-        }
-        cur = cur
-            .chunks_exact(2)
-            .map(|p| hash_pair(&p[0], &p[1]))
-            .collect();
+        cur = parent_layer(&cur, pad);
         pad = hash_pair(&pad, &pad);
         w /= 2;
         pos /= 2;
@@ -248,13 +242,7 @@ pub fn layer_proof(
             out.push(node(&cur, pad, pos ^ 1));
             taken += 1;
         }
-        if cur.len() % 2 == 1 {
-            cur.push(pad);
-        }
-        cur = cur
-            .chunks_exact(2)
-            .map(|p| hash_pair(&p[0], &p[1]))
-            .collect();
+        cur = parent_layer(&cur, pad);
         pad = hash_pair(&pad, &pad);
         w /= 2;
         pos /= 2;
