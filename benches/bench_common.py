@@ -31,6 +31,23 @@ def payload(work_name, size_mib, warm=True):
     return work, data, torrent
 
 
+def prefault(work, size_mib):
+    """Writes SIZE_MIB of zeros to a scratch file in WORK and deletes it, and returns the system
+    CPU seconds that took. This VM's balloon driver hands freed guest pages back to the host
+    within seconds, and the first write to such a page costs ~1 s of system time per GiB. A
+    leecher writing its download into new page-cache pages would pay that to the hypervisor, by
+    timing luck. Writing and deleting first leaves that many freshly touched free pages for the
+    leecher, so its CPU figure is its own. The same is done before every client's run."""
+    scratch = os.path.join(work, "prefault.tmp")
+    before = os.times()
+    with open(scratch, "wb") as f:
+        block = bytes(1 << 20)
+        for _ in range(size_mib):
+            f.write(block)
+    os.remove(scratch)  # dirty pages of a deleted file are dropped, not written back
+    return os.times().system - before.system
+
+
 def first_json(proc, event, timeout=30, pred=lambda v: True, seen=None):
     """The first line of `proc` with {"event": event} for which `pred` holds; every line read is
     appended to `seen` if given."""

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import LT_PEER, SHOAL, first_json, payload
+from bench_common import LT_PEER, SHOAL, first_json, payload, prefault
 
 size_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -97,6 +97,7 @@ def run_pair(kind):
                  addr, "--timeout", "600"] + enc
     try:
         time.sleep(0.5)
+        prefault(work, size_mib)
         result = monitor(leech)
     finally:
         seed.terminate()
