@@ -146,7 +146,9 @@ impl DaemonArgs {
 /// Runs `shoal daemon` until Ctrl-C or SIGTERM; every torrent's resume data is written on the
 /// way out (and kept current while running, so SIGKILL loses no verified data).
 pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
-    // Before any thread starts: glibc reads it when a thread first allocates.
+    // Before any thread starts: a restart must not lose threads, and glibc reads the arena
+    // limit when a thread first allocates.
+    shoal_daemon::memory::reexec_without_thread_caches();
     shoal_daemon::memory::limit_arenas();
     let (config_path, must_exist) = match &args.config {
         Some(p) => (p.clone(), true),

@@ -42,7 +42,8 @@ fn start_daemon(
         .arg("--download-dir")
         .arg(downloads)
         .args(extra)
-        .env("XDG_CONFIG_HOME", logs.join("no-config"));
+        .env("XDG_CONFIG_HOME", logs.join("no-config"))
+        .env_remove("GLIBC_TUNABLES");
     let mut proc = Proc::spawn_shoal(cmd, name, logs);
     let peers = proc.listening_addr();
     let api = proc.wait_for(Duration::from_secs(20), |v| {
@@ -187,6 +188,58 @@ fn folder_torrent(root: &Path, piece_size: &str, port: u16) -> PathBuf {
     ]);
     assert!(out.status.success(), "{out:?}");
     torrent
+}
+
+/// The daemon restarts itself once, keeping its pid, to run without glibc's per-thread caches
+/// (they held ~2 MiB of a 1,000-torrent daemon's heap); a caller's own choice is kept.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_daemon_runs_without_glibc_thread_caches_unless_told_otherwise() {
+    let environ = |d: &Daemon| {
+        let raw = std::fs::read(format!("/proc/{}/environ", d.proc.child.id())).unwrap();
+        raw.split(|&b| b == 0)
+            .filter_map(|kv| std::str::from_utf8(kv).ok())
+            .filter_map(|kv| kv.strip_prefix("GLIBC_TUNABLES="))
+            .map(String::from)
+            .next()
+    };
+    let dir = scratch("daemon-tunables");
+    let d = daemon(
+        &dir.join("state"),
+        &dir.join("dl"),
+        "127.0.0.4",
+        "daemon",
+        &dir,
+    );
+    assert_eq!(
+        environ(&d).as_deref(),
+        Some("glibc.malloc.tcache_count=0"),
+        "the daemon (pid {}) was not restarted with the tunable",
+        d.proc.child.id()
+    );
+    let (status, _) = d.api("GET", "/api/v1/torrents", "", b"");
+    assert_eq!(status, 200, "the restarted daemon serves its API");
+    drop(d);
+    let mut cmd = shoal();
+    cmd.args(["daemon", "--api", "127.0.0.1:0", "--json", "--no-dht"])
+        .args(["--listen", "127.0.0.4:0", "--state"])
+        .arg(dir.join("state2"))
+        .arg("--download-dir")
+        .arg(dir.join("dl"))
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .env("GLIBC_TUNABLES", "glibc.malloc.tcache_count=3");
+    let mut proc = Proc::spawn_shoal(cmd, "daemon-own-tunables", &dir);
+    proc.listening_addr();
+    let raw = std::fs::read(format!("/proc/{}/environ", proc.child.id())).unwrap();
+    let env = String::from_utf8_lossy(&raw);
+    assert!(
+        env.contains("GLIBC_TUNABLES=glibc.malloc.tcache_count=3\0"),
+        "{env}"
+    );
+    assert!(
+        !env.contains("SHOAL_ALLOCATOR_TUNED"),
+        "restarted despite the caller's setting"
+    );
 }
 
 #[test]

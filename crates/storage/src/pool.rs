@@ -6,14 +6,20 @@
 //! (it never blocks; on `Full`, wait for a completion and retry) or call [`DiskPool::submit`]
 //! from a thread that may block.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use crate::error::StorageError;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Slots the queue keeps once it drains. A burst (a thousand torrents checked at once) may queue
+/// thousands of jobs; a queue that kept its peak would hold that memory for good, and a
+/// preallocated one holds it from the start (8,192 slots were 192 KiB of a 1,000-torrent
+/// daemon's 6 MiB).
+const KEPT_SLOTS: usize = 64;
 
 /// Why [`DiskPool::try_submit`] refused a job; the job is handed back.
 pub enum TrySubmitError<F> {
@@ -34,28 +40,69 @@ impl<F> std::fmt::Debug for TrySubmitError<F> {
 
 /// A fixed set of worker threads with a bounded job queue.
 pub struct DiskPool {
-    tx: Option<SyncSender<Job>>,
+    shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when a job is queued or the pool closes; workers wait on it.
+    job_ready: Condvar,
+    /// Signalled when a job leaves a full queue or the pool closes; [`DiskPool::submit`] waits.
+    room: Condvar,
+    capacity: usize,
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+    /// Workers waiting for a job, and submitters waiting for room: a notification costs a
+    /// system call, so it is only sent to someone who waits.
+    idle_workers: usize,
+    waiting_submitters: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Jobs run outside the lock, so a poisoned lock still holds a consistent queue.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `job` (the caller checked for room) and wakes a waiting worker.
+    fn push(&self, mut queue: MutexGuard<'_, Queue>, job: Job) {
+        queue.jobs.push_back(job);
+        let wake = queue.idle_workers > 0;
+        drop(queue);
+        if wake {
+            self.job_ready.notify_one();
+        }
+    }
 }
 
 impl DiskPool {
     /// Start `threads` workers (at least one) behind a queue of at most `queue` waiting jobs.
     pub fn new(threads: usize, queue: usize) -> DiskPool {
-        let (tx, rx) = mpsc::sync_channel::<Job>(queue.max(1));
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                closed: false,
+                idle_workers: 0,
+                waiting_submitters: 0,
+            }),
+            job_ready: Condvar::new(),
+            room: Condvar::new(),
+            capacity: queue.max(1),
+        });
         let workers = (0..threads.max(1))
             .map(|i| {
-                let rx = rx.clone();
+                let shared = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("shoal-disk-{i}"))
-                    .spawn(move || worker(rx))
+                    .spawn(move || worker(&shared))
                     .expect("spawning a disk thread")
             })
             .collect();
-        DiskPool {
-            tx: Some(tx),
-            workers,
-        }
+        DiskPool { shared, workers }
     }
 
     /// Queue a job, blocking while the queue is full (this is the back-pressure).
@@ -63,8 +110,21 @@ impl DiskPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        let tx = self.tx.as_ref().ok_or(StorageError::PoolClosed)?;
-        tx.send(Box::new(job)).map_err(|_| StorageError::PoolClosed)
+        let mut queue = self.shared.lock();
+        while queue.jobs.len() >= self.shared.capacity && !queue.closed {
+            queue.waiting_submitters += 1;
+            queue = self
+                .shared
+                .room
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
+            queue.waiting_submitters -= 1;
+        }
+        if queue.closed {
+            return Err(StorageError::PoolClosed);
+        }
+        self.shared.push(queue, Box::new(job));
+        Ok(())
     }
 
     /// Queue a job if there is room, never blocking.
@@ -72,30 +132,15 @@ impl DiskPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        let Some(tx) = self.tx.as_ref() else {
+        let queue = self.shared.lock();
+        if queue.closed {
             return Err(TrySubmitError::Closed(job));
-        };
-        // Box only once we know where it goes, so the caller gets its own closure back.
-        let slot = Arc::new(Mutex::new(Some(job)));
-        let inner = slot.clone();
-        let boxed: Job = Box::new(move || {
-            let job = inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(job) = job {
-                job()
-            }
-        });
-        match tx.try_send(boxed) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let job = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-                // `job` is always there: the boxed closure was not run.
-                match (e, job) {
-                    (TrySendError::Full(_), Some(j)) => Err(TrySubmitError::Full(j)),
-                    (TrySendError::Disconnected(_), Some(j)) => Err(TrySubmitError::Closed(j)),
-                    (_, None) => Ok(()),
-                }
-            }
         }
+        if queue.jobs.len() >= self.shared.capacity {
+            return Err(TrySubmitError::Full(job));
+        }
+        self.shared.push(queue, Box::new(job));
+        Ok(())
     }
 
     /// Run `work` on the pool and hand its result to `done` (on the pool thread).
@@ -113,7 +158,9 @@ impl DiskPool {
     }
 
     fn stop(&mut self) {
-        self.tx = None;
+        self.shared.lock().closed = true;
+        self.shared.job_ready.notify_all();
+        self.shared.room.notify_all();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -126,18 +173,31 @@ impl Drop for DiskPool {
     }
 }
 
-fn worker(rx: Arc<Mutex<Receiver<Job>>>) {
+/// Runs jobs until the pool is closed and its queue is empty.
+fn worker(shared: &Shared) {
+    let mut queue = shared.lock();
     loop {
-        let job = {
-            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-            rx.recv()
-        };
-        match job {
-            // A panicking job must not take a disk thread down with it.
-            Ok(job) => {
-                let _ = catch_unwind(AssertUnwindSafe(job));
+        if let Some(job) = queue.jobs.pop_front() {
+            if queue.jobs.is_empty() && queue.jobs.capacity() > KEPT_SLOTS {
+                queue.jobs.shrink_to(KEPT_SLOTS);
             }
-            Err(_) => return,
+            let wake = queue.waiting_submitters > 0;
+            drop(queue);
+            if wake {
+                shared.room.notify_one();
+            }
+            // A panicking job must not take a disk thread down with it.
+            let _ = catch_unwind(AssertUnwindSafe(job));
+            queue = shared.lock();
+        } else if queue.closed {
+            return;
+        } else {
+            queue.idle_workers += 1;
+            queue = shared
+                .job_ready
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
+            queue.idle_workers -= 1;
         }
     }
 }
@@ -184,6 +244,64 @@ mod tests {
         assert_eq!(rx.recv().unwrap(), 42);
         pool.shutdown();
         assert_eq!(count.load(Ordering::SeqCst), accepted);
+    }
+
+    #[test]
+    fn a_blocked_submit_goes_on_when_a_job_leaves_and_shutdown_finishes_the_queue() {
+        let pool = Arc::new(DiskPool::new(1, 1));
+        let (gate_tx, gate_rx) = channel::<()>();
+        let (started_tx, started_rx) = channel::<()>();
+        pool.submit(move || {
+            let _ = started_tx.send(());
+            let _ = gate_rx.recv();
+        })
+        .unwrap();
+        started_rx.recv().unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = done.clone();
+        pool.submit(move || {
+            d.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap(); // fills the queue
+        let (p, d) = (pool.clone(), done.clone());
+        let blocked = std::thread::spawn(move || {
+            p.submit(move || {
+                d.fetch_add(10, Ordering::SeqCst);
+            })
+        });
+        // The third submit waits for room until the worker is let go.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !blocked.is_finished(),
+            "submit returned while the queue was full"
+        );
+        gate_tx.send(()).unwrap();
+        blocked.join().unwrap().unwrap();
+        Arc::into_inner(pool).unwrap().shutdown();
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            11,
+            "queued jobs ran before shutdown"
+        );
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_burst_memory_back() {
+        let pool = DiskPool::new(1, 10_000);
+        let (gate_tx, gate_rx) = channel::<()>();
+        pool.submit(move || {
+            let _ = gate_rx.recv();
+        })
+        .unwrap();
+        for _ in 0..5_000 {
+            pool.try_submit(|| {}).unwrap();
+        }
+        assert!(pool.shared.lock().jobs.capacity() >= 5_000);
+        gate_tx.send(()).unwrap();
+        let (tx, rx) = channel();
+        pool.submit(move || tx.send(()).unwrap()).unwrap();
+        rx.recv().unwrap();
+        assert!(pool.shared.lock().jobs.capacity() <= KEPT_SLOTS);
     }
 
     #[test]
