@@ -201,59 +201,158 @@ pub fn uncles(layer: &[Id32], width: usize, pad: Id32, pos: u64, count: u32) -> 
     Some(out)
 }
 
-/// The answer to a BEP 52 hash request served from one whole layer of a file's tree: `layer` is
-/// that layer's nodes (shorter than the tree is wide; the rest stand for zero subtrees, `pad`).
-/// Returns the `length` nodes from `index`, then the uncle hashes of the proof layers not covered
-/// by them (BEP 52: the first `log2(length) - 1` proof layers are omitted), from the lowest up.
-/// `None` when the request does not fit the tree (the caller rejects it).
-pub fn layer_proof(
-    layer: &[Id32],
-    pad: Id32,
-    index: u64,
-    length: u64,
-    proof_layers: u32,
-) -> Option<Vec<Id32>> {
-    let width = (layer.len() as u64).max(1).next_power_of_two();
-    if length < 2
-        || !length.is_power_of_two()
-        || !index.is_multiple_of(length)
-        || index + length > width
-    {
-        return None;
-    }
-    let node = |l: &[Id32], p: Id32, i: u64| l.get(i as usize).copied().unwrap_or(p);
-    let mut out: Vec<Id32> = (index..index + length)
-        .map(|i| node(layer, pad, i))
-        .collect();
-    let covered = length.trailing_zeros();
-    let uncles = (i64::from(proof_layers) - (i64::from(covered) - 1)).max(0) as u32;
-    // Walk up to the layer where the requested nodes are one subtree, then collect siblings.
-    let mut cur = layer.to_vec();
-    let mut pad = pad;
-    let mut w = width;
-    let mut pos = index;
-    let mut climbed = 0;
-    let mut taken = 0;
-    while taken < uncles {
-        if climbed >= covered {
-            if w < 2 {
-                return None;
-            }
-            out.push(node(&cur, pad, pos ^ 1));
-            taken += 1;
+/// The layers of a file's tree above one of its layers (the piece layer), each built once, so
+/// that a proof is a lookup. Rebuilding them for each hash request cost as many SHA-256 as the
+/// layer has nodes (~2M for the largest files) on the torrent's own task, at a peer's request.
+/// Holds about as many hashes as the layer itself; the layer is not copied but passed in.
+#[derive(Clone, Debug)]
+pub struct LayerTree {
+    /// `upper[k]` is the layer `k + 1` above the base; the last is the root's.
+    upper: Vec<Vec<Id32>>,
+    /// The node for an all-zero subtree at the base (`pads[0]`) and at each layer above.
+    pads: Vec<Id32>,
+    /// The base's width: its length rounded up to a power of two.
+    width: u64,
+}
+
+impl LayerTree {
+    /// The tree above `base`, whose missing nodes (past its end) stand for zero subtrees `pad`.
+    pub fn above(base: &[Id32], pad: Id32) -> LayerTree {
+        let width = (base.len() as u64).max(1).next_power_of_two();
+        let mut upper: Vec<Vec<Id32>> = Vec::new();
+        let mut pads = vec![pad];
+        let mut w = width;
+        while w > 1 {
+            let below = upper.last().map_or(base, Vec::as_slice);
+            let pad = *pads.last().unwrap_or(&pad);
+            upper.push(parent_layer(below, pad));
+            pads.push(hash_pair(&pad, &pad));
+            w /= 2;
         }
-        cur = parent_layer(&cur, pad);
-        pad = hash_pair(&pad, &pad);
-        w /= 2;
-        pos /= 2;
-        climbed += 1;
+        LayerTree { upper, pads, width }
     }
-    Some(out)
+
+    /// The tree's root.
+    pub fn root(&self, base: &[Id32]) -> Id32 {
+        match self.upper.last() {
+            Some(top) => top
+                .first()
+                .copied()
+                .unwrap_or(self.pads[self.pads.len() - 1]),
+            None => base.first().copied().unwrap_or(self.pads[0]),
+        }
+    }
+
+    /// Node `i` of layer `level` (0: the base).
+    fn node(&self, base: &[Id32], level: usize, i: u64) -> Id32 {
+        let layer = if level == 0 {
+            base
+        } else {
+            &self.upper[level - 1]
+        };
+        layer.get(i as usize).copied().unwrap_or(self.pads[level])
+    }
+
+    /// As [`uncles`] over the base: the `count` uncle hashes of base node `pos` and of its
+    /// ancestors, from the lowest up, starting `from_level` layers above the base (the node's
+    /// ancestor there). `None` when the tree is not that deep or `pos` is outside it.
+    pub fn uncles(
+        &self,
+        base: &[Id32],
+        pos: u64,
+        from_level: u32,
+        count: u32,
+    ) -> Option<Vec<Id32>> {
+        let depth = self.upper.len() as u64;
+        if count > 0 && (pos >= self.width || u64::from(from_level) + u64::from(count) > depth) {
+            return None;
+        }
+        let from = from_level as usize;
+        Some(
+            (from..from + count as usize)
+                .map(|level| self.node(base, level, (pos >> level) ^ 1))
+                .collect(),
+        )
+    }
+
+    /// The answer to a BEP 52 hash request for base nodes: the `length` nodes from `index`
+    /// (nodes past the base's end stand for zero subtrees), then the uncle hashes of the proof
+    /// layers not covered by them (BEP 52: the first `log2(length) - 1` proof layers are
+    /// omitted), from the lowest up. `None` when the request does not fit the tree.
+    pub fn layer_proof(
+        &self,
+        base: &[Id32],
+        index: u64,
+        length: u64,
+        proof_layers: u32,
+    ) -> Option<Vec<Id32>> {
+        if length < 2
+            || !length.is_power_of_two()
+            || !index.is_multiple_of(length)
+            || index.checked_add(length)? > self.width
+        {
+            return None;
+        }
+        let covered = length.trailing_zeros();
+        let uncles = (i64::from(proof_layers) - (i64::from(covered) - 1)).max(0) as u32;
+        let mut out: Vec<Id32> = (index..index + length)
+            .map(|i| self.node(base, 0, i))
+            .collect();
+        out.extend(self.uncles(base, index, covered, uncles)?);
+        Some(out)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reference [`LayerTree::layer_proof`] is checked against: the same answer from one
+    /// whole `layer` (missing nodes stand for `pad`), rebuilding the layers above each time.
+    fn layer_proof(
+        layer: &[Id32],
+        pad: Id32,
+        index: u64,
+        length: u64,
+        proof_layers: u32,
+    ) -> Option<Vec<Id32>> {
+        let width = (layer.len() as u64).max(1).next_power_of_two();
+        if length < 2
+            || !length.is_power_of_two()
+            || !index.is_multiple_of(length)
+            || index + length > width
+        {
+            return None;
+        }
+        let node = |l: &[Id32], p: Id32, i: u64| l.get(i as usize).copied().unwrap_or(p);
+        let mut out: Vec<Id32> = (index..index + length)
+            .map(|i| node(layer, pad, i))
+            .collect();
+        let covered = length.trailing_zeros();
+        let uncles = (i64::from(proof_layers) - (i64::from(covered) - 1)).max(0) as u32;
+        // Walk up to the layer where the requested nodes are one subtree, then collect siblings.
+        let mut cur = layer.to_vec();
+        let mut pad = pad;
+        let mut w = width;
+        let mut pos = index;
+        let mut climbed = 0;
+        let mut taken = 0;
+        while taken < uncles {
+            if climbed >= covered {
+                if w < 2 {
+                    return None;
+                }
+                out.push(node(&cur, pad, pos ^ 1));
+                taken += 1;
+            }
+            cur = parent_layer(&cur, pad);
+            pad = hash_pair(&pad, &pad);
+            w /= 2;
+            pos /= 2;
+            climbed += 1;
+        }
+        Some(out)
+    }
 
     fn h(data: &[u8]) -> Id32 {
         hash_block(data)
@@ -316,6 +415,48 @@ mod tests {
         leaves.resize(8, Id32::ZERO);
         assert_eq!(root_of(&leaves, 8, Id32::ZERO), want);
         assert_eq!(file_root(&[], 16384), None);
+    }
+
+    #[test]
+    fn a_layer_tree_answers_as_the_rebuilding_functions_do() {
+        for len in [1usize, 2, 3, 5, 8, 13, 64, 100] {
+            let layer: Vec<Id32> = (0..len).map(|i| h(&(i as u32).to_le_bytes())).collect();
+            let pad = pad_hash(4);
+            let tree = LayerTree::above(&layer, pad);
+            let width = layer.len().next_power_of_two() as u64;
+            assert_eq!(
+                tree.root(&layer),
+                root_of(&layer, layer.len(), pad),
+                "len {len}"
+            );
+            for pos in 0..width + 2 {
+                for count in 0..9 {
+                    assert_eq!(
+                        tree.uncles(&layer, pos, 0, count),
+                        uncles(&layer, layer.len(), pad, pos, count),
+                        "len {len} pos {pos} count {count}"
+                    );
+                }
+            }
+            let mut length = 2;
+            while length <= width * 2 {
+                for index in (0..width + length).step_by(length as usize) {
+                    for proof_layers in 0..10 {
+                        assert_eq!(
+                            tree.layer_proof(&layer, index, length, proof_layers),
+                            layer_proof(&layer, pad, index, length, proof_layers),
+                            "len {len} index {index} length {length} proof {proof_layers}"
+                        );
+                    }
+                }
+                length *= 2;
+            }
+            // Malformed requests a peer may send.
+            assert!(tree.layer_proof(&layer, 1, 2, 0).is_none());
+            assert!(tree.layer_proof(&layer, 0, 3, 0).is_none());
+            assert!(tree.layer_proof(&layer, u64::MAX - 1, 2, 0).is_none());
+            assert!(tree.uncles(&layer, u64::MAX, 0, 1).is_none());
+        }
     }
 
     #[test]

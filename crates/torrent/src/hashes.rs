@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use shoal_core::Id32;
-use shoal_metainfo::merkle;
+use shoal_metainfo::merkle::{self, LayerTree};
 use shoal_wire::{HashRequest, Message};
 
 use crate::torrent::{ConnId, DiskJob, Torrent, V2File};
@@ -15,10 +15,14 @@ use crate::torrent::{ConnId, DiskJob, Torrent, V2File};
 /// costs a piece read).
 pub(crate) const MAX_LEAF_READS: usize = 4;
 
-/// Leaf-layer requests waiting for their piece's leaves, by piece.
+/// What answering hash requests keeps between requests.
 #[derive(Debug, Default)]
-pub(crate) struct LeafAnswers {
+pub(crate) struct HashAnswers {
+    /// Leaf-layer requests waiting for their piece's leaves, by piece.
     waiting: HashMap<u32, Vec<(ConnId, HashRequest)>>,
+    /// The layers above each file's piece layer, by the file's root, built on the first
+    /// request that needs them (about as many hashes as the piece layer).
+    trees: HashMap<Id32, LayerTree>,
 }
 
 /// Where a piece lies in its file's tree.
@@ -93,7 +97,7 @@ impl Torrent {
         match piece {
             Some(piece) if peer.leaf_reads < MAX_LEAF_READS => {
                 peer.leaf_reads += 1;
-                let waiting = self.leaf_answers.waiting.entry(piece).or_default();
+                let waiting = self.hash_answers.waiting.entry(piece).or_default();
                 waiting.push((conn, req));
                 if waiting.len() == 1 {
                     self.push_disk(DiskJob::ReadLeaves { piece });
@@ -104,22 +108,38 @@ impl Torrent {
     }
 
     /// The answer to a request for (part of) a file's piece layer, from our piece layers.
-    fn answer_from_piece_layer(&self, req: &HashRequest) -> Message {
+    fn answer_from_piece_layer(&mut self, req: &HashRequest) -> Message {
         let depth = merkle::blocks_per_piece(u64::from(self.config.piece_length)).trailing_zeros();
-        let layer = self.config.piece_layers.get(&req.pieces_root);
-        let hashes = layer.filter(|_| req.base_layer == depth).and_then(|layer| {
-            merkle::layer_proof(
-                layer,
-                merkle::pad_hash(depth),
-                u64::from(req.index),
-                u64::from(req.length),
-                req.proof_layers,
-            )
-        });
+        let hashes = if req.base_layer == depth && req.is_well_formed() {
+            self.piece_layer_tree(&req.pieces_root)
+                .and_then(|(layer, tree)| {
+                    tree.layer_proof(
+                        layer,
+                        u64::from(req.index),
+                        u64::from(req.length),
+                        req.proof_layers,
+                    )
+                })
+        } else {
+            None
+        };
         match hashes {
-            Some(hashes) if req.is_well_formed() => Message::Hashes { req: *req, hashes },
-            _ => Message::HashReject(*req),
+            Some(hashes) => Message::Hashes { req: *req, hashes },
+            None => Message::HashReject(*req),
         }
+    }
+
+    /// The piece layer of the file whose root is `root` and the tree above it (built now if
+    /// this is the first request for it); `None` for a file we have no piece layer of.
+    fn piece_layer_tree(&mut self, root: &Id32) -> Option<(&[Id32], &LayerTree)> {
+        let layer = self.config.piece_layers.get(root)?;
+        let depth = merkle::blocks_per_piece(u64::from(self.config.piece_length)).trailing_zeros();
+        let tree = self
+            .hash_answers
+            .trees
+            .entry(*root)
+            .or_insert_with(|| LayerTree::above(layer, merkle::pad_hash(depth)));
+        Some((layer, tree))
     }
 
     /// The piece a leaf-layer request's hashes lie in, if we can answer it: well formed, of a
@@ -142,7 +162,7 @@ impl Torrent {
 
     /// The hashes answering `req` from the leaves of `piece` (and, for uncles above the piece,
     /// the file's piece layer). `None` when the tree cannot give what was asked.
-    fn leaf_answer(&self, req: &HashRequest, piece: u32, leaves: &[Id32]) -> Option<Vec<Id32>> {
+    fn leaf_answer(&mut self, req: &HashRequest, piece: u32, leaves: &[Id32]) -> Option<Vec<Id32>> {
         let at = self.piece_in_tree(piece)?;
         let width = at.width(self.config.piece_length) as usize;
         if leaves.len() > width {
@@ -177,15 +197,8 @@ impl Torrent {
             if at.single {
                 return None;
             }
-            let layer = self.config.piece_layers.get(&at.file.pieces_root)?;
-            let depth = (width as u64).trailing_zeros();
-            out.extend(merkle::uncles(
-                layer,
-                layer.len(),
-                merkle::pad_hash(depth),
-                u64::from(at.index),
-                above,
-            )?);
+            let (layer, tree) = self.piece_layer_tree(&at.file.pieces_root)?;
+            out.extend(tree.uncles(layer, u64::from(at.index), 0, above)?);
         }
         Some(out)
     }
@@ -198,7 +211,7 @@ impl Torrent {
         piece: u32,
         result: Result<Vec<Id32>, String>,
     ) {
-        for (conn, req) in self.leaf_answers.waiting.remove(&piece).unwrap_or_default() {
+        for (conn, req) in self.hash_answers.waiting.remove(&piece).unwrap_or_default() {
             if let Some(p) = self.peers.get_mut(&conn) {
                 p.leaf_reads = p.leaf_reads.saturating_sub(1);
             }

@@ -152,14 +152,14 @@ mod tests {
 
     /// What a peer with the whole layer answers.
     fn answer(layer: &[Id32], req: &HashRequest) -> Vec<Id32> {
-        merkle::layer_proof(
-            layer,
-            merkle::pad_hash(1),
-            u64::from(req.index),
-            u64::from(req.length),
-            req.proof_layers,
-        )
-        .unwrap()
+        merkle::LayerTree::above(layer, merkle::pad_hash(1))
+            .layer_proof(
+                layer,
+                u64::from(req.index),
+                u64::from(req.length),
+                req.proof_layers,
+            )
+            .unwrap()
     }
 
     #[test]

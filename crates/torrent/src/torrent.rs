@@ -322,7 +322,7 @@ pub struct Torrent {
     /// Failed v2 pieces whose bad blocks are being named from proven leaf hashes.
     pub(crate) block_ban: crate::block_ban::BlockBan,
     /// Leaf-layer hash requests waiting for their piece's leaves from the disk.
-    pub(crate) leaf_answers: crate::hashes::LeafAnswers,
+    pub(crate) hash_answers: crate::hashes::HashAnswers,
     /// Pieces whose per-block hashes were asked for, and why.
     pub(crate) hashing: HashMap<u32, crate::bans::Evidence>,
     /// Failed attempts per piece (for narrowing down a repeat offender).
@@ -419,7 +419,7 @@ impl Torrent {
             next_resume: now + RESUME_INTERVAL,
             smart_ban: SmartBan::new(),
             block_ban: Default::default(),
-            leaf_answers: Default::default(),
+            hash_answers: Default::default(),
             hashing: HashMap::new(),
             failures: HashMap::new(),
             conn_ips: HashMap::new(),
