@@ -255,6 +255,49 @@ enum Source {
     Magnet(Magnet),
 }
 
+/// Where a magnet download keeps the metadata it fetched: in the output folder, hidden, named by
+/// the link's info-hash (the torrent's name is not known before the metadata), as a .torrent
+/// holding the info dictionary and a v2 torrent's piece layers. A rerun of the same command
+/// then resumes without asking peers for them again.
+fn metadata_file(output: &Path, magnet: &Magnet) -> PathBuf {
+    output.join(format!(".{}.shoal-torrent", magnet.info_hash.to_hex()))
+}
+
+/// The metadata an earlier run kept for `magnet`, with the link's trackers, if it is there and
+/// is this link's: anything else there is ignored (and replaced once fetched again).
+fn kept_metadata(output: &Path, magnet: &Magnet) -> Option<Metainfo> {
+    let path = metadata_file(output, magnet);
+    let bytes = std::fs::read(&path).ok()?;
+    match Metainfo::from_bytes(&bytes) {
+        Ok(mut meta)
+            if meta.info_hash == magnet.info_hash
+                && magnet
+                    .info_hash_v2
+                    .is_none_or(|v2| meta.info_hash_v2 == Some(v2)) =>
+        {
+            meta.trackers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+            Some(meta)
+        }
+        Ok(_) => {
+            tracing::warn!("{}: another torrent's metadata; ignored", path.display());
+            None
+        }
+        Err(e) => {
+            tracing::warn!("{}: {e}; ignored", path.display());
+            None
+        }
+    }
+}
+
+/// Keeps fetched metadata for the next run ([`metadata_file`]). Failing to is only a note: the
+/// download goes on, and a rerun fetches the metadata again.
+fn keep_metadata(output: &Path, magnet: &Magnet, meta: &Metainfo, reporter: &Reporter) {
+    let path = metadata_file(output, magnet);
+    if let Err(e) = shoal_storage::write_atomic(&path, &meta.bare_torrent_bytes()) {
+        reporter.note(&format!("cannot keep the metadata for a rerun: {e}"));
+    }
+}
+
 /// How long to look for a magnet link's metadata before giving up.
 const METADATA_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -335,14 +378,28 @@ async fn run_in_session(
                     .iter()
                     .filter_map(|p| p.parse::<SocketAddr>().ok()),
             );
-            reporter.note(&format!(
-                "fetching metadata of {} from {} peers",
-                magnet.info_hash,
-                peers.len()
-            ));
-            let mut meta = session
-                .fetch_metadata(&magnet, peers.clone(), METADATA_DEADLINE)
-                .await?;
+            let mut meta = match kept_metadata(&output, &magnet) {
+                Some(kept) => {
+                    reporter.note(&format!(
+                        "metadata of {} kept by an earlier run (in {})",
+                        magnet.info_hash,
+                        metadata_file(&output, &magnet).display()
+                    ));
+                    kept
+                }
+                None => {
+                    reporter.note(&format!(
+                        "fetching metadata of {} from {} peers",
+                        magnet.info_hash,
+                        peers.len()
+                    ));
+                    let fetched = session
+                        .fetch_metadata(&magnet, peers.clone(), METADATA_DEADLINE)
+                        .await?;
+                    keep_metadata(&output, &magnet, &fetched, reporter);
+                    fetched
+                }
+            };
             // `ws=` web seeds of the link serve the data (not the metadata: BEP 19 servers
             // hold files only).
             meta.url_list.extend(magnet.web_seeds.iter().cloned());

@@ -98,7 +98,44 @@ fn magnet_download_from_a_shoal_seeder() {
     let meta = dl.wait_event("metadata", LONG);
     assert_eq!(meta["name"], "m.bin");
     dl.wait_event("complete", LONG);
+    assert_eq!(dl.wait_exit(LONG), Some(0));
     assert!(same_bytes(&data, &out.join("m.bin")));
+
+    // The fetched metadata is kept beside the download, as a .torrent of this info-hash.
+    let kept = out.join(format!(".{}.shoal-torrent", info_hash(&torrent)));
+    let shown = run_shoal(&["info", kept.to_str().unwrap(), "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["info_hash"], info_hash(&torrent));
+
+    // A rerun with the seeder gone needs no peer: the metadata is the kept one, the data is
+    // checked against it, and the download is complete.
+    seed.term();
+    let rerun = |name: &str| {
+        let mut cmd = shoal();
+        cmd.args(["download", &magnet, "-o", out.to_str().unwrap()])
+            .args(["--listen", "127.0.0.3:0", "--json", "--no-dht"]);
+        Proc::spawn_shoal(cmd, name, &dir)
+    };
+    let mut again = rerun("dl-again");
+    assert_eq!(again.wait_exit(LONG), Some(0), "the rerun did not complete");
+    assert!(again.last_event("complete").is_some());
+    assert!(same_bytes(&data, &out.join("m.bin")));
+
+    // Anything else under that name is not trusted: another torrent's metadata is ignored,
+    // and with no peer to fetch from the run fails instead of using it.
+    let (other, _) = make_torrent(&dir, "other.bin", 40_000, "32KiB");
+    std::fs::copy(&other, &kept).unwrap();
+    let mut cmd = shoal();
+    cmd.args(["download", &magnet, "-o", out.to_str().unwrap()])
+        .args(["--listen", "127.0.0.3:0", "--no-dht", "--json"]);
+    let mut wrong = Proc::spawn_shoal(cmd, "dl-wrong", &dir);
+    wrong.wait_for(Duration::from_secs(30), |v| v["event"] == "listening");
+    wrong.drain(Duration::from_secs(1));
+    assert!(
+        wrong.last_event("metadata").is_none(),
+        "another torrent's metadata was used"
+    );
+    wrong.kill9();
 }
 
 #[test]
