@@ -209,7 +209,7 @@ fn libtorrent_create(data: &std::path::Path, piece: u32, kind: &str) -> Value {
 }
 
 #[test]
-fn v2_and_hybrid_torrents_have_libtorrents_info_hashes() {
+fn created_torrents_have_libtorrents_info_hashes() {
     if !libtorrent_available() {
         return;
     }
@@ -229,6 +229,12 @@ fn v2_and_hybrid_torrents_have_libtorrents_info_hashes() {
     write_random_file(&small, 20_000, 27);
     let lonely = dir.join("lonely");
     write_random_file(&lonely.join("only.bin"), 100_000, 28);
+    // Executable files are marked `x` (BEP 47) by both, in every format.
+    write_random_file(&folder.join("cd1/play.sh"), 20_000, 29);
+    make_executable(&folder.join("cd1/play.sh"));
+    let tool = dir.join("tool/run");
+    write_random_file(&tool, 70_000, 30);
+    make_executable(&tool);
     let mut checked = 0;
     for (data, piece) in [
         (&folder, 16_384),
@@ -237,19 +243,31 @@ fn v2_and_hybrid_torrents_have_libtorrents_info_hashes() {
         (&single, 32_768),
         (&small, 65_536),
         (&lonely, 16_384),
+        (&tool, 32_768),
     ] {
-        for kind in ["v2", "hybrid"] {
+        // libtorrent lists a v1 folder's files in the order the folder is read (shoal sorts
+        // them, as v2 requires), so v1 info-hashes can only agree for a single file or folder
+        // of one.
+        let kinds: &[&str] = if data == &folder {
+            &["v2", "hybrid"]
+        } else {
+            &["v1", "v2", "hybrid"]
+        };
+        for &kind in kinds {
             let size = format!("{piece}");
-            let (torrent, info) = create(
-                &dir,
-                data,
-                &[&format!("--{kind}"), "--piece-size", &size, "--no-date"],
-            );
+            let version = if kind == "v1" {
+                vec![]
+            } else {
+                vec![format!("--{kind}")]
+            };
+            let mut args: Vec<&str> = version.iter().map(String::as_str).collect();
+            args.extend(["--piece-size", &size, "--no-date"]);
+            let (torrent, info) = create(&dir, data, &args);
             let lt = libtorrent_create(data, piece, kind);
             let what = format!("{} {kind} {piece}", data.display());
             assert_eq!(info["info_hash_v2"], lt["info_hash_v2"], "{what}");
             assert_eq!(info["version"], kind, "{what}");
-            if kind == "hybrid" {
+            if kind == "v1" || kind == "hybrid" {
                 assert_eq!(info["info_hash"], lt["info_hash_v1"], "{what}");
             } else {
                 let v2 = lt["info_hash_v2"].as_str().unwrap();
@@ -276,5 +294,50 @@ fn v2_and_hybrid_torrents_have_libtorrents_info_hashes() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 12);
+    assert_eq!(checked, 18);
+}
+
+#[cfg(unix)]
+fn make_executable(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[cfg(not(unix))]
+fn make_executable(_: &std::path::Path) {}
+
+/// A file marked `x` is downloaded executable; the others are not.
+#[cfg(unix)]
+#[test]
+fn an_executable_file_is_marked_and_downloaded_executable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("executable");
+    let data = dir.join("seed/pkg");
+    write_random_file(&data.join("bin/tool"), 50_000, 31);
+    write_random_file(&data.join("README"), 3_000, 32);
+    make_executable(&data.join("bin/tool"));
+    let (torrent, info) = create(&dir, &data, &["--no-date"]);
+    let executable: Vec<(&str, bool)> = info["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap(), f["executable"] == true))
+        .collect();
+    assert_eq!(executable, [("pkg/README", false), ("pkg/bin/tool", true)]);
+    let mut seed = shoal_seed(&torrent, &dir.join("seed"), "127.0.0.2", &[], "seed", &dir);
+    let addr = seed.listening_addr();
+    let out = dir.join("dl");
+    let mut dl = shoal_download(&torrent, &out, "127.0.0.3", &[addr], &[], "dl", &dir);
+    assert_eq!(dl.wait_exit(std::time::Duration::from_secs(60)), Some(0));
+    let mode = |p: &str| std::fs::metadata(out.join(p)).unwrap().permissions().mode();
+    assert!(same_bytes(
+        &data.join("bin/tool"),
+        &out.join("pkg/bin/tool")
+    ));
+    assert_ne!(
+        mode("pkg/bin/tool") & 0o100,
+        0,
+        "the tool is not executable"
+    );
+    assert_eq!(mode("pkg/README") & 0o111, 0, "the README is executable");
 }

@@ -83,10 +83,42 @@ pub(crate) struct SourceFile {
     pub path: Vec<String>,
     pub length: u64,
     pub pad: bool,
+    /// Marked `x` (BEP 47), as libtorrent marks a file its owner may execute.
+    pub executable: bool,
+}
+
+impl SourceFile {
+    /// A file on disk at `disk_path`, `path` within the torrent.
+    fn on_disk(disk_path: PathBuf, path: Vec<String>, meta: &std::fs::Metadata) -> SourceFile {
+        #[cfg(unix)]
+        let executable = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o100 != 0;
+        #[cfg(not(unix))]
+        let executable = false;
+        SourceFile {
+            disk_path,
+            path,
+            length: meta.len(),
+            pad: false,
+            executable,
+        }
+    }
+
+    /// Its BEP 47 `attr`, if it has one.
+    pub(crate) fn attr(&self) -> Option<&'static str> {
+        if self.pad {
+            Some("p")
+        } else if self.executable {
+            Some("x")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Serialize)]
 struct FileOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attr: Option<&'static str>,
     length: u64,
     path: Vec<String>,
 }
@@ -94,6 +126,9 @@ struct FileOut {
 /// The info dictionary; fields are declared in bencode key order.
 #[derive(Serialize)]
 struct InfoOut {
+    /// A single file's BEP 47 attributes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attr: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     files: Option<Vec<FileOut>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,12 +242,7 @@ impl TorrentBuilder {
         let files = if meta.is_dir() {
             collect_files(&self.root)?
         } else {
-            vec![SourceFile {
-                disk_path: self.root.clone(),
-                path: Vec::new(),
-                length: meta.len(),
-                pad: false,
-            }]
+            vec![SourceFile::on_disk(self.root.clone(), Vec::new(), &meta)]
         };
         let total: u64 = files.iter().map(|f| f.length).sum();
         if total == 0 {
@@ -243,10 +273,15 @@ impl TorrentBuilder {
             hash_pieces(&files, total, piece_length, self.threads, progress, &sha1)?.concat();
 
         let info = InfoOut {
+            attr: files
+                .first()
+                .filter(|_| !meta.is_dir())
+                .and_then(SourceFile::attr),
             files: meta.is_dir().then(|| {
                 files
                     .iter()
                     .map(|f| FileOut {
+                        attr: f.attr(),
                         length: f.length,
                         path: f.path.clone(),
                     })
@@ -369,16 +404,10 @@ fn collect_files(root: &Path) -> Result<Vec<SourceFile>, MetainfoError> {
             if kind.is_dir() {
                 stack.push((entry.path(), path));
             } else if kind.is_file() {
-                let length = entry
+                let meta = entry
                     .metadata()
-                    .map_err(|e| err(format!("{}: {e}", entry.path().display())))?
-                    .len();
-                out.push(SourceFile {
-                    disk_path: entry.path(),
-                    path,
-                    length,
-                    pad: false,
-                });
+                    .map_err(|e| err(format!("{}: {e}", entry.path().display())))?;
+                out.push(SourceFile::on_disk(entry.path(), path, &meta));
             }
         }
     }

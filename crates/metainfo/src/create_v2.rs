@@ -106,6 +106,15 @@ pub(crate) fn build(
     }
 
     let mut info = vec![b'd'];
+    // A hybrid single file's attributes are in the v1 part too, as libtorrent writes them.
+    if let Some(attr) = layout
+        .first()
+        .filter(|_| hybrid && !is_dir)
+        .and_then(|f| f.attr())
+    {
+        write::bytes(&mut info, b"attr");
+        write::bytes(&mut info, attr.as_bytes());
+    }
     write::bytes(&mut info, b"file tree");
     encode_file_tree(&mut info, &layout, &roots, &name, is_dir);
     if hybrid {
@@ -114,9 +123,9 @@ pub(crate) fn build(
             info.push(b'l');
             for f in &layout {
                 info.push(b'd');
-                if f.pad {
+                if let Some(attr) = f.attr() {
                     write::bytes(&mut info, b"attr");
-                    write::bytes(&mut info, b"p");
+                    write::bytes(&mut info, attr.as_bytes());
                 }
                 write::bytes(&mut info, b"length");
                 write::int(&mut info, f.length as i64);
@@ -184,6 +193,7 @@ fn pad_layout(files: Vec<SourceFile>, piece_length: u64) -> Vec<SourceFile> {
                 path: vec![".pad".to_string(), pad.to_string()],
                 length: pad,
                 pad: true,
+                executable: false,
             });
             offset += pad;
         }
@@ -192,7 +202,7 @@ fn pad_layout(files: Vec<SourceFile>, piece_length: u64) -> Vec<SourceFile> {
 }
 
 /// Writes the `file tree`: nested dictionaries by path element, each file a `""` entry with its
-/// `length` and (if not empty) `pieces root`. The files are in path order, which is the sorted
+/// `attr` (if any), `length` and (if not empty) `pieces root`. The files are in path order, which is the sorted
 /// key order at every level, so the tree is written in one pass without recursion.
 fn encode_file_tree(
     out: &mut Vec<u8>,
@@ -227,6 +237,10 @@ fn encode_file_tree(
         out.push(b'd');
         write::bytes(out, b"");
         out.push(b'd');
+        if let Some(attr) = f.attr() {
+            write::bytes(out, b"attr");
+            write::bytes(out, attr.as_bytes());
+        }
         write::bytes(out, b"length");
         write::int(out, f.length as i64);
         if let Some(root) = root {

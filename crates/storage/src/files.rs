@@ -35,6 +35,8 @@ pub(crate) struct FileStore {
     prealloc: Vec<Option<u64>>,
     /// Files whose preallocation was already tried (it is tried once per store).
     preallocated: Mutex<HashSet<usize>>,
+    /// Per file, whether it is created executable (see [`FileStore::executable`]).
+    executable: Vec<bool>,
 }
 
 /// Size and modification time of a file, or absence.
@@ -62,6 +64,7 @@ impl FileStore {
     ) -> FileStore {
         prealloc.resize(paths.len(), None);
         FileStore {
+            executable: Vec::new(),
             prealloc,
             preallocated: Mutex::new(HashSet::new()),
             paths,
@@ -73,6 +76,13 @@ impl FileStore {
             }),
             dirty: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Marks which files are created executable (BEP 47 `x`); the others, and files past the
+    /// end of `flags`, are created as plain files. An existing file's mode is never changed.
+    pub(crate) fn executable(mut self, flags: Vec<bool>) -> FileStore {
+        self.executable = flags;
+        self
     }
 
     pub fn path(&self, idx: usize) -> &Path {
@@ -101,11 +111,14 @@ impl FileStore {
                 fs::create_dir_all(parent)
                     .map_err(|e| StorageError::from_io("create folder for", path, e))?;
             }
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
+            let mut options = OpenOptions::new();
+            options.read(true).write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            if self.executable.get(idx).copied().unwrap_or(false) {
+                // The umask still applies, as for any program creating an executable.
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o777);
+            }
+            options
                 .open(path)
                 .map_err(|e| StorageError::from_io("open", path, e))?
         } else {

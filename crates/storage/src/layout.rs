@@ -24,6 +24,8 @@ pub struct LayoutFile {
     pub length: u64,
     /// A BEP 47 pad file: reads give zeros, nothing is created or written.
     pub pad: bool,
+    /// BEP 47 `x`: created executable (as far as the umask allows).
+    pub executable: bool,
 }
 
 /// A contiguous run of bytes inside one file.
@@ -77,6 +79,7 @@ impl Layout {
                 offset: f.offset,
                 length: f.length,
                 pad: f.attr.pad,
+                executable: f.attr.executable,
             });
         }
         if next != info.total_length {

@@ -222,7 +222,8 @@ impl Storage {
             hashes,
             info_hash,
             save_path: opts.save_path.clone(),
-            files: FileStore::new(paths, writable, opts.max_open_files, prealloc),
+            files: FileStore::new(paths, writable, opts.max_open_files, prealloc)
+                .executable(layout.files().iter().map(|f| f.executable).collect()),
             part_idx: n,
             wanted,
             hash_in_memory: opts.hash_in_memory,
