@@ -161,6 +161,18 @@ impl Daemon {
     }
 }
 
+/// A shoal seeder of `torrent`, its data under `DIR/seed`, on `ip`; listening when returned.
+fn seeder(dir: &Path, torrent: &Path, ip: &str) -> Proc {
+    let mut seed = shoal_seed(torrent, &dir.join("seed"), ip, &[], "seeder", dir);
+    seed.listening_addr();
+    seed
+}
+
+/// A daemon on `ip` with its state in `DIR/state`, downloading into `DIR/dl`, logs in `DIR`.
+fn daemon_in(dir: &Path, ip: &str) -> Daemon {
+    daemon(&dir.join("state"), &dir.join("dl"), ip, "daemon", dir)
+}
+
 fn tracker_torrent(dir: &Path, name: &str, len: usize, port: u16) -> (PathBuf, PathBuf) {
     make_torrent_with_trackers(
         dir,
@@ -204,13 +216,7 @@ fn the_daemon_runs_without_glibc_thread_caches_unless_told_otherwise() {
             .next()
     };
     let dir = scratch("daemon-tunables");
-    let d = daemon(
-        &dir.join("state"),
-        &dir.join("dl"),
-        "127.0.0.4",
-        "daemon",
-        &dir,
-    );
+    let d = daemon_in(&dir, "127.0.0.4");
     assert_eq!(
         environ(&d).as_deref(),
         Some("glibc.malloc.tcache_count=0"),
@@ -245,13 +251,7 @@ fn the_daemon_runs_without_glibc_thread_caches_unless_told_otherwise() {
 #[test]
 fn api_needs_the_token_and_refuses_bad_input() {
     let dir = scratch("daemon-api");
-    let d = daemon(
-        &dir.join("state"),
-        &dir.join("dl"),
-        "127.0.0.4",
-        "daemon",
-        &dir,
-    );
+    let d = daemon_in(&dir, "127.0.0.4");
     let (status, _) = http(&d.api, "GET", "/api/v1/torrents", &[], b"");
     assert_eq!(status, 401);
     let (status, _) = http(
@@ -320,13 +320,7 @@ fn daemon_downloads_from_libtorrent_and_seeds_to_libtorrent() {
         &logs,
     );
     lt_seed.listening_addr();
-    let d = daemon(
-        &dir.join("state"),
-        &dir.join("dl"),
-        "127.0.0.4",
-        "daemon",
-        &logs,
-    );
+    let d = daemon_in(&dir, "127.0.0.4");
     let added = d.add_torrent(&torrent);
     let hash = added["info_hash"].as_str().unwrap().to_string();
     assert_eq!(added["name"], "payload.bin");
@@ -364,22 +358,8 @@ fn transmission_remote_adds_lists_stops_and_removes() {
     let logs = dir.clone();
     let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
     let (torrent, data) = tracker_torrent(&dir, "tr.bin", 2 * 1024 * 1024, port);
-    let mut seed = shoal_seed(
-        &torrent,
-        &dir.join("seed"),
-        "127.0.0.2",
-        &[],
-        "seeder",
-        &logs,
-    );
-    seed.listening_addr();
-    let d = daemon(
-        &dir.join("state"),
-        &dir.join("dl"),
-        "127.0.0.4",
-        "daemon",
-        &logs,
-    );
+    let _seed = seeder(&dir, &torrent, "127.0.0.2");
+    let d = daemon_in(&dir, "127.0.0.4");
     let auth = format!("x:{}", d.token);
     let remote = |args: &[&str]| -> String {
         let out = Command::new("/usr/bin/transmission-remote")
@@ -533,22 +513,8 @@ fn remote_cli_adds_lists_pauses_resumes_removes_and_watches() {
     let logs = dir.clone();
     let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
     let (torrent, data) = tracker_torrent(&dir, "cli.bin", 1024 * 1024, port);
-    let mut seed = shoal_seed(
-        &torrent,
-        &dir.join("seed"),
-        "127.0.0.2",
-        &[],
-        "seeder",
-        &logs,
-    );
-    seed.listening_addr();
-    let d = daemon(
-        &dir.join("state"),
-        &dir.join("dl"),
-        "127.0.0.4",
-        "daemon",
-        &logs,
-    );
+    let _seed = seeder(&dir, &torrent, "127.0.0.2");
+    let d = daemon_in(&dir, "127.0.0.4");
     let token_file = dir.join("state/token");
     let remote = |args: &[&str]| {
         let out = shoal()
@@ -695,15 +661,7 @@ fn the_watch_folder_adds_torrents_and_survives_garbage() {
     let logs = dir.clone();
     let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
     let (torrent, data) = tracker_torrent(&dir, "w.bin", 512 * 1024, port);
-    let mut seed = shoal_seed(
-        &torrent,
-        &dir.join("seed"),
-        "127.0.0.2",
-        &[],
-        "seeder",
-        &logs,
-    );
-    seed.listening_addr();
+    let _seed = seeder(&dir, &torrent, "127.0.0.2");
     let watch = dir.join("watch");
     std::fs::create_dir_all(&watch).unwrap();
     std::fs::write(watch.join("garbage.torrent"), b"this is not bencode").unwrap();
@@ -840,22 +798,8 @@ fn file_selection_through_patch_and_torrent_set_and_free_space() {
     write_random_file(&root.join("b.bin"), 300_000, 2);
     write_random_file(&root.join("c.bin"), 300_000, 3);
     let torrent = folder_torrent(&root, "16KiB", port);
-    let mut seed = shoal_seed(
-        &torrent,
-        &dir.join("seed"),
-        "127.0.0.2",
-        &[],
-        "seeder",
-        &logs,
-    );
-    seed.listening_addr();
-    let d = daemon(
-        &dir.join("state"),
-        &dir.join("dl"),
-        "127.0.0.4",
-        "daemon",
-        &logs,
-    );
+    let _seed = seeder(&dir, &torrent, "127.0.0.2");
+    let d = daemon_in(&dir, "127.0.0.4");
     let hash = d.add_paused(&torrent);
     // Only a.bin, through the JSON API; a wrong length is refused.
     let (status, v) = d.api(
@@ -1035,22 +979,8 @@ fn a_per_torrent_download_limit_holds_and_lifting_it_completes() {
     let logs = dir.clone();
     let (_tracker, port) = shoal_tracker(false, "tracker", &logs);
     let (torrent, data) = tracker_torrent(&dir, "limited.bin", 8 * 1024 * 1024, port);
-    let mut seed = shoal_seed(
-        &torrent,
-        &dir.join("seed"),
-        "127.0.0.41",
-        &[],
-        "seeder",
-        &logs,
-    );
-    seed.listening_addr();
-    let d = daemon(
-        &dir.join("state"),
-        &dir.join("dl"),
-        "127.0.0.42",
-        "daemon",
-        &logs,
-    );
+    let _seed = seeder(&dir, &torrent, "127.0.0.41");
+    let d = daemon_in(&dir, "127.0.0.42");
     let hash = d.add_paused(&torrent);
     let limit = 256 * 1024u64;
     let (status, v) = d.patch(
@@ -1102,22 +1032,8 @@ fn torrent_set_location_moves_the_data_and_seeds_it_from_there() {
     write_random_file(&root.join("a.bin"), 700_000, 11);
     write_random_file(&root.join("sub/b.bin"), 500_000, 12);
     let torrent = folder_torrent(&root, "32KiB", port);
-    let mut seed = shoal_seed(
-        &torrent,
-        &dir.join("seed"),
-        "127.0.0.43",
-        &[],
-        "seeder",
-        &logs,
-    );
-    seed.listening_addr();
-    let d = daemon(
-        &dir.join("state"),
-        &dir.join("dl"),
-        "127.0.0.44",
-        "daemon",
-        &logs,
-    );
+    let seed = seeder(&dir, &torrent, "127.0.0.43");
+    let d = daemon_in(&dir, "127.0.0.44");
     let hash = d.add_torrent(&torrent)["info_hash"]
         .as_str()
         .unwrap()
@@ -1382,13 +1298,7 @@ fn a_session_cap_set_at_run_time_holds_and_is_shared_between_torrents_not_connec
         s.listening_addr();
         seeds.push(s);
     }
-    let d = daemon(
-        &dir.join("state"),
-        &dir.join("dl"),
-        "127.0.0.55",
-        "daemon",
-        &logs,
-    );
+    let d = daemon_in(&dir, "127.0.0.55");
     let r = rpc(
         &d,
         serde_json::json!({"method": "session-set", "arguments": {"speed-limit-down": 1000, "speed-limit-down-enabled": true}}),

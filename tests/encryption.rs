@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -13,6 +14,16 @@ const LONG: Duration = Duration::from_secs(120);
 const REFUSAL_WATCH: Duration = Duration::from_secs(8);
 
 /// The encryption shoal's last progress-like line reports for its peers.
+/// How `p`'s connections are encrypted, once a progress line lists a peer (waits up to 10 s).
+fn agreed_encryption(p: &mut Proc) -> Vec<String> {
+    p.wait_for(Duration::from_secs(10), |v| {
+        v["peer_encryption"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    peer_encryptions(p)
+}
+
 fn peer_encryptions(p: &Proc) -> Vec<String> {
     p.seen
         .iter()
@@ -67,13 +78,7 @@ fn libtorrent_forced_seeds_shoal_downloads() {
             &dir,
         );
         wait_complete(&mut dl);
-        // A progress line with the peer listed, to see what the connection agreed.
-        dl.wait_for(Duration::from_secs(10), |v| {
-            v["peer_encryption"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-        });
-        assert_eq!(peer_encryptions(&dl), vec!["rc4"], "{policy}");
+        assert_eq!(agreed_encryption(&mut dl), vec!["rc4"], "{policy}");
         assert!(
             same_bytes(&data, &out.join("enc.bin")),
             "{policy}: bytes differ"
@@ -119,41 +124,29 @@ fn shoal_require_seeds_libtorrent_forced_downloads() {
     seed.wait_exit(Duration::from_secs(20));
 }
 
-#[test]
-fn shoal_to_shoal_require() {
-    let dir = scratch("enc_shoal_shoal");
-    let (torrent, data) = make_torrent(&dir, "enc3.bin", 6 << 20 | 5, "64KiB");
-    let mut seed = shoal_seed(
-        &torrent,
-        &data,
-        "127.0.0.2",
-        &["--encryption", "require"],
-        "seed",
-        &dir,
-    );
+/// A shoal seeder on 127.0.0.2 and a shoal leecher on `leecher_ip`, both `--encryption
+/// require`: the leecher completes over RC4 with the bytes equal; both then stop.
+fn download_over_rc4(dir: &Path, torrent: &Path, data: &Path, leecher_ip: &str) {
+    let require = ["--encryption", "require"];
+    let mut seed = shoal_seed(torrent, data, "127.0.0.2", &require, "seed", dir);
     let seed_addr = seed.listening_addr();
     let out = dir.join("dl");
-    let mut dl = shoal_download(
-        &torrent,
-        &out,
-        "127.0.0.6",
-        &[seed_addr],
-        &["--no-dht", "--seed", "--encryption", "require"],
-        "dl",
-        &dir,
-    );
+    let extra = ["--no-dht", "--seed", "--encryption", "require"];
+    let mut dl = shoal_download(torrent, &out, leecher_ip, &[seed_addr], &extra, "dl", dir);
     wait_complete(&mut dl);
-    dl.wait_for(Duration::from_secs(10), |v| {
-        v["peer_encryption"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
-    assert_eq!(peer_encryptions(&dl), vec!["rc4"]);
-    assert!(same_bytes(&data, &out.join("enc3.bin")));
+    assert_eq!(agreed_encryption(&mut dl), vec!["rc4"]);
+    assert!(same_bytes(data, &out.join(data.file_name().unwrap())));
     dl.term();
     dl.wait_exit(Duration::from_secs(20));
     seed.term();
     seed.wait_exit(Duration::from_secs(20));
+}
+
+#[test]
+fn shoal_to_shoal_require() {
+    let dir = scratch("enc_shoal_shoal");
+    let (torrent, data) = make_torrent(&dir, "enc3.bin", 6 << 20 | 5, "64KiB");
+    download_over_rc4(&dir, &torrent, &data, "127.0.0.6");
 }
 
 /// A plaintext-only shoal (`disable`) against a `require` seeder gets nothing; against a
@@ -249,12 +242,7 @@ fn plaintext_libtorrent_refused_under_require_accepted_under_prefer() {
         );
         if served {
             wait_complete(&mut dl);
-            dl.wait_for(Duration::from_secs(10), |v| {
-                v["peer_encryption"]
-                    .as_array()
-                    .is_some_and(|a| !a.is_empty())
-            });
-            assert_eq!(peer_encryptions(&dl), vec!["plaintext"]);
+            assert_eq!(agreed_encryption(&mut dl), vec!["plaintext"]);
             assert!(same_bytes(&data, &out.join("enc5.bin")));
         } else {
             watch_refused(&mut dl);
@@ -356,37 +344,7 @@ fn private_torrent_with_encryption_required() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut seed = shoal_seed(
-        &torrent,
-        &data,
-        "127.0.0.2",
-        &["--encryption", "require"],
-        "seed",
-        &dir,
-    );
-    let seed_addr = seed.listening_addr();
-    let dl_dir = dir.join("dl");
-    let mut dl = shoal_download(
-        &torrent,
-        &dl_dir,
-        "127.0.0.8",
-        &[seed_addr],
-        &["--no-dht", "--seed", "--encryption", "require"],
-        "dl",
-        &dir,
-    );
-    wait_complete(&mut dl);
-    dl.wait_for(Duration::from_secs(10), |v| {
-        v["peer_encryption"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
-    assert_eq!(peer_encryptions(&dl), vec!["rc4"]);
-    assert!(same_bytes(&data, &dl_dir.join("p.bin")));
-    dl.term();
-    dl.wait_exit(Duration::from_secs(20));
-    seed.term();
-    seed.wait_exit(Duration::from_secs(20));
+    download_over_rc4(&dir, &torrent, &data, "127.0.0.8");
 }
 
 /// A peer that sends an MSE public key and then garbage, never the synchronisation hash: the
@@ -453,12 +411,7 @@ fn libtorrent_defaults_meet_shoal_prefer() {
         &dir,
     );
     wait_complete(&mut dl);
-    dl.wait_for(Duration::from_secs(10), |v| {
-        v["peer_encryption"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
-    assert_eq!(peer_encryptions(&dl), vec!["mse-plaintext"]);
+    assert_eq!(agreed_encryption(&mut dl), vec!["mse-plaintext"]);
     assert!(same_bytes(&data, &out.join("e.bin")));
     dl.term();
     dl.wait_exit(Duration::from_secs(20));
