@@ -7,9 +7,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Result, StorageError};
+use crate::lock;
 
 struct Entry {
     file: Arc<File>,
@@ -45,11 +46,6 @@ pub(crate) struct Stat {
     pub size: u64,
     pub mtime_secs: i64,
     pub mtime_nanos: u32,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic in another thread while holding the lock leaves plain data that is still usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl FileStore {
@@ -325,6 +321,29 @@ impl FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn files_marked_executable_are_created_executable_and_existing_modes_are_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = ["tool", "readme", "old-tool"]
+            .iter()
+            .map(|n| dir.path().join(n))
+            .collect();
+        // Already there (the user's), plain: its mode stays as it is.
+        fs::write(&paths[2], b"").unwrap();
+        fs::set_permissions(&paths[2], fs::Permissions::from_mode(0o640)).unwrap();
+        let store =
+            FileStore::new(paths.clone(), true, 3, vec![]).executable(vec![true, false, true]);
+        for i in 0..3 {
+            store.write_at(i, 0, b"x").unwrap();
+        }
+        let mode = |i: usize| fs::metadata(&paths[i]).unwrap().permissions().mode() & 0o777;
+        assert_ne!(mode(0) & 0o100, 0, "not executable: {:o}", mode(0));
+        assert_eq!(mode(1) & 0o111, 0, "executable: {:o}", mode(1));
+        assert_eq!(mode(2), 0o640);
+    }
 
     #[test]
     fn cap_on_descriptors_and_sparse_reads() {

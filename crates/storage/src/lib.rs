@@ -53,3 +53,9 @@ pub use resume::{
 };
 pub use save_path::resolve_save_path;
 pub use storage::{Mode, ResumeLocation, Startup, Storage, StorageOptions, WriteOutcome};
+
+/// Locks `m`. A panic in another thread while holding the lock leaves plain data that is still
+/// usable (jobs and I/O run outside the locks), so a poisoned lock is taken as it is.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -64,8 +64,7 @@ struct Queue {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        // Jobs run outside the lock, so a poisoned lock still holds a consistent queue.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.queue)
     }
 
     /// Queues `job` (the caller checked for room) and wakes a waiting worker.

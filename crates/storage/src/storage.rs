@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha1::{Digest, Sha1};
@@ -22,6 +22,7 @@ use crate::bitfield::Bitfield;
 use crate::error::{Result, StorageError};
 use crate::files::FileStore;
 use crate::layout::{Layout, BLOCK_SIZE};
+use crate::lock;
 use crate::parts::{part_file_path, part_offset};
 use crate::piece_hashes::PieceHashes;
 use crate::recheck::{self, RecheckOptions, RecheckProgress, RecheckReport};
@@ -173,10 +174,6 @@ pub struct Storage {
     flush: Mutex<FlushState>,
     /// Serialises whole flushes (snapshot, sync, write).
     flush_lock: Mutex<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Storage {
