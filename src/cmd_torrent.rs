@@ -264,11 +264,17 @@ fn metadata_file(output: &Path, magnet: &Magnet) -> PathBuf {
 }
 
 /// The metadata an earlier run kept for `magnet`, with the link's trackers, if it is there and
-/// is this link's: anything else there is ignored (and replaced once fetched again).
-fn kept_metadata(output: &Path, magnet: &Magnet) -> Option<Metainfo> {
+/// is this link's: anything else there is ignored (and replaced once fetched again). Read on a
+/// blocking thread, with `Metainfo::from_file`'s size limit.
+async fn kept_metadata(output: &Path, magnet: &Magnet) -> Option<Metainfo> {
     let path = metadata_file(output, magnet);
-    let bytes = std::fs::read(&path).ok()?;
-    match Metainfo::from_bytes(&bytes) {
+    let read = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || Metainfo::from_file(&path))
+            .await
+            .ok()?
+    };
+    match read {
         Ok(mut meta)
             if meta.info_hash == magnet.info_hash
                 && magnet
@@ -277,6 +283,11 @@ fn kept_metadata(output: &Path, magnet: &Magnet) -> Option<Metainfo> {
         {
             meta.trackers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
             Some(meta)
+        }
+        Err(shoal_metainfo::MetainfoError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            None
         }
         Ok(_) => {
             tracing::warn!("{}: another torrent's metadata; ignored", path.display());
@@ -289,11 +300,17 @@ fn kept_metadata(output: &Path, magnet: &Magnet) -> Option<Metainfo> {
     }
 }
 
-/// Keeps fetched metadata for the next run ([`metadata_file`]). Failing to is only a note: the
-/// download goes on, and a rerun fetches the metadata again.
-fn keep_metadata(output: &Path, magnet: &Magnet, meta: &Metainfo, reporter: &Reporter) {
+/// Keeps fetched metadata for the next run ([`metadata_file`]), written (and synced) on a
+/// blocking thread. Failing to is only a note: the download goes on, and a rerun fetches the
+/// metadata again.
+async fn keep_metadata(output: &Path, magnet: &Magnet, meta: &Metainfo, reporter: &Reporter) {
     let path = metadata_file(output, magnet);
-    if let Err(e) = shoal_storage::write_atomic(&path, &meta.bare_torrent_bytes()) {
+    let bytes = meta.bare_torrent_bytes();
+    let written = tokio::task::spawn_blocking(move || shoal_storage::write_atomic(&path, &bytes))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|w| w.map_err(|e| e.to_string()));
+    if let Err(e) = written {
         reporter.note(&format!("cannot keep the metadata for a rerun: {e}"));
     }
 }
@@ -378,7 +395,7 @@ async fn run_in_session(
                     .iter()
                     .filter_map(|p| p.parse::<SocketAddr>().ok()),
             );
-            let mut meta = match kept_metadata(&output, &magnet) {
+            let mut meta = match kept_metadata(&output, &magnet).await {
                 Some(kept) => {
                     reporter.note(&format!(
                         "metadata of {} kept by an earlier run (in {})",
@@ -396,7 +413,7 @@ async fn run_in_session(
                     let fetched = session
                         .fetch_metadata(&magnet, peers.clone(), METADATA_DEADLINE)
                         .await?;
-                    keep_metadata(&output, &magnet, &fetched, reporter);
+                    keep_metadata(&output, &magnet, &fetched, reporter).await;
                     fetched
                 }
             };
