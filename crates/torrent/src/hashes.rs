@@ -21,7 +21,9 @@ pub(crate) struct HashAnswers {
     /// Leaf-layer requests waiting for their piece's leaves, by piece.
     waiting: HashMap<u32, Vec<(ConnId, HashRequest)>>,
     /// The layers above each file's piece layer, by the file's root, built on the first
-    /// request that needs them (about as many hashes as the piece layer).
+    /// request that needs them (about as many hashes as the piece layer). Building is once per
+    /// file, here on the torrent's task: 242 ms for the largest layer the metainfo allows (2M
+    /// pieces, release build), ~2 ms for a 16,000-piece file.
     trees: HashMap<Id32, LayerTree>,
 }
 

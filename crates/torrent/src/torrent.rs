@@ -321,7 +321,8 @@ pub struct Torrent {
     pub(crate) smart_ban: SmartBan,
     /// Failed v2 pieces whose bad blocks are being named from proven leaf hashes.
     pub(crate) block_ban: crate::block_ban::BlockBan,
-    /// Leaf-layer hash requests waiting for their piece's leaves from the disk.
+    /// What answering peers' hash requests keeps: leaf-layer requests waiting for their
+    /// piece's leaves from the disk, and the trees above each file's piece layer.
     pub(crate) hash_answers: crate::hashes::HashAnswers,
     /// Pieces whose per-block hashes were asked for, and why.
     pub(crate) hashing: HashMap<u32, crate::bans::Evidence>,
