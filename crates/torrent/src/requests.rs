@@ -25,6 +25,9 @@ use crate::violation::PeerViolation;
 pub const STALL_FLOOR: Duration = Duration::from_secs(1);
 /// A stall is this many of the peer's usual gaps between blocks without one.
 pub const STALL_GAPS: u32 = 8;
+/// A peer's queue is topped up once this fraction of its target depth is free (see
+/// [`Torrent::fill_requests`]).
+const REFILL_FRACTION: usize = 8;
 
 impl Torrent {
     pub(crate) fn fill_all_requests(&mut self, now: Time) {
@@ -45,8 +48,12 @@ impl Torrent {
             return;
         }
         let outstanding = self.picker.outstanding(conn);
-        let room = peer.queue_target().saturating_sub(outstanding);
-        if room == 0 {
+        let target = peer.queue_target();
+        let room = target.saturating_sub(outstanding);
+        // A queue that still holds work is topped up in batches of an eighth of its target,
+        // not a request per block received: each top-up is a send to the peer (a system call
+        // here, a wake-up there) and a pass of the picker.
+        if room == 0 || (outstanding > 0 && room < (target / REFILL_FRACTION).max(1)) {
             return;
         }
         let deadline = now + peer.rtt.timeout();

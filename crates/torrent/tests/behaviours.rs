@@ -659,3 +659,44 @@ fn sequential_mode_set_on_a_machine_fetches_pieces_in_order() {
     sorted.sort_unstable();
     assert_eq!(first_seen, sorted);
 }
+
+#[test]
+fn a_queue_with_work_left_is_topped_up_in_batches_not_a_request_per_block() {
+    // The seed never answers; its blocks are handed to the leecher here, one at a time.
+    let mut net = Net::new(Content::new(64 * 262144, 262144, 8));
+    let seed = net.add_node(true, Behaviour::Frozen);
+    let leech = net.add_node(false, Behaviour::Honest);
+    let (c_seed, _) = net.connect(leech, seed);
+    net.run();
+    let requests = |net: &Net| -> Vec<BlockRef> {
+        net.nodes[leech]
+            .sent
+            .iter()
+            .filter_map(|(c, m)| match m {
+                Message::Request(r) if *c == c_seed => Some(*r),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = requests(&net);
+    // Before the peer's rate is known its queue is 16 deep (INITIAL_QUEUE): topped up two
+    // requests at a time (an eighth).
+    assert_eq!(first.len(), 16);
+    let mut news = Vec::new();
+    for r in first.iter().take(6) {
+        let at = r.piece as usize * 262144 + r.begin as usize;
+        let data = Bytes::copy_from_slice(&net.content.data[at..at + r.length as usize]);
+        let before = requests(&net).len();
+        net.inject(
+            leech,
+            c_seed,
+            Message::Piece {
+                piece: r.piece,
+                begin: r.begin,
+                data,
+            },
+        );
+        news.push(requests(&net).len() - before);
+    }
+    assert_eq!(news, [0, 2, 0, 2, 0, 2]);
+}
