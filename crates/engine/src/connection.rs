@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use std::io::IoSlice;
+
+use bytes::{Bytes, BytesMut};
 use shoal_mse::{Encryption, HalfCipher};
 use shoal_wire::frame::{decode_frame, Limits};
 use shoal_wire::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -306,6 +308,24 @@ async fn read_loop<E: From<LinkEvent>>(
     let _ = events.send(LinkEvent::Closed(key, reason).into()).await;
 }
 
+/// Writes every byte of `parts`, in order, with as few system calls as the socket allows.
+async fn write_all_vectored(wr: &mut TransportWrite, parts: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = wr.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
 async fn write_loop<E: From<LinkEvent>>(
     mut wr: TransportWrite,
     mut encrypt: HalfCipher,
@@ -316,6 +336,10 @@ async fn write_loop<E: From<LinkEvent>>(
     clock: Clock,
 ) {
     let mut out = BytesMut::with_capacity(WRITE_BATCH);
+    // Plaintext over a socket that takes vectored writes: blocks go out from the buffers the
+    // disk read them into, not copied into `out` first (a seeder's third copy of every byte).
+    let vectored = encrypt.is_passthrough() && wr.is_write_vectored();
+    let mut parts: Vec<Bytes> = Vec::new();
     let reason = loop {
         let first = match tokio::time::timeout(KEEPALIVE_INTERVAL, rx.recv()).await {
             Err(_) => Message::KeepAlive,
@@ -331,18 +355,32 @@ async fn write_loop<E: From<LinkEvent>>(
             if let Message::Piece { data, .. } = &msg {
                 payload += data.len();
             }
-            msg.encode(&mut out);
-            next = if out.len() < WRITE_BATCH {
+            if vectored {
+                if let Some(block) = msg.encode_head(&mut out) {
+                    parts.push(out.split().freeze());
+                    parts.push(block.clone());
+                }
+            } else {
+                msg.encode(&mut out);
+            }
+            next = if out.len() + payload < WRITE_BATCH {
                 rx.try_recv().ok()
             } else {
                 None
             };
         }
         throttle(&rates, Way::Up, payload, &clock).await;
-        encrypt.apply(&mut out);
-        if let Err(e) = wr.write_all(&out).await {
+        let written = if parts.is_empty() {
+            encrypt.apply(&mut out);
+            wr.write_all(&out).await
+        } else {
+            parts.push(out.split().freeze());
+            write_all_vectored(&mut wr, &parts).await
+        };
+        if let Err(e) = written {
             break CloseReason::Io(format!("write error: {e}"));
         }
+        parts.clear();
         out.clear();
         // Block bytes written: the machine may start more reads for this peer. Awaited, never
         // dropped, so uploads to it cannot stall for want of this news.
@@ -356,4 +394,79 @@ async fn write_loop<E: From<LinkEvent>>(
         }
     };
     let _ = events.send(LinkEvent::Closed(key, reason).into()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use shoal_wire::BlockRef;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// What the writer sends is byte for byte what `encode` lays out, in order, however little
+    /// the socket takes per write: plaintext blocks go out by vectored writes, not copied, and
+    /// a reader that lags makes those writes partial.
+    #[tokio::test]
+    async fn the_writer_sends_what_encode_lays_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (mut server, _) = accepted.unwrap();
+        let stream = PeerStream::plaintext(Transport::Tcp(client.unwrap()));
+        let (events, _events_rx) = mpsc::channel::<LinkEvent>(1024);
+        let rates = LinkRates {
+            session: Arc::new(RateLimits::default()),
+            torrent: Arc::new(TorrentLimits::default()),
+            flow: 0,
+        };
+        let link = spawn(
+            stream,
+            1,
+            BytesMut::new(),
+            Limits::for_pieces(1000),
+            events,
+            rates,
+            ReceiveBudget::new(1 << 20),
+            Clock::new(),
+        );
+        let mut expected = BytesMut::new();
+        let mut sent = Vec::new();
+        // ~10 MB: more than loopback's socket buffers hold.
+        for i in 0..1_600u32 {
+            let len = [16_384usize, 1, 7_000, 0][i as usize % 4];
+            let data: Bytes = (0..len).map(|j| (i as usize + j) as u8).collect();
+            let msgs = [
+                Message::Piece {
+                    piece: i,
+                    begin: 16_384,
+                    data,
+                },
+                Message::Have(i),
+                Message::Request(BlockRef {
+                    piece: i,
+                    begin: 0,
+                    length: 16_384,
+                }),
+            ];
+            for m in msgs {
+                m.encode(&mut expected);
+                sent.push(m);
+            }
+        }
+        let tx = link.tx.clone();
+        let sender = tokio::spawn(async move {
+            for m in sent {
+                tx.send(m).await.unwrap();
+            }
+        });
+        // Fall behind so the writer's socket fills and its writes come back partial.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut got = vec![0u8; expected.len()];
+        tokio::time::timeout(Duration::from_secs(20), server.read_exact(&mut got))
+            .await
+            .expect("every byte arrives")
+            .unwrap();
+        assert!(got == expected[..], "the bytes differ");
+        sender.await.unwrap();
+    }
 }

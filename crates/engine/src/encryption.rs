@@ -119,6 +119,24 @@ macro_rules! delegate_write {
                 }
             }
 
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                match self.get_mut() {
+                    Self::Tcp(t) => Pin::new(t).poll_write_vectored(cx, bufs),
+                    Self::Utp(u) => Pin::new(u).poll_write_vectored(cx, bufs),
+                }
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                match self {
+                    Self::Tcp(t) => t.is_write_vectored(),
+                    Self::Utp(u) => u.is_write_vectored(),
+                }
+            }
+
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
                     Self::Tcp(t) => Pin::new(t).poll_flush(cx),
@@ -173,7 +191,7 @@ pub struct PeerStream {
 }
 
 impl PeerStream {
-    fn plaintext(transport: Transport) -> Self {
+    pub(crate) fn plaintext(transport: Transport) -> Self {
         PeerStream {
             transport,
             cipher: Cipher::plaintext(),

@@ -149,9 +149,26 @@ impl Message {
 
     /// Appends the message, with its 4-byte length prefix, to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
+        if let Some(block) = self.encode_head(out) {
+            out.extend_from_slice(block);
+        }
+    }
+
+    /// Appends the message to `out` like [`encode`](Self::encode), except a `piece` message's
+    /// block, which it returns instead: the caller sends it next, from where it already is
+    /// (a vectored write), instead of copying it.
+    pub fn encode_head(&self, out: &mut BytesMut) -> Option<&Bytes> {
+        if let Message::Piece { piece, begin, data } = self {
+            out.reserve(13);
+            out.put_u32((self.wire_len() - 4) as u32);
+            out.put_u8(7);
+            out.put_u32(*piece);
+            out.put_u32(*begin);
+            return Some(data);
+        }
         out.reserve(self.wire_len());
         out.put_u32((self.wire_len() - 4) as u32);
-        let Some(id) = self.id() else { return };
+        let id = self.id()?;
         out.put_u8(id);
         match self {
             Message::Have(i) | Message::Suggest(i) | Message::AllowedFast(i) => out.put_u32(*i),
@@ -160,11 +177,6 @@ impl Message {
                 out.put_u32(r.piece);
                 out.put_u32(r.begin);
                 out.put_u32(r.length);
-            }
-            Message::Piece { piece, begin, data } => {
-                out.put_u32(*piece);
-                out.put_u32(*begin);
-                out.extend_from_slice(data);
             }
             Message::Port(p) => out.put_u16(*p),
             Message::Extended { id, payload } => {
@@ -181,6 +193,7 @@ impl Message {
             Message::Unknown { len, .. } => out.put_bytes(0, *len),
             _ => {}
         }
+        None
     }
 
     /// Decodes a message from its id and payload (the frame without the length prefix and id).

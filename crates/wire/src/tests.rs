@@ -10,6 +10,12 @@ fn round_trip(msg: &Message, limits: &Limits) -> Message {
     let mut buf = BytesMut::new();
     msg.encode(&mut buf);
     assert_eq!(buf.len(), msg.wire_len());
+    // The head and the block it hands back (a piece's only) are the same bytes.
+    let mut head = BytesMut::new();
+    let block = msg.encode_head(&mut head);
+    assert_eq!(block.is_some(), matches!(msg, Message::Piece { .. }));
+    head.extend_from_slice(block.map_or(&[][..], |b| &b[..]));
+    assert_eq!(head, buf);
     let out = decode_frame(&mut buf, limits).unwrap().unwrap();
     assert!(buf.is_empty());
     out
