@@ -168,9 +168,19 @@ async fn run(
     let mut set_stopped = false;
     // A command may have come before the task first ran.
     let mut command = *stop.borrow_and_update();
+    // A download that finished just before shutdown (before this task saw the change) is
+    // still reported `completed`, ahead of `stopped`.
+    let mut note_completion =
+        |set: &mut TrackerSet, status: &crate::status_watch::StatusReceiver, now| {
+            if !completed_sent && status.borrow().is_complete() {
+                completed_sent = true;
+                set.completed(now);
+            }
+        };
     loop {
         if command == Command::Stop && stop_deadline.is_none() {
             stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+            note_completion(&mut set, &status, clock.now());
             set.stop(clock.now());
             set_stopped = true;
         }
@@ -214,6 +224,7 @@ async fn run(
                     &shoal_tracker::TrackerError::Timeout(Duration::ZERO),
                     now,
                 );
+                note_completion(&mut set, &status, now);
                 set.stop(now);
                 set_stopped = true;
                 continue;
@@ -252,6 +263,7 @@ async fn run(
                 let _ = events.send(Event::TrackerReports(reports.clone())).await;
             } else if !set_stopped {
                 // Shutdown began while this job was out.
+                note_completion(&mut set, &status, now);
                 set.stop(now);
                 set_stopped = true;
             }
@@ -273,10 +285,7 @@ async fn run(
                 if changed.is_err() {
                     return None;
                 }
-                if !completed_sent && status.borrow().is_complete() {
-                    completed_sent = true;
-                    set.completed(clock.now());
-                }
+                note_completion(&mut set, &status, clock.now());
             }
             r = stop.changed(), if stop_deadline.is_none() => {
                 command = next_command(r, &mut stop);

@@ -290,7 +290,7 @@ impl TrackerSet {
 
     /// The event the next announce carries.
     fn pending_event(&self) -> Event {
-        if self.stopping {
+        if self.stopping && !(self.completed_pending && self.started_acked) {
             Event::Stopped
         } else if !self.started_acked {
             Event::Started
@@ -429,6 +429,10 @@ impl TrackerSet {
             self.last_ok = None;
         }
         self.round = Some((t, i + 1));
+        if self.stopping {
+            // Leaving: a `completed` that failed is not retried; `stopped` comes next.
+            self.completed_pending = false;
+        }
         if self.stopping && !self.started_acked {
             // Asked to stop while the first `started` was out, and it failed: no tracker knows us.
             self.done = true;
@@ -438,7 +442,7 @@ impl TrackerSet {
     /// Call when the download completes: `completed` goes out at once (after `started`, if that
     /// is still pending). Not for torrents that start complete.
     pub fn completed(&mut self, now: Time) {
-        if self.stopping || self.done {
+        if self.done {
             return;
         }
         self.completed_pending = true;
@@ -447,7 +451,8 @@ impl TrackerSet {
     }
 
     /// Call when leaving the swarm: `stopped` goes out at once, with one round of failover and no
-    /// retries. If no tracker ever accepted `started`, there is nothing to send and the set is
+    /// retries (after a pending `completed`: a download that finished just before shutdown is
+    /// still counted as one). If no tracker ever accepted `started`, there is nothing to send and the set is
     /// done at once.
     pub fn stop(&mut self, now: Time) {
         if self.done {
@@ -677,6 +682,43 @@ mod tests {
         assert_eq!(stopped.url.to_string(), "http://a:80/announce");
         s.on_response(&stopped, &ok(10), Time::from_secs(1));
         assert!(s.is_done());
+    }
+
+    #[test]
+    fn completed_just_before_leaving_goes_out_before_stopped() {
+        // Finished and told to stop while `started` was out: completed, then stopped.
+        let mut s = set(&[&["http://a/announce"]]);
+        let started = s.poll_announce(Time::ZERO).unwrap();
+        s.completed(Time::ZERO);
+        s.stop(Time::ZERO);
+        s.on_response(&started, &ok(10), Time::ZERO);
+        let j = s.poll_announce(Time::ZERO).unwrap();
+        assert_eq!(j.event, Event::Completed);
+        s.on_response(&j, &ok(10), Time::ZERO);
+        let j = s.poll_announce(Time::ZERO).unwrap();
+        assert_eq!(j.event, Event::Stopped);
+        s.on_response(&j, &ok(10), Time::ZERO);
+        assert!(s.is_done());
+
+        // A `completed` that fails while leaving is not retried: `stopped` goes to the next.
+        let mut s = set(&[&["http://a/announce", "http://b/announce"]]);
+        let j = s.poll_announce(Time::ZERO).unwrap();
+        s.on_response(&j, &ok(10), Time::ZERO);
+        s.completed(Time::from_secs(1));
+        s.stop(Time::from_secs(1));
+        let completed = s.poll_announce(Time::from_secs(1)).unwrap();
+        assert_eq!(completed.event, Event::Completed);
+        s.on_failure(&completed, &fail(), Time::from_secs(1));
+        let j = s.poll_announce(Time::from_secs(1)).unwrap();
+        assert_eq!(j.event, Event::Stopped);
+        assert_ne!(j.url, completed.url, "the tier's other tracker");
+
+        // Nobody took `started`: nothing to send, `completed` included.
+        let mut s = set(&[&["http://a/announce"]]);
+        s.completed(Time::ZERO);
+        s.stop(Time::ZERO);
+        assert!(s.is_done());
+        assert!(s.poll_announce(Time::ZERO).is_none());
     }
 
     #[test]
