@@ -10,7 +10,7 @@ use std::io::IoSlice;
 
 use bytes::{Bytes, BytesMut};
 use shoal_mse::{Encryption, HalfCipher};
-use shoal_wire::frame::{decode_frame, Limits};
+use shoal_wire::frame::{decode_frame, frame_missing, Limits};
 use shoal_wire::Message;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -248,6 +248,30 @@ struct ReadSide {
     decrypt: HalfCipher,
 }
 
+/// Free space a read needs at least; with less, the read buffer is renewed first.
+const READ_SPARE: usize = 16 * 1024;
+/// The size of a renewed read buffer.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Makes room in the read buffer for the next read: [`READ_SPARE`], or the rest of a larger
+/// frame. A buffer no block split off it still holds is reused, its partial frame moved to the
+/// front; otherwise the partial frame moves to a new buffer and the old one stays with its
+/// blocks. (`BytesMut::reserve` instead grows a buffer it could reuse by copying all of it,
+/// consumed bytes included: ~0.4 bytes copied per byte received, measured with callgrind.)
+fn make_room(buf: &mut BytesMut) {
+    let want = READ_SPARE.max(frame_missing(buf));
+    if buf.capacity() - buf.len() >= want {
+        return;
+    }
+    let size = READ_BUFFER.max(buf.len() + want);
+    if buf.try_reclaim(size - buf.len()) {
+        return;
+    }
+    let mut fresh = BytesMut::with_capacity(size);
+    fresh.extend_from_slice(buf);
+    *buf = fresh;
+}
+
 async fn read_loop<E: From<LinkEvent>>(
     ReadSide {
         mut rd,
@@ -291,9 +315,7 @@ async fn read_loop<E: From<LinkEvent>>(
             let _ = events.send(LinkEvent::Closed(key, reason).into()).await;
             return;
         }
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
-        }
+        make_room(&mut buf);
         let start = buf.len();
         match rd.read_buf(&mut buf).await {
             Ok(0) => break CloseReason::ClosedByPeer,
@@ -399,7 +421,46 @@ async fn write_loop<E: From<LinkEvent>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use bytes::{BufMut, Bytes};
+
+    /// A read buffer no block holds is reused with its partial frame moved to the front; one
+    /// a block still holds is left to it; a frame larger than a buffer gets room for all of it.
+    #[test]
+    fn make_room_reuses_free_buffers_and_keeps_partial_frames() {
+        let frame = |len: u32, fill: u8| {
+            let mut f = BytesMut::new();
+            f.put_u32(len);
+            f.put_bytes(fill, len as usize);
+            f
+        };
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+        buf.extend_from_slice(&frame(40_000, 1));
+        buf.extend_from_slice(&frame(30_000, 2)[..10_000]);
+        let start = buf.as_ptr();
+        let block = buf.split_to(40_004).freeze();
+        drop(block);
+        make_room(&mut buf);
+        assert_eq!(buf.as_ptr(), start, "the same allocation");
+        assert!(buf.capacity() - buf.len() >= 20_004);
+        assert_eq!(&buf[..], &frame(30_000, 2)[..10_000]);
+
+        // A block still holds the buffer: the partial frame moves to a new one.
+        buf.extend_from_slice(&frame(30_000, 2)[10_000..]);
+        buf.extend_from_slice(&frame(100, 3)[..50]);
+        let block = buf.split_to(30_004).freeze();
+        make_room(&mut buf);
+        assert_ne!(buf.as_ptr(), block.as_ptr());
+        assert_eq!(&block[..], &frame(30_000, 2)[..]);
+        assert_eq!(&buf[..], &frame(100, 3)[..50]);
+        assert!(buf.capacity() - buf.len() >= READ_SPARE);
+
+        // A frame larger than a buffer: room for the whole of it.
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&frame(200_000, 4)[..100]);
+        make_room(&mut buf);
+        assert!(buf.capacity() - buf.len() >= 200_004 - 100);
+        assert_eq!(&buf[..], &frame(200_000, 4)[..100]);
+    }
     use shoal_wire::BlockRef;
     use tokio::net::{TcpListener, TcpStream};
 

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use shoal_core::{Id20, Id32};
 use shoal_metainfo::{info_hash_of, info_hash_v2_of};
-use shoal_wire::frame::{decode_frame, Limits};
+use shoal_wire::frame::{decode_frame, frame_missing, Limits};
 use shoal_wire::{ExtendedHandshake, Handshake, Message, MetadataMessage, METADATA_PIECE_SIZE};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -179,7 +179,8 @@ async fn read_message(
     loop {
         match decode_frame(buf, limits) {
             Ok(Some(m)) => return Ok(m),
-            Ok(None) => {}
+            // Room for the whole frame at once, so the buffer grows at most to the limit.
+            Ok(None) => buf.reserve(frame_missing(buf)),
             Err(e) => return Err(PeerFailure::Io(e.to_string())),
         }
         let n = tokio::time::timeout(PIECE_TIMEOUT, stream.read_buf(buf))

@@ -97,7 +97,19 @@ impl Limits {
     }
 }
 
-/// Takes the next complete message from `buf`, or `Ok(None)` if more bytes are needed.
+/// Bytes still missing from the frame at the front of `buf`: what a read must make room for
+/// after [`decode_frame`] answered `Ok(None)` (which checked the length against the limits).
+/// Only the rest of the length prefix while that is incomplete; 0 when a whole frame is there.
+pub fn frame_missing(buf: &[u8]) -> usize {
+    if buf.len() < 4 {
+        return 4 - buf.len();
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    (4 + len).saturating_sub(buf.len())
+}
+
+/// Takes the next complete message from `buf`, or `Ok(None)` if more bytes are needed (the
+/// caller makes room for them: see [`frame_missing`]).
 /// Extension messages above `limits.max_extended` are refused like any oversized frame.
 pub fn decode_frame(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Message>, WireError> {
     if buf.len() < 4 {
@@ -113,8 +125,6 @@ pub fn decode_frame(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Messag
         return Ok(Some(Message::KeepAlive));
     }
     if buf[4..].len() < len as usize {
-        // Reserve once for the whole frame so the buffer grows at most to the limit.
-        buf.reserve(len as usize + 4 - buf.len());
         return Ok(None);
     }
     let id = buf[4];

@@ -85,6 +85,22 @@ fn partial_frames_wait_for_more() {
 }
 
 #[test]
+fn frame_missing_counts_to_the_end_of_the_first_frame() {
+    let mut full = BytesMut::new();
+    Message::Have(5).encode(&mut full);
+    Message::Interested.encode(&mut full);
+    for cut in 0..=full.len() {
+        // Until the length prefix is whole, only its rest is known to be missing.
+        let want = match cut {
+            0..4 => 4 - cut,
+            4..9 => 9 - cut,
+            _ => 0,
+        };
+        assert_eq!(crate::frame::frame_missing(&full[..cut]), want, "{cut}");
+    }
+}
+
+#[test]
 fn malformed_messages_are_errors() {
     let limits = Limits::for_pieces(10);
     let frame = |bytes: &[u8]| decode_frame(&mut BytesMut::from(bytes), &limits);
