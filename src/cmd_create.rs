@@ -54,7 +54,7 @@ pub struct TorrentArgs {
     #[arg(long)]
     pub no_date: bool,
     /// Make a v2-only torrent (BEP 52: a SHA-256 merkle tree per file). Clients without v2
-    /// support (most but libtorrent's) cannot use it; shoal cannot download or seed it yet.
+    /// support (most but libtorrent's and shoal's) cannot use it.
     #[arg(long, conflicts_with = "hybrid")]
     pub v2: bool,
     /// Make a hybrid torrent: v1 and v2 hashes of the same files, each aligned to a piece by
