@@ -13,8 +13,10 @@ import sys
 import threading
 import time
 
+from bench_common import prefault
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHOAL = os.path.join(ROOT, "target/release/shoal")
+SHOAL = os.environ.get("SHOAL", os.path.join(ROOT, "target/release/shoal"))
 LT_PEER = os.path.join(ROOT, "tests/interop/lt_peer.py")
 leechers = int(sys.argv[1]) if len(sys.argv) > 1 else 8
 size_mib = int(sys.argv[2]) if len(sys.argv) > 2 else 256
@@ -128,6 +130,9 @@ KINDS = os.environ.get("KINDS", "libtorrent,shoal").split(",")
 results = {k: [] for k in KINDS}
 for r in range(runs):
     for kind in KINDS:
+        # Every leecher writes the file into new page-cache pages: touch that much memory first,
+        # as transfer.py does, so neither kind pays the VM's first-touch cost by timing luck.
+        prefault(work, leechers * size_mib)
         t, copies = run(kind)
         results[kind].append((t, copies))
         print(f"run {r + 1} {kind:10s}: last leecher done at {t:6.2f} s, seeder uploaded "

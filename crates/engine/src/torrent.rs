@@ -671,6 +671,10 @@ impl TorrentActor {
                     self.pending_writes.push(job);
                     continue;
                 }
+                if let DiskJob::FlushResume { .. } = job {
+                    self.flush_beside_pool(job);
+                    continue;
+                }
                 jobs.push(job);
             }
             if self.pending_writes.is_empty() {
@@ -746,6 +750,26 @@ impl TorrentActor {
             };
             let _ = tx.send(DiskBatch { writes, done });
         }));
+    }
+
+    /// Writes resume data on a blocking thread of its own, not on the disk pool. A periodic
+    /// write first waits for `fdatasync` of everything written since the last one: on the pool
+    /// (one thread by default) that held up every block write and hash queued behind it, so the
+    /// receive budget filled and the peers' sockets stopped. Measured in a 1 + 16 x 256 MiB
+    /// swarm: ~0.5 s with both cores idle at the first periodic write, all leechers at once.
+    /// Storage writes one resume file at a time, and its snapshot of verified pieces is taken
+    /// before the sync, so writes going on meanwhile claim nothing early.
+    fn flush_beside_pool(&mut self, job: DiskJob) {
+        let storage = self.ctx.storage.clone();
+        let tx = self.disk_tx.clone();
+        self.disk_inflight += 1;
+        tokio::task::spawn_blocking(move || {
+            let done = vec![run_disk_job(&storage, job)];
+            let _ = tx.send(DiskBatch {
+                writes: false,
+                done,
+            });
+        });
     }
 
     /// Hands queued jobs to the pool; what its queue has no room for waits here for the next
