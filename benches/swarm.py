@@ -29,10 +29,16 @@ if not os.path.exists(data) or os.path.getsize(data) != size_mib << 20:
     with open(data, "wb") as f:
         for _ in range(size_mib):
             f.write(os.urandom(1 << 20))
-tracker = subprocess.Popen([SHOAL, "tracker", "--listen", "127.0.0.1:0", "--interval", "5",
-                            "--json"], stdout=subprocess.PIPE, text=True,
-                           stderr=subprocess.DEVNULL)
-tracker_addr = json.loads(tracker.stdout.readline())["addr"]
+
+
+def start_tracker(addr):
+    """shoal's tracker on ADDR (port 0: any), and the address it bound."""
+    proc = subprocess.Popen([SHOAL, "tracker", "--listen", addr, "--interval", "5", "--json"],
+                            stdout=subprocess.PIPE, text=True, stderr=subprocess.DEVNULL)
+    return proc, json.loads(proc.stdout.readline())["addr"]
+
+
+tracker, tracker_addr = start_tracker("127.0.0.1:0")
 torrent = os.path.join(work, f"swarm-{size_mib}.torrent")
 subprocess.run([SHOAL, "create", data, "-o", torrent, "--piece-size", "256KiB", "--force",
                 "--no-date", "-t", f"http://{tracker_addr}/announce"], check=True,
@@ -133,6 +139,11 @@ for r in range(runs):
         # Every leecher writes the file into new page-cache pages: touch that much memory first,
         # as transfer.py does, so neither kind pays the VM's first-touch cost by timing luck.
         prefault(work, leechers * size_mib)
+        # A fresh tracker (same address) for every run: the last run's peers, killed, would
+        # otherwise still be handed out, on the same IPs, to this run's leechers.
+        tracker.kill()
+        tracker.wait()
+        tracker, _ = start_tracker(tracker_addr)
         t, copies = run(kind)
         results[kind].append((t, copies))
         print(f"run {r + 1} {kind:10s}: last leecher done at {t:6.2f} s, seeder uploaded "

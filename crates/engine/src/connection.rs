@@ -2,11 +2,10 @@
 //! the torrent driver (dialling and the handshakes are in `encryption`). They know nothing of the
 //! torrent: bytes become messages, messages become bytes, and the end of the socket is reported.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::io::IoSlice;
 
 use bytes::{Bytes, BytesMut};
 use shoal_mse::{Encryption, HalfCipher};
@@ -330,6 +329,10 @@ async fn read_loop<E: From<LinkEvent>>(
     let _ = events.send(LinkEvent::Closed(key, reason).into()).await;
 }
 
+/// The most buffers one vectored write takes (Linux's `IOV_MAX`; more is refused). A batch
+/// of tiny blocks (a peer may ask for 1-byte blocks) could hold more.
+const MAX_IOV: usize = 1024;
+
 /// Writes every byte of `parts`, in order, with as few system calls as the socket allows.
 async fn write_all_vectored(wr: &mut TransportWrite, parts: &[Bytes]) -> std::io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = parts
@@ -339,7 +342,7 @@ async fn write_all_vectored(wr: &mut TransportWrite, parts: &[Bytes]) -> std::io
         .collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
-        let n = wr.write_vectored(rest).await?;
+        let n = wr.write_vectored(&rest[..rest.len().min(MAX_IOV)]).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -372,11 +375,13 @@ async fn write_loop<E: From<LinkEvent>>(
             Ok(Some(m)) => m,
         };
         let mut payload = 0;
+        let mut batched = 0;
         let mut next = Some(first);
         while let Some(msg) = next {
             if let Message::Piece { data, .. } = &msg {
                 payload += data.len();
             }
+            batched += msg.wire_len();
             if vectored {
                 if let Some(block) = msg.encode_head(&mut out) {
                     parts.push(out.split().freeze());
@@ -385,7 +390,7 @@ async fn write_loop<E: From<LinkEvent>>(
             } else {
                 msg.encode(&mut out);
             }
-            next = if out.len() + payload < WRITE_BATCH {
+            next = if batched < WRITE_BATCH {
                 rx.try_recv().ok()
             } else {
                 None
@@ -492,6 +497,16 @@ mod tests {
         );
         let mut expected = BytesMut::new();
         let mut sent = Vec::new();
+        // Hundreds of 1-byte blocks in a row: a batch of many small buffers.
+        for i in 0..3_000u32 {
+            let m = Message::Piece {
+                piece: i,
+                begin: 0,
+                data: Bytes::from(vec![i as u8]),
+            };
+            m.encode(&mut expected);
+            sent.push(m);
+        }
         // ~10 MB: more than loopback's socket buffers hold.
         for i in 0..1_600u32 {
             let len = [16_384usize, 1, 7_000, 0][i as usize % 4];
