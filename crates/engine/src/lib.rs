@@ -20,6 +20,7 @@ pub mod events;
 pub mod metadata;
 pub mod peer_id;
 pub mod rate_limit;
+mod read_buffers;
 pub mod receive_budget;
 pub mod session;
 pub mod slot;

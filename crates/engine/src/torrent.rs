@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 
 use crate::clock::{sleep_until, Clock};
 use crate::connection::{self, LinkEvent, LinkRates};
+use crate::read_buffers::ReadBuffer;
 use crate::receive_budget::{budget_for_peers, ReceiveBudget, ReceiveCredit, RECEIVE_BUDGET_BYTES};
 use crate::status::{TorrentState, TorrentStatus};
 use crate::web_seed::{self, Admission, WebSeedEvent};
@@ -939,9 +940,8 @@ fn run_batch(storage: &Storage, jobs: Vec<DiskJob>) -> Vec<DiskDone> {
         }
         // `end` is at most the piece's length plus a block (requests are checked against it).
         let len = u32::try_from(end).unwrap_or(u32::MAX) - req.begin;
-        match storage.read_block(req.piece, req.begin, len) {
+        match read_shared(storage, req.piece, req.begin, len) {
             Ok(data) => {
-                let data = Bytes::from(data);
                 for (conn, r) in run {
                     let at = (r.begin - req.begin) as usize;
                     done.push(DiskDone::Read {
@@ -966,6 +966,22 @@ fn run_batch(storage: &Storage, jobs: Vec<DiskJob>) -> Vec<DiskDone> {
     done
 }
 
+/// Reads `len` bytes at `begin` in `piece` into a reused buffer (see [`ReadBuffer`]).
+fn read_shared(
+    storage: &Storage,
+    piece: u32,
+    begin: u32,
+    len: u32,
+) -> shoal_storage::Result<Bytes> {
+    match ReadBuffer::take(len as usize) {
+        Some(mut buf) => {
+            storage.read_block_into(piece, begin, buf.as_mut())?;
+            Ok(buf.freeze())
+        }
+        None => storage.read_block(piece, begin, len).map(Bytes::from),
+    }
+}
+
 fn write_result(r: shoal_storage::Result<WriteOutcome>) -> Result<WriteResult, String> {
     r.map(|o| match o {
         WriteOutcome::Stored => WriteResult::Stored,
@@ -987,9 +1003,7 @@ fn run_disk_job(storage: &Storage, job: DiskJob) -> DiskDone {
         DiskJob::Read { conn, req } => DiskDone::Read {
             conn,
             req,
-            result: storage
-                .read_block(req.piece, req.begin, req.length)
-                .map(Bytes::from)
+            result: read_shared(storage, req.piece, req.begin, req.length)
                 .map_err(|e| e.to_string()),
         },
         DiskJob::HashBlocks { piece } => DiskDone::BlockHashes {

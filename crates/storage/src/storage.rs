@@ -662,9 +662,9 @@ impl Storage {
     fn complete(&self, piece: u32, st: &mut PieceState) -> Result<WriteOutcome> {
         let size = self.layout.piece_size(piece);
         // Page-aligned, as in recheck: copies from the page cache into it are much faster.
-        let mut raw = vec![0u8; 2 * BLOCK_SIZE as usize];
-        let off = raw.as_ptr().align_offset(4096).min(BLOCK_SIZE as usize);
-        let buf = &mut raw[off..off + BLOCK_SIZE as usize];
+        // Allocated only when something must be read back: usually every block was hashed in
+        // memory, and zeroing 32 KiB per piece was an eighth of a download's bytes memset.
+        let mut raw = Vec::new();
         let mut ok = true;
         if let Some(want) = self.hashes.v1(piece) {
             while st.hashed_upto < size {
@@ -673,6 +673,7 @@ impl Storage {
                 if let Some(b) = st.pending.remove(&at) {
                     st.hasher.update(&b);
                 } else {
+                    let buf = aligned_block(&mut raw);
                     self.read_range(piece, at, &mut buf[..len])?;
                     st.hasher.update(&buf[..len]);
                 }
@@ -687,6 +688,7 @@ impl Storage {
                 if st.leaves[i].is_none() {
                     let at = i as u32 * BLOCK_SIZE;
                     let len = BLOCK_SIZE.min(size - at) as usize;
+                    let buf = aligned_block(&mut raw);
                     self.read_range(piece, at, &mut buf[..len])?;
                     st.leaves[i] = self.hashes.leaf(piece, at, &buf[..len]);
                 }
@@ -763,22 +765,28 @@ impl Storage {
         Ok(out)
     }
 
-    /// Read `buf.len()` bytes at `offset` in piece `piece` (a peer's request). The data must be
+    /// Read `len` bytes at `offset` in piece `piece` (a peer's request). The data must be
     /// on disk: missing bytes are an error naming the file.
     pub fn read_block(&self, piece: u32, offset: u32, len: u32) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len as usize];
+        self.read_block_into(piece, offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`Self::read_block`] into a buffer the caller owns (and may reuse: a fresh one costs
+    /// zeroing it, or page faults, on every read).
+    pub fn read_block_into(&self, piece: u32, offset: u32, buf: &mut [u8]) -> Result<()> {
         if piece >= self.layout.num_pieces() {
             return Err(StorageError::PieceOutOfRange(piece));
         }
-        if offset as u64 + len as u64 > self.layout.piece_size(piece) as u64 {
+        if offset as u64 + buf.len() as u64 > self.layout.piece_size(piece) as u64 {
             return Err(StorageError::InvalidBlock {
                 piece,
                 offset,
-                len: len as usize,
+                len: buf.len(),
             });
         }
-        let mut buf = vec![0u8; len as usize];
-        self.read_range(piece, offset, &mut buf)?;
-        Ok(buf)
+        self.read_range(piece, offset, buf)
     }
 
     /// Fill `buf` from piece `piece` at `offset`: pads give zeros, skipped files come from the
@@ -952,6 +960,15 @@ impl Storage {
         self.files.close_all();
         Ok(())
     }
+}
+
+/// A page-aligned block-sized slice of `raw`, which is allocated on first use.
+fn aligned_block(raw: &mut Vec<u8>) -> &mut [u8] {
+    if raw.is_empty() {
+        *raw = vec![0u8; 2 * BLOCK_SIZE as usize];
+    }
+    let off = raw.as_ptr().align_offset(4096).min(BLOCK_SIZE as usize);
+    &mut raw[off..off + BLOCK_SIZE as usize]
 }
 
 #[cfg(test)]
