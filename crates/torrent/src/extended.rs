@@ -35,6 +35,7 @@ impl Torrent {
                 (false, None, Some(port)) => Some(SocketAddr::new(peer.addr.ip(), port)),
                 _ => None,
             };
+            peer.pex_id = hs.id_of("ut_pex");
             peer.extended = Some(hs);
             if let Some(addr) = listen {
                 // An incoming peer tells us where it listens: not dialled while it is connected,

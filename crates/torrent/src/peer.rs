@@ -68,6 +68,9 @@ pub struct Peer {
     pub leaf_reads: usize,
     /// Its BEP 10 handshake, once received.
     pub extended: Option<ExtendedHandshake>,
+    /// The id under which it takes `ut_pex` (BEP 11), from its handshake: looked up once, not
+    /// by name in every [`crate::Torrent::poll_timeout`] (a map of strings, per peer per turn).
+    pub pex_id: Option<u8>,
     /// The address the peer book knows it by (dialled address, or an incoming peer's listen
     /// address once its extended handshake tells it).
     pub book_addr: Option<SocketAddr>,
@@ -155,6 +158,7 @@ impl Peer {
             v2: false,
             leaf_reads: 0,
             extended: None,
+            pex_id: None,
             book_addr: outgoing.then_some(addr),
             useful: false,
             am_choking: true,

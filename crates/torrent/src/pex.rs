@@ -26,7 +26,7 @@ impl Torrent {
                 continue;
             };
             let key = &key;
-            let Some(their_id) = p.extended.as_ref().and_then(|e| e.id_of("ut_pex")) else {
+            let Some(their_id) = p.pex_id else {
                 continue;
             };
             if now < p.next_pex_at {

@@ -506,11 +506,7 @@ impl Torrent {
             }
             // Only peers that speak ut_pex are ever sent PEX (and have `next_pex_at` moved on):
             // a deadline for the others would stay in the past and spin the driver.
-            if !self.config.private
-                && p.extended
-                    .as_ref()
-                    .is_some_and(|e| e.id_of("ut_pex").is_some())
-            {
+            if !self.config.private && p.pex_id.is_some() {
                 next = next.min(p.next_pex_at);
             }
         }
