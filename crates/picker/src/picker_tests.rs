@@ -523,34 +523,3 @@ fn distributed_copies_follow_the_least_available_piece() {
     assert_eq!(p.min_availability(), 0);
     assert_eq!(p.distributed_copies(), 0.25);
 }
-
-/// A peer found to have no piece worth starting is not looked at again until that can change,
-/// and then it is: when it announces a piece, when a piece it has returns to the candidates
-/// untouched, and when a piece it has is wanted again.
-#[test]
-fn a_peer_with_nothing_new_is_looked_at_again_when_that_can_change() {
-    let mut p = with(5, 2, config(PickMode::RarestFirst, 0), 1);
-    p.set_piece_priority(3, 0).unwrap();
-    add(&mut p, 1, &[0, 3]);
-    add(&mut p, 2, &[0]);
-    // Nobody has piece 1, so its blocks stay open: no endgame here.
-    let pieces = |v: Vec<Block>| -> Vec<u32> { v.iter().map(|b| b.piece).collect() };
-    assert_eq!(pieces(p.pick(2, 10, t(0), t(9))), vec![0, 0]);
-    assert!(
-        p.pick(1, 10, t(0), t(9)).is_empty(),
-        "piece 0 is all requested"
-    );
-    assert!(p.pick(1, 10, t(0), t(9)).is_empty());
-
-    p.peer_have(1, 2).unwrap();
-    assert_eq!(pieces(p.pick(1, 10, t(0), t(9))), vec![2, 2]);
-    assert!(p.pick(1, 10, t(0), t(9)).is_empty());
-
-    // Piece 0's requests come back untouched: it is a candidate again.
-    p.abort_peer_requests(2);
-    assert_eq!(pieces(p.pick(1, 10, t(0), t(9))), vec![0, 0]);
-    assert!(p.pick(1, 10, t(0), t(9)).is_empty());
-
-    p.set_piece_priority(3, 1).unwrap();
-    assert_eq!(pieces(p.pick(1, 10, t(0), t(9))), vec![3, 3]);
-}
