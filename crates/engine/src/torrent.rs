@@ -245,9 +245,19 @@ type DiskWork = Box<dyn FnOnce() + Send + 'static>;
 
 /// The answers of one batch of disk jobs.
 struct DiskBatch {
-    /// It was the write batch.
-    writes: bool,
+    kind: BatchKind,
     done: Vec<DiskDone>,
+}
+
+/// What a [`DiskBatch`] answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BatchKind {
+    /// The write batch (one is out at a time).
+    Writes,
+    /// Reads and hashing on the pool.
+    Other,
+    /// A resume write beside the pool (one is out at a time).
+    Resume,
 }
 
 /// The driver's state.
@@ -280,6 +290,8 @@ pub struct TorrentActor {
     /// runtime thread).
     disk_backlog: VecDeque<DiskWork>,
     disk_inflight: usize,
+    /// Resume writes beside the pool, one at a time.
+    resume_writes: ResumeWrites,
     status_tx: crate::status_watch::StatusSender,
     status: TorrentStatus,
     last_publish: Time,
@@ -333,6 +345,7 @@ impl TorrentActor {
             stopping: false,
             disk_backlog: VecDeque::new(),
             disk_inflight: 0,
+            resume_writes: ResumeWrites::default(),
             status_tx,
             status: TorrentStatus::default(),
             last_publish: now,
@@ -446,9 +459,17 @@ impl TorrentActor {
     fn on_disk_batch(&mut self, batch: DiskBatch) {
         self.unpublished = true;
         self.disk_inflight = self.disk_inflight.saturating_sub(1);
-        if batch.writes {
-            self.write_batch_out = false;
-            self.out_credit.clear();
+        match batch.kind {
+            BatchKind::Writes => {
+                self.write_batch_out = false;
+                self.out_credit.clear();
+            }
+            BatchKind::Resume => {
+                if let Some(force) = self.resume_writes.finished() {
+                    self.spawn_resume_write(force);
+                }
+            }
+            BatchKind::Other => {}
         }
         let now = self.now();
         for d in batch.done {
@@ -672,8 +693,10 @@ impl TorrentActor {
                     self.pending_writes.push(job);
                     continue;
                 }
-                if let DiskJob::FlushResume { .. } = job {
-                    self.flush_beside_pool(job);
+                if let DiskJob::FlushResume { force } = job {
+                    if let Some(force) = self.resume_writes.ask(force) {
+                        self.spawn_resume_write(force);
+                    }
                     continue;
                 }
                 jobs.push(job);
@@ -708,14 +731,14 @@ impl TorrentActor {
         // runs of READ_BATCH so a pool of several threads still reads in parallel.
         while !jobs.is_empty() {
             let rest = jobs.split_off(jobs.len().min(READ_BATCH));
-            self.queue_disk(std::mem::replace(&mut jobs, rest), false);
+            self.queue_disk(std::mem::replace(&mut jobs, rest), BatchKind::Other);
         }
         if self.write_batch_due().is_some_and(|due| due <= self.now()) {
             let writes = std::mem::take(&mut self.pending_writes);
             self.out_credit = std::mem::take(&mut self.pending_credit);
             self.pending_write_bytes = 0;
             self.pending_since = None;
-            self.queue_disk(writes, true);
+            self.queue_disk(writes, BatchKind::Writes);
             self.write_batch_out = true;
         }
         self.submit_disk();
@@ -740,16 +763,16 @@ impl TorrentActor {
 
     /// Queues jobs to run one after the other on one pool thread; their answers come back
     /// together.
-    fn queue_disk(&mut self, jobs: Vec<DiskJob>, writes: bool) {
+    fn queue_disk(&mut self, jobs: Vec<DiskJob>, kind: BatchKind) {
         let storage = self.ctx.storage.clone();
         let tx = self.disk_tx.clone();
         self.disk_backlog.push_back(Box::new(move || {
-            let done: Vec<DiskDone> = if writes {
+            let done: Vec<DiskDone> = if kind == BatchKind::Writes {
                 run_write_batch(&storage, jobs)
             } else {
                 run_batch(&storage, jobs)
             };
-            let _ = tx.send(DiskBatch { writes, done });
+            let _ = tx.send(DiskBatch { kind, done });
         }));
     }
 
@@ -759,15 +782,16 @@ impl TorrentActor {
     /// receive budget filled and the peers' sockets stopped. Measured in a 1 + 16 x 256 MiB
     /// swarm: ~0.5 s with both cores idle at the first periodic write, all leechers at once.
     /// Storage writes one resume file at a time, and its snapshot of verified pieces is taken
-    /// before the sync, so writes going on meanwhile claim nothing early.
-    fn flush_beside_pool(&mut self, job: DiskJob) {
+    /// before the sync, so writes going on meanwhile claim nothing early. One is out at a
+    /// time (see [`ResumeWrites`]).
+    fn spawn_resume_write(&mut self, force: bool) {
         let storage = self.ctx.storage.clone();
         let tx = self.disk_tx.clone();
         self.disk_inflight += 1;
         tokio::task::spawn_blocking(move || {
-            let done = vec![run_disk_job(&storage, job)];
+            let done = vec![run_disk_job(&storage, DiskJob::FlushResume { force })];
             let _ = tx.send(DiskBatch {
-                writes: false,
+                kind: BatchKind::Resume,
                 done,
             });
         });
@@ -870,6 +894,36 @@ impl TorrentActor {
         self.unpublished = false;
         self.refresh_status();
         self.status_tx.send_replace(self.status.clone());
+    }
+}
+
+/// Resume writes of one torrent, one out at a time: one asked for meanwhile waits for it, and
+/// several asked for meanwhile are one (forced if any was). A disk slower than the resume
+/// interval so never piles up blocking threads; the machine only logs the answers, and the
+/// later snapshot covers the earlier ones.
+#[derive(Debug, Default)]
+struct ResumeWrites {
+    out: bool,
+    /// `Some(force)`: one waits.
+    next: Option<bool>,
+}
+
+impl ResumeWrites {
+    /// A write is asked for: `Some(force)` if it is to start now.
+    fn ask(&mut self, force: bool) -> Option<bool> {
+        if self.out {
+            self.next = Some(force || self.next.unwrap_or(false));
+            return None;
+        }
+        self.out = true;
+        Some(force)
+    }
+
+    /// The write that was out is done: `Some(force)` if a waiting one is to start now.
+    fn finished(&mut self) -> Option<bool> {
+        self.out = false;
+        let next = self.next.take()?;
+        self.ask(next)
     }
 }
 
@@ -1049,6 +1103,26 @@ mod tests {
                 length,
             },
         }
+    }
+
+    /// One resume write is out at a time; those asked for meanwhile become one, forced if any
+    /// was, and start when it is done.
+    #[test]
+    fn resume_writes_go_one_at_a_time_and_coalesce() {
+        let mut r = ResumeWrites::default();
+        assert_eq!(r.ask(false), Some(false));
+        assert_eq!(r.ask(false), None);
+        assert_eq!(r.ask(true), None);
+        assert_eq!(r.ask(false), None);
+        assert_eq!(
+            r.finished(),
+            Some(true),
+            "the waiting ones, as one forced write"
+        );
+        assert_eq!(r.ask(false), None, "that one is out now");
+        assert_eq!(r.finished(), Some(false));
+        assert_eq!(r.finished(), None);
+        assert_eq!(r.ask(true), Some(true));
     }
 
     /// A batch's reads answer exactly as reads one by one do: runs of blocks that follow each
