@@ -14,8 +14,32 @@ pub(crate) const BUFFER_SIZE: usize = 256 * 1024;
 /// The most free buffers kept (4 MiB); more are freed. Uploads hold a few per peer at a time.
 const KEEP: usize = 16;
 
-/// Free buffers, for the whole process (torrents of a daemon share them).
-static FREE: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+/// Free buffers.
+struct Pool {
+    free: Mutex<Vec<Box<[u8]>>>,
+}
+
+impl Pool {
+    const fn new() -> Self {
+        Pool {
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn pop(&self) -> Option<Box<[u8]>> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn put(&self, buf: Box<[u8]>) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < KEEP {
+            free.push(buf);
+        }
+    }
+}
+
+/// The pool of the whole process (torrents of a daemon share it).
+static POOL: Pool = Pool::new();
 
 /// Room for a page-aligned [`BUFFER_SIZE`] in every pooled allocation. The kernel's copy from
 /// the page cache into a buffer at another offset within a page is several times slower here
@@ -24,6 +48,7 @@ const ALLOCATION: usize = BUFFER_SIZE + 4096;
 
 /// A page-aligned buffer filled to `len`, which goes back to the free list when dropped.
 pub(crate) struct ReadBuffer {
+    pool: &'static Pool,
     buf: Option<Box<[u8]>>,
     /// Where the page-aligned part of `buf` starts.
     start: usize,
@@ -34,16 +59,22 @@ impl ReadBuffer {
     /// A buffer for `len` bytes (a reused one when possible), or `None` if `len` is larger
     /// than [`BUFFER_SIZE`].
     pub(crate) fn take(len: usize) -> Option<ReadBuffer> {
+        Self::take_from(&POOL, len)
+    }
+
+    fn take_from(pool: &'static Pool, len: usize) -> Option<ReadBuffer> {
         if len > BUFFER_SIZE {
             return None;
         }
-        let reused = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let buf = reused.unwrap_or_else(|| vec![0u8; ALLOCATION].into_boxed_slice());
+        let buf = pool
+            .pop()
+            .unwrap_or_else(|| vec![0u8; ALLOCATION].into_boxed_slice());
         let start = buf
             .as_ptr()
             .align_offset(4096)
             .min(ALLOCATION - BUFFER_SIZE);
         Some(ReadBuffer {
+            pool,
             buf: Some(buf),
             start,
             len,
@@ -76,10 +107,7 @@ impl AsRef<[u8]> for ReadBuffer {
 impl Drop for ReadBuffer {
     fn drop(&mut self) {
         if let Some(buf) = self.buf.take() {
-            let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
-            if free.len() < KEEP {
-                free.push(buf);
-            }
+            self.pool.put(buf);
         }
     }
 }
@@ -88,11 +116,13 @@ impl Drop for ReadBuffer {
 mod tests {
     use super::*;
 
-    /// A buffer comes back when the last slice of it goes, and the next read gets it again
-    /// with the bytes of the new read, not the old ones.
+    /// A buffer comes back when the last slice of it goes (not before), the next take gets
+    /// it, page-aligned, and at most KEEP free ones are kept.
     #[test]
     fn a_buffer_is_reused_once_its_last_block_is_dropped() {
-        let mut a = ReadBuffer::take(40_000).unwrap();
+        // A pool of its own: other tests read through the process's pool meanwhile.
+        let pool: &'static Pool = Box::leak(Box::new(Pool::new()));
+        let mut a = ReadBuffer::take_from(pool, 40_000).unwrap();
         a.as_mut().fill(7);
         let bytes = a.freeze();
         let block = bytes.slice(16_384..32_768);
@@ -102,25 +132,26 @@ mod tests {
             block.iter().all(|&b| b == 7),
             "a slice outlives its siblings"
         );
+        assert!(pool.pop().is_none(), "back only when the last slice goes");
         drop(block);
-        // Other tests run in parallel and share the list: look for ours among a few takes.
-        let mut taken: Vec<ReadBuffer> = Vec::new();
-        let mut found = false;
-        for _ in 0..KEEP {
-            let mut b = ReadBuffer::take(100).unwrap();
-            assert_eq!(b.as_mut().len(), 100);
-            assert_eq!(b.as_ref().as_ptr() as usize % 4096, 0, "page-aligned");
-            if b.as_ref().as_ptr() == ptr {
-                found = true;
-                break;
-            }
-            taken.push(b);
-        }
-        assert!(found, "the buffer was not reused");
-        assert!(ReadBuffer::take(BUFFER_SIZE + 1).is_none());
+        let mut b = ReadBuffer::take_from(pool, 100).unwrap();
+        assert_eq!(b.as_ref().as_ptr(), ptr, "the buffer was not reused");
+        assert_eq!(b.as_mut().len(), 100);
+        assert_eq!(ptr as usize % 4096, 0, "page-aligned");
+        drop(b);
+        assert!(ReadBuffer::take_from(pool, BUFFER_SIZE + 1).is_none());
         assert_eq!(
-            ReadBuffer::take(BUFFER_SIZE).unwrap().as_mut().len(),
+            ReadBuffer::take_from(pool, BUFFER_SIZE)
+                .unwrap()
+                .as_mut()
+                .len(),
             BUFFER_SIZE
         );
+        // At most KEEP free buffers are kept.
+        let held: Vec<ReadBuffer> = (0..KEEP + 4)
+            .map(|_| ReadBuffer::take_from(pool, 1).unwrap())
+            .collect();
+        drop(held);
+        assert_eq!(pool.free.lock().unwrap().len(), KEEP);
     }
 }

@@ -165,11 +165,17 @@ fn hash_failure_resets_keeps_block_evidence_and_pads_are_zeros() {
         assert!(matches!(out, WriteOutcome::Stored | WriteOutcome::Verified));
     }
     assert!(s.have(p));
+    // Read into a reused buffer full of old bytes, the pad comes back as zeros all the same.
+    let mut reused = vec![0xAA; f.piece(p).len()];
+    s.read_block_into(p, 0, &mut reused).unwrap();
+    assert_eq!(reused, f.piece(p));
+    assert_eq!(s.read_block(p, 0, reused.len() as u32).unwrap(), f.piece(p));
     // Bad arguments are errors, not panics.
     assert!(s.write_block(999, 0, &[0; 16384]).is_err());
     assert!(s.write_block(0, 1, &[0; 16384]).is_err());
     assert!(s.write_block(1, 0, &[0; 100]).is_err());
     assert!(s.read_block(1, 0, 40_000).is_err());
+    assert!(s.read_block_into(1, 0, &mut [0; 40_000]).is_err());
 }
 
 #[test]
