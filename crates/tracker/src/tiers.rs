@@ -452,8 +452,8 @@ impl TrackerSet {
 
     /// Call when leaving the swarm: `stopped` goes out at once, with one round of failover and no
     /// retries (after a pending `completed`: a download that finished just before shutdown is
-    /// still counted as one). If no tracker ever accepted `started`, there is nothing to send and the set is
-    /// done at once.
+    /// still counted as one). If no tracker ever accepted `started`, there is nothing to send
+    /// and the set is done at once.
     pub fn stop(&mut self, now: Time) {
         if self.done {
             return;
