@@ -24,6 +24,7 @@ mod read_buffers;
 pub mod receive_budget;
 pub mod session;
 pub mod slot;
+mod socket_buffers;
 pub mod status;
 pub mod status_watch;
 pub mod torrent;
