@@ -98,8 +98,11 @@ pub struct TorrentContext {
     pub meta: Arc<Metainfo>,
     /// Its storage (opened and checked).
     pub storage: Arc<Storage>,
-    /// The session's disk pool.
+    /// The session's disk pool: writes, hashing, and every job but upload reads.
     pub pool: Arc<DiskPool>,
+    /// The session's threads for upload reads, so a read that waits for the disk holds up
+    /// neither writes nor the other reads.
+    pub read_pool: Arc<DiskPool>,
     /// Our peer id.
     pub peer_id: Id20,
     /// Our listen address (to advertise the port).
@@ -260,6 +263,15 @@ enum BatchKind {
     Resume,
 }
 
+/// Which threads run a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// The disk pool: writes, hashing, everything but upload reads.
+    Main,
+    /// The read threads: upload reads only.
+    Reads,
+}
+
 /// The driver's state.
 pub struct TorrentActor {
     ctx: TorrentContext,
@@ -289,6 +301,8 @@ pub struct TorrentActor {
     /// Jobs the pool's queue had no room for; retried after each completion (never blocking a
     /// runtime thread).
     disk_backlog: VecDeque<DiskWork>,
+    /// The same for the read threads.
+    read_backlog: VecDeque<DiskWork>,
     disk_inflight: usize,
     /// Resume writes beside the pool, one at a time.
     resume_writes: ResumeWrites,
@@ -344,6 +358,7 @@ impl TorrentActor {
             out_credit: Vec::new(),
             stopping: false,
             disk_backlog: VecDeque::new(),
+            read_backlog: VecDeque::new(),
             disk_inflight: 0,
             resume_writes: ResumeWrites::default(),
             status_tx,
@@ -430,6 +445,7 @@ impl TorrentActor {
         // Wait for queued jobs (writes whose pieces can still count, the final resume write).
         while self.disk_inflight > 0
             || !self.disk_backlog.is_empty()
+            || !self.read_backlog.is_empty()
             || !self.pending_writes.is_empty()
         {
             match tokio::time::timeout(Duration::from_secs(10), self.disk_rx.recv()).await {
@@ -728,17 +744,16 @@ impl TorrentActor {
         }
         // One pool job per turn, not one per block read: each hand-off wakes a disk thread
         // and each answer the runtime (a seeder serving 1 GiB made 65,536 of each). Split in
-        // runs of READ_BATCH so a pool of several threads still reads in parallel.
-        while !jobs.is_empty() {
-            let rest = jobs.split_off(jobs.len().min(READ_BATCH));
-            self.queue_disk(std::mem::replace(&mut jobs, rest), BatchKind::Other);
+        // runs of READ_BATCH so the read threads read in parallel.
+        for (lane, batch) in lanes(jobs) {
+            self.queue_disk(batch, BatchKind::Other, lane);
         }
         if self.write_batch_due().is_some_and(|due| due <= self.now()) {
             let writes = std::mem::take(&mut self.pending_writes);
             self.out_credit = std::mem::take(&mut self.pending_credit);
             self.pending_write_bytes = 0;
             self.pending_since = None;
-            self.queue_disk(writes, BatchKind::Writes);
+            self.queue_disk(writes, BatchKind::Writes, Lane::Main);
             self.write_batch_out = true;
         }
         self.submit_disk();
@@ -763,10 +778,14 @@ impl TorrentActor {
 
     /// Queues jobs to run one after the other on one pool thread; their answers come back
     /// together.
-    fn queue_disk(&mut self, jobs: Vec<DiskJob>, kind: BatchKind) {
+    fn queue_disk(&mut self, jobs: Vec<DiskJob>, kind: BatchKind, lane: Lane) {
         let storage = self.ctx.storage.clone();
         let tx = self.disk_tx.clone();
-        self.disk_backlog.push_back(Box::new(move || {
+        let backlog = match lane {
+            Lane::Main => &mut self.disk_backlog,
+            Lane::Reads => &mut self.read_backlog,
+        };
+        backlog.push_back(Box::new(move || {
             let done: Vec<DiskDone> = if kind == BatchKind::Writes {
                 run_write_batch(&storage, jobs)
             } else {
@@ -800,18 +819,24 @@ impl TorrentActor {
     /// Hands queued jobs to the pool; what its queue has no room for waits here for the next
     /// completion, so no runtime thread ever blocks on the disk.
     fn submit_disk(&mut self) {
-        while let Some(job) = self.disk_backlog.pop_front() {
-            match self.ctx.pool.try_submit(job) {
-                Ok(()) => self.disk_inflight += 1,
-                Err(TrySubmitError::Full(job)) => {
-                    self.disk_backlog.push_front(job);
-                    break;
-                }
-                Err(TrySubmitError::Closed(_)) => {
-                    let now = self.now();
-                    self.machine
-                        .handle_fatal(now, "the disk pool stopped".into());
-                    break;
+        for lane in [Lane::Main, Lane::Reads] {
+            let (backlog, pool) = match lane {
+                Lane::Main => (&mut self.disk_backlog, &self.ctx.pool),
+                Lane::Reads => (&mut self.read_backlog, &self.ctx.read_pool),
+            };
+            while let Some(job) = backlog.pop_front() {
+                match pool.try_submit(job) {
+                    Ok(()) => self.disk_inflight += 1,
+                    Err(TrySubmitError::Full(job)) => {
+                        backlog.push_front(job);
+                        break;
+                    }
+                    Err(TrySubmitError::Closed(_)) => {
+                        let now = self.now();
+                        self.machine
+                            .handle_fatal(now, "the disk pool stopped".into());
+                        return;
+                    }
                 }
             }
         }
@@ -969,6 +994,23 @@ fn run_write_batch(storage: &Storage, jobs: Vec<DiskJob>) -> Vec<DiskDone> {
         start = end;
     }
     slots.into_iter().flatten().collect()
+}
+
+/// Splits one turn's disk jobs (no block writes: those go in write batches) into the batches
+/// each lane runs: upload reads on the read threads, the rest on the disk pool, each in order
+/// and in runs of at most [`READ_BATCH`].
+fn lanes(jobs: Vec<DiskJob>) -> Vec<(Lane, Vec<DiskJob>)> {
+    let (reads, others): (Vec<DiskJob>, Vec<DiskJob>) = jobs
+        .into_iter()
+        .partition(|j| matches!(j, DiskJob::Read { .. }));
+    let mut out = Vec::new();
+    for (lane, mut jobs) in [(Lane::Reads, reads), (Lane::Main, others)] {
+        while !jobs.is_empty() {
+            let rest = jobs.split_off(jobs.len().min(READ_BATCH));
+            out.push((lane, std::mem::replace(&mut jobs, rest)));
+        }
+    }
+    out
 }
 
 /// Runs a batch of disk jobs in order on a pool thread. Reads of blocks that follow each other
@@ -1191,6 +1233,40 @@ mod tests {
         }
         // The last piece is 37,856 bytes long: its third block runs past the end.
         assert_eq!(failed, 1);
+    }
+
+    /// Upload reads go to the read threads and everything else to the disk pool, each in its
+    /// order, in batches of at most READ_BATCH.
+    #[test]
+    fn reads_get_a_lane_of_their_own() {
+        let mut jobs: Vec<DiskJob> = (0..READ_BATCH as u32 + 3)
+            .map(|i| read(1, i, 0, 16_384))
+            .collect();
+        jobs.insert(2, DiskJob::FlushResume { force: true });
+        jobs.push(DiskJob::HashBlocks { piece: 7 });
+        let out = lanes(jobs);
+        let shape: Vec<(Lane, usize)> = out.iter().map(|(l, b)| (*l, b.len())).collect();
+        assert_eq!(
+            shape,
+            [(Lane::Reads, READ_BATCH), (Lane::Reads, 3), (Lane::Main, 2)]
+        );
+        let pieces: Vec<u32> = out
+            .iter()
+            .filter(|(l, _)| *l == Lane::Reads)
+            .flat_map(|(_, b)| b)
+            .map(|j| match j {
+                DiskJob::Read { req, .. } => req.piece,
+                other => panic!("{other:?} on the read lane"),
+            })
+            .collect();
+        assert_eq!(pieces, (0..READ_BATCH as u32 + 3).collect::<Vec<_>>());
+        assert!(matches!(
+            out[2].1[..],
+            [
+                DiskJob::FlushResume { force: true },
+                DiskJob::HashBlocks { piece: 7 }
+            ]
+        ));
     }
 
     /// Every slot of a torrent's event queue is as large as the largest event; a daemon holds

@@ -80,7 +80,14 @@ impl Shared {
 
 impl DiskPool {
     /// Start `threads` workers (at least one) behind a queue of at most `queue` waiting jobs.
+    /// They are named `shoal-disk-0`, `shoal-disk-1`, ...
     pub fn new(threads: usize, queue: usize) -> DiskPool {
+        Self::named("shoal-disk", threads, queue)
+    }
+
+    /// [`DiskPool::new`] with threads named `{name}-0`, `{name}-1`, ... (what `top -H` and
+    /// profiles show).
+    pub fn named(name: &str, threads: usize, queue: usize) -> DiskPool {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
@@ -96,7 +103,7 @@ impl DiskPool {
             .map(|i| {
                 let shared = shared.clone();
                 std::thread::Builder::new()
-                    .name(format!("shoal-disk-{i}"))
+                    .name(format!("{name}-{i}"))
                     .spawn(move || worker(&shared))
                     .expect("spawning a disk thread")
             })
