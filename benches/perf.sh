@@ -10,6 +10,7 @@ runs="${1:-3}"
 cargo build --release -q
 echo "== one-to-one, 1 GiB"
 /usr/bin/python3 benches/transfer.py 1024 "$runs" | sed -n '/^median/,$p'
+/usr/bin/python3 benches/floor.py 1024
 echo "== swarm 1 + 8 x 256 MiB, unthrottled"
 /usr/bin/python3 benches/swarm.py 8 256 "$runs" | sed -n '/^median/,$p'
 echo "== swarm 1 + 16 x 256 MiB, unthrottled"

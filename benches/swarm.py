@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from bench_common import prefault
+from bench_common import prefault, warm_up
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOAL = os.environ.get("SHOAL", os.path.join(ROOT, "target/release/shoal"))
@@ -43,9 +43,6 @@ torrent = os.path.join(work, f"swarm-{size_mib}.torrent")
 subprocess.run([SHOAL, "create", data, "-o", torrent, "--piece-size", "256KiB", "--force",
                 "--no-date", "-t", f"http://{tracker_addr}/announce"], check=True,
                capture_output=True)
-with open(data, "rb") as f:  # warm the page cache
-    while f.read(1 << 24):
-        pass
 
 
 def json_lines(proc, sink):
@@ -139,6 +136,7 @@ for r in range(runs):
         # Every leecher writes the file into new page-cache pages: touch that much memory first,
         # as transfer.py does, so neither kind pays the VM's first-touch cost by timing luck.
         prefault(work, leechers * size_mib)
+        warm_up(data)
         # A fresh tracker (same address) for every run: the last run's peers, killed, would
         # otherwise still be handed out, on the same IPs, to this run's leechers.
         tracker.kill()

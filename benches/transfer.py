@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import LT_PEER, SHOAL, first_json, payload, prefault
+from bench_common import LT_PEER, SHOAL, first_json, payload, prefault, warm_up
 
 size_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -29,9 +29,6 @@ torrent_tr = os.path.join(work, f"payload-{size_mib}-tracker.torrent")
 subprocess.run([SHOAL, "create", data, "-o", torrent_tr, "--piece-size", "256KiB", "--force",
                 "--no-date", "-t", f"http://{tracker_addr}/announce"], check=True,
                capture_output=True)
-with open(data, "rb") as f:  # warm the page cache
-    while f.read(1 << 24):
-        pass
 
 
 def monitor(cmd):
@@ -98,6 +95,7 @@ def run_pair(kind):
     try:
         time.sleep(0.5)
         prefault(work, size_mib)
+        warm_up(data)
         result = monitor(leech)
     finally:
         seed.terminate()
