@@ -18,7 +18,8 @@ const MAX_ARENAS: i32 = 1;
 /// glibc starts at 128 KiB but raises the bar to the size of every mapped block freed, so after
 /// a few large answers (a `torrent-get` of every torrent) they land in the heap, where the
 /// small blocks allocated meanwhile pin their pages. A fixed value stops that; 256 KiB keeps
-/// the transfer path's buffers (64 KiB reads, 16 KiB blocks) in the heap.
+/// the transfer path's 16 KiB blocks in the heap (connections' 256 KiB read buffers are mapped,
+/// and reused rather than freed: the engine's `socket_buffers.rs`).
 const MMAP_THRESHOLD: i32 = 256 * 1024;
 
 /// Limits glibc's heaps and fixes its mapping threshold; call before any other thread starts.

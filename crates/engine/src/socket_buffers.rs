@@ -13,20 +13,44 @@ use std::sync::Mutex;
 
 use bytes::BytesMut;
 
-/// The most buffers held here at once, whether blocks still share them or not: enough for
-/// every buffer between the sockets and the disk at the largest receive budget (8 MiB in
-/// 256 KiB buffers) with room to spare. Beyond it a renewed buffer is left to its blocks.
-const HELD: usize = 48;
+/// The most buffers held here at once, whether blocks still share them or not: every buffer
+/// between the sockets and the disk at the largest receive budget (8 MiB in 256 KiB buffers).
+/// Beyond it a renewed buffer is left to its blocks. All of them can be free at once only
+/// after a burst, and are then let go down to [`KEEP_FREE`] at the next take or put.
+const HELD: usize = 32;
 /// The most free buffers kept (4 MiB of 256 KiB buffers); more are freed when found.
 const KEEP_FREE: usize = 16;
 
-/// Buffers renewed by read loops.
+/// A read loop's buffer.
+pub(crate) struct ReadBuf {
+    /// What was read and not yet cut off, and the room after it.
+    pub(crate) bytes: BytesMut,
+    /// The capacity of the whole allocation, for a buffer from [`take`] (`None`: one from
+    /// elsewhere, not held when given back).
+    full: Option<usize>,
+}
+
+impl ReadBuf {
+    /// A buffer not from the pool (what a handshake read past its end).
+    pub(crate) fn unpooled(bytes: BytesMut) -> ReadBuf {
+        ReadBuf { bytes, full: None }
+    }
+}
+
+/// Buffers renewed by read loops, each with the capacity of its allocation.
 pub(crate) struct Pool {
-    held: Mutex<Vec<BytesMut>>,
+    held: Mutex<Vec<(BytesMut, usize)>>,
 }
 
 /// The pool of the whole process (torrents of a daemon share it).
 static POOL: Pool = Pool::new();
+
+/// Whether no block shares `buf` any more, which then spans its whole allocation again. A handle
+/// whose spare room already covers `full` says yes without looking (`try_reclaim`), which only
+/// an emptied handle at the start of its allocation can: one nothing was cut from.
+fn reclaim_all(buf: &mut BytesMut, full: usize) -> bool {
+    buf.try_reclaim(full)
+}
 
 impl Pool {
     const fn new() -> Self {
@@ -37,49 +61,62 @@ impl Pool {
 
     /// An empty buffer with room for `size` bytes: a held one no block shares any more, or a new
     /// one.
-    fn take(&self, size: usize) -> BytesMut {
+    fn take(&self, size: usize) -> ReadBuf {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let mut free = 0;
-        let mut found = None;
-        let mut i = 0;
-        while i < held.len() {
-            // Succeeds only for a buffer no block shares, so it is ours alone.
-            if held[i].try_reclaim(size) {
-                if found.is_none() {
-                    found = Some(held.swap_remove(i));
-                    continue;
-                }
-                free += 1;
-                if free > KEEP_FREE {
-                    held.swap_remove(i);
-                    continue;
-                }
-            }
-            i += 1;
+        let found = held
+            .iter_mut()
+            .position(|(b, full)| *full >= size && reclaim_all(b, *full))
+            .map(|i| held.swap_remove(i));
+        sweep(&mut held);
+        drop(held);
+        let (bytes, full) = found.unwrap_or_else(|| {
+            let b = BytesMut::with_capacity(size);
+            let full = b.capacity();
+            (b, full)
+        });
+        ReadBuf {
+            bytes,
+            full: Some(full),
         }
-        found.unwrap_or_else(|| BytesMut::with_capacity(size))
     }
 
     /// Holds `buf`, emptied, until no block shares it.
-    fn put(&self, mut buf: BytesMut) {
-        buf.clear();
-        if buf.capacity() == 0 {
+    fn put(&self, buf: ReadBuf) {
+        let ReadBuf {
+            bytes: mut buf,
+            full: Some(full),
+        } = buf
+        else {
             return;
-        }
+        };
+        buf.clear();
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        sweep(&mut held);
         if held.len() < HELD {
-            held.push(buf);
+            held.push((buf, full));
         }
     }
 }
 
+/// Lets go of free buffers beyond [`KEEP_FREE`].
+fn sweep(held: &mut Vec<(BytesMut, usize)>) {
+    let mut free = 0;
+    held.retain_mut(|(b, full)| {
+        if !reclaim_all(b, *full) {
+            return true;
+        }
+        free += 1;
+        free <= KEEP_FREE
+    });
+}
+
 /// An empty buffer with room for `size` bytes, reused when possible.
-pub(crate) fn take(size: usize) -> BytesMut {
+pub(crate) fn take(size: usize) -> ReadBuf {
     POOL.take(size)
 }
 
 /// Gives back a read loop's buffer it is done with (blocks cut from it may still be in use).
-pub(crate) fn put(buf: BytesMut) {
+pub(crate) fn put(buf: ReadBuf) {
     POOL.put(buf)
 }
 
@@ -87,35 +124,40 @@ pub(crate) fn put(buf: BytesMut) {
 mod tests {
     use super::*;
 
-    /// A buffer comes back once its last block is dropped (not before), and at most KEEP_FREE
-    /// free ones stay held.
+    /// A buffer comes back once its last block is dropped (not before, however little is
+    /// asked for), and at most KEEP_FREE free ones stay held.
     #[test]
     fn a_buffer_is_reused_once_no_block_shares_it() {
         // A pool of its own: other tests' read loops use the process's pool meanwhile.
         let pool = Pool::new();
         let mut a = pool.take(1000);
-        a.extend_from_slice(&[7; 600]);
-        let ptr = a.as_ptr();
-        let block = a.split_to(500).freeze();
+        a.bytes.extend_from_slice(&[7; 600]);
+        let ptr = a.bytes.as_ptr();
+        let block = a.bytes.split_to(500).freeze();
         pool.put(a);
-        let b = pool.take(1000);
-        assert_ne!(b.as_ptr(), ptr, "taken while a block shares it");
+        // Its handle has room for 100 after the block, but the block still shares it.
+        for size in [100, 1000] {
+            assert_ne!(pool.take(size).bytes.as_ptr(), ptr, "taken while shared");
+        }
+        assert_eq!(pool.held.lock().unwrap().len(), 1);
         drop(block);
         let mut c = pool.take(1000);
-        assert_eq!(c.as_ptr(), ptr, "not reused");
-        assert!(c.is_empty() && c.capacity() >= 1000);
-        c.extend_from_slice(&[1; 1000]);
-        assert_eq!(&c[..], &[1; 1000][..]);
+        assert_eq!(c.bytes.as_ptr(), ptr, "not reused");
+        assert!(c.bytes.is_empty() && c.bytes.capacity() >= 1000);
+        c.bytes.extend_from_slice(&[1; 1000]);
+        assert_eq!(&c.bytes[..], &[1; 1000][..]);
         // Too small for what is asked: a new one.
         pool.put(c);
-        assert_ne!(pool.take(5000).as_ptr(), ptr);
+        assert_ne!(pool.take(5000).bytes.as_ptr(), ptr);
+        // A buffer not from the pool is not held.
+        pool.put(ReadBuf::unpooled(BytesMut::with_capacity(100)));
+        assert_eq!(pool.held.lock().unwrap().len(), 1);
 
-        // Free buffers beyond KEEP_FREE are let go when found.
-        let many: Vec<BytesMut> = (0..KEEP_FREE + 5).map(|_| pool.take(100)).collect();
+        // Free buffers beyond KEEP_FREE are let go at the next put.
+        let many: Vec<ReadBuf> = (0..HELD + 5).map(|_| pool.take(100)).collect();
         for m in many {
             pool.put(m);
         }
-        let _one = pool.take(100);
-        assert_eq!(pool.held.lock().unwrap().len(), KEEP_FREE);
+        assert_eq!(pool.held.lock().unwrap().len(), KEEP_FREE + 1);
     }
 }
