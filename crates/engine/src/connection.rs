@@ -260,6 +260,7 @@ const READ_BUFFER: usize = 256 * 1024;
 /// [`socket_buffers`]) and the old one stays with its blocks. (`BytesMut::reserve` instead grows a buffer it could reuse by copying all of it,
 /// consumed bytes included: ~0.4 bytes copied per byte received, measured with callgrind.)
 fn make_room(buf: &mut ReadBuf) {
+    buf.rewind_if_free();
     let bytes = &mut buf.bytes;
     let want = READ_SPARE.max(frame_missing(bytes));
     if bytes.capacity() - bytes.len() >= want {
@@ -271,7 +272,8 @@ fn make_room(buf: &mut ReadBuf) {
     }
     let mut fresh = socket_buffers::take(size);
     fresh.bytes.extend_from_slice(bytes);
-    socket_buffers::put(std::mem::replace(buf, fresh));
+    // The old buffer goes back to the pool, still shared with its blocks.
+    *buf = fresh;
 }
 
 async fn read_loop<E: From<LinkEvent>>(
