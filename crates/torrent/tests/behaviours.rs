@@ -385,6 +385,60 @@ fn a_peer_without_ut_pex_does_not_keep_a_timer_due() {
 }
 
 #[test]
+fn peer_exchange_follows_the_ut_pex_id_of_the_latest_extended_handshake() {
+    // BEP 10 lets a peer send its handshake again: PEX goes under the id it names now, and not
+    // at all once it names none (the id is kept from the handshake, not looked up each turn).
+    let mut net = Net::new(small());
+    let seed = net.add_node(true, Behaviour::Honest);
+    let probe = net.add_node(false, Behaviour::Frozen);
+    net.cut.push((probe, seed));
+    let (_, cs) = net.connect(probe, seed);
+    let handshake = |id: Option<u8>| {
+        let mut hs = ExtendedHandshake::default();
+        if let Some(id) = id {
+            hs.extensions.insert("ut_pex".into(), id);
+        }
+        Message::Extended {
+            id: 0,
+            payload: hs.encode(),
+        }
+    };
+    let pex_under = |net: &Net, id: u8| {
+        net.sent_by(
+            seed,
+            cs,
+            |m| matches!(m, Message::Extended { id: i, .. } if *i == id),
+        )
+    };
+    // Each new leecher of the seed is news for the probe.
+    let mut news = |net: &mut Net| {
+        let other = net.add_node(false, Behaviour::Honest);
+        net.connect(other, seed);
+        net.advance(70 * SEC);
+    };
+    net.inject(seed, cs, handshake(Some(7)));
+    news(&mut net);
+    assert!(
+        pex_under(&net, 7) >= 1,
+        "no PEX under the id the peer named"
+    );
+    net.inject(seed, cs, handshake(Some(9)));
+    let under_7 = pex_under(&net, 7);
+    news(&mut net);
+    assert!(pex_under(&net, 9) >= 1, "no PEX under the new id");
+    assert_eq!(pex_under(&net, 7), under_7, "PEX under the old id");
+    net.inject(seed, cs, handshake(None));
+    let under_9 = pex_under(&net, 9);
+    news(&mut net);
+    assert_eq!(
+        pex_under(&net, 9),
+        under_9,
+        "PEX to a peer that took ut_pex back"
+    );
+    assert!(net.nodes[seed].torrent.poll_timeout().unwrap() > net.now);
+}
+
+#[test]
 fn a_second_bitfield_is_a_violation() {
     let mut net = Net::new(small());
     let seed = net.add_node(true, Behaviour::Honest);
