@@ -411,7 +411,7 @@ fn peer_exchange_follows_the_ut_pex_id_of_the_latest_extended_handshake() {
         )
     };
     // Each new leecher of the seed is news for the probe.
-    let mut news = |net: &mut Net| {
+    let news = |net: &mut Net| {
         let other = net.add_node(false, Behaviour::Honest);
         net.connect(other, seed);
         net.advance(70 * SEC);
