@@ -252,7 +252,7 @@ struct ReadSide {
 const READ_SPARE: usize = 16 * 1024;
 /// The size of a renewed read buffer. 256 KiB rather than 64: a third of the `recv` calls
 /// (26,000 per GiB with 64 KiB, 9,000 with 256), each of which also sends the window update.
-const READ_BUFFER: usize = 256 * 1024;
+const READ_BUFFER: usize = socket_buffers::MAX_HELD_SIZE;
 
 /// Makes room in the read buffer for the next read: [`READ_SPARE`], or the rest of a larger
 /// frame. A buffer no block split off it still holds is reused, its partial frame moved to the

@@ -21,6 +21,8 @@ use bytes::BytesMut;
 const HELD: usize = 32;
 /// The most free buffers kept (4 MiB of 256 KiB buffers); more are freed when found.
 const KEEP_FREE: usize = 16;
+/// The largest buffer held: a read loop's usual one. A larger one is freed when dropped.
+pub(crate) const MAX_HELD_SIZE: usize = 256 * 1024;
 
 /// A read loop's buffer; a pooled one goes back to its pool when dropped.
 pub(crate) struct ReadBuf {
@@ -84,6 +86,11 @@ impl Pool {
     /// An empty buffer with room for `size` bytes: a held one no block shares any more, or a new
     /// one.
     fn take(&'static self, size: usize) -> ReadBuf {
+        if size > MAX_HELD_SIZE {
+            // For one of a peer's rare large frames (a bitfield of a huge torrent, BEP 52
+            // hashes): freed with its frame, so peers cannot fill the pool with large buffers.
+            return ReadBuf::unpooled(BytesMut::with_capacity(size));
+        }
         let mut held = self.lock();
         let found = held
             .iter_mut()
@@ -173,7 +180,10 @@ mod tests {
         // Too small for what is asked: a new one.
         drop(c);
         assert_ne!(pool.take(5000).bytes.as_ptr(), ptr);
+        // Larger than a read loop's usual buffer: not held.
         let held = pool.lock().len();
+        drop(pool.take(MAX_HELD_SIZE + 1));
+        assert_eq!(pool.lock().len(), held);
         // A buffer not from a pool is not held.
         drop(ReadBuf::unpooled(BytesMut::with_capacity(100)));
         assert_eq!(pool.lock().len(), held);
